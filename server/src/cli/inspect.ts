@@ -1,0 +1,102 @@
+/** `lora-sync inspect FILE [--json]`: what a checkpoint holds, whether it is intact and safe to load. */
+import { openCheckpoint, Checkpoint } from '../formats/checkpoint';
+import { fingerprintCheckpoint, CheckpointFingerprint, DIGEST_ALG } from '../formats/fingerprint';
+import { isFormatError } from '../formats/errors';
+import { toJson, Json, stringifyJson } from '../formats/pyValue';
+import { PyNode } from '../formats/pickle/nodes';
+
+export interface InspectReport {
+  file: string;
+  sound: boolean;
+  format?: string;
+  size?: number;
+  prefix?: string;
+  version?: string;
+  records?: Array<{ name: string; size: number; crc32: string }>;
+  crc?: { checked: boolean; ok: boolean; failures: Array<{ record: string; expected: string; actual: string }> };
+  safety?: { safe: boolean; globals: string[]; unsafe: Array<{ global: string; detail: string }> };
+  digest_alg?: string;
+  tensors?: Array<{ path: string; dtype: string; shape: number[]; bytes: number; digest: string; parameter?: boolean; requires_grad?: boolean; contiguous: boolean }>;
+  metadata?: Json;
+  error?: { code: string; message: string };
+}
+
+const hex32 = (n: number) => n.toString(16).padStart(8, '0');
+
+export async function inspectFile(path: string, display: string = path): Promise<InspectReport> {
+  let c: Checkpoint;
+  try {
+    c = await openCheckpoint(path);
+  } catch (e) {
+    if (isFormatError(e)) return { file: display, sound: false, error: { code: e.code, message: e.message } };
+    throw e;
+  }
+  try {
+    let fp: CheckpointFingerprint;
+    try {
+      fp = await fingerprintCheckpoint(c);
+    } catch (e) {
+      if (isFormatError(e)) return { file: display, sound: false, format: c.format, size: c.fileSize, error: { code: e.code, message: e.message } };
+      throw e;
+    }
+    const byNode = new Map<PyNode, Json>();
+    c.tensors.forEach((t, i) => {
+      if (t.node) byNode.set(t.node, { $tensor: { dtype: t.dtype, shape: t.shape, digest: fp.tensors[i].digest } });
+    });
+    const metadata: Json = c.root ? toJson(c.root, (n) => byNode.get(n)) : (c.safetensorsMetadata ?? null);
+    const crcOk = fp.crcFailures.length === 0;
+    return {
+      file: display,
+      sound: crcOk && c.unsafe.length === 0,
+      format: c.format,
+      size: c.fileSize,
+      prefix: c.prefix,
+      version: c.version,
+      records: c.records?.map((r) => ({ name: r.name, size: r.size, crc32: hex32(r.crc32) })),
+      crc: { checked: fp.crcChecked, ok: crcOk, failures: fp.crcFailures.map((f) => ({ record: f.record, expected: hex32(f.expected), actual: hex32(f.actual) })) },
+      safety: { safe: c.unsafe.length === 0, globals: c.globals.map((g) => `${g.module}.${g.name}`), unsafe: c.unsafe.map((u) => ({ global: u.global, detail: u.detail })) },
+      digest_alg: DIGEST_ALG,
+      tensors: c.tensors.map((t, i) => ({
+        path: t.path, dtype: t.dtype, shape: t.shape, bytes: t.byteLength, digest: fp.tensors[i].digest,
+        contiguous: t.contiguous, ...(t.parameter ? { parameter: true } : {}), ...(t.requiresGrad ? { requires_grad: true } : {}),
+      })),
+      metadata,
+    };
+  } finally {
+    await c.close();
+  }
+}
+
+const FORMAT_NAMES: Record<string, string> = {
+  'torch-zip': 'torch zip checkpoint', 'torch-legacy': 'legacy torch checkpoint (pre-1.6 format)',
+  torchscript: 'TorchScript archive', safetensors: 'safetensors file',
+};
+
+export function formatInspect(r: InspectReport): string {
+  const lines: string[] = [];
+  if (r.error) {
+    lines.push(`${r.file}: CORRUPT (${r.error.code})`, `  ${r.error.message}`);
+    return lines.join('\n');
+  }
+  lines.push(`${r.file}: ${FORMAT_NAMES[r.format!] ?? r.format}, ${r.size!.toLocaleString('en-US')} bytes`);
+  if (r.prefix !== undefined) lines.push(`  archive folder: ${r.prefix}/  version: ${r.version}  records: ${r.records!.length}`);
+  if (r.crc!.checked) {
+    lines.push(r.crc!.ok ? '  CRC32: all records good' : `  CRC32: ${r.crc!.failures.length} record(s) damaged`);
+    for (const f of r.crc!.failures) lines.push(`    ${f.record}: stored ${f.expected}, computed ${f.actual}`);
+  } else lines.push('  CRC32: this format has none');
+  if (r.safety!.safe) lines.push(`  safety: sound (${r.safety!.globals.length} data-only globals)`);
+  else {
+    lines.push(`  safety: UNSAFE — torch.load would run code from this file`);
+    for (const u of r.safety!.unsafe) lines.push(`    ${u.global}`);
+  }
+  lines.push(`  tensors (${r.tensors!.length}, digests ${r.digest_alg}):`);
+  const w = Math.max(4, ...r.tensors!.map((t) => t.path.length));
+  for (const t of r.tensors!) {
+    const flags = [t.parameter ? 'Parameter' : '', t.requires_grad ? 'requires_grad' : '', t.contiguous ? '' : 'view'].filter(Boolean).join(',');
+    lines.push(`    ${(t.path || '<root>').padEnd(w)}  ${t.dtype.padEnd(8)}  [${t.shape.join(', ')}]  ${t.bytes} B  ${t.digest.slice(0, 16)}${flags ? '  ' + flags : ''}`);
+  }
+  lines.push('  metadata:');
+  lines.push(stringifyJson(r.metadata ?? null, 2).split('\n').map((l) => '    ' + l).join('\n'));
+  lines.push(r.sound ? 'sound' : 'NOT SOUND');
+  return lines.join('\n');
+}

@@ -1,0 +1,226 @@
+/**
+ * The checkpoint model: one view over the three on-disk formats (torch zip, legacy torch,
+ * safetensors). Opening reads only headers, the pickle and the zip directory; tensor bytes stay on
+ * disk and are streamed later (fingerprint, write). Nothing from a pickle is ever executed.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { FormatError } from './errors';
+import { decodePickle } from './pickle/decoder';
+import { PyGlobal, PyNode } from './pickle/nodes';
+import { ZipReader, ZipRecord } from './zip/zipReader';
+import { TorchDtype, dtypeFromSafetensors, itemSize, numelOf } from './dtypes';
+import { findTensors, isContiguous, TensorCall } from './torch/torchPickle';
+import { looksLegacy, readLegacy } from './torch/legacy';
+import { isSafetensors, readSafetensors } from './safetensors';
+import { safetyFindings, SafetyFinding } from './safety';
+
+export type CheckpointFormat = 'torch-zip' | 'torch-legacy' | 'torchscript' | 'safetensors';
+
+/** Where one storage's bytes live. */
+export interface StorageInfo {
+  key: string;
+  dtype: TorchDtype;
+  /** Elements in the whole storage. */
+  numel: number;
+  /** Absolute file offset of element 0 (STORED zip records, legacy, safetensors). */
+  offset: number;
+  byteLength: number;
+  /** Zip only: the `data/<key>` record, whose CRC guards these bytes. */
+  record?: ZipRecord;
+  /** A DEFLATEd zip record (only Python's zipfile writes those) is inflated once into memory. */
+  inflated?: Buffer;
+}
+
+export interface TensorInfo {
+  /** Dotted path: `lora_params.layers.0.lora_A`; the header name for safetensors. */
+  path: string;
+  dtype: TorchDtype;
+  shape: number[];
+  stride: number[];
+  /** In elements. */
+  storageOffset: number;
+  storage: StorageInfo;
+  requiresGrad: boolean;
+  parameter: boolean;
+  contiguous: boolean;
+  /** numel × item size of the view. */
+  byteLength: number;
+  /** The rebuild node in the pickle tree (torch formats). */
+  node?: PyNode;
+}
+
+export interface Checkpoint {
+  path: string;
+  format: CheckpointFormat;
+  fileSize: number;
+  /** Zip: the archive folder (`LoRA_A` or `archive`). */
+  prefix?: string;
+  /** Zip: the `version` record's text, trimmed. */
+  version?: string;
+  /** Zip: every record, in directory order. */
+  records?: readonly ZipRecord[];
+  /** Torch formats: the decoded object. Safetensors: undefined (see `safetensorsMetadata`). */
+  root?: PyNode;
+  pickleProtocol?: number;
+  /** The raw data.pkl (zip) so a writer can prove byte-identical round trips. */
+  tensors: TensorInfo[];
+  storages: Map<string, StorageInfo>;
+  globals: PyGlobal[];
+  /** Globals outside the data-only allowlist: non-empty means `torch.load` would run code. */
+  unsafe: SafetyFinding[];
+  safetensorsMetadata?: Record<string, string> | null;
+  /** Open handle for streaming tensor bytes; closed by `close()`. */
+  fh: FileHandle;
+  zip?: ZipReader;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Max bytes of data.pkl we agree to decode (default 256 MiB). */
+  maxPickleBytes?: number;
+}
+
+const ZIP_MAGIC = Buffer.from('504b0304', 'hex');
+
+/** Reads the first bytes and says which format a file is, without trusting its name. */
+export function sniffFormat(head: Uint8Array, fileSize: number): 'zip' | 'legacy' | 'safetensors' | undefined {
+  if (head.length >= 4 && Buffer.from(head.buffer, head.byteOffset, 4).equals(ZIP_MAGIC)) return 'zip';
+  if (looksLegacy(head)) return 'legacy';
+  if (isSafetensors(head, fileSize)) return 'safetensors';
+  return undefined;
+}
+
+export async function openCheckpoint(path: string, opts: OpenOptions = {}): Promise<Checkpoint> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size === 0) throw new FormatError('EMPTY_FILE', 'the file is empty');
+    const head = Buffer.alloc(Math.min(size, 64));
+    await fh.read(head, 0, head.length, 0);
+    switch (sniffFormat(head, size)) {
+      case 'zip': return await openZip(path, fh, size, opts);
+      case 'legacy': return await openLegacy(path, fh, size);
+      case 'safetensors': return await openSafetensors(path, fh, size);
+      default:
+        throw new FormatError('NOT_A_CHECKPOINT', 'not a torch checkpoint (zip or legacy) nor a safetensors file');
+    }
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Opens, runs `fn`, always closes. */
+export async function withCheckpoint<T>(path: string, fn: (c: Checkpoint) => Promise<T>, opts?: OpenOptions): Promise<T> {
+  const c = await openCheckpoint(path, opts);
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}
+
+function tensorInfos(calls: TensorCall[], storages: Map<string, StorageInfo>): TensorInfo[] {
+  return calls.map((t) => {
+    const key = t.storage.legacyView?.rootKey ?? t.storage.key;
+    const s = storages.get(key);
+    if (!s) throw new FormatError('MISSING_RECORD', `tensor ${t.path} uses storage ${key}, which the file does not contain`, t.path);
+    if (s.dtype !== t.storage.dtype) throw new FormatError('BAD_TENSOR', `storage ${key} is used as ${s.dtype} and ${t.storage.dtype}`, t.path);
+    const storageOffset = t.storageOffset + (t.storage.legacyView?.offset ?? 0);
+    return {
+      path: t.path,
+      dtype: t.storage.dtype,
+      shape: t.shape,
+      stride: t.stride,
+      storageOffset,
+      storage: s,
+      requiresGrad: t.requiresGrad,
+      parameter: t.parameter,
+      contiguous: isContiguous(t.shape, t.stride),
+      byteLength: numelOf(t.shape) * itemSize(t.storage.dtype),
+      node: t.node,
+    };
+  });
+}
+
+async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOptions): Promise<Checkpoint> {
+  const zip = await ZipReader.fromFileHandle(fh, size);
+  // torch.load takes the one record named <prefix>/data.pkl; records outside a folder are rejected.
+  const pkl = zip.records.filter((r) => /^[^/]+\/data\.pkl$/.test(r.name));
+  if (pkl.length === 0) throw new FormatError('MISSING_RECORD', 'no <archive>/data.pkl record: not a torch checkpoint', 'data.pkl');
+  if (pkl.length > 1) throw new FormatError('ZIP_BAD_STRUCTURE', 'more than one data.pkl record');
+  const prefix = pkl[0].name.slice(0, -'/data.pkl'.length);
+  const versionRec = zip.get(`${prefix}/version`) ?? zip.get(`${prefix}/.data/version`);
+  if (!versionRec) throw new FormatError('MISSING_RECORD', `no ${prefix}/version record`, `${prefix}/version`);
+  const version = (await zip.read(versionRec, { maxBytes: 64 })).toString('latin1').trim();
+  if (!/^\d+$/.test(version)) throw new FormatError('BAD_VERSION', `version record says ${JSON.stringify(version.slice(0, 20))}`);
+  const format: CheckpointFormat = zip.get(`${prefix}/constants.pkl`) ? 'torchscript' : 'torch-zip';
+  const pickleBytes = await zip.read(pkl[0], { maxBytes: opts.maxPickleBytes ?? 256 * 1024 * 1024 });
+  const decoded = decodePickle(pickleBytes);
+  const calls = findTensors(decoded.root);
+  const storages = new Map<string, StorageInfo>();
+  for (const t of calls) {
+    const key = t.storage.key;
+    if (storages.has(key)) continue;
+    const rec = zip.get(`${prefix}/data/${key}`);
+    if (!rec) throw new FormatError('MISSING_RECORD', `storage record ${prefix}/data/${key} is missing`, `${prefix}/data/${key}`);
+    const byteLength = t.storage.numel * itemSize(t.storage.dtype);
+    if (rec.size < byteLength) {
+      throw new FormatError('BAD_TENSOR', `record ${rec.name} holds ${rec.size} bytes, its storage needs ${byteLength}`, rec.name);
+    }
+    const inflated = rec.method === 8 ? await zip.read(rec) : undefined;
+    storages.set(key, { key, dtype: t.storage.dtype, numel: t.storage.numel, offset: rec.dataOffset, byteLength, record: rec, inflated });
+  }
+  return {
+    path, format, fileSize: size, prefix, version, records: zip.records,
+    root: decoded.root, pickleProtocol: decoded.protocol,
+    tensors: tensorInfos(calls, storages), storages,
+    globals: decoded.globals, unsafe: safetyFindings(decoded.globals),
+    fh, zip, close: () => fh.close(),
+  };
+}
+
+async function openLegacy(path: string, fh: FileHandle, size: number): Promise<Checkpoint> {
+  const legacy = await readLegacy(fh, size);
+  const calls = findTensors(legacy.object.root);
+  const storages = new Map<string, StorageInfo>();
+  for (const t of calls) {
+    const key = t.storage.legacyView?.rootKey ?? t.storage.key;
+    if (storages.has(key)) continue;
+    const loc = legacy.storages.get(key);
+    if (!loc) throw new FormatError('MISSING_RECORD', `storage ${key} is not in the file`, key);
+    if (loc.numel < t.storage.numel && !t.storage.legacyView) {
+      throw new FormatError('BAD_TENSOR', `storage ${key} holds ${loc.numel} elements, a tensor needs ${t.storage.numel}`, key);
+    }
+    storages.set(key, { key, dtype: t.storage.dtype, numel: loc.numel, offset: loc.offset, byteLength: loc.numel * itemSize(t.storage.dtype) });
+  }
+  return {
+    path, format: 'torch-legacy', fileSize: size,
+    root: legacy.object.root, pickleProtocol: legacy.object.protocol,
+    tensors: tensorInfos(calls, storages), storages,
+    globals: legacy.globals, unsafe: safetyFindings(legacy.globals),
+    fh, close: () => fh.close(),
+  };
+}
+
+async function openSafetensors(path: string, fh: FileHandle, size: number): Promise<Checkpoint> {
+  const st = await readSafetensors(fh, size);
+  const storages = new Map<string, StorageInfo>();
+  const tensors: TensorInfo[] = st.tensors.map((t) => {
+    const dtype = dtypeFromSafetensors(t.dtype);
+    if (!dtype) throw new FormatError('SAFETENSORS_BAD_TENSOR', `dtype ${t.dtype} has no torch equivalent we handle`, t.name);
+    const numel = numelOf(t.shape);
+    const s: StorageInfo = { key: t.name, dtype, numel, offset: t.begin, byteLength: t.end - t.begin };
+    storages.set(t.name, s);
+    // C-contiguous strides, as safetensors stores every tensor.
+    const stride = t.shape.map((_, i) => t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+    return {
+      path: t.name, dtype, shape: t.shape, stride, storageOffset: 0, storage: s,
+      requiresGrad: false, parameter: false, contiguous: true, byteLength: t.end - t.begin,
+    };
+  });
+  return {
+    path, format: 'safetensors', fileSize: size, tensors, storages, globals: [], unsafe: [],
+    safetensorsMetadata: st.metadata, fh, close: () => fh.close(),
+  };
+}

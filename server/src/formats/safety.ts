@@ -1,0 +1,66 @@
+/**
+ * Which GLOBALs a pickle may name and still be safe to `torch.load`. torch 1.13 imports and calls
+ * whatever a pickle names (its `weights_only` mode cannot even read these files), so we judge the
+ * file ourselves, in the spirit of `weights_only=True`: an allowlist of globals that only build data.
+ * Anything else is a finding: importing a module can run code, and calling anything else can do anything.
+ */
+import { PyGlobal } from './pickle/nodes';
+
+const ALLOWED: Record<string, ReadonlySet<string>> = {
+  'torch._utils': new Set([
+    '_rebuild_tensor', '_rebuild_tensor_v2', '_rebuild_tensor_v3', '_rebuild_parameter', '_rebuild_parameter_with_state',
+    '_rebuild_sparse_tensor', '_rebuild_qtensor', '_rebuild_meta_tensor_no_storage', '_rebuild_nested_tensor',
+  ]),
+  torch: new Set([
+    // storage classes (the persistent id names one per tensor)
+    'FloatStorage', 'DoubleStorage', 'HalfStorage', 'BFloat16Storage', 'LongStorage', 'IntStorage', 'ShortStorage',
+    'CharStorage', 'ByteStorage', 'BoolStorage', 'ComplexFloatStorage', 'ComplexDoubleStorage', 'QInt8Storage',
+    'QUInt8Storage', 'QInt32Storage', 'UntypedStorage', 'Float8_e4m3fnStorage', 'Float8_e5m2Storage',
+    'UInt16Storage', 'UInt32Storage', 'UInt64Storage',
+    // dtype, device and layout objects pickle as plain globals
+    'float64', 'float32', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool', 'complex64',
+    'complex128', 'Size', 'device', 'strided', 'sparse_coo', 'per_tensor_affine', 'per_channel_affine',
+  ]),
+  'torch._tensor': new Set(['_rebuild_from_type_v2']),
+  'torch.nn.parameter': new Set(['Parameter']),
+  collections: new Set(['OrderedDict', 'defaultdict', 'Counter']),
+  __builtin__: new Set(['set', 'frozenset', 'bytes', 'bytearray', 'complex', 'slice', 'object']),
+  builtins: new Set(['set', 'frozenset', 'bytes', 'bytearray', 'complex', 'slice', 'object']),
+  // protocol 2 writes every `bytes` object as _codecs.encode(latin1_text, 'latin1')
+  _codecs: new Set(['encode']),
+  // trainers append np.float64 to fitness_history; numpy 1.x and 2.x module names
+  'numpy.core.multiarray': new Set(['scalar', '_reconstruct']),
+  'numpy._core.multiarray': new Set(['scalar', '_reconstruct']),
+  numpy: new Set(['dtype', 'ndarray']),
+  datetime: new Set(['datetime', 'date', 'time', 'timedelta', 'timezone']),
+  decimal: new Set(['Decimal']),
+  uuid: new Set(['UUID']),
+  'pathlib': new Set(['PosixPath', 'WindowsPath', 'PurePosixPath', 'PureWindowsPath']),
+};
+
+export function isAllowedGlobal(g: PyGlobal): boolean {
+  return ALLOWED[g.module]?.has(g.name) ?? false;
+}
+
+export interface SafetyFinding {
+  type: 'UNSAFE_GLOBAL';
+  global: string;
+  detail: string;
+}
+
+/** Every global outside the allowlist, once each, in first-seen order. Empty means safe to load. */
+export function safetyFindings(globals: readonly PyGlobal[]): SafetyFinding[] {
+  const out: SafetyFinding[] = [];
+  const seen = new Set<string>();
+  for (const g of globals) {
+    const name = `${g.module}.${g.name}`;
+    if (seen.has(name) || isAllowedGlobal(g)) continue;
+    seen.add(name);
+    out.push({
+      type: 'UNSAFE_GLOBAL',
+      global: name,
+      detail: `torch.load would import and may call ${name}; it is not in the list of data-only globals`,
+    });
+  }
+  return out;
+}

@@ -1,0 +1,187 @@
+/**
+ * Finds the tensors in a decoded torch pickle: which tree nodes are tensor rebuild calls, which
+ * storage each one views, and the dotted path it sits at. Pure: no I/O, nothing executed.
+ */
+import { FormatError } from '../errors';
+import { PyNode, PyObject, PyPersId, PyGlobal, mappingEntries } from '../pickle/nodes';
+import { TorchDtype, dtypeFromStorageClass } from '../dtypes';
+
+/** What a persistent id `('storage', torch.FloatStorage, '0', 'cpu', 24[, view_metadata])` says. */
+export interface StorageId {
+  key: string;
+  dtype: TorchDtype;
+  location: string;
+  /** Element count of the whole storage (not bytes). */
+  numel: number;
+  /** Legacy format only: (view_key, offset, size) of a storage view, in elements. */
+  legacyView?: { rootKey: string; offset: number; numel: number };
+}
+
+export interface TensorCall {
+  /** Dotted path from the root: dict keys, list/tuple indices. */
+  path: string;
+  node: PyObject;
+  storage: StorageId;
+  storageOffset: number;
+  shape: number[];
+  stride: number[];
+  requiresGrad: boolean;
+  /** Wrapped in `torch._utils._rebuild_parameter` (an nn.Parameter). */
+  parameter: boolean;
+}
+
+const TENSOR_REBUILDERS = new Set(['_rebuild_tensor_v2', '_rebuild_tensor']);
+const PARAM_REBUILDERS = new Set(['_rebuild_parameter', '_rebuild_parameter_with_state']);
+
+function isTorchUtils(n: PyNode, names: Set<string>): n is PyGlobal {
+  return n.kind === 'global' && n.module === 'torch._utils' && names.has(n.name);
+}
+
+export function isTensorNode(n: PyNode): boolean {
+  return n.kind === 'object' && n.how === 'reduce' && isTorchUtils(n.callable, TENSOR_REBUILDERS);
+}
+export function isParameterNode(n: PyNode): boolean {
+  return n.kind === 'object' && n.how === 'reduce' && isTorchUtils(n.callable, PARAM_REBUILDERS);
+}
+
+function argItems(o: PyObject): PyNode[] {
+  const a = o.args;
+  if (a.kind !== 'tuple') throw new FormatError('BAD_TENSOR', `${describe(o)}: arguments are not a tuple`);
+  return a.items;
+}
+
+function describe(o: PyObject): string {
+  return o.callable.kind === 'global' ? `${o.callable.module}.${o.callable.name}` : 'tensor rebuild';
+}
+
+export function smallInt(n: PyNode | undefined, what: string): number {
+  if (!n || n.kind !== 'int') throw new FormatError('BAD_TENSOR', `${what} is not an int`);
+  if (n.value < 0n || n.value > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError('BAD_TENSOR', `${what} out of range: ${n.value}`);
+  return Number(n.value);
+}
+
+function intTuple(n: PyNode | undefined, what: string): number[] {
+  if (!n || n.kind !== 'tuple') throw new FormatError('BAD_TENSOR', `${what} is not a tuple`);
+  if (n.items.length > 64) throw new FormatError('BAD_TENSOR', `${what} has ${n.items.length} dimensions`);
+  return n.items.map((x, i) => smallInt(x, `${what}[${i}]`));
+}
+
+/** Reads the persistent id of a storage (zip: 5-tuple; legacy: 6-tuple with view metadata). */
+export function storageIdOf(p: PyPersId): StorageId {
+  const pid = p.pid;
+  if (pid.kind !== 'tuple' || pid.items.length < 5) throw new FormatError('BAD_TENSOR', 'persistent id is not a storage tuple');
+  const [tag, cls, key, location, numel, view] = pid.items;
+  if (tag.kind !== 'str' || tag.value !== 'storage') throw new FormatError('BAD_TENSOR', `persistent id tag is not 'storage'`);
+  if (cls.kind !== 'global' || cls.module !== 'torch') throw new FormatError('BAD_TENSOR', 'storage type is not a torch storage class');
+  const dtype = dtypeFromStorageClass(cls.name);
+  if (!dtype) throw new FormatError('BAD_TENSOR', `unsupported storage type torch.${cls.name}`);
+  if (key.kind !== 'str') throw new FormatError('BAD_TENSOR', 'storage key is not a string');
+  if (location.kind !== 'str') throw new FormatError('BAD_TENSOR', 'storage location is not a string');
+  const id: StorageId = { key: key.value, dtype, location: location.value, numel: smallInt(numel, 'storage size') };
+  if (view && view.kind === 'tuple' && view.items.length === 3) {
+    const [vk, off, size] = view.items;
+    if (vk.kind !== 'str') throw new FormatError('BAD_TENSOR', 'storage view key is not a string');
+    id.legacyView = { rootKey: vk.value, offset: smallInt(off, 'storage view offset'), numel: smallInt(size, 'storage view size') };
+  } else if (view && view.kind !== 'none') {
+    throw new FormatError('BAD_TENSOR', 'storage view metadata is not a 3-tuple');
+  }
+  return id;
+}
+
+function tensorCall(o: PyObject, path: string, parameter: boolean, requiresGradOverride?: boolean): TensorCall {
+  const args = argItems(o);
+  if (args.length < 4) throw new FormatError('BAD_TENSOR', `${describe(o)} at ${path || '<root>'} has ${args.length} arguments`);
+  const st = args[0];
+  if (st.kind !== 'persid') throw new FormatError('BAD_TENSOR', `tensor at ${path || '<root>'}: storage is not a persistent id`);
+  const storage = storageIdOf(st);
+  const storageOffset = smallInt(args[1], 'storage offset');
+  const shape = intTuple(args[2], 'size');
+  const stride = intTuple(args[3], 'stride');
+  if (shape.length !== stride.length) throw new FormatError('BAD_TENSOR', `tensor at ${path}: size and stride differ in length`);
+  const rg = args[4];
+  const requiresGrad = requiresGradOverride ?? (rg !== undefined && rg.kind === 'bool' && rg.value);
+  // The view must lie inside its storage: the last element it can touch is offset + sum((d-1)*s).
+  let extent = storageOffset;
+  let empty = false;
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 0) empty = true;
+    else extent += (shape[i] - 1) * stride[i];
+  }
+  const avail = storage.legacyView ? storage.legacyView.numel : storage.numel;
+  if (!empty && extent >= avail) {
+    throw new FormatError('BAD_TENSOR', `tensor at ${path || '<root>'} reaches element ${extent} of a storage of ${avail}`);
+  }
+  return { path, node: o, storage, storageOffset, shape, stride, requiresGrad, parameter };
+}
+
+function segment(k: PyNode): string {
+  switch (k.kind) {
+    case 'str': return k.value;
+    case 'int': return k.value.toString();
+    case 'bool': return k.value ? 'True' : 'False';
+    case 'none': return 'None';
+    case 'float': return String(k.value);
+    default: return `<${k.kind}>`;
+  }
+}
+
+const join = (base: string, seg: string) => (base === '' ? seg : `${base}.${seg}`);
+
+/**
+ * Walks the tree depth first in pickle order and returns every tensor once (a tensor reached
+ * twice through the memo keeps its first path). Iterative, so depth is bounded by the decoder's limit only.
+ */
+export function findTensors(root: PyNode): TensorCall[] {
+  const out: TensorCall[] = [];
+  const seen = new Set<PyNode>();
+  const stack: Array<[PyNode, string]> = [[root, '']];
+  while (stack.length) {
+    const [n, path] = stack.pop()!;
+    if (seen.has(n)) continue;
+    seen.add(n);
+    if (n.kind === 'object' && isParameterNode(n)) {
+      const args = argItems(n);
+      const inner = args[0];
+      if (!inner || inner.kind !== 'object' || !isTensorNode(inner)) throw new FormatError('BAD_TENSOR', `parameter at ${path} does not wrap a tensor`);
+      const rg = args[1];
+      seen.add(inner);
+      out.push(tensorCall(inner, path, true, rg?.kind === 'bool' ? rg.value : false));
+      continue;
+    }
+    if (n.kind === 'object' && isTensorNode(n)) {
+      out.push(tensorCall(n, path, false));
+      continue;
+    }
+    // Children pushed in reverse so they pop in pickle order.
+    const kids: Array<[PyNode, string]> = [];
+    const entries = mappingEntries(n);
+    if (entries) {
+      for (const [k, v] of entries) kids.push([v, join(path, segment(k))]);
+      if (n.kind === 'object' && n.state) kids.push([n.state, join(path, '$state')]);
+    } else if (n.kind === 'list' || n.kind === 'tuple') {
+      n.items.forEach((v, i) => kids.push([v, join(path, String(i))]));
+    } else if (n.kind === 'set') {
+      n.items.forEach((v, i) => kids.push([v, join(path, `$set${i}`)]));
+    } else if (n.kind === 'object') {
+      kids.push([n.args, join(path, '$args')]);
+      n.appends?.forEach((v, i) => kids.push([v, join(path, String(i))]));
+      n.setitems?.forEach(([k, v]) => kids.push([v, join(path, segment(k))]));
+      if (n.state) kids.push([n.state, join(path, '$state')]);
+      n.extraStates?.forEach((v, i) => kids.push([v, join(path, `$state${i + 1}`)]));
+    }
+    for (let i = kids.length - 1; i >= 0; i--) stack.push(kids[i]);
+  }
+  return out;
+}
+
+/** True when a view with this shape/stride reads a gap-free run of elements in C order. */
+export function isContiguous(shape: readonly number[], stride: readonly number[]): boolean {
+  let expected = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    if (shape[i] === 1) continue;
+    if (shape[i] === 0) return true;
+    if (stride[i] !== expected) return false;
+    expected *= shape[i];
+  }
+  return true;
+}

@@ -1,0 +1,64 @@
+/**
+ * Crash-safe replacement of a file: write a temporary file beside the target (same folder, so the
+ * rename cannot cross file systems), flush it, rename it over the target, flush the folder.
+ * A reader sees the old file or the new one, never a mix; a crash leaves at most a temporary file,
+ * which `isTempFile` recognises so a later run can remove it.
+ */
+import { open, rename, unlink, stat, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
+
+export const TEMP_MARK = '.lora-sync-tmp-';
+
+export function tempPathFor(target: string): string {
+  return join(dirname(target), `.${basename(target)}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+export function isTempFile(name: string): boolean {
+  return name.startsWith('.') && name.includes(TEMP_MARK);
+}
+
+export interface AtomicWriteOptions {
+  /** Skip fsync (tests and benchmarks of the pure write path only). */
+  noSync?: boolean;
+  /** Called after the temporary file is complete and flushed, before the rename: a last check. Throw to abort. */
+  beforeRename?: (tempPath: string) => Promise<void>;
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(dir, 'r');
+    await fh.sync();
+  } catch {
+    // Some file systems refuse fsync on a directory; the rename is still atomic there.
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
+}
+
+export async function atomicWrite<T>(target: string, write: (fh: FileHandle) => Promise<T>, opts: AtomicWriteOptions = {}): Promise<T> {
+  const tmp = tempPathFor(target);
+  let mode = 0o644;
+  try {
+    mode = (await stat(target)).mode & 0o777;
+  } catch {
+    // new file
+  }
+  const fh = await open(tmp, 'wx', mode);
+  let done = false;
+  try {
+    const result = await write(fh);
+    if (!opts.noSync) await fh.sync();
+    await fh.close();
+    done = true;
+    if (opts.beforeRename) await opts.beforeRename(tmp);
+    await rename(tmp, target);
+    if (!opts.noSync) await fsyncDir(dirname(target));
+    return result;
+  } catch (e) {
+    if (!done) await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
