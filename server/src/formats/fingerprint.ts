@@ -161,6 +161,24 @@ async function gather(c: Checkpoint, t: TensorInfo, sink: (b: Uint8Array) => voi
 }
 
 /**
+ * A tensor's elements in C order as one buffer (for comparing values, not for big tensors:
+ * refuses views over `maxBytes`).
+ */
+export async function readTensorBytes(c: Checkpoint, t: TensorInfo, maxBytes = 256 * 1024 * 1024): Promise<Buffer> {
+  if (t.byteLength > maxBytes) throw new Error(`${t.path}: ${t.byteLength} bytes is more than ${maxBytes}`);
+  const out = Buffer.allocUnsafe(t.byteLength);
+  let fill = 0;
+  if (t.contiguous) {
+    const start = t.storageOffset * itemSize(t.dtype);
+    if (t.storage.inflated) t.storage.inflated.copy(out, 0, start, start + t.byteLength);
+    else if (t.byteLength) await readAt(c, t.storage.offset + start, t.byteLength, out);
+    return out;
+  }
+  await gather(c, t, (b) => { out.set(b, fill); fill += b.length; });
+  return out;
+}
+
+/**
  * Reads every storage once: checks its record's CRC32 (zip) and feeds each contiguous tensor's
  * byte range to that tensor's hasher; non-contiguous views are gathered afterwards.
  * Memory: one 4 MiB chunk plus hasher state, whatever the file size.

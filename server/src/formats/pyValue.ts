@@ -17,7 +17,7 @@ export type Interpreted =
   | { kind: 'set'; items: PyNode[]; frozen: boolean }
   | { kind: 'numpy_scalar'; dtype: string; raw: Uint8Array }
   | { kind: 'datetime'; iso: string }
-  | { kind: 'ordereddict'; entries: Array<[PyNode, PyNode]> };
+  | { kind: 'ordereddict'; entries: Array<[PyNode, PyNode]>; state?: PyNode };
 
 function latin1(n: PyNode | undefined): Uint8Array | undefined {
   if (!n || n.kind !== 'str') return undefined;
@@ -58,8 +58,9 @@ export function interpret(n: PyNode): Interpreted | undefined {
   const bytes = bytesOf(n);
   if (bytes) return { kind: 'bytes', value: bytes };
   const args = n.args.kind === 'tuple' ? n.args.items : [];
-  if (isGlobal(n.callable, 'collections', 'OrderedDict') && args.length === 0 && !n.state) {
-    return { kind: 'ordereddict', entries: n.setitems ?? [] };
+  if (isGlobal(n.callable, 'collections', 'OrderedDict') && args.length === 0) {
+    // A state_dict's `_metadata` arrives as BUILD state; the entries are the mapping.
+    return { kind: 'ordereddict', entries: n.setitems ?? [], state: n.state };
   }
   for (const mod of ['__builtin__', 'builtins']) {
     for (const name of ['set', 'frozenset'] as const) {
@@ -242,7 +243,11 @@ export function typedForm(n: PyNode, tensor?: (n: PyNode) => Typed | undefined, 
           case 'set': return ['set', sortedTyped(i.items.map(rec))];
           case 'numpy_scalar': return ['numpy_scalar', i.dtype, hex(i.raw)];
           case 'datetime': return ['datetime', i.iso];
-          case 'ordereddict': return ['ordereddict', i.entries.map(([k, v]) => [rec(k), rec(v)])];
+          case 'ordereddict': {
+            const t: Typed = ['ordereddict', i.entries.map(([k, v]) => [rec(k), rec(v)])];
+            if (full && i.state) t.push(rec(i.state));
+            return t;
+          }
         }
       }
       if (!full) return ['other', globalName(n.callable)];

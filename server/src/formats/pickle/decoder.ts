@@ -445,7 +445,9 @@ class PickleDecoder {
 
   private pushBytes(n: number, bytearray: boolean, at: number): void {
     const s = this.take(n, at);
-    const value = this.buf.slice(s, s + n); // a copy: the tree must not alias the caller's buffer
+    // A copy (Buffer#slice would be a view): the tree must not alias the caller's buffer.
+    const value = new Uint8Array(n);
+    value.set(this.buf.subarray(s, s + n));
     this.push(bytearray ? { kind: 'bytes', value, bytearray: true, memo: false } : { kind: 'bytes', value, memo: false }, at);
   }
 

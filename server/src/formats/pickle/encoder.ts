@@ -6,8 +6,10 @@
  * by code (`memo` undefined) follows Python's policy: str, bytes, bytearray, set, list, dict,
  * non-empty tuple, global and object are memoized; None, bool, int, float, empty tuple and persid
  * are not. A node met again after being memoized becomes a BINGET. Python memoizes by object
- * identity; for code-built nodes we emulate the identities CPython has for equal values: one
- * object per global name, per empty/one-latin-1-char str, and per empty/one-byte bytes.
+ * identity, and so do we, with two emulations for code-built nodes where CPython's identity is
+ * certain: one object per global name (a class or function is a singleton) and one object per
+ * empty/one-byte `bytes` (CPython caches those). Equal code-built str nodes are not merged:
+ * CPython's own sharing of short strings depends on how they were created.
  *
  * Protocol 2 has no opcode for some kinds, so they are written the way CPython writes them:
  * - bytes     -> `_codecs.encode(latin1_str, 'latin1')` REDUCE; empty -> `__builtin__.bytes()`.
@@ -56,9 +58,8 @@ class PickleEncoder {
   private readonly memo = new Map<PyNode, number>();
   private nextMemo = 0;
   private depth = 0;
-  /** Memo index of the first memoized global / small str / small bytes by value (CPython identity emulation). */
+  /** Memo index of the first memoized global / small bytes by value (CPython identity emulation). */
   private readonly globalByName = new Map<string, number>();
-  private readonly smallStr = new Map<string, number>();
   private readonly smallBytes = new Map<string, number>();
   /** CPython's interned 'latin1' used by every protocol-2 bytes reduction. */
   private readonly latin1Name: PyStr = { kind: 'str', value: 'latin1' };
@@ -138,8 +139,6 @@ class PickleEncoder {
     switch (node.kind) {
       case 'global':
         return [this.globalByName, node.module + '\n' + node.name];
-      case 'str':
-        return isCachedStr(node.value) ? [this.smallStr, node.value] : undefined;
       case 'bytes':
         return !node.bytearray && node.value.length <= 1 ? [this.smallBytes, String(node.value[0] ?? '')] : undefined;
       default:
@@ -346,11 +345,6 @@ function shouldMemoize(node: PyNode): boolean {
     default:
       return false;
   }
-}
-
-/** CPython keeps one object for '' and for each 1-character latin-1 str. */
-function isCachedStr(s: string): boolean {
-  return s.length === 0 || (s.length === 1 && s.charCodeAt(0) < 256);
 }
 
 /** Python's pickle.encode_long: minimal little-endian two's complement. */
