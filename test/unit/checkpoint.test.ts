@@ -79,7 +79,7 @@ describe('checkpoint model vs torch ground truth', () => {
         }
         // Metadata: the whole tree in the manifest's exact typed form.
         const paths = new Map<PyNode, Typed>();
-        for (const t of c.tensors) paths.set(t.parameter ? (findParamWrapper(c.root!, t.node!) ?? t.node!) : t.node!, [t.parameter ? 'parameter' : 'tensor', t.path]);
+        for (const t of c.tensors) paths.set(t.wrapper ?? t.node!, [t.parameter ? 'parameter' : 'tensor', t.path]);
         assert.deepEqual(typedForm(c.root!, (n) => paths.get(n)), f.meta);
         const fp = await fingerprintCheckpoint(c);
         assert.deepEqual(fp.crcFailures, []);
@@ -186,20 +186,3 @@ describe('writer: byte-identical round trips of files torch wrote', () => {
     });
   }
 });
-
-/** The `_rebuild_parameter` node that wraps a tensor node, if any (the manifest tags the wrapper). */
-function findParamWrapper(root: PyNode, tensor: PyNode): PyNode | undefined {
-  const stack: PyNode[] = [root];
-  const seen = new Set<PyNode>();
-  while (stack.length) {
-    const n = stack.pop()!;
-    if (seen.has(n)) continue;
-    seen.add(n);
-    if (n.kind === 'object') {
-      if (n.args.kind === 'tuple' && n.args.items[0] === tensor && n.callable.kind === 'global' && n.callable.name.startsWith('_rebuild_parameter')) return n;
-      stack.push(n.args, ...(n.appends ?? []), ...(n.setitems ?? []).flat(), ...(n.state ? [n.state] : []));
-    } else if (n.kind === 'dict') stack.push(...n.entries.flat());
-    else if (n.kind === 'list' || n.kind === 'tuple') stack.push(...n.items);
-  }
-  return undefined;
-}

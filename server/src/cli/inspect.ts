@@ -41,7 +41,7 @@ export async function inspectFile(path: string, display: string = path): Promise
     }
     const byNode = new Map<PyNode, Json>();
     c.tensors.forEach((t, i) => {
-      if (t.node) byNode.set(t.node, { $tensor: { dtype: t.dtype, shape: t.shape, digest: fp.tensors[i].digest } });
+      if (t.node) byNode.set(t.wrapper ?? t.node, { [t.parameter ? '$parameter' : '$tensor']: { dtype: t.dtype, shape: t.shape, digest: fp.tensors[i].digest } });
     });
     const metadata: Json = c.root ? toJson(c.root, (n) => byNode.get(n)) : (c.safetensorsMetadata ?? null);
     const crcOk = fp.crcFailures.length === 0;

@@ -47,6 +47,8 @@ export interface TensorInfo {
   byteLength: number;
   /** The rebuild node in the pickle tree (torch formats). */
   node?: PyNode;
+  /** For an nn.Parameter, the `_rebuild_parameter` node around `node` (what sits at `path`). */
+  wrapper?: PyNode;
 }
 
 export interface Checkpoint {
@@ -139,6 +141,7 @@ function tensorInfos(calls: TensorCall[], storages: Map<string, StorageInfo>): T
       contiguous: isContiguous(t.shape, t.stride),
       byteLength: numelOf(t.shape) * itemSize(t.storage.dtype),
       node: t.node,
+      wrapper: t.wrapper,
     };
   });
 }

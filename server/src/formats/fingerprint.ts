@@ -249,7 +249,7 @@ export function tensorTypedLookup(c: Checkpoint, fp?: CheckpointFingerprint): (n
   c.tensors.forEach((t, i) => {
     if (!t.node) return;
     const f = fp?.tensors[i];
-    byNode.set(t.node, ['tensor', t.dtype, t.shape.join('x'), f?.digest ?? t.path]);
+    byNode.set(t.wrapper ?? t.node, [t.parameter ? 'parameter' : 'tensor', t.dtype, t.shape.join('x'), f?.digest ?? t.path]);
   });
   return (n) => byNode.get(n);
 }

@@ -26,7 +26,7 @@
 import { FormatError, type FormatErrorCode } from '../errors';
 import { PickleLimits, resolveLimits } from './limits';
 import { describeOpcode, HIGHEST_PROTOCOL, OPCODE_PROTOCOL } from './opcodes';
-import type { PyGlobal, PyNode, PyObject, PyStr, PyTuple } from './nodes';
+import type { PyGlobal, PyNode, PyObject, PyPersId, PyStr, PyTuple } from './nodes';
 
 export interface DecodedPickle {
   root: PyNode;
@@ -45,15 +45,25 @@ export function decodePickle(buf: Uint8Array, opts?: Partial<PickleLimits>): Dec
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+/** Module-level copy: an imported binding may compile to a getter call on every access. */
+const OPCODE_PROTO: Uint8Array = OPCODE_PROTOCOL;
+/** BININT1 values, created once (a bigint is a heap object). */
+const SMALL_INTS: bigint[] = Array.from({ length: 256 }, (_, i) => BigInt(i));
 
 class PickleDecoder {
   private pos = 0;
   private readonly view: DataView;
+  /** The same bytes as a Buffer (no copy), for fast latin-1 slicing. */
+  private readonly nb: Buffer;
   private readonly stack: PyNode[] = [];
   /** Stack heights at each open MARK; `base` is the innermost one (values below it are out of reach). */
   private readonly marks: number[] = [];
   private base = 0;
-  private readonly memo = new Map<number, PyNode>();
+  /** Memo by index. Python writes dense indices from 0; a sparse hostile index just makes the array sparse. */
+  private readonly memo: PyNode[] = [];
+  private memoSize = 0;
+  /** Nodes pushed twice by DUP: like memoized nodes, they may be reached twice (see checkTree). */
+  private readonly duplicated = new Set<PyNode>();
   private readonly globals: PyGlobal[] = [];
   private readonly globalKeys = new Set<string>();
   private nodeCount = 0;
@@ -62,6 +72,7 @@ class PickleDecoder {
 
   constructor(private readonly buf: Uint8Array, private readonly limits: PickleLimits) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.nb = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
   run(): DecodedPickle {
@@ -73,7 +84,7 @@ class PickleDecoder {
       if (this.pos >= len) throw this.fail('PICKLE_TRUNCATED', this.pos, 'pickle ends without STOP');
       const at = this.pos;
       const op = buf[this.pos++];
-      const opProto = OPCODE_PROTOCOL[op];
+      const opProto = OPCODE_PROTO[op];
       if (opProto > this.inferredProtocol) this.inferredProtocol = opProto;
       switch (op) {
         // ---- stack manipulation ----
@@ -85,7 +96,7 @@ class PickleDecoder {
         case 0x2e: { // STOP
           const root = this.pop(at);
           const end = this.pos;
-          checkTree(root, this.limits, end);
+          checkTree(root, this.limits, end, this.duplicated);
           return {
             root,
             protocol: this.protocol >= 0 ? this.protocol : this.inferredProtocol,
@@ -102,9 +113,12 @@ class PickleDecoder {
         case 0x31: // POP_MARK
           this.popMark(at);
           break;
-        case 0x32: // DUP
-          stack.push(this.top(at));
+        case 0x32: { // DUP
+          const node = this.top(at);
+          this.duplicated.add(node);
+          stack.push(node);
           break;
+        }
 
         // ---- numbers and constants ----
         case 0x4e: this.push({ kind: 'none', memo: false }, at); break; // NONE
@@ -112,7 +126,7 @@ class PickleDecoder {
         case 0x89: this.push({ kind: 'bool', value: false, memo: false }, at); break; // NEWFALSE
         case 0x4b: // BININT1
           this.need(1, at);
-          this.pushInt(BigInt(buf[this.pos++]), at);
+          this.pushInt(SMALL_INTS[buf[this.pos++]], at);
           break;
         case 0x4d: // BININT2
           this.need(2, at);
@@ -201,14 +215,14 @@ class PickleDecoder {
           this.pos += 4;
           if (n < 0) throw this.fail('PICKLE_BAD_OPCODE', at, `negative byte count ${n}`);
           const s = this.take(n, at);
-          this.pushStr(latin1(buf, s, s + n), at);
+          this.pushStr(this.latin1(s, s + n), at);
           break;
         }
         case 0x55: { // SHORT_BINSTRING: py2 str, latin-1
           this.need(1, at);
           const n = buf[this.pos++];
           const s = this.take(n, at);
-          this.pushStr(latin1(buf, s, s + n), at);
+          this.pushStr(this.latin1(s, s + n), at);
           break;
         }
         case 0x42: { // BINBYTES
@@ -302,7 +316,7 @@ class PickleDecoder {
           this.put(this.readTextIndex(at), at);
           break;
         case 0x94: // MEMOIZE
-          this.put(this.memo.size, at);
+          this.put(this.memoSize, at);
           break;
         case 0x68: // BINGET
           this.need(1, at);
@@ -378,7 +392,7 @@ class PickleDecoder {
         }
         case 0x50: { // PERSID: text pid
           const [s, e] = this.readLine(at);
-          const pid = this.str(latin1(buf, s, e), at);
+          const pid = this.str(this.latin1(s, e), at);
           this.push({ kind: 'persid', pid, binary: false, memo: false }, at);
           break;
         }
@@ -512,15 +526,16 @@ class PickleDecoder {
 
   private put(index: number, at: number): void {
     const node = this.top(at);
-    if (!this.memo.has(index) && this.memo.size >= this.limits.maxMemo) {
-      throw this.fail('PICKLE_LIMIT', at, `more than ${this.limits.maxMemo} memo entries`);
+    if (this.memo[index] === undefined) {
+      if (this.memoSize >= this.limits.maxMemo) throw this.fail('PICKLE_LIMIT', at, `more than ${this.limits.maxMemo} memo entries`);
+      this.memoSize++;
     }
-    this.memo.set(index, node);
+    this.memo[index] = node;
     node.memo = true;
   }
 
   private get(index: number, at: number): void {
-    const node = this.memo.get(index);
+    const node = this.memo[index];
     if (node === undefined) throw this.fail('PICKLE_MEMO', at, `memo key ${index} was never stored`);
     this.stack.push(node);
   }
@@ -590,7 +605,7 @@ class PickleDecoder {
   /** PUT/GET text operand: a non-negative decimal. */
   private readTextIndex(at: number): number {
     const [s, e] = this.readLine(at);
-    const text = latin1(this.buf, s, e);
+    const text = this.latin1(s, e);
     if (!/^\d{1,15}$/.test(text)) throw this.fail('PICKLE_BAD_OPCODE', at, `bad memo index ${JSON.stringify(text.slice(0, 40))}`);
     return Number(text);
   }
@@ -602,19 +617,18 @@ class PickleDecoder {
 
   // ---- text decoding ----
 
+  private latin1(s: number, e: number): string {
+    return this.nb.toString('latin1', s, e);
+  }
+
   /** UTF-8 with Python's 'surrogatepass': an encoded lone surrogate (ED A0..BF xx) is accepted. */
   private utf8(s: number, e: number, at: number): string {
     const buf = this.buf;
-    if (e - s <= 48) {
-      // Short ASCII (most keys and names): cheaper than a call into TextDecoder.
-      let out = '';
+    if (e - s <= 256) {
+      // Short ASCII (most keys and names): latin-1 slicing is cheaper than TextDecoder.
       let i = s;
-      for (; i < e; i++) {
-        const b = buf[i];
-        if (b >= 0x80) break;
-        out += String.fromCharCode(b);
-      }
-      if (i === e) return out;
+      while (i < e && buf[i] < 0x80) i++;
+      if (i === e) return this.nb.toString('latin1', s, e);
     }
     try {
       return UTF8.decode(buf.subarray(s, e));
@@ -628,7 +642,7 @@ class PickleDecoder {
   /** Text INT/LONG operand, read like Python's int(text, 0) for the forms picklers write. */
   private parseTextInt(s: number, e: number, at: number): bigint {
     if (e - s > this.limits.maxLongBytes * 3) throw this.fail('PICKLE_LIMIT', at, `integer text of ${e - s} bytes is too long`);
-    const text = latin1(this.buf, s, e).trim().replace(/_/g, '');
+    const text = this.latin1(s, e).trim().replace(/_/g, '');
     const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|\d+)$/.exec(text);
     if (!m) throw this.fail('PICKLE_BAD_OPCODE', at, `bad integer text ${JSON.stringify(text.slice(0, 40))}`);
     const magnitude = BigInt(m[2].length > 1 && m[2][0] === '0' && /[xXoObB]/.test(m[2][1]) ? m[2].toLowerCase() : m[2]);
@@ -637,7 +651,7 @@ class PickleDecoder {
 
   /** Text FLOAT operand, read like Python's float(text). */
   private parseTextFloat(s: number, e: number, at: number): number {
-    const text = latin1(this.buf, s, e).trim().toLowerCase().replace(/_/g, '');
+    const text = this.latin1(s, e).trim().toLowerCase().replace(/_/g, '');
     const special = /^([+-]?)(inf|infinity|nan)$/.exec(text);
     if (special) {
       if (special[2] === 'nan') return NaN;
@@ -661,17 +675,17 @@ class PickleDecoder {
       let j = i;
       while (j < e && buf[j] === 0x5c) j++;
       if ((j - i) % 2 === 0 || j >= e || (buf[j] !== 0x75 && buf[j] !== 0x55)) { i = j; continue; }
-      parts.push(latin1(buf, runStart, j - 1));
+      parts.push(this.latin1(runStart, j - 1));
       const digits = buf[j] === 0x75 ? 4 : 8;
       if (j + 1 + digits > e) throw this.fail('PICKLE_BAD_OPCODE', at, 'truncated \\u escape in UNICODE');
-      const hex = latin1(buf, j + 1, j + 1 + digits);
+      const hex = this.latin1(j + 1, j + 1 + digits);
       if (!/^[0-9a-fA-F]+$/.test(hex)) throw this.fail('PICKLE_BAD_OPCODE', at, 'bad \\u escape in UNICODE');
       const cp = parseInt(hex, 16);
       if (cp > 0x10ffff) throw this.fail('PICKLE_BAD_OPCODE', at, '\\U escape out of range in UNICODE');
       parts.push(String.fromCodePoint(cp));
       i = runStart = j + 1 + digits;
     }
-    parts.push(latin1(buf, runStart, e));
+    parts.push(this.latin1(runStart, e));
     return parts.join('');
   }
 
@@ -698,7 +712,7 @@ class PickleDecoder {
         case 0x74: out += '\t'; break;
         case 0x76: out += '\v'; break;
         case 0x78: { // \xhh
-          const hex = latin1(buf, i, Math.min(i + 2, e));
+          const hex = this.latin1(i, Math.min(i + 2, e));
           if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw this.fail('PICKLE_BAD_OPCODE', at, 'bad \\x escape in STRING');
           out += String.fromCharCode(parseInt(hex, 16));
           i += 2;
@@ -720,12 +734,6 @@ class PickleDecoder {
 
 const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
-function latin1(buf: Uint8Array, s: number, e: number): string {
-  if (e - s > 64) return Buffer.from(buf.buffer, buf.byteOffset + s, e - s).toString('latin1');
-  let out = '';
-  for (let i = s; i < e; i++) out += String.fromCharCode(buf[i]);
-  return out;
-}
 
 /**
  * Strict UTF-8 plus encoded surrogates (what Python writes for a str holding a lone surrogate).
@@ -776,97 +784,111 @@ function isCont(b: number): boolean {
 
 // ---- post-pass: cycles, expanded size, depth ----
 
-/** Children of a container node; undefined for leaves. */
-function childrenOf(n: PyNode): PyNode[] | undefined {
+/** Children of an object or persid node (rare kinds: flattening them is cheap enough). */
+function otherChildren(n: PyObject | PyPersId): PyNode[] {
+  if (n.kind === 'persid') return [n.pid];
+  const out: PyNode[] = [n.callable, n.args];
+  if (n.kwargs) out.push(n.kwargs);
+  if (n.appends) for (const a of n.appends) out.push(a);
+  if (n.setitems) for (const [k, v] of n.setitems) out.push(k, v);
+  if (n.state) out.push(n.state);
+  if (n.extraStates) for (const s of n.extraStates) out.push(s);
+  return out;
+}
+
+/** Number of children of a container; -1 for leaves. */
+function childCount(n: PyNode, others: PyNode[] | undefined): number {
   switch (n.kind) {
-    case 'list':
-    case 'tuple':
-    case 'set':
-      return n.items;
-    case 'dict': {
-      const out: PyNode[] = new Array(n.entries.length * 2);
-      for (let i = 0; i < n.entries.length; i++) {
-        out[2 * i] = n.entries[i][0];
-        out[2 * i + 1] = n.entries[i][1];
-      }
-      return out;
-    }
-    case 'object': {
-      const out: PyNode[] = [n.callable, n.args];
-      if (n.kwargs) out.push(n.kwargs);
-      if (n.appends) for (const a of n.appends) out.push(a);
-      if (n.setitems) for (const [k, v] of n.setitems) out.push(k, v);
-      if (n.state) out.push(n.state);
-      if (n.extraStates) for (const s of n.extraStates) out.push(s);
-      return out;
-    }
-    case 'persid':
-      return [n.pid];
-    default:
-      return undefined;
+    case 'list': case 'tuple': case 'set': return n.items.length;
+    case 'dict': return n.entries.length * 2;
+    case 'object': case 'persid': return (others as PyNode[]).length;
+    default: return -1;
+  }
+}
+
+function childAt(n: PyNode, i: number, others: PyNode[] | undefined): PyNode {
+  switch (n.kind) {
+    case 'list': case 'tuple': case 'set': return n.items[i];
+    case 'dict': return n.entries[i >> 1][i & 1];
+    default: return (others as PyNode[])[i];
+  }
+}
+
+function isContainer(n: PyNode): boolean {
+  switch (n.kind) {
+    case 'list': case 'tuple': case 'set': case 'dict': case 'object': case 'persid': return true;
+    default: return false;
   }
 }
 
 /**
- * Iterative DFS over the DAG. Each container's expanded size (a node reached k times counts k
- * times) and depth are computed once and reused, so a memo bomb costs time linear in the input.
+ * Iterative DFS over the DAG. Each shared container's expanded size (a node reached k times counts
+ * k times) and depth are computed once and reused, so a memo bomb costs time linear in the input.
+ * Only nodes that can be reached twice — memoized ones and DUP'ed ones — need bookkeeping: any
+ * cycle has to pass through such a node.
  */
-function checkTree(root: PyNode, limits: PickleLimits, end: number): void {
+function checkTree(root: PyNode, limits: PickleLimits, end: number, duplicated: Set<PyNode>): void {
   const fail = (msg: string) => new FormatError('PICKLE_LIMIT', `pickle: ${msg} (checked after STOP at offset ${end - 1})`);
-  const rootKids = childrenOf(root);
-  if (!rootKids) return;
+  const tooMany = () => fail(`more than ${limits.maxNodes} nodes once shared references are expanded`);
+  if (!isContainer(root)) return;
   const cap = limits.maxNodes + 1;
-  /** -1 while on the DFS path (gray), else an index into size/depth (black). */
+  /** Shared nodes only: -1 while on the DFS path (gray), else an index into doneSize/doneDepth. */
   const state = new Map<PyNode, number>();
   const doneSize: number[] = [];
   const doneDepth: number[] = [];
+  // The DFS path, one entry per frame.
   const nodes: PyNode[] = [];
-  const kids: PyNode[][] = [];
+  const others: Array<PyNode[] | undefined> = [];
+  const counts: number[] = [];
   const next: number[] = [];
   const accSize: number[] = [];
   const accDepth: number[] = [];
-  const enter = (n: PyNode, k: PyNode[]) => {
+  const anyDup = duplicated.size > 0;
+
+  const enter = (n: PyNode): void => {
     if (nodes.length >= limits.maxDepth) throw fail(`nesting deeper than ${limits.maxDepth}`);
-    state.set(n, -1);
-    nodes.push(n); kids.push(k); next.push(0); accSize.push(0); accDepth.push(0);
+    if (n.memo === true || (anyDup && duplicated.has(n))) state.set(n, -1);
+    const o = n.kind === 'object' || n.kind === 'persid' ? otherChildren(n) : undefined;
+    nodes.push(n); others.push(o); counts.push(childCount(n, o)); next.push(0); accSize.push(0); accDepth.push(0);
   };
-  enter(root, rootKids);
+  enter(root);
   while (nodes.length > 0) {
     const top = nodes.length - 1;
-    const k = kids[top];
     const i = next[top];
-    if (i < k.length) {
+    if (i < counts[top]) {
       next[top] = i + 1;
-      const child = k[i];
+      const child = childAt(nodes[top], i, others[top]);
       let size = 1;
       let depth = 1;
-      const childKids = childrenOf(child);
-      if (childKids) {
-        const s = state.get(child);
-        if (s === undefined) { enter(child, childKids); continue; }
+      if (isContainer(child)) {
+        const s = child.memo === true || (anyDup && duplicated.has(child)) ? state.get(child) : undefined;
+        if (s === undefined) { enter(child); continue; }
         if (s === -1) throw fail('cyclic structure (a container contains itself)');
         size = doneSize[s];
         depth = doneDepth[s];
       }
       accSize[top] = Math.min(cap, accSize[top] + size);
       if (depth > accDepth[top]) accDepth[top] = depth;
-      if (accSize[top] >= cap) throw fail(`more than ${limits.maxNodes} nodes once shared references are expanded`);
+      if (accSize[top] >= cap) throw tooMany();
       continue;
     }
     // All children done: finish this node and report it to its parent.
     const size = Math.min(cap, 1 + accSize[top]);
     const depth = 1 + accDepth[top];
-    if (size >= cap) throw fail(`more than ${limits.maxNodes} nodes once shared references are expanded`);
+    if (size >= cap) throw tooMany();
     if (depth > limits.maxDepth) throw fail(`nesting deeper than ${limits.maxDepth}`);
-    state.set(nodes[top], doneSize.length);
-    doneSize.push(size);
-    doneDepth.push(depth);
-    nodes.pop(); kids.pop(); next.pop(); accSize.pop(); accDepth.pop();
+    const node = nodes[top];
+    if (node.memo === true || (anyDup && duplicated.has(node))) {
+      state.set(node, doneSize.length);
+      doneSize.push(size);
+      doneDepth.push(depth);
+    }
+    nodes.pop(); others.pop(); counts.pop(); next.pop(); accSize.pop(); accDepth.pop();
     if (top > 0) {
       const p = top - 1;
       accSize[p] = Math.min(cap, accSize[p] + size);
       if (depth > accDepth[p]) accDepth[p] = depth;
-      if (accSize[p] >= cap) throw fail(`more than ${limits.maxNodes} nodes once shared references are expanded`);
+      if (accSize[p] >= cap) throw tooMany();
     }
   }
 }

@@ -31,7 +31,11 @@
  */
 import { FormatError } from '../errors';
 import type { PyBytes, PyGlobal, PyNode, PyObject, PySet, PyStr, PyTuple } from './nodes';
-import { BATCH_SIZE, OP } from './opcodes';
+import { BATCH_SIZE as BATCH_SIZE_IMPORTED, OP as OP_IMPORTED } from './opcodes';
+
+// Module-level copies: an imported binding may compile to a getter call on every access.
+const OP = OP_IMPORTED;
+const BATCH_SIZE = BATCH_SIZE_IMPORTED;
 
 export interface EncodePickleOptions {
   /** Only protocol 2 (torch.save's data.pkl) is written. */

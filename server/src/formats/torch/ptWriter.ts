@@ -7,7 +7,9 @@
 import type { FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { encodePickle } from '../pickle/encoder';
-import { PyNode } from '../pickle/nodes';
+import * as N from '../pickle/nodes';
+import { PyNode, PyPersId, PyTuple } from '../pickle/nodes';
+import { itemSize } from '../dtypes';
 import { writeTorchZip, ZipEntry, ZipSource } from '../zip/zipWriter';
 import { Checkpoint } from '../checkpoint';
 import { findTensors } from './torchPickle';
@@ -29,7 +31,29 @@ export interface TorchWriteInput {
   version?: string;
 }
 
+/**
+ * Legacy checkpoints name storages with 6-tuples `('storage', cls, key, location, numel, view)`;
+ * the zip loader wants 5-tuples and no storage views. Rewrites those persistent ids in place
+ * (a legacy view becomes its root storage plus an element offset on the tensor).
+ */
+function zipPersistentIds(root: PyNode, storages: Map<string, ZipSource>): void {
+  for (const t of findTensors(root)) {
+    const args = t.node.args as PyTuple;
+    const pidNode = args.items[0] as PyPersId;
+    const pid = pidNode.pid as PyTuple;
+    if (pid.items.length === 5) continue;
+    const [tag, cls, , location] = pid.items;
+    const view = t.storage.legacyView;
+    const key = view?.rootKey ?? t.storage.key;
+    const src = storages.get(key);
+    const numel = view && src ? (src.kind === 'buffer' ? src.data.length : src.length) / itemSize(t.storage.dtype) : t.storage.numel;
+    pidNode.pid = N.tuple([tag, cls, N.str(key), location, N.int(numel)]);
+    if (view) args.items[1] = N.int(t.storageOffset + view.offset);
+  }
+}
+
 export async function writeTorchCheckpoint(out: FileHandle, input: TorchWriteInput): Promise<{ bytes: number }> {
+  zipPersistentIds(input.root, input.storages);
   const pkl = encodePickle(input.root);
   const keys = [...new Set(findTensors(input.root).map((t) => t.storage.legacyView?.rootKey ?? t.storage.key))];
   for (const k of keys) if (!input.storages.has(k)) throw new FormatError('MISSING_RECORD', `no bytes for storage ${k}`, k);

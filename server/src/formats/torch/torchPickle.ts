@@ -28,6 +28,8 @@ export interface TensorCall {
   requiresGrad: boolean;
   /** Wrapped in `torch._utils._rebuild_parameter` (an nn.Parameter). */
   parameter: boolean;
+  /** The `_rebuild_parameter` node around `node`, for parameters: what the tree holds at `path`. */
+  wrapper?: PyObject;
 }
 
 const TENSOR_REBUILDERS = new Set(['_rebuild_tensor_v2', '_rebuild_tensor']);
@@ -145,7 +147,7 @@ export function findTensors(root: PyNode): TensorCall[] {
       if (!inner || inner.kind !== 'object' || !isTensorNode(inner)) throw new FormatError('BAD_TENSOR', `parameter at ${path} does not wrap a tensor`);
       const rg = args[1];
       seen.add(inner);
-      out.push(tensorCall(inner, path, true, rg?.kind === 'bool' ? rg.value : false));
+      out.push({ ...tensorCall(inner, path, true, rg?.kind === 'bool' ? rg.value : false), wrapper: n });
       continue;
     }
     if (n.kind === 'object' && isTensorNode(n)) {
