@@ -2,7 +2,7 @@
 import { openCheckpoint, Checkpoint } from '../formats/checkpoint';
 import { fingerprintCheckpoint, CheckpointFingerprint, DIGEST_ALG } from '../formats/fingerprint';
 import { isFormatError } from '../formats/errors';
-import { toJson, Json, stringifyJson } from '../formats/pyValue';
+import { toJson, Json, JsonFloat, stringifyJson } from '../formats/pyValue';
 import { PyNode } from '../formats/pickle/nodes';
 
 export interface InspectReport {
@@ -96,7 +96,20 @@ export function formatInspect(r: InspectReport): string {
     lines.push(`    ${(t.path || '<root>').padEnd(w)}  ${t.dtype.padEnd(8)}  [${t.shape.join(', ')}]  ${t.bytes} B  ${t.digest.slice(0, 16)}${flags ? '  ' + flags : ''}`);
   }
   lines.push('  metadata:');
-  lines.push(stringifyJson(r.metadata ?? null, 2).split('\n').map((l) => '    ' + l).join('\n'));
+  lines.push(stringifyJson(shortTensors(r.metadata ?? null), 2, 72).split('\n').map((l) => '    ' + l).join('\n'));
   lines.push(r.sound ? 'sound' : 'NOT SOUND');
   return lines.join('\n');
+}
+
+/** For people: a tensor inside the metadata reads `<float32 [8, 16] 2e823c27f109ae3e>`. */
+function shortTensors(v: Json): Json {
+  if (Array.isArray(v)) return v.map(shortTensors);
+  if (v && typeof v === 'object' && !(v instanceof JsonFloat)) {
+    const o = v as { [k: string]: Json };
+    const t = (o.$tensor ?? o.$parameter) as { dtype: string; shape: number[]; digest: string } | undefined;
+    if (t && Object.keys(o).length === 1) return `<${o.$parameter ? 'Parameter ' : ''}${t.dtype} [${t.shape.join(', ')}] ${t.digest.slice(0, 16)}>`;
+    if (o.constructor !== Object) return v;
+    return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, shortTensors(x)]));
+  }
+  return v;
 }

@@ -174,8 +174,11 @@ function dictJson(entries: Array<[PyNode, PyNode]>, tensor?: TensorLookup): Json
   return { $dict: entries.map(([k, v]) => [toJson(k, tensor), toJson(v, tensor)]) };
 }
 
-/** JSON.stringify that keeps floats floats (`1.0`) and spells non-finite floats as tagged strings. */
-export function stringifyJson(v: Json, indent = 0): string {
+/**
+ * JSON.stringify that keeps floats floats (`1.0`) and spells non-finite floats as tagged strings.
+ * With `inlineWidth`, a container whose one-line form fits that many characters stays on one line.
+ */
+export function stringifyJson(v: Json, indent = 0, inlineWidth = 0): string {
   const parts: string[] = [];
   const nl = (depth: number) => (indent ? '\n' + ' '.repeat(indent * depth) : '');
   const sep = indent ? ': ' : ':';
@@ -189,6 +192,8 @@ export function stringifyJson(v: Json, indent = 0): string {
         const s = String(f);
         parts.push(/[.eE]/.test(s) ? s : `${s}.0`);
       }
+    } else if (inlineWidth && x !== null && typeof x === 'object' && fitsInline(x)) {
+      parts.push(stringifyJson(x, 0).replace(/,(?=["\[{\-\d]|null|true|false)/g, ', ').replace(/":(?=\S)/g, '": '));
     } else if (Array.isArray(x)) {
       if (!x.length) { parts.push('[]'); return; }
       parts.push('[');
@@ -204,6 +209,7 @@ export function stringifyJson(v: Json, indent = 0): string {
       parts.push(JSON.stringify(x));
     }
   };
+  const fitsInline = (x: Json): boolean => stringifyJson(x, 0).length <= inlineWidth;
   walk(v, 0);
   return parts.join('');
 }

@@ -24,7 +24,7 @@
  *   keep the last value).
  */
 import { FormatError, type FormatErrorCode } from '../errors';
-import { PickleLimits, resolveLimits } from './limits';
+import { type PickleLimits, resolveLimits } from './limits';
 import { describeOpcode, HIGHEST_PROTOCOL, OPCODE_PROTOCOL } from './opcodes';
 import type { PyGlobal, PyNode, PyObject, PyPersId, PyStr, PyTuple } from './nodes';
 

@@ -1,0 +1,23 @@
+/**
+ * Child process of the format benchmark: opens and fingerprints the given files (CRC of every
+ * record + tensor digests), prints elapsed ms and peak RSS as JSON. Run in its own process so its
+ * memory figure is its own.
+ */
+import { withCheckpoint } from '../../server/src/formats/checkpoint';
+import { fingerprintCheckpoint } from '../../server/src/formats/fingerprint';
+
+async function main() {
+  const files = process.argv.slice(2);
+  const t0 = performance.now();
+  let tensors = 0;
+  for (const f of files) {
+    await withCheckpoint(f, async (c) => {
+      const fp = await fingerprintCheckpoint(c);
+      if (fp.crcFailures.length) throw new Error(`${f}: CRC failure`);
+      tensors += fp.tensors.length;
+    });
+  }
+  const ms = performance.now() - t0;
+  process.stdout.write(JSON.stringify({ ms, tensors, maxRssMB: process.resourceUsage().maxRSS / 1024 }) + '\n');
+}
+main().catch((e) => { console.error(e); process.exit(1); });
