@@ -5,18 +5,17 @@
  */
 import { withCheckpoint } from '../../server/src/formats/checkpoint';
 import { fingerprintCheckpoint } from '../../server/src/formats/fingerprint';
+import { mapLimit } from '../../server/src/io/mapLimit';
 
 async function main() {
   const files = process.argv.slice(2);
   const t0 = performance.now();
   let tensors = 0;
-  for (const f of files) {
-    await withCheckpoint(f, async (c) => {
-      const fp = await fingerprintCheckpoint(c);
-      if (fp.crcFailures.length) throw new Error(`${f}: CRC failure`);
-      tensors += fp.tensors.length;
-    });
-  }
+  await mapLimit(files, 8, (f) => withCheckpoint(f, async (c) => {
+    const fp = await fingerprintCheckpoint(c);
+    if (fp.crcFailures.length) throw new Error(`${f}: CRC failure`);
+    tensors += fp.tensors.length;
+  }));
   const ms = performance.now() - t0;
   process.stdout.write(JSON.stringify({ ms, tensors, maxRssMB: process.resourceUsage().maxRSS / 1024 }) + '\n');
 }

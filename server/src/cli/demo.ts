@@ -7,6 +7,7 @@ import { relative, resolve } from 'node:path';
 import fg from 'fast-glob';
 import { generateSeedWorkspace } from '../demo/seedWorkspace';
 import { inspectFile, formatInspect, InspectReport } from './inspect';
+import { mapLimit } from '../io/mapLimit';
 
 export async function runDemo(opts: { dir?: string }): Promise<number> {
   const root = resolve(opts.dir ?? 'demo-workspace');
@@ -16,8 +17,7 @@ export async function runDemo(opts: { dir?: string }): Promise<number> {
   const t1 = performance.now();
   console.log(`generated ${ws.root}: ${ws.loras} LoRAs, ${ws.copies} copies, ${(ws.bytes / 1e6).toFixed(1)} MB in ${((t1 - t0) / 1000).toFixed(1)} s`);
   const paths = await fg('**/*.{pt,safetensors}', { cwd: root, absolute: true, dot: false });
-  const reports: InspectReport[] = [];
-  for (const p of paths.sort()) reports.push(await inspectFile(p, relative(root, p)));
+  const reports: InspectReport[] = await mapLimit(paths.sort(), 8, (p) => inspectFile(p, relative(root, p)));
   const t2 = performance.now();
   const corrupt = reports.filter((r) => r.error || (r.crc && !r.crc.ok));
   const unsafe = reports.filter((r) => r.safety && !r.safety.safe);

@@ -13,6 +13,7 @@ import { findTensors, isContiguous, TensorCall } from './torch/torchPickle';
 import { looksLegacy, readLegacy } from './torch/legacy';
 import { isSafetensors, readSafetensors } from './safetensors';
 import { safetyFindings, SafetyFinding } from './safety';
+import { MemoryHandle, SMALL_FILE_BYTES } from '../io/memoryHandle';
 
 export type CheckpointFormat = 'torch-zip' | 'torch-legacy' | 'torchscript' | 'safetensors';
 
@@ -93,10 +94,18 @@ export function sniffFormat(head: Uint8Array, fileSize: number): 'zip' | 'legacy
 }
 
 export async function openCheckpoint(path: string, opts: OpenOptions = {}): Promise<Checkpoint> {
-  const fh = await open(path, 'r');
+  let fh = await open(path, 'r');
   try {
     const { size } = await fh.stat();
     if (size === 0) throw new FormatError('EMPTY_FILE', 'the file is empty');
+    if (size <= SMALL_FILE_BYTES) {
+      // One read, then everything from memory (also a consistent snapshot of the file).
+      const data = Buffer.allocUnsafe(size);
+      const { bytesRead } = await fh.read(data, 0, size, 0);
+      await fh.close();
+      fh = new MemoryHandle(data.subarray(0, bytesRead)).asFileHandle();
+      if (bytesRead !== size) throw new FormatError('ZIP_TRUNCATED', 'the file shrank while it was read');
+    }
     const head = Buffer.alloc(Math.min(size, 64));
     await fh.read(head, 0, head.length, 0);
     switch (sniffFormat(head, size)) {
