@@ -12,6 +12,7 @@ import { decodePickle } from '../../server/src/formats/pickle/decoder';
 import { encodeLong, encodePickle } from '../../server/src/formats/pickle/encoder';
 import * as N from '../../server/src/formats/pickle/nodes';
 import type { PyNode } from '../../server/src/formats/pickle/nodes';
+import { prng } from '../../server/src/demo/loraTree';
 
 const PYTHON = '/usr/bin/python3';
 
@@ -244,17 +245,6 @@ function assertSameHex(actual: string, expected: string, label: string): void {
 const bytes = (...parts: Array<string | number[] | Uint8Array>): Uint8Array =>
   Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
 
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('pickle codec', function () {
   this.timeout(120_000);

@@ -14,6 +14,7 @@ import {
 } from '../../server/src/formats/zip/zipLayout';
 import { ZipReader, type ZipRecord } from '../../server/src/formats/zip/zipReader';
 import { writeTorchZip, type ZipEntry } from '../../server/src/formats/zip/zipWriter';
+import { prng } from '../../server/src/demo/loraTree';
 
 const PY = '/usr/bin/python3';
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'zip');
@@ -41,17 +42,6 @@ async function expectFormatError(p: Promise<unknown>, codes: FormatErrorCode[]):
   assert.fail(`expected FormatError ${codes.join('|')}, got success`);
 }
 
-/** Deterministic PRNG (mulberry32) so the fuzz cases are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Offsets of central-directory entries in a small torch zip (32-bit fields, no comment). */
 function centralEntries(buf: Buffer): { at: number; name: string }[] {
