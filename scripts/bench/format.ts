@@ -52,7 +52,8 @@ function timeCmd(cmd: string, args: string[]): number {
 let fpBundle = '';
 function ours(files: string[]): { ms: number; maxRssMB: number } {
   // Bundled and run with plain node, as the server runs, so the memory figure is the reader's own.
-  const out = execFileSync(process.execPath, [fpBundle, ...files], { encoding: 'utf8', cwd: ROOT, maxBuffer: 1 << 26 });
+  // NODE_OPTIONS cleared: this script runs under tsx, whose loader the child must not inherit.
+  const out = execFileSync(process.execPath, [fpBundle, ...files], { encoding: 'utf8', cwd: ROOT, maxBuffer: 1 << 26, env: { ...process.env, NODE_OPTIONS: '' } });
   return JSON.parse(out);
 }
 

@@ -6,6 +6,16 @@
 import { withCheckpoint } from '../../server/src/formats/checkpoint';
 import { fingerprintCheckpoint } from '../../server/src/formats/fingerprint';
 import { mapLimit } from '../../server/src/io/mapLimit';
+import { readFileSync } from 'node:fs';
+
+/**
+ * Peak RSS of this process image. Not getrusage's maxRSS: Linux carries that across exec, so a child
+ * of a big parent would report the parent's peak. VmHWM in /proc belongs to this address space alone.
+ */
+function peakRssMB(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
+}
 
 async function main() {
   const files = process.argv.slice(2);
@@ -17,6 +27,6 @@ async function main() {
     tensors += fp.tensors.length;
   }));
   const ms = performance.now() - t0;
-  process.stdout.write(JSON.stringify({ ms, tensors, maxRssMB: process.resourceUsage().maxRSS / 1024 }) + '\n');
+  process.stdout.write(JSON.stringify({ ms, tensors, maxRssMB: peakRssMB() }) + '\n');
 }
 main().catch((e) => { console.error(e); process.exit(1); });
