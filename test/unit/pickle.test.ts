@@ -17,11 +17,9 @@ import { prng } from '../../server/src/demo/loraTree';
 const PYTHON = '/usr/bin/python3';
 
 /** Writes pickles into argv[1] and prints a JSON manifest: renders computed by Python itself. */
-const GENERATOR = String.raw`
-import pickle, sys, os, json, struct, collections, unicodedata, zipfile, datetime, pickletools, io
-out = sys.argv[1]
-
-def render(o):
+/** One Python `render(o)` for both generators: an exact text form of a value; `extra` adds a case. */
+function pyRender(extra: string): string {
+  return String.raw`def render(o):
     if o is None: return 'None'
     if o is True: return 'True'
     if o is False: return 'False'
@@ -36,7 +34,15 @@ def render(o):
     if isinstance(o, tuple): return '(' + ','.join(render(x) for x in o) + ')'
     if isinstance(o, frozenset): return 'frozenset{' + ','.join(sorted(render(x) for x in o)) + '}'
     if isinstance(o, set): return 'set{' + ','.join(sorted(render(x) for x in o)) + '}'
-    raise TypeError(type(o))
+${extra}
+    raise TypeError(type(o))`;
+}
+
+const GENERATOR = String.raw`
+import pickle, sys, os, json, struct, collections, unicodedata, zipfile, datetime, pickletools, io
+out = sys.argv[1]
+
+${pyRender('')}
 
 INTS = [0, 1, 255, 256, 65535, 65536, 2**31 - 1, -2**31, 2**31, -2**31 - 1, -1, -128, -256, -2**40, 2**40, 2**63, 2**64, 2**70, -2**70, 2**2000, -2**2000]
 shared = [1, 'two']
@@ -136,23 +142,7 @@ class Ex:
     def __new__(cls, *args, **kwargs):
         o = object.__new__(cls); o.args = args; o.kwargs = kwargs; return o
 sys.modules['__main__'].Ex = Ex
-def render(o):
-    if o is None: return 'None'
-    if o is True: return 'True'
-    if o is False: return 'False'
-    if isinstance(o, int): return 'int:%d' % o
-    if isinstance(o, float): return 'float:' + struct.pack('>d', o).hex()
-    if isinstance(o, str): return 'str:' + o.encode('utf-16-le', 'surrogatepass').hex()
-    if isinstance(o, bytearray): return 'bytearray:' + bytes(o).hex()
-    if isinstance(o, bytes): return 'bytes:' + o.hex()
-    if isinstance(o, collections.OrderedDict): return 'odict{' + ','.join(render(k) + ':' + render(v) for k, v in o.items()) + '}'
-    if isinstance(o, dict): return '{' + ','.join(render(k) + ':' + render(v) for k, v in o.items()) + '}'
-    if isinstance(o, list): return '[' + ','.join(render(x) for x in o) + ']'
-    if isinstance(o, tuple): return '(' + ','.join(render(x) for x in o) + ')'
-    if isinstance(o, frozenset): return 'frozenset{' + ','.join(sorted(render(x) for x in o)) + '}'
-    if isinstance(o, set): return 'set{' + ','.join(sorted(render(x) for x in o)) + '}'
-    if isinstance(o, Ex): return 'Ex(' + render(o.args) + ',' + render(o.kwargs) + ')'
-    raise TypeError(type(o))
+${pyRender("    if isinstance(o, Ex): return 'Ex(' + render(o.args) + ',' + render(o.kwargs) + ')'")}
 bad = []
 for fn, expected in json.load(sys.stdin):
     with open(fn, 'rb') as f: got = render(pickle.load(f))
