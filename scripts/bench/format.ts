@@ -82,7 +82,8 @@ async function main() {
   await mkdir(dir, { recursive: true });
   try {
     fpBundle = join(dir, 'fp-one.js');
-    await build({ entryPoints: [join(__dirname, 'fp-one.ts')], bundle: true, platform: 'node', target: 'node20', format: 'cjs', outfile: fpBundle, logLevel: 'warning' });
+    // The reader's worker thread is loaded from beside the bundle, as in dist/.
+    await build({ entryPoints: { 'fp-one': join(__dirname, 'fp-one.ts'), leafHashWorker: join(ROOT, 'server/src/formats/leafHashWorker.ts') }, bundle: true, platform: 'node', target: 'node20', format: 'cjs', outdir: dir, logLevel: 'warning' });
     console.log(`generating in ${dir} ...`);
     const small = join(dir, 'small');
     await mkdir(small);

@@ -74,6 +74,8 @@ export interface Checkpoint {
   safetensorsMetadata?: Record<string, string> | null;
   /** Open handle for streaming tensor bytes; closed by `close()`. */
   fh: FileHandle;
+  /** True when the file was small enough to be read whole: `fh` then serves bytes from memory. */
+  inMemory: boolean;
   zip?: ZipReader;
   close(): Promise<void>;
 }
@@ -98,7 +100,8 @@ export async function openCheckpoint(path: string, opts: OpenOptions = {}): Prom
   try {
     const { size } = await fh.stat();
     if (size === 0) throw new FormatError('EMPTY_FILE', 'the file is empty');
-    if (size <= SMALL_FILE_BYTES) {
+    const inMemory = size <= SMALL_FILE_BYTES;
+    if (inMemory) {
       // One read, then everything from memory (also a consistent snapshot of the file).
       const data = Buffer.allocUnsafe(size);
       const { bytesRead } = await fh.read(data, 0, size, 0);
@@ -109,9 +112,9 @@ export async function openCheckpoint(path: string, opts: OpenOptions = {}): Prom
     const head = Buffer.alloc(Math.min(size, 64));
     await fh.read(head, 0, head.length, 0);
     switch (sniffFormat(head, size)) {
-      case 'zip': return await openZip(path, fh, size, opts);
-      case 'legacy': return await openLegacy(path, fh, size);
-      case 'safetensors': return await openSafetensors(path, fh, size);
+      case 'zip': return { ...(await openZip(path, fh, size, opts)), inMemory };
+      case 'legacy': return { ...(await openLegacy(path, fh, size)), inMemory };
+      case 'safetensors': return { ...(await openSafetensors(path, fh, size)), inMemory };
       default:
         throw new FormatError('NOT_A_CHECKPOINT', 'not a torch checkpoint (zip or legacy) nor a safetensors file');
     }
@@ -155,7 +158,7 @@ function tensorInfos(calls: TensorCall[], storages: Map<string, StorageInfo>): T
   });
 }
 
-async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOptions): Promise<Checkpoint> {
+async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOptions): Promise<Omit<Checkpoint, 'inMemory'>> {
   const zip = await ZipReader.fromFileHandle(fh, size);
   // torch.load takes the one record named <prefix>/data.pkl; records outside a folder are rejected.
   const pkl = zip.records.filter((r) => /^[^/]+\/data\.pkl$/.test(r.name));
@@ -192,7 +195,7 @@ async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOpt
   };
 }
 
-async function openLegacy(path: string, fh: FileHandle, size: number): Promise<Checkpoint> {
+async function openLegacy(path: string, fh: FileHandle, size: number): Promise<Omit<Checkpoint, 'inMemory'>> {
   const legacy = await readLegacy(fh, size);
   const calls = findTensors(legacy.object.root);
   const storages = new Map<string, StorageInfo>();
@@ -215,7 +218,7 @@ async function openLegacy(path: string, fh: FileHandle, size: number): Promise<C
   };
 }
 
-async function openSafetensors(path: string, fh: FileHandle, size: number): Promise<Checkpoint> {
+async function openSafetensors(path: string, fh: FileHandle, size: number): Promise<Omit<Checkpoint, 'inMemory'>> {
   const st = await readSafetensors(fh, size);
   const storages = new Map<string, StorageInfo>();
   const tensors: TensorInfo[] = st.tensors.map((t) => {
