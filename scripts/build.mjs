@@ -16,6 +16,4 @@ await Promise.all([
   build({ ...common, entryPoints: ['client/src/extension.ts'], outfile: 'dist/client.js' }),
   build({ ...common, entryPoints: ['server/src/lsp/server.ts'], outfile: 'dist/server.js' }),
   build({ ...common, entryPoints: ['server/src/cli/main.ts'], outfile: 'dist/cli.js' }),
-  // Worker thread for hashing large tensors; loaded from beside whichever bundle uses it.
-  build({ ...common, entryPoints: ['server/src/formats/leafHashWorker.ts'], outfile: 'dist/leafHashWorker.js' }),
 ]);

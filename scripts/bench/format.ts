@@ -82,8 +82,7 @@ async function main() {
   await mkdir(dir, { recursive: true });
   try {
     fpBundle = join(dir, 'fp-one.js');
-    // The reader's worker thread is loaded from beside the bundle, as in dist/.
-    await build({ entryPoints: { 'fp-one': join(__dirname, 'fp-one.ts'), leafHashWorker: join(ROOT, 'server/src/formats/leafHashWorker.ts') }, bundle: true, platform: 'node', target: 'node20', format: 'cjs', outdir: dir, logLevel: 'warning' });
+    await build({ entryPoints: [join(__dirname, 'fp-one.ts')], bundle: true, platform: 'node', target: 'node20', format: 'cjs', outfile: fpBundle, logLevel: 'warning' });
     console.log(`generating in ${dir} ...`);
     const small = join(dir, 'small');
     await mkdir(small);

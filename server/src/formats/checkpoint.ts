@@ -74,8 +74,6 @@ export interface Checkpoint {
   safetensorsMetadata?: Record<string, string> | null;
   /** Open handle for streaming tensor bytes; closed by `close()`. */
   fh: FileHandle;
-  /** True when the file was small enough to be read whole: `fh` then serves bytes from memory. */
-  inMemory: boolean;
   zip?: ZipReader;
   close(): Promise<void>;
 }
@@ -100,8 +98,7 @@ export async function openCheckpoint(path: string, opts: OpenOptions = {}): Prom
   try {
     const { size } = await fh.stat();
     if (size === 0) throw new FormatError('EMPTY_FILE', 'the file is empty');
-    const inMemory = size <= SMALL_FILE_BYTES;
-    if (inMemory) {
+    if (size <= SMALL_FILE_BYTES) {
       // One read, then everything from memory (also a consistent snapshot of the file).
       const data = Buffer.allocUnsafe(size);
       const { bytesRead } = await fh.read(data, 0, size, 0);
@@ -112,9 +109,9 @@ export async function openCheckpoint(path: string, opts: OpenOptions = {}): Prom
     const head = Buffer.alloc(Math.min(size, 64));
     await fh.read(head, 0, head.length, 0);
     switch (sniffFormat(head, size)) {
-      case 'zip': return { ...(await openZip(path, fh, size, opts)), inMemory };
-      case 'legacy': return { ...(await openLegacy(path, fh, size)), inMemory };
-      case 'safetensors': return { ...(await openSafetensors(path, fh, size)), inMemory };
+      case 'zip': return await openZip(path, fh, size, opts);
+      case 'legacy': return await openLegacy(path, fh, size);
+      case 'safetensors': return await openSafetensors(path, fh, size);
       default:
         throw new FormatError('NOT_A_CHECKPOINT', 'not a torch checkpoint (zip or legacy) nor a safetensors file');
     }
@@ -158,7 +155,7 @@ function tensorInfos(calls: TensorCall[], storages: Map<string, StorageInfo>): T
   });
 }
 
-async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOptions): Promise<Omit<Checkpoint, 'inMemory'>> {
+async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOptions): Promise<Checkpoint> {
   const zip = await ZipReader.fromFileHandle(fh, size);
   // torch.load takes the one record named <prefix>/data.pkl; records outside a folder are rejected.
   const pkl = zip.records.filter((r) => /^[^/]+\/data\.pkl$/.test(r.name));
@@ -195,7 +192,7 @@ async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOpt
   };
 }
 
-async function openLegacy(path: string, fh: FileHandle, size: number): Promise<Omit<Checkpoint, 'inMemory'>> {
+async function openLegacy(path: string, fh: FileHandle, size: number): Promise<Checkpoint> {
   const legacy = await readLegacy(fh, size);
   const calls = findTensors(legacy.object.root);
   const storages = new Map<string, StorageInfo>();
@@ -218,7 +215,7 @@ async function openLegacy(path: string, fh: FileHandle, size: number): Promise<O
   };
 }
 
-async function openSafetensors(path: string, fh: FileHandle, size: number): Promise<Omit<Checkpoint, 'inMemory'>> {
+async function openSafetensors(path: string, fh: FileHandle, size: number): Promise<Checkpoint> {
   const st = await readSafetensors(fh, size);
   const storages = new Map<string, StorageInfo>();
   const tensors: TensorInfo[] = st.tensors.map((t) => {

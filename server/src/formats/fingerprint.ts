@@ -15,10 +15,9 @@ import { Checkpoint, StorageInfo, TensorInfo } from './checkpoint';
 import { itemSize } from './dtypes';
 import { PyNode, mappingEntries } from './pickle/nodes';
 import { typedForm, Typed } from './pyValue';
-import { LEAF } from './leafHash';
-import { hashRangeParallel } from './leafHashPool';
 
 export const DIGEST_ALG = 'xxh3-128-tree-4MiB';
+const LEAF = 4 * 1024 * 1024;
 const CHUNK = 4 * 1024 * 1024;
 /** Non-contiguous views spanning at most this many storage bytes are gathered in memory. */
 const GATHER_SPAN_MAX = 64 * 1024 * 1024;
@@ -75,21 +74,6 @@ class TreeHasher {
     len.writeBigUInt64LE(BigInt(this.total));
     this.top.update(len);
     return this.top.digest('hex');
-  }
-}
-
-/** The digest of a tensor whose leaf digests were computed elsewhere (see leafHashPool). */
-async function digestFromLeaves(leaves: Uint8Array, total: number): Promise<string> {
-  const top = await pool.get();
-  try {
-    top.init();
-    top.update(leaves);
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(total));
-    top.update(len);
-    return top.digest('hex');
-  } finally {
-    pool.put(top);
   }
 }
 
@@ -199,25 +183,7 @@ export async function readTensorBytes(c: Checkpoint, t: TensorInfo, maxBytes = 2
  * byte range to that tensor's hasher; non-contiguous views are gathered afterwards.
  * Memory: one 4 MiB chunk plus hasher state, whatever the file size.
  */
-export interface FingerprintOptions {
-  /** Records at least this large are hashed on several threads (default 16 MiB). */
-  parallelMinBytes?: number;
-}
-
-/**
- * A storage whose bytes are one tensor, whole: its leaves can be hashed on several threads, with
- * the CRC checked on the same pass. Returns the byte range, or undefined for the single-pass path.
- */
-function parallelRange(c: Checkpoint, s: StorageInfo, tensors: TensorInfo[], min: number): { start: number; end: number } | undefined {
-  if (c.inMemory || s.inflated || tensors.length !== 1) return undefined;
-  const t = tensors[0];
-  if (!t.contiguous || t.storageOffset !== 0 || t.byteLength < min) return undefined;
-  if (s.record) return s.record.method === 0 && t.byteLength === s.record.size ? { start: s.record.dataOffset, end: s.record.dataOffset + s.record.size } : undefined;
-  return { start: s.offset, end: s.offset + t.byteLength };
-}
-
-export async function fingerprintCheckpoint(c: Checkpoint, opts: FingerprintOptions = {}): Promise<CheckpointFingerprint> {
-  const parallelMin = opts.parallelMinBytes ?? 16 * 1024 * 1024;
+export async function fingerprintCheckpoint(c: Checkpoint): Promise<CheckpointFingerprint> {
   const crcFailures: CrcResult[] = [];
   const digests = new Map<TensorInfo, string>();
   const byStorage = new Map<StorageInfo, TensorInfo[]>();
@@ -229,13 +195,6 @@ export async function fingerprintCheckpoint(c: Checkpoint, opts: FingerprintOpti
   const scratch = Buffer.allocUnsafe(CHUNK);
   for (const [s, tensors] of byStorage) {
     const rec = s.record;
-    const range = parallelRange(c, s, tensors, parallelMin);
-    if (range) {
-      const r = await hashRangeParallel(c.fh, range.start, range.end);
-      if (rec && r.crc !== rec.crc32) crcFailures.push({ record: rec.name, expected: rec.crc32, actual: r.crc });
-      digests.set(tensors[0], await digestFromLeaves(r.leaves, r.length));
-      continue;
-    }
     const contiguous = tensors.filter((t) => t.contiguous);
     const active = await Promise.all(contiguous.map(async (t) => {
       const h = await pool.tree();
