@@ -8,16 +8,23 @@ import { stat } from 'node:fs/promises';
 import { inspectFile, formatInspect } from './inspect';
 import { stringifyJson, Json } from '../formats/pyValue';
 import { runDemo } from './demo';
+import { CliUsageError, cmdHistory, cmdStats, cmdStatus, cmdSync, cmdVerify } from './engineCommands';
 
 const USAGE = `usage: lora-sync <command> [options]
 
 commands:
-  inspect FILE [--json]    format, records, tensors, metadata, CRC and safety of one checkpoint
-  demo [--dir DIR]         generate a seed-like workspace and inspect it
+  status  [--root DIR] [--json] [--all]      every checkpoint's status (problems only, or --all)
+  verify  [--root DIR] [--json] [--lora ID]  verify_sync_integrity for one LoRA or all
+  sync    (--lora ID | --all) [--root DIR] [--reason R] [--match N] [--force] [--dry-run] [--json]
+  history [--root DIR] [--json] [--lora ID] [--limit N]
+  stats   [--root DIR] [--json]
+  inspect FILE [--json]                      format, records, tensors, metadata, CRC and safety of one file
+  demo    [--dir DIR]                        generate a seed-like workspace, then status, sync, verify
 
-exit codes: 0 sound, 1 corrupt or unsafe, 2 usage errors`;
+--root defaults to the current folder; --lora takes a LoRA id or name.
+exit codes: 0 consistent / done / sound, 1 inconsistencies, failed copies, corrupt or unsafe, 2 usage or fatal errors`;
 
-class UsageError extends Error {}
+class UsageError extends CliUsageError {}
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -37,6 +44,29 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write((values.json ? stringifyJson(r as unknown as Json, 2) : formatInspect(r)) + '\n');
       return r.sound ? 0 : 1;
     }
+    case 'status': {
+      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' } }, false);
+      return cmdStatus(values as never);
+    }
+    case 'verify': {
+      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' } }, false);
+      return cmdVerify(values as never);
+    }
+    case 'sync': {
+      const { values } = parse(rest, {
+        root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' }, all: { type: 'boolean' }, reason: { type: 'string' },
+        match: { type: 'string' }, force: { type: 'boolean' }, 'dry-run': { type: 'boolean' },
+      }, false);
+      return cmdSync({ ...(values as Record<string, unknown>), dryRun: values['dry-run'] as boolean | undefined });
+    }
+    case 'history': {
+      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' }, limit: { type: 'string' } }, false);
+      return cmdHistory(values as never);
+    }
+    case 'stats': {
+      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' } }, false);
+      return cmdStats(values as never);
+    }
     case 'demo': {
       const { values } = parse(rest, { dir: { type: 'string' } });
       return runDemo({ dir: values.dir as string | undefined });
@@ -46,18 +76,21 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-function parse(args: string[], options: Record<string, { type: 'boolean' | 'string' }>) {
+function parse(args: string[], options: Record<string, { type: 'boolean' | 'string' }>, positionals = true) {
+  let r;
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
+    r = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  if (!positionals && r.positionals.length) throw new UsageError(`unexpected argument '${r.positionals[0]}'`);
+  return r;
 }
 
 main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (e) => {
-    if (e instanceof UsageError) {
+    if (e instanceof CliUsageError) {
       process.stderr.write(`lora-sync: ${e.message}\n\n${USAGE}\n`);
     } else {
       process.stderr.write(`lora-sync: internal error: ${(e as Error)?.stack ?? e}\n`);

@@ -1,0 +1,151 @@
+/** `lora-sync status|verify|sync|history|stats`: the engine from the command line. */
+import { resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { Workspace, StatusReport } from '../engine/workspace';
+import { planCounts, PlannedLora } from '../engine/syncPlanner';
+import { SOUND } from '../engine/statusRules';
+import { SyncResult } from '../engine/syncExecutor';
+import { ConfigError } from '../engine/config';
+
+export class CliUsageError extends Error {}
+
+export interface Common { root?: string; json?: boolean }
+
+const out = (s: string) => process.stdout.write(s + '\n');
+
+export async function openWorkspace(root: string | undefined): Promise<Workspace> {
+  const dir = resolve(root ?? '.');
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new CliUsageError(`${dir}: not a folder`);
+  try {
+    return await Workspace.open(dir);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new CliUsageError(e.message);
+    throw e;
+  }
+}
+
+const ICON: Record<string, string> = {
+  SOURCE: '●', IN_SYNC: '✓', STALE: '↻', DIVERGED: '⚠', METADATA_DRIFT: '≈', PARAM_COUNT_MISMATCH: '✗', SHAPE_MISMATCH: '✗',
+  DTYPE_MISMATCH: '✗', CORRUPT: '✗', UNSAFE: '☠', ORPHAN: '?', DUPLICATE_SOURCE: '⚠', UNRECOGNIZED: '·',
+};
+
+export function formatStatus(r: StatusReport, all: boolean): string {
+  const lines: string[] = [];
+  const s = r.stats;
+  lines.push(`${r.root}: ${s.total_loras_tracked} LoRAs, ${s.total_copies_tracked} copies, ${s.files} files (${s.unrecognized} not LoRA checkpoints)`);
+  const counts = Object.entries(s.by_status).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(' · ');
+  lines.push(`  ${counts}`);
+  const problems = r.files.filter((f) => f.status !== 'UNRECOGNIZED' && !SOUND.has(f.status as never));
+  if (!problems.length) lines.push('  every copy is in sync');
+  for (const f of all ? r.files : problems) lines.push(`  ${ICON[f.status] ?? ' '} ${f.status.padEnd(20)} ${f.path}\n      ${f.message}`);
+  return lines.join('\n');
+}
+
+export async function cmdStatus(o: Common & { all?: boolean }): Promise<number> {
+  const ws = await openWorkspace(o.root);
+  await ws.scan();
+  const r = await ws.report();
+  out(o.json ? JSON.stringify(r, null, 2) : formatStatus(r, !!o.all));
+  return r.files.every((f) => f.status === 'UNRECOGNIZED' || SOUND.has(f.status as never)) ? 0 : 1;
+}
+
+export async function cmdVerify(o: Common & { lora?: string }): Promise<number> {
+  const ws = await openWorkspace(o.root);
+  await ws.scan();
+  const ids = o.lora ? [resolveLora(ws, o.lora)] : undefined;
+  const v = ws.verify(ids);
+  await ws.recordVerify(v);
+  if (o.json) out(JSON.stringify(v, null, 2));
+  else {
+    out(`${v.is_consistent ? 'consistent' : 'NOT consistent'}: ${v.loras.filter((l) => l.is_consistent).length} of ${v.loras.length} LoRAs consistent, ${v.issues.length} issues`);
+    for (const l of v.loras.filter((x) => !x.is_consistent)) {
+      out(`  ${l.name} (${l.id})`);
+      for (const i of l.issues) out(`    ${i.type.padEnd(18)} ${i.file}${i.param ? ` [${i.param}]` : ''}: ${i.detail}`);
+    }
+  }
+  return v.is_consistent ? 0 : 1;
+}
+
+function resolveLora(ws: Workspace, key: string): string {
+  const map = ws.copyMap().loras;
+  if (map.has(key)) return key;
+  const byName = [...map.values()].filter((g) => g.name === key);
+  if (byName.length === 1) return byName[0].id;
+  throw new CliUsageError(`no LoRA with id or name '${key}'`);
+}
+
+export function formatPlan(plan: PlannedLora[]): string {
+  const lines: string[] = [];
+  const n = planCounts(plan);
+  lines.push(`plan: ${n.write} to write, ${n.force} to overwrite by force, ${n.skip} to skip, ${n.refuse} refused`);
+  for (const l of plan) {
+    const acts = l.copies.filter((c) => c.action !== 'skip');
+    if (!acts.length && !l.blocked) continue;
+    lines.push(`  ${l.name} (${l.id})${l.source ? ` from ${l.source}` : ''}${l.blocked ? ` — BLOCKED: ${l.blocked}` : ''}`);
+    for (const c of acts) lines.push(`    ${c.action.padEnd(6)} ${c.path}  (${c.status}: ${c.why})`);
+  }
+  return lines.join('\n');
+}
+
+export function formatSync(r: SyncResult): string {
+  const lines = [`${r.cancelled ? 'cancelled: ' : ''}${r.synced} synced, ${r.failed} failed, ${r.skipped} skipped, ${r.refused} refused`];
+  for (const l of r.loras) for (const c of l.copies) if (c.outcome === 'failed' || c.outcome === 'refused' || (c.outcome === 'skipped' && c.reason !== 'already in sync')) lines.push(`  ${c.outcome.padEnd(8)} ${c.path}: ${c.reason}`);
+  return lines.join('\n');
+}
+
+export async function cmdSync(o: Common & { lora?: string; all?: boolean; reason?: string; match?: string; force?: boolean; dryRun?: boolean }): Promise<number> {
+  if (!o.lora && !o.all) throw new CliUsageError('sync needs --lora ID or --all');
+  if (o.lora && o.all) throw new CliUsageError('sync takes --lora ID or --all, not both');
+  const match = o.match !== undefined ? Number(o.match) : undefined;
+  if (match !== undefined && !Number.isInteger(match)) throw new CliUsageError('--match takes a whole number');
+  const ws = await openWorkspace(o.root);
+  await ws.scan();
+  const plan = ws.plan({ loras: o.lora ? [resolveLora(ws, o.lora)] : undefined, force: o.force });
+  if (o.dryRun) {
+    out(o.json ? JSON.stringify({ plan }, null, 2) : formatPlan(plan));
+    return 0;
+  }
+  let cancelled = false;
+  const onSig = () => { cancelled = true; };
+  process.once('SIGINT', onSig);
+  try {
+    const r = await ws.sync(plan, { reason: o.reason ?? (o.all ? 'FULL_SYNC' : 'MANUAL'), match, cancelled: () => cancelled });
+    out(o.json ? JSON.stringify({ plan, result: { ...r, loras: r.loras.map((l) => ({ ...l, copies: l.copies.map(({ entry: _e, ...c }) => c) })) } }, null, 2) : formatSync(r));
+    return r.failed || r.cancelled ? 1 : 0;
+  } finally {
+    process.off('SIGINT', onSig);
+  }
+}
+
+export async function cmdHistory(o: Common & { lora?: string; limit?: string }): Promise<number> {
+  const ws = await openWorkspace(o.root);
+  const limit = o.limit !== undefined ? Number(o.limit) : 50;
+  if (!Number.isInteger(limit) || limit < 1) throw new CliUsageError('--limit takes a positive whole number');
+  const { events, skippedLines } = await ws.history.read({ limit, loraId: o.lora });
+  if (o.json) out(JSON.stringify({ events, skipped_lines: skippedLines }, null, 2));
+  else {
+    if (!events.length) out('no history yet');
+    for (const e of events) {
+      const counts = e.event === 'SYNC' ? ` synced ${e.synced_copies}/${e.total_copies}, failed ${e.failed_copies}` : e.event === 'VERIFY' ? ` ${e.consistent ? 'consistent' : 'inconsistent'}` : e.backup ? ` backup ${e.backup}` : '';
+      out(`${e.time}  ${e.event.padEnd(15)} ${e.name} (${e.lora_id})${e.match_idx !== undefined ? ` match ${e.match_idx}` : ''}${e.reason ? ` ${e.reason}` : ''}${counts}`);
+    }
+    if (skippedLines) out(`(${skippedLines} unreadable line(s) skipped)`);
+  }
+  return 0;
+}
+
+export async function cmdStats(o: Common): Promise<number> {
+  const ws = await openWorkspace(o.root);
+  await ws.scan();
+  const s = await ws.stats();
+  if (o.json) out(JSON.stringify(s, null, 2));
+  else {
+    out(`total_loras_tracked     ${s.total_loras_tracked}`);
+    out(`total_copies_tracked    ${s.total_copies_tracked}`);
+    out(`total_syncs_performed   ${s.total_syncs_performed}`);
+    out(`average_copies_per_lora ${s.average_copies_per_lora}`);
+    for (const [k, n] of Object.entries(s.by_status)) if (n) out(`  ${k.padEnd(22)}${n}`);
+  }
+  return 0;
+}

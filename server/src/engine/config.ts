@@ -1,0 +1,87 @@
+/**
+ * Engine options: defaults that fit the seed's layout out of the box, overridden by an optional
+ * `lora-sync.json` at the workspace root (and, in VS Code, by `loraSync.*` settings mapped onto
+ * the same names).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface EngineConfig {
+  /** Globs of checkpoint files, relative to the root. */
+  include: string[];
+  /** Globs skipped entirely (folders and files). */
+  exclude: string[];
+  /** A folder whose name contains one of these (any depth, NFC, case-sensitive) holds sources. */
+  sourceFolders: string[];
+  /** Metadata keys that belong to each copy and that a sync never overwrites. */
+  copyKeys: string[];
+  /** Metadata keys left out when comparing a copy's general metadata with its source's. */
+  ignoreKeys: string[];
+  /** Keep the old file under .lora-sync/backups/ before a forced overwrite (default true). */
+  backups: boolean;
+}
+
+export const DEFAULT_CONFIG: EngineConfig = {
+  include: ['**/*.pt', '**/*.safetensors'],
+  exclude: ['**/.git/**', '**/node_modules/**', '**/.lora-sync/**'],
+  sourceFolders: ['AKTIF_EN_IYILER'],
+  copyKeys: ['team', 'specialization_key', 'score', 'match_count', 'exported_at'],
+  ignoreKeys: ['sync_info'],
+  backups: true,
+};
+
+export const CONFIG_FILE = 'lora-sync.json';
+/** Folder for the engine's own state (history, backups, later the index cache and lock). */
+export const STATE_DIR = '.lora-sync';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/** Validates a partial config object (from the file or from settings); unknown keys are errors, so typos show. */
+export function mergeConfig(base: EngineConfig, patch: unknown, where: string): EngineConfig {
+  if (patch === undefined || patch === null) return base;
+  if (typeof patch !== 'object' || Array.isArray(patch)) throw new ConfigError(`${where}: expected an object`);
+  const out: EngineConfig = { ...base };
+  for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
+    switch (k) {
+      case 'include': case 'exclude': case 'sourceFolders': case 'copyKeys': case 'ignoreKeys':
+        if (!isStringArray(v)) throw new ConfigError(`${where}: "${k}" must be a list of strings`);
+        out[k] = v.map((s) => s.normalize('NFC'));
+        break;
+      case 'backups':
+        if (typeof v !== 'boolean') throw new ConfigError(`${where}: "backups" must be true or false`);
+        out.backups = v;
+        break;
+      case '$schema':
+        break;
+      default:
+        throw new ConfigError(`${where}: unknown option "${k}" (known: ${Object.keys(DEFAULT_CONFIG).join(', ')})`);
+    }
+  }
+  if (out.sourceFolders.some((s) => s === '')) throw new ConfigError(`${where}: "sourceFolders" entries must not be empty`);
+  return out;
+}
+
+/** Defaults, then `lora-sync.json` if present, then `overrides` (settings). */
+export async function loadConfig(root: string, overrides?: unknown): Promise<EngineConfig> {
+  let cfg = DEFAULT_CONFIG;
+  let text: string | undefined;
+  try {
+    text = await readFile(join(root, CONFIG_FILE), 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  if (text !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw new ConfigError(`${CONFIG_FILE}: not valid JSON (${(e as Error).message})`);
+    }
+    cfg = mergeConfig(cfg, parsed, CONFIG_FILE);
+  }
+  return mergeConfig(cfg, overrides, 'settings');
+}

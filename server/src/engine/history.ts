@@ -1,0 +1,252 @@
+/**
+ * The sync history log: one JSON object per line in `<workspace>/.lora-sync/history.jsonl`.
+ *
+ * Crash model: each `append` is a single write of whole lines to a file opened for appending, then
+ * `datasync`. A crash can therefore leave at most one torn line, at the very end. A line counts as
+ * written only once its '\n' is on disk: a last line without '\n' is torn even if it happens to parse,
+ * because we cannot know the write finished (it may be a prefix of a longer line that still parses,
+ * e.g. a cut-off number). `repair` drops it; `read` skips it; the next `append` repairs first.
+ *
+ * Reading never throws on bad content (torn, garbage, non-UTF-8 or foreign lines are skipped and
+ * counted); only real I/O errors propagate.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { dirname, join, resolve } from 'node:path';
+import { fsyncDir } from '../io/atomicWrite';
+
+export const HISTORY_EVENT_KINDS = ['SYNC', 'VERIFY', 'FORCE_OVERWRITE', 'RESTORE'] as const;
+export type HistoryEventKind = (typeof HISTORY_EVENT_KINDS)[number];
+
+export interface HistoryEvent {
+  /** ISO 8601 UTC. */
+  time: string;
+  event: HistoryEventKind;
+  lora_id: string;
+  name: string;
+  /** The trainer's match index when given. */
+  match_idx?: number;
+  /** e.g. LEARNING_UPDATE, FULL_SYNC, MANUAL, ROLE_CHANGE. */
+  reason?: string;
+  synced_copies?: number;
+  failed_copies?: number;
+  skipped_copies?: number;
+  total_copies?: number;
+  /** VERIFY only. */
+  consistent?: boolean;
+  /** Relative paths concerned (forced overwrite: the file; failures: the failed ones). */
+  files?: string[];
+  /** FORCE_OVERWRITE: where the old file was kept. */
+  backup?: string;
+  details?: Record<string, unknown>;
+}
+
+export interface HistoryReadOptions {
+  /** Keep only the newest N events (after the `loraId` filter). */
+  limit?: number;
+  loraId?: string;
+}
+
+export interface HistoryReadResult {
+  events: HistoryEvent[];
+  /** Lines that were not valid events, the torn last line included. Blank lines are not counted. */
+  skippedLines: number;
+}
+
+export const HISTORY_DIR = '.lora-sync';
+export const HISTORY_FILE = 'history.jsonl';
+
+const NL = 0x0a;
+/** How much of the tail is read at a time when looking for the last '\n'. */
+const TAIL_CHUNK = 64 * 1024;
+const KINDS: ReadonlySet<string> = new Set(HISTORY_EVENT_KINDS);
+
+/**
+ * One promise chain per log file for the whole process, so two `History` objects on the same
+ * workspace still never interleave their appends or truncate under each other.
+ */
+const queues = new Map<string, Promise<unknown>>();
+
+function serialised<T>(file: string, job: () => Promise<T>): Promise<T> {
+  const prev = queues.get(file) ?? Promise.resolve();
+  const run = prev.then(job, job);
+  const tail = run.then(
+    () => undefined,
+    () => undefined,
+  );
+  queues.set(file, tail);
+  // Forget the chain once it is idle so the map does not grow with every workspace ever opened.
+  void tail.then(() => {
+    if (queues.get(file) === tail) queues.delete(file);
+  });
+  return run;
+}
+
+/** The parsed event if `line` is a valid history line, else undefined. Never throws. */
+export function parseHistoryLine(line: string): HistoryEvent | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  if (typeof o.time !== 'string' || typeof o.lora_id !== 'string') return undefined;
+  if (typeof o.event !== 'string' || !KINDS.has(o.event)) return undefined;
+  return o as unknown as HistoryEvent;
+}
+
+/** Turns events into log lines, refusing (before anything is written) events that `read` would skip. */
+function serialise(events: readonly HistoryEvent[]): Buffer {
+  const lines = events.map((e, i) => {
+    // BigInt cannot go through JSON; a decimal string keeps the value readable.
+    const json = JSON.stringify(e, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+    if (json === undefined || parseHistoryLine(json) === undefined) {
+      throw new TypeError(`history event ${i} needs string time and lora_id and a known event kind`);
+    }
+    return json + '\n'; // JSON.stringify escapes '\n' inside strings, so one event is one line
+  });
+  return Buffer.from(lines.join(''), 'utf8');
+}
+
+function isNotFound(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}
+
+/** Offset just past the last '\n' in the first `size` bytes (0 if none), reading only the tail. */
+async function endOfLastLine(fh: FileHandle, size: number): Promise<number> {
+  const buf = Buffer.allocUnsafe(Math.min(TAIL_CHUNK, size));
+  let end = size;
+  while (end > 0) {
+    const start = Math.max(0, end - buf.length);
+    const want = end - start;
+    const { bytesRead } = await fh.read(buf, 0, want, start);
+    // A short read means the file shrank under us; treat the unread part as absent.
+    const nl = buf.subarray(0, bytesRead).lastIndexOf(NL);
+    if (nl >= 0) return start + nl + 1;
+    end = start;
+  }
+  return 0;
+}
+
+/** Where complete lines end, and the file's size, in one look at the file. */
+async function lineBoundary(file: string): Promise<{ size: number; complete: number } | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, 'r');
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+  try {
+    const { size } = await fh.stat();
+    return { size, complete: await endOfLastLine(fh, size) };
+  } finally {
+    await fh.close();
+  }
+}
+
+export class History {
+  readonly path: string;
+
+  constructor(workspaceRoot: string) {
+    this.path = join(resolve(workspaceRoot), HISTORY_DIR, HISTORY_FILE);
+  }
+
+  /**
+   * Appends `events` as one write of whole lines, then flushes. Repairs a torn last line first and
+   * creates `.lora-sync/` if needed. Throws a TypeError (writing nothing) for an event without
+   * string `time`/`lora_id` or with an unknown kind, since `read` would silently drop it.
+   */
+  append(events: HistoryEvent[]): Promise<void> {
+    if (events.length === 0) return Promise.resolve();
+    let data: Buffer;
+    try {
+      data = serialise(events);
+    } catch (e) {
+      return Promise.reject(e); // callers await; a synchronous throw would escape a .catch()
+    }
+    return serialised(this.path, async () => {
+      const { existed } = await this.repairNow();
+      const dir = dirname(this.path);
+      const madeDir = existed ? undefined : await mkdir(dir, { recursive: true });
+      const fh = await open(this.path, 'a');
+      try {
+        const before = (await fh.stat()).size;
+        try {
+          let off = 0;
+          while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+          await fh.datasync();
+        } catch (e) {
+          // Leave nothing of a failed append behind (best effort: e.g. ENOSPC may let truncate work).
+          await fh.truncate(before).catch(() => undefined);
+          throw e;
+        }
+      } finally {
+        await fh.close();
+      }
+      // A new file's (and new folder's) directory entry is only durable once its parent is flushed.
+      if (!existed) await fsyncDir(dir);
+      if (madeDir !== undefined) await fsyncDir(dirname(madeDir));
+    });
+  }
+
+  /**
+   * All valid events, oldest first. Only the bytes up to the last '\n' seen at the start are read,
+   * so an append running at the same time is either wholly absent or (rarely) counted as one skipped
+   * torn line — never half-parsed.
+   */
+  async read(opts: HistoryReadOptions = {}): Promise<HistoryReadResult> {
+    const limit = opts.limit === undefined || Number.isNaN(opts.limit) ? Infinity : Math.max(0, Math.floor(opts.limit));
+    const bounds = await lineBoundary(this.path);
+    if (!bounds) return { events: [], skippedLines: 0 };
+    let skippedLines = bounds.complete < bounds.size ? 1 : 0;
+    let events: HistoryEvent[] = [];
+    if (bounds.complete === 0) return { events, skippedLines };
+    const stream = createReadStream(this.path, { start: 0, end: bounds.complete - 1 });
+    const lines = createInterface({ input: stream, crlfDelay: Infinity });
+    for await (const line of lines) {
+      if (line.trim() === '') continue;
+      const ev = parseHistoryLine(line);
+      if (!ev) {
+        skippedLines++;
+        continue;
+      }
+      if (opts.loraId !== undefined && ev.lora_id !== opts.loraId) continue;
+      events.push(ev);
+      // Trim in batches rather than shifting per event: memory stays O(limit), time O(lines).
+      if (events.length >= 2 * limit + 1024) events = events.slice(events.length - limit);
+    }
+    if (events.length > limit) events = events.slice(events.length - limit);
+    return { events, skippedLines };
+  }
+
+  /** If the file does not end with '\n', truncates it to its last complete line. Returns the bytes dropped. */
+  repair(): Promise<number> {
+    return serialised(this.path, async () => (await this.repairNow()).dropped);
+  }
+
+  /** `repair` without queueing: callers already hold this file's place in the queue. */
+  private async repairNow(): Promise<{ dropped: number; existed: boolean }> {
+    let fh: FileHandle;
+    try {
+      fh = await open(this.path, 'r+');
+    } catch (e) {
+      if (isNotFound(e)) return { dropped: 0, existed: false };
+      throw e;
+    }
+    try {
+      const { size } = await fh.stat();
+      const complete = await endOfLastLine(fh, size);
+      if (complete === size) return { dropped: 0, existed: true };
+      await fh.truncate(complete);
+      await fh.datasync();
+      return { dropped: size - complete, existed: true };
+    } finally {
+      await fh.close();
+    }
+  }
+
+}

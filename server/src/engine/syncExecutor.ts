@@ -1,0 +1,223 @@
+/**
+ * The sync executor: carries a plan out. For each copy: check that neither the source nor the copy
+ * changed since the plan, build the new checkpoint (the source's tensors and general metadata, the
+ * copy's own keys exactly as they were, a new sync_info), keep a backup when forced, write it
+ * atomically, and read it back to confirm. One copy failing never stops the others.
+ */
+import { copyFile, mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Checkpoint, openCheckpoint } from '../formats/checkpoint';
+import { DIGEST_ALG } from '../formats/fingerprint';
+import * as N from '../formats/pickle/nodes';
+import { PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
+import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../formats/torch/ptWriter';
+import { writeSafetensors, SafetensorsDtype } from '../formats/safetensors';
+import { safetensorsCodeOf } from '../formats/dtypes';
+import { atomicWrite } from '../io/atomicWrite';
+import { EngineConfig, STATE_DIR } from './config';
+import { FileEntry, readEntry } from './loraFile';
+import { PlannedLora } from './syncPlanner';
+
+export interface SyncOptions {
+  reason: string;
+  /** The trainer's match index; default: the source's own sync_info match. */
+  match?: number;
+  /** Checked between copies; true stops the sync there (what is written stays written). */
+  cancelled?: () => boolean;
+  onProgress?: (done: number, total: number, path: string) => void;
+  now?: () => Date;
+}
+
+export type CopyOutcome = 'synced' | 'failed' | 'skipped' | 'refused';
+
+export interface CopyResult { path: string; outcome: CopyOutcome; reason: string; backup?: string; entry?: FileEntry }
+
+export interface LoraSyncResult { id: string; name: string; source?: string; copies: CopyResult[] }
+
+export interface SyncResult { loras: LoraSyncResult[]; cancelled: boolean; synced: number; failed: number; skipped: number; refused: number }
+
+export class ChangedSincePlan extends Error {}
+
+/** What the executor needs from the workspace: where files are, and the entries the plan was made from. */
+export interface ExecContext {
+  root: string;
+  cfg: EngineConfig;
+  abs: (rel: string) => string;
+  entry: (rel: string) => FileEntry | undefined;
+}
+
+async function unchanged(abs: string, e: FileEntry): Promise<boolean> {
+  try {
+    const st = await stat(abs);
+    return st.size === e.size && st.mtimeMs === e.mtimeMs && st.ino === e.ino;
+  } catch {
+    return false;
+  }
+}
+
+function setEntry(entries: Array<[PyNode, PyNode]>, key: string, value: PyNode): void {
+  const i = entries.findIndex(([k]) => k.kind === 'str' && k.value === key);
+  if (i >= 0) entries[i] = [entries[i][0], value];
+  else entries.push([N.str(key), value]);
+}
+
+function syncInfoNode(src: Checkpoint, srcEntry: FileEntry, opts: SyncOptions, when: Date): PyNode {
+  const srcInfo = src.root ? getKey(getKey(src.root, 'metadata') ?? N.none(), 'sync_info') : undefined;
+  // Start from the source's own sync_info (the trainer may keep more there), then ours on top.
+  const entries: Array<[PyNode, PyNode]> = srcInfo && srcInfo.kind === 'dict' ? [...srcInfo.entries] : [];
+  const match = opts.match ?? srcEntry.syncInfo.lastSyncMatch;
+  if (match !== undefined) setEntry(entries, 'last_sync_match', N.int(match));
+  setEntry(entries, 'last_sync_time', N.str(when.toISOString().replace(/Z$/, '+00:00')));
+  setEntry(entries, 'sync_reason', N.str(opts.reason));
+  setEntry(entries, 'lora_sync', N.dict([
+    [N.str('tensors'), N.str(srcEntry.tensorsDigest)],
+    [N.str('alg'), N.str(DIGEST_ALG)],
+    [N.str('source'), N.str(srcEntry.path)],
+  ]));
+  return N.dict(entries);
+}
+
+/**
+ * The new tree: the source's root with a new metadata mapping = the source's general keys, then the
+ * copy's own keys as they were in the copy (moved over as nodes, so any Python value survives),
+ * and the new sync_info. A copy key the copy lacks is not taken from the source.
+ */
+function mergedRoot(src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: PyNode): PyNode {
+  const srcEntries = mappingEntries(src.root!)!;
+  const srcMeta = getKey(src.root!, 'metadata');
+  const copyMeta = copy.root ? getKey(copy.root, 'metadata') : undefined;
+  const metaEntries: Array<[PyNode, PyNode]> = [];
+  for (const [k, v] of (srcMeta && mappingEntries(srcMeta)) ?? []) {
+    if (k.kind === 'str' && cfg.copyKeys.includes(k.value)) continue;
+    metaEntries.push([k, v]);
+  }
+  for (const [k, v] of (copyMeta && mappingEntries(copyMeta)) ?? []) {
+    if (k.kind === 'str' && cfg.copyKeys.includes(k.value)) metaEntries.push([k, v]);
+  }
+  setEntry(metaEntries, 'sync_info', info);
+  const meta = N.dict(metaEntries);
+  const rootEntries: Array<[PyNode, PyNode]> = srcEntries.map(([k, v]) => [k, k.kind === 'str' && k.value === 'metadata' ? meta : v]);
+  if (!srcMeta) rootEntries.push([N.str('metadata'), meta]);
+  return N.dict(rootEntries);
+}
+
+async function writeTorchCopy(abs: string, src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: PyNode, guard: () => Promise<void>): Promise<void> {
+  const root = mergedRoot(src, copy, cfg, info);
+  await atomicWrite(abs, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages: storageSourcesOf(src) }), { beforeRename: guard });
+}
+
+async function writeSafetensorsCopy(abs: string, src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, srcEntry: FileEntry, opts: SyncOptions, when: Date, guard: () => Promise<void>): Promise<void> {
+  const md: Record<string, string> = {};
+  for (const [k, v] of Object.entries(src.safetensorsMetadata ?? {})) if (!cfg.copyKeys.includes(k)) md[k] = v;
+  for (const [k, v] of Object.entries(copy.safetensorsMetadata ?? {})) if (cfg.copyKeys.includes(k)) md[k] = v;
+  md.sync_info = JSON.stringify({
+    last_sync_match: opts.match ?? srcEntry.syncInfo.lastSyncMatch, last_sync_time: when.toISOString(), sync_reason: opts.reason,
+    lora_sync: { tensors: srcEntry.tensorsDigest, alg: DIGEST_ALG, source: srcEntry.path },
+  });
+  const tensors = src.tensors.map((t) => ({
+    name: t.path, dtype: safetensorsCodeOf(t.dtype) as SafetensorsDtype, shape: t.shape,
+    data: { fh: src.fh, offset: t.storage.offset, length: t.byteLength },
+  }));
+  await atomicWrite(abs, (fh) => writeSafetensors(fh, tensors, md), { beforeRename: guard });
+}
+
+function stamp(d: Date): string {
+  return d.toISOString().replace(/[:.]/g, '-');
+}
+
+export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: SyncOptions): Promise<SyncResult> {
+  const now = opts.now ?? (() => new Date());
+  const started = now();
+  const total = plan.reduce((n, l) => n + l.copies.filter((c) => c.action === 'write' || c.action === 'force').length, 0);
+  let done = 0;
+  let cancelled = false;
+  const results: LoraSyncResult[] = [];
+  for (const lora of plan) {
+    const res: LoraSyncResult = { id: lora.id, name: lora.name, source: lora.source, copies: [] };
+    results.push(res);
+    const todo = lora.copies.filter((c) => c.action === 'write' || c.action === 'force');
+    for (const c of lora.copies) if (c.action === 'skip' || c.action === 'refuse') res.copies.push({ path: c.path, outcome: c.action === 'skip' ? 'skipped' : 'refused', reason: c.why });
+    if (!todo.length || cancelled) {
+      for (const c of todo) res.copies.push({ path: c.path, outcome: 'skipped', reason: 'cancelled' });
+      continue;
+    }
+    const srcEntry = ctx.entry(lora.source!)!;
+    const srcAbs = ctx.abs(lora.source!);
+    let src: Checkpoint | undefined;
+    try {
+      if (!(await unchanged(srcAbs, srcEntry))) throw new ChangedSincePlan(`the source ${lora.source} changed since the plan: rescan and sync again`);
+      src = await openCheckpoint(srcAbs);
+    } catch (e) {
+      const reason = e instanceof ChangedSincePlan ? e.message : `the source cannot be read: ${(e as Error).message}`;
+      for (const c of todo) res.copies.push({ path: c.path, outcome: 'skipped', reason });
+      continue;
+    }
+    try {
+      for (const c of todo) {
+        if (opts.cancelled?.()) cancelled = true;
+        if (cancelled) {
+          res.copies.push({ path: c.path, outcome: 'skipped', reason: 'cancelled' });
+          continue;
+        }
+        opts.onProgress?.(done, total, c.path);
+        res.copies.push(await syncOne(c.path, c.action === 'force', src, srcEntry, srcAbs, ctx, opts, now(), started));
+        done++;
+      }
+    } finally {
+      await src.close();
+    }
+  }
+  const count = (o: CopyOutcome) => results.reduce((n, l) => n + l.copies.filter((c) => c.outcome === o).length, 0);
+  return { loras: results, cancelled, synced: count('synced'), failed: count('failed'), skipped: count('skipped'), refused: count('refused') };
+}
+
+async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: FileEntry, srcAbs: string, ctx: ExecContext, opts: SyncOptions, when: Date, started: Date): Promise<CopyResult> {
+  const abs = ctx.abs(rel);
+  const planned = ctx.entry(rel);
+  if (!planned) return { path: rel, outcome: 'skipped', reason: 'not in the index' };
+  // Checked just before writing, and again just before the rename.
+  const guard = async () => {
+    if (!(await unchanged(abs, planned))) throw new ChangedSincePlan(`${rel} changed since the plan: it was not overwritten`);
+    if (!(await unchanged(srcAbs, srcEntry))) throw new ChangedSincePlan(`the source changed during the sync: ${rel} was not overwritten`);
+  };
+  try {
+    await guard();
+    const copy = await openCheckpoint(abs);
+    let backup: string | undefined;
+    try {
+      if (force && ctx.cfg.backups) {
+        backup = join(STATE_DIR, 'backups', stamp(started), rel);
+        await mkdir(dirname(join(ctx.root, backup)), { recursive: true });
+        await copyFile(abs, join(ctx.root, backup));
+      }
+      if (src.format === 'safetensors') await writeSafetensorsCopy(abs, src, copy, ctx.cfg, srcEntry, opts, when, guard);
+      else {
+        const info = syncInfoNode(src, srcEntry, opts, when);
+        await writeTorchCopy(abs, src, copy, ctx.cfg, info, guard);
+      }
+    } finally {
+      await copy.close();
+    }
+    // Read it back: what is on disk must now be what the source holds.
+    const entry = await readEntry(abs, rel, ctx.cfg);
+    if (entry.kind !== 'lora' || entry.tensorsDigest !== srcEntry.tensorsDigest || entry.metaDigest !== srcEntry.metaDigest) {
+      return { path: rel, outcome: 'failed', reason: 'written, but reading it back does not match the source', backup, entry };
+    }
+    return { path: rel, outcome: 'synced', reason: force ? 'forced' : 'synced', backup, entry };
+  } catch (e) {
+    const msg = e instanceof ChangedSincePlan ? e.message : errText(e);
+    return { path: rel, outcome: e instanceof ChangedSincePlan ? 'skipped' : 'failed', reason: msg };
+  }
+}
+
+function errText(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  switch (err?.code) {
+    case 'EACCES': case 'EPERM': return `permission denied: ${err.message}`;
+    case 'ENOSPC': return `no space left on the device: ${err.message}`;
+    case 'EROFS': return `read-only file system: ${err.message}`;
+    case 'ENOENT': return `the file vanished: ${err.message}`;
+    case 'EISDIR': return `is a directory: ${err.message}`;
+    default: return err?.message ?? String(e);
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * The sync planner: pure. From the copy map and the statuses it decides, per copy, what a sync
+ * will do and why. Executing is the executor's job; `sync --dry-run` prints this plan.
+ */
+import { CopyMap, LoraGroup, primarySource } from './copyMap';
+import { FileEntry } from './loraFile';
+import { FileStatus, Status } from './statusRules';
+
+export type Action = 'write' | 'force' | 'skip' | 'refuse';
+
+export interface PlannedCopy {
+  path: string;
+  status: Status;
+  action: Action;
+  /** Why: for skip/refuse the reason it is not written; for force, what will be lost to the backup. */
+  why: string;
+}
+
+export interface PlannedLora {
+  id: string;
+  name: string;
+  source?: string;
+  /** Set when nothing of this LoRA can be synced (no source, unsafe or corrupt source, duplicates). */
+  blocked?: string;
+  copies: PlannedCopy[];
+}
+
+export interface PlanOptions {
+  /** LoRA ids to sync; undefined = all. */
+  loras?: string[];
+  force?: boolean;
+}
+
+const WRITE: ReadonlySet<Status> = new Set(['STALE', 'METADATA_DRIFT']);
+const FORCEABLE: ReadonlySet<Status> = new Set(['DIVERGED', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH']);
+
+export function planSync(map: CopyMap, statusOf: (e: FileEntry) => FileStatus, opts: PlanOptions = {}): PlannedLora[] {
+  const out: PlannedLora[] = [];
+  for (const g of map.loras.values()) {
+    if (opts.loras && !opts.loras.includes(g.id)) continue;
+    out.push(planLora(g, statusOf, !!opts.force));
+  }
+  return out;
+}
+
+function planLora(g: LoraGroup, statusOf: (e: FileEntry) => FileStatus, force: boolean): PlannedLora {
+  const src = primarySource(g);
+  const sources = g.sources.filter((s) => s.kind === 'lora');
+  let blocked: string | undefined;
+  if (!src) blocked = g.sources.length ? `its source ${g.sources[0].path} cannot be read` : 'it has no source in a source folder';
+  else if (sources.length > 1) blocked = `${sources.length} sources claim this id (${sources.map((s) => s.path).join(', ')}): keep one`;
+  else if (src.unsafeGlobals.length) blocked = `its source ${src.path} is unsafe (${src.unsafeGlobals.join(', ')}): it would run code on torch.load and is never propagated`;
+  const copies: PlannedCopy[] = [];
+  for (const c of [...g.copies, ...g.broken.filter((b) => b.role === 'copy')]) {
+    const st = statusOf(c).status;
+    copies.push(planCopy(c, st, src, blocked, force));
+  }
+  return { id: g.id, name: g.name, source: src?.path, blocked, copies };
+}
+
+function planCopy(c: FileEntry, st: Status, src: FileEntry | undefined, blocked: string | undefined, force: boolean): PlannedCopy {
+  const base = { path: c.path, status: st };
+  if (st === 'IN_SYNC') return { ...base, action: 'skip', why: 'already in sync' };
+  if (st === 'CORRUPT') return { ...base, action: 'refuse', why: 'the copy cannot be read, so its own keys cannot be kept: restore or delete it' };
+  if (st === 'UNSAFE') return { ...base, action: 'refuse', why: 'the copy holds code that torch.load would run: inspect it, never overwrite it blindly' };
+  if (st === 'ORPHAN') return { ...base, action: 'refuse', why: 'no source to sync from' };
+  if (blocked) return { ...base, action: 'refuse', why: `the LoRA is blocked: ${blocked}` };
+  if (src && c.format !== src.format && !(isTorch(c.format) && isTorch(src.format))) {
+    return { ...base, action: 'refuse', why: `the copy is ${c.format}, the source ${src.format}: convert one of them first` };
+  }
+  if (WRITE.has(st)) return { ...base, action: 'write', why: st === 'STALE' ? 'the source moved on' : 'general metadata differs from the source' };
+  if (FORCEABLE.has(st)) {
+    return force
+      ? { ...base, action: 'force', why: `forced: the old copy (${st}) is kept as a backup` }
+      : { ...base, action: 'refuse', why: 'overwriting would lose what changed in the copy; use --force (a backup is kept)' };
+  }
+  return { ...base, action: 'skip', why: st };
+}
+
+const isTorch = (f: string | undefined) => f === 'torch-zip' || f === 'torch-legacy';
+
+export function planCounts(plan: PlannedLora[]): Record<Action, number> {
+  const n: Record<Action, number> = { write: 0, force: 0, skip: 0, refuse: 0 };
+  for (const l of plan) for (const c of l.copies) n[c.action]++;
+  return n;
+}

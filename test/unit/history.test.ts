@@ -1,0 +1,272 @@
+import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { History, type HistoryEvent } from '../../server/src/engine/history';
+import { prng } from '../../server/src/demo/loraTree';
+
+const MODULE = path.resolve(__dirname, '../../server/src/engine/history.ts');
+
+function ev(loraId: string, name: string, extra: Partial<HistoryEvent> = {}): HistoryEvent {
+  return { time: new Date().toISOString(), event: 'SYNC', lora_id: loraId, name, ...extra };
+}
+
+/** The raw lines of the log (without the final empty piece after the last '\n'). */
+async function rawLines(h: History): Promise<string[]> {
+  const text = await fsp.readFile(h.path, 'utf8');
+  const lines = text.split('\n');
+  assert.equal(lines.pop(), '', 'log must end with a newline');
+  return lines;
+}
+
+describe('engine/history', () => {
+  let root: string;
+  beforeEach(async () => {
+    root = await fsp.mkdtemp(path.join(os.tmpdir(), 'lora-history-'));
+  });
+  afterEach(async () => {
+    await fsp.rm(root, { recursive: true, force: true });
+  });
+
+  it('round-trips events with Unicode names and creates .lora-sync/ on first append', async () => {
+    const h = new History(path.join(root, 'ws'));
+    assert.equal(h.path, path.join(root, 'ws', '.lora-sync', 'history.jsonl'));
+    assert.deepEqual(await h.read(), { events: [], skippedLines: 0 });
+    assert.equal(await h.repair(), 0);
+
+    const events: HistoryEvent[] = [
+      ev('lora_abc123', 'LoRA_Gen5_a3b2', { match_idx: 50, reason: 'LEARNING_UPDATE', synced_copies: 5, failed_copies: 0, total_copies: 5 }),
+      ev('lora_ç', '⭐_AKTIF_EN_IYILER/LoRA_İğüşöç', { event: 'VERIFY', consistent: false, files: ['💎_PERFECT_HYBRID_HALL/LoRA_A_abc123.pt', '🏛️_NEWTON_HALL/x.pt'] }),
+      ev('lora_nl', 'line\nbreak\u2028sep\u2029"quoted"\\', { event: 'FORCE_OVERWRITE', backup: '.lora-sync/backup/ä.pt', details: { nested: { a: [1, 'ü'] } } }),
+      ev('lora_r', 'Manchester_United/🆚_VS_Liverpool', { event: 'RESTORE', details: { big: 12n as unknown } }),
+    ];
+    await h.append(events.slice(0, 2));
+    await h.append(events.slice(2));
+    const { events: got, skippedLines } = await h.read();
+    assert.equal(skippedLines, 0);
+    const expected = events.map((e) => ({ ...e }));
+    expected[3].details = { big: '12' }; // BigInt is stored as its decimal string
+    assert.deepEqual(got, expected);
+    assert.equal((await rawLines(h)).length, 4, 'a newline inside a name must not split the line');
+  });
+
+  it('writes nothing for an empty batch and rejects invalid events without writing', async () => {
+    const h = new History(root);
+    await h.append([]);
+    await assert.rejects(fsp.stat(h.path), { code: 'ENOENT' });
+    await h.append([ev('a', 'A')]);
+    const before = await fsp.readFile(h.path);
+    const bad = [ev('b', 'B'), { ...ev('c', 'C'), event: 'NOPE' } as unknown as HistoryEvent];
+    await assert.rejects(h.append(bad), TypeError);
+    await assert.rejects(h.append([{ ...ev('d', 'D'), lora_id: 7 } as unknown as HistoryEvent]), TypeError);
+    assert.deepEqual(await fsp.readFile(h.path), before, 'a rejected batch must leave the file untouched');
+  });
+
+  it('drops a torn last line (half a JSON line) before the next append', async () => {
+    const h = new History(root);
+    await h.append([ev('a', 'A1'), ev('a', 'A2'), ev('b', 'B1')]);
+    const half = '{"lora_id":"torn-marker","name":"ha'; // what a crash mid-write leaves
+    await fsp.appendFile(h.path, half);
+
+    const before = await h.read();
+    assert.deepEqual(before.events.map((e) => e.name), ['A1', 'A2', 'B1']);
+    assert.equal(before.skippedLines, 1, 'read counts the torn tail');
+
+    await h.append([ev('c', 'C1'), ev('c', 'C2')]);
+    const after = await h.read();
+    assert.equal(after.skippedLines, 0);
+    assert.deepEqual(after.events.map((e) => e.name), ['A1', 'A2', 'B1', 'C1', 'C2']);
+    assert.ok(!(await fsp.readFile(h.path, 'utf8')).includes(half));
+    assert.equal((await rawLines(h)).length, 5);
+  });
+
+  // Decision: a last line without '\n' is torn even if it parses — the write may not have finished
+  // (a cut-off number can still be valid JSON), so repair drops it and read skips it.
+  it('treats a complete JSON line without its newline as torn', async () => {
+    const h = new History(root);
+    await h.append([ev('a', 'A1')]);
+    const complete = JSON.stringify(ev('x', 'no-newline'));
+    await fsp.appendFile(h.path, complete);
+    const r = await h.read();
+    assert.deepEqual(r.events.map((e) => e.name), ['A1']);
+    assert.equal(r.skippedLines, 1);
+    assert.equal(await h.repair(), Buffer.byteLength(complete));
+    assert.equal(await h.repair(), 0, 'repair is idempotent');
+    assert.deepEqual(await h.read().then((x) => [x.events.map((e) => e.name), x.skippedLines]), [['A1'], 0]);
+  });
+
+  it('repairs a torn tail longer than one read chunk, and a file with no newline at all', async () => {
+    const h = new History(root);
+    await h.append([ev('a', 'A1')]);
+    const size = (await fsp.stat(h.path)).size;
+    await fsp.appendFile(h.path, '{"time":"' + 'z'.repeat(300_000));
+    assert.equal(await h.repair(), 300_009);
+    assert.equal((await fsp.stat(h.path)).size, size);
+
+    await fsp.writeFile(h.path, 'x'.repeat(200_000));
+    assert.deepEqual(await h.read(), { events: [], skippedLines: 1 });
+    assert.equal(await h.repair(), 200_000);
+    assert.equal((await fsp.stat(h.path)).size, 0);
+    await h.append([ev('b', 'B1')]);
+    assert.deepEqual((await h.read()).events.map((e) => e.name), ['B1']);
+  });
+
+  it('skips and counts garbage lines in the middle, never throwing on content', async () => {
+    const h = new History(root);
+    await h.append([ev('a', 'first')]);
+    const garbage = [
+      'not json',
+      '[1,2,3]',
+      'null',
+      '"a string"',
+      '{"time":"t","event":"SYNC"}', // no lora_id
+      '{"time":"t","event":"BOGUS","lora_id":"a","name":"n"}', // unknown kind
+      '{"time":5,"event":"SYNC","lora_id":"a","name":"n"}', // time not a string
+      '{"time":"t","event":"SYNC","lora_id":"a"', // cut
+    ];
+    await fsp.appendFile(h.path, garbage.join('\n') + '\n\n   \n');
+    await fsp.appendFile(h.path, Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0x0a])); // invalid UTF-8 and a NUL
+    await h.append([ev('b', 'last')]);
+    const r = await h.read();
+    assert.deepEqual(r.events.map((e) => e.name), ['first', 'last']);
+    assert.equal(r.skippedLines, garbage.length + 1, 'blank lines are not counted, garbage lines are');
+  });
+
+  it('filters by loraId and keeps only the newest `limit`', async () => {
+    const h = new History(root);
+    const batch: HistoryEvent[] = [];
+    for (let i = 0; i < 5000; i++) batch.push(ev(i % 3 === 0 ? 'a' : 'b', `n${i}`, { match_idx: i }));
+    await h.append(batch);
+    const idx = (r: { events: HistoryEvent[] }) => r.events.map((e) => e.match_idx);
+
+    assert.equal((await h.read()).events.length, 5000);
+    assert.deepEqual(idx(await h.read({ limit: 4 })), [4996, 4997, 4998, 4999]);
+    assert.deepEqual(idx(await h.read({ limit: 3, loraId: 'a' })), [4992, 4995, 4998]);
+    assert.deepEqual(idx(await h.read({ limit: 0 })), []);
+    assert.equal((await h.read({ limit: 10_000 })).events.length, 5000);
+    const onlyA = await h.read({ loraId: 'a' });
+    assert.equal(onlyA.events.length, 1667);
+    assert.ok(onlyA.events.every((e) => e.lora_id === 'a'));
+    assert.deepEqual(idx(await h.read({ loraId: 'nobody' })), []);
+    // limit just past the batch trimming threshold (2*limit+1024) keeps the right window
+    const w = await h.read({ limit: 1500 });
+    assert.deepEqual(idx(w), Array.from({ length: 1500 }, (_, i) => 3500 + i));
+  });
+
+  it('never interleaves 50 concurrent appends, even across two History objects and a torn start', async () => {
+    const h1 = new History(root);
+    const h2 = new History(root + path.sep); // same file, different object
+    await h1.append([ev('seed', 'seed')]);
+    // A torn tail makes every racing append want to truncate: unserialised, a late truncate would cut
+    // lines another append just wrote.
+    await fsp.appendFile(h1.path, '{"time":"torn');
+    const rand = prng(7);
+    const long = 'ş'.repeat(20_000);
+    await Promise.all(
+      Array.from({ length: 50 }, (_, b) => {
+        const n = 1 + Math.floor(rand() * 4);
+        const batch = Array.from({ length: n }, (_, k) => ev(`batch${b}`, `${long}${b}`, { match_idx: k, details: { n } }));
+        return (b % 2 ? h2 : h1).append(batch);
+      }),
+    );
+    const lines = await rawLines(h1);
+    const r = await h1.read();
+    assert.equal(r.skippedLines, 0);
+    assert.equal(r.events.length, lines.length, 'every line is a valid event');
+    assert.equal(r.events[0].name, 'seed');
+    // Each batch's lines are adjacent, complete and in order; all 50 batches are present.
+    const seen = new Set<string>();
+    for (let i = 1; i < r.events.length; ) {
+      const id = r.events[i].lora_id;
+      const n = r.events[i].details?.n as number;
+      assert.ok(!seen.has(id), `${id} appears twice`);
+      seen.add(id);
+      for (let k = 0; k < n; k++, i++) {
+        assert.equal(r.events[i].lora_id, id, `batch ${id} interleaved`);
+        assert.equal(r.events[i].match_idx, k);
+      }
+    }
+    assert.equal(seen.size, 50);
+  });
+
+  it('a SIGKILLed appender loses nothing it reported as written (20 seeded kills)', async function () {
+    this.timeout(180_000);
+    const script = path.join(root, 'appender.mjs');
+    await fsp.writeFile(
+      script,
+      `import { History } from ${JSON.stringify(MODULE)};
+const [wsRoot, run, seed] = process.argv.slice(2);
+let a = Number(seed) >>> 0;
+const rand = () => { a = (a + 0x6d2b79f5) >>> 0; let t = a; t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+const h = new History(wsRoot);
+let seq = 0, appends = 0;
+process.stdout.write('ready\\n');
+for (;;) {
+  // Mostly small batches, sometimes a big one so a kill can land inside a long write.
+  const big = rand() < 0.05;
+  const n = big ? 3 : 1 + Math.floor(rand() * 5);
+  const pad = 'é'.repeat(Math.floor(rand() * (big ? 200_000 : 200)));
+  const evs = [];
+  for (let k = 0; k < n; k++, seq++)
+    evs.push({ time: new Date().toISOString(), event: 'SYNC', lora_id: 'run' + run, name: 'LoRA_' + pad, match_idx: seq });
+  await h.append(evs);
+  appends++;
+  process.stdout.write(appends + ' ' + seq + '\\n'); // stdout to a pipe is synchronous on Linux
+}
+`,
+    );
+    const ws = path.join(root, 'ws');
+    const h = new History(ws);
+    const rand = prng(20251204);
+    const kept = new Map<string, number>(); // run -> events present after its kill
+    let torn = 0;
+
+    for (let run = 0; run < 20; run++) {
+      const child = spawn(process.execPath, ['--import', 'tsx', script, ws, String(run), String(run + 1)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const exited = new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_c, sig) => res(sig)));
+      await new Promise<void>((res, rej) => {
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.startsWith('ready\n')) res();
+        });
+        child.on('exit', () => rej(new Error(`child exited before ready: ${err}`)));
+      });
+      const delay = Math.floor(rand() * 250);
+      await new Promise((res) => setTimeout(res, delay));
+      child.kill('SIGKILL');
+      assert.equal(await exited, 'SIGKILL', `child ended on its own: ${err}`);
+
+      const done = out.split('\n').slice(1, -1); // complete lines after 'ready'
+      const reported = done.length ? Number(done[done.length - 1].split(' ')[1]) : 0;
+
+      if ((await h.repair()) > 0) torn++;
+      const text = await fsp.readFile(h.path, 'utf8').catch(() => '');
+      assert.ok(text === '' || text.endsWith('\n'), 'after repair the log ends with a newline');
+      const r = await h.read();
+      assert.equal(r.skippedLines, 0, `run ${run}: file does not parse cleanly after repair`);
+
+      // Earlier runs are untouched; this run's events form a gap-free prefix covering all it reported.
+      const byRun = new Map<string, number[]>();
+      for (const e of r.events) {
+        const list = byRun.get(e.lora_id) ?? [];
+        list.push(e.match_idx as number);
+        byRun.set(e.lora_id, list);
+      }
+      for (const [id, count] of kept) assert.equal(byRun.get(id)?.length ?? 0, count, `${id} changed later`);
+      const mine = byRun.get(`run${run}`) ?? [];
+      assert.deepEqual(mine, Array.from({ length: mine.length }, (_, i) => i), `run ${run}: gaps or reordering`);
+      assert.ok(mine.length >= reported, `run ${run}: reported ${reported} written, only ${mine.length} present`);
+      kept.set(`run${run}`, mine.length);
+    }
+    assert.ok([...kept.values()].reduce((s, n) => s + n, 0) > 0, 'the children wrote something');
+    // Informational: how many kills left a torn line (depends on timing; not asserted).
+    console.log(`      crash test: ${torn}/20 kills left a torn line; ${[...kept.values()].join(',')} events kept; ${(await fsp.stat(h.path)).size} bytes`);
+  });
+});
