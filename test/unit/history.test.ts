@@ -158,15 +158,17 @@ describe('engine/history', () => {
     const h1 = new History(root);
     const h2 = new History(root + path.sep); // same file, different object
     await h1.append([ev('seed', 'seed')]);
-    // A torn tail makes every racing append want to truncate: unserialised, a late truncate would cut
-    // lines another append just wrote.
-    await fsp.appendFile(h1.path, '{"time":"torn');
+    // A long torn tail makes every racing append want to truncate, and its backwards scan take many
+    // reads: unserialised, a late truncate would cut lines another append has just written.
+    await fsp.appendFile(h1.path, '{"time":"torn' + 'x'.repeat(2 << 20));
     const rand = prng(7);
     const long = 'ş'.repeat(20_000);
     await Promise.all(
-      Array.from({ length: 50 }, (_, b) => {
+      Array.from({ length: 50 }, async (_, b) => {
         const n = 1 + Math.floor(rand() * 4);
         const batch = Array.from({ length: n }, (_, k) => ev(`batch${b}`, `${long}${b}`, { match_idx: k, details: { n } }));
+        // Staggered starts put one append's repair between another's stat and write.
+        for (let t = Math.floor(rand() * 12); t > 0; t--) await new Promise(setImmediate);
         return (b % 2 ? h2 : h1).append(batch);
       }),
     );

@@ -69,7 +69,6 @@ const KINDS: ReadonlySet<string> = new Set(HISTORY_EVENT_KINDS);
 const queues = new Map<string, Promise<unknown>>();
 
 function serialised<T>(file: string, job: () => Promise<T>): Promise<T> {
-  return job();
   const prev = queues.get(file) ?? Promise.resolve();
   const run = prev.then(job, job);
   const tail = run.then(
