@@ -39,15 +39,24 @@ export async function fsyncDir(dir: string): Promise<void> {
 
 export async function atomicWrite<T>(target: string, write: (fh: FileHandle) => Promise<T>, opts: AtomicWriteOptions = {}): Promise<T> {
   const tmp = tempPathFor(target);
-  let mode = 0o644;
+  let old: { mode: number; uid: number; gid: number } | undefined;
   try {
-    mode = (await stat(target)).mode & 0o777;
+    old = await stat(target);
   } catch {
-    // new file
+    // a new file: default mode, owned by whoever writes it
   }
-  const fh = await open(tmp, 'wx', mode);
+  const fh = await open(tmp, 'wx', 0o600);
   let done = false;
   try {
+    // The replacement keeps the old file's mode (exactly: chmod is not subject to the umask) and,
+    // where we may (root, or the same owner), its owner and group: a sync run with sudo must not
+    // hand a user's copy to root.
+    await fh.chmod(old ? old.mode & 0o7777 : 0o666 & ~process.umask());
+    if (old) {
+      await fh.chown(old.uid, old.gid).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EPERM') throw e;
+      });
+    }
     const result = await write(fh);
     if (!opts.noSync) await fh.sync();
     await fh.close();

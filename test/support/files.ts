@@ -1,0 +1,35 @@
+/** Small file helpers shared by the engine suites. */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+
+/** Every file under `dir` (hidden ones too), as '/'-separated paths relative to it (as stored: NFC or NFD). */
+export async function walk(dir: string, base = dir): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, d.name);
+    if (d.isDirectory()) out.push(...(await walk(p, base)));
+    else out.push(relative(base, p).split(sep).join('/'));
+  }
+  return out;
+}
+
+export const sha256File = async (p: string): Promise<string> => createHash('sha256').update(await readFile(p)).digest('hex');
+
+
+const REPO = join(__dirname, '..', '..');
+
+/** Rebuilds dist/ when dist/cli.js is missing or older than any source it bundles; returns its path. */
+export function ensureBuilt(): string {
+  const cli = join(REPO, 'dist', 'cli.js');
+  const newest = (dir: string): number => readdirSync(dir, { withFileTypes: true }).reduce((m, d) => {
+    const p = join(dir, d.name);
+    return Math.max(m, d.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }, 0);
+  if (!existsSync(cli) || statSync(cli).mtimeMs < Math.max(newest(join(REPO, 'server', 'src')), statSync(join(REPO, 'scripts', 'build.mjs')).mtimeMs)) {
+    execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'ignore' });
+  }
+  return cli;
+}
