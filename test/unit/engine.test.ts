@@ -182,6 +182,24 @@ describe('engine on a torch-written workspace', function () {
     // the other copy of the plan still went through
     assert.equal(res.loras[0].copies.find((c) => c.path === '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt')!.outcome, 'synced');
   });
+  it('a source changed between plan and write blocks its copies; cancelling stops between copies', async () => {
+    const { dir, ws } = await fresh();
+    dirs.push(dir);
+    const planB = ws.plan({ loras: ['lora_b'] });
+    await writeFile(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_B.pt'), await readFile(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_B.pt')));
+    const rb = await ws.sync(planB, { reason: 'MANUAL' });
+    const writes = rb.loras[0].copies.filter((c) => c.reason.includes('changed since the plan'));
+    assert.ok(writes.length >= 1 && writes.every((c) => c.outcome === 'skipped'));
+    assert.equal(rb.synced, 0);
+    // Cancel after the first copy: the rest are skipped as cancelled, what was written stays written.
+    const { dir: d2, ws: w2 } = await fresh();
+    dirs.push(d2);
+    let calls = 0;
+    const r = await w2.sync(w2.plan(), { reason: 'MANUAL', cancelled: () => calls++ >= 1 });
+    assert.equal(r.cancelled, true);
+    assert.equal(r.synced, 1);
+    assert.ok(r.loras.flatMap((l) => l.copies).filter((c) => c.reason === 'cancelled').length >= 2);
+  });
 });
 
 describe('status rules (pure, by table)', () => {
