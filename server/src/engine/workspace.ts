@@ -2,12 +2,14 @@
  * A workspace: the root folder, its config, and the engine's view of it (entries, copy map,
  * statuses). The CLI and the language server both drive the engine through this class.
  */
-import { unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import fg from 'fast-glob';
 import { EngineConfig, STATE_DIR, loadConfig } from './config';
 import { FileEntry, isSourcePath, readEntry } from './loraFile';
-import { buildCopyMap, CopyMap, LoraGroup, primarySource } from './copyMap';
+import { CopyIndex, CopyMap, LoraGroup, primarySource } from './copyMap';
+import { CachedFile, FileKey, IndexCache, sameKey } from './indexCache';
+import micromatch from 'micromatch';
 import { describeStatus, FileStatus, Issue, SOUND, statusOf, Status, STATUSES } from './statusRules';
 import { planSync, PlannedLora, PlanOptions } from './syncPlanner';
 import { executeSync, SyncOptions, SyncResult } from './syncExecutor';
@@ -47,15 +49,34 @@ export function relPath(root: string, abs: string): string {
   return relative(root, abs).split(sep).join('/').normalize('NFC');
 }
 
+/** A file whose status changed (before undefined: new file; after undefined: gone or not a LoRA file any more). */
+export interface StatusChange { path: string; before?: Status | 'UNRECOGNIZED'; after?: Status | 'UNRECOGNIZED' }
+
+export interface ScanSummary {
+  files: number;
+  /** Files read (new or changed); the rest came from the cache. */
+  read: number;
+  reused: number;
+  removed: number;
+  cacheNote?: string;
+  changes: StatusChange[];
+}
+
 export class Workspace {
   readonly history: History;
+  private readonly cache: IndexCache;
   private entries = new Map<string, FileEntry>();
+  private keys = new Map<string, FileKey>();
   private absOf = new Map<string, string>();
-  private map: CopyMap = { loras: new Map(), unrecognized: [], unattached: [] };
+  private index: CopyIndex;
   private statuses = new Map<string, FileStatus>();
+  private cacheLoaded = false;
+  private snapshotCache: CopyMap | undefined;
 
   private constructor(readonly root: string, readonly cfg: EngineConfig) {
     this.history = new History(root);
+    this.cache = new IndexCache(root, cfg);
+    this.index = new CopyIndex((p) => isSourcePath(p, cfg));
   }
 
   static async open(root: string, overrides?: unknown): Promise<Workspace> {
@@ -67,56 +88,164 @@ export class Workspace {
     return fg(this.cfg.include, { cwd: this.root, ignore: this.cfg.exclude, absolute: true, onlyFiles: true, followSymbolicLinks: false, dot: false, suppressErrors: true });
   }
 
-  /** Reads every file and computes the copy map and statuses. */
-  async scan(opts: ScanOptions = {}): Promise<void> {
+  /**
+   * Brings the engine up to date with the disk: lists the files, re-reads only those whose
+   * (size, mtime ns, inode) changed since the last scan or since the persisted cache, and
+   * recomputes statuses. The first scan of a process starts from `.lora-sync/index.json`.
+   */
+  async scan(opts: ScanOptions = {}): Promise<ScanSummary> {
+    let cached = new Map<string, CachedFile>();
+    let cacheNote: string | undefined;
+    if (!this.cacheLoaded) {
+      const c = await this.cache.load();
+      cached = c.files;
+      cacheNote = c.reason;
+      this.cacheLoaded = true;
+    }
     const files = await this.listFiles();
-    const entries = new Map<string, FileEntry>();
-    const absOf = new Map<string, string>();
+    const seen = new Set<string>();
+    const updates: Array<[string, FileEntry | undefined]> = [];
+    let read = 0;
     let done = 0;
-    await mapLimit(files, opts.concurrency ?? 8, async (abs) => {
+    await mapLimit(files, opts.concurrency ?? 16, async (abs) => {
       if (opts.cancelled?.()) return;
       const rel = relPath(this.root, abs);
-      try {
-        const e = await readEntry(abs, rel, this.cfg);
-        entries.set(rel, e);
-        absOf.set(rel, abs);
-      } catch (e) {
-        // The file vanished or cannot be opened (permissions): report it, never stop the scan.
-        entries.set(rel, { path: rel, size: 0, mtimeMs: 0, ino: 0, kind: 'corrupt', role: isSourcePath(rel, this.cfg) ? 'source' : 'copy', unsafeGlobals: [], tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {}, error: { code: (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', message: (e as Error).message } });
-        absOf.set(rel, abs);
+      seen.add(rel);
+      const key = await fileKey(abs);
+      if (key) {
+        const known = this.entries.has(rel) ? { key: this.keys.get(rel), entry: this.entries.get(rel)! } : cached.get(rel);
+        if (known && sameKey(known.key, key)) {
+          if (!this.entries.has(rel)) updates.push([rel, known.entry]);
+          this.keys.set(rel, key);
+          this.absOf.set(rel, abs);
+        } else {
+          read++;
+          updates.push([rel, await this.readOne(abs, rel)]);
+          this.keys.set(rel, key);
+          this.absOf.set(rel, abs);
+        }
       }
       opts.onProgress?.(++done, files.length);
     });
-    this.entries = entries;
-    this.absOf = absOf;
-    this.recompute();
+    let removed = 0;
+    if (!opts.cancelled?.()) {
+      for (const rel of this.entries.keys()) if (!seen.has(rel)) { updates.push([rel, undefined]); removed++; }
+    }
+    const changes = this.apply(updates);
+    if (read || removed || cached.size) await this.saveCache();
+    return { files: files.length, read, reused: files.length - read, removed, cacheNote, changes };
   }
 
-  /** Re-reads the given files (relative paths) and recomputes statuses. */
-  async refresh(rels: string[]): Promise<void> {
-    for (const rel of rels) {
-      const abs = this.absOf.get(rel) ?? join(this.root, rel);
-      try {
-        this.entries.set(rel, await readEntry(abs, rel, this.cfg));
-        this.absOf.set(rel, abs);
-      } catch {
-        this.entries.delete(rel);
+  /**
+   * Re-reads the given files (relative or absolute paths): new, changed, removed or renamed. Only
+   * the LoRAs they belonged to and belong to now are recomputed. Returns the status changes.
+   */
+  async update(paths: string[]): Promise<StatusChange[]> {
+    const updates: Array<[string, FileEntry | undefined]> = [];
+    for (const p of new Set(paths)) {
+      const rel = p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC');
+      const abs = p.startsWith('/') ? p : this.abs(rel);
+      const key = await fileKey(abs);
+      if (!key || !this.included(rel)) {
+        this.keys.delete(rel);
         this.absOf.delete(rel);
+        if (this.entries.has(rel)) updates.push([rel, undefined]);
+        continue;
+      }
+      if (sameKey(this.keys.get(rel), key) && this.entries.has(rel)) continue;
+      updates.push([rel, await this.readOne(abs, rel)]);
+      this.keys.set(rel, key);
+      this.absOf.set(rel, abs);
+    }
+    const changes = this.apply(updates);
+    if (updates.length) await this.saveCache();
+    return changes;
+  }
+
+  /** Kept for callers that name files to refresh; same as update(). */
+  async refresh(rels: string[]): Promise<StatusChange[]> {
+    return this.update(rels);
+  }
+
+  private included(rel: string): boolean {
+    return !rel.split('/').some((seg) => seg.startsWith('.')) && micromatch.isMatch(rel, this.cfg.include) && !micromatch.isMatch(rel, this.cfg.exclude);
+  }
+
+  private async readOne(abs: string, rel: string): Promise<FileEntry> {
+    try {
+      return await readEntry(abs, rel, this.cfg);
+    } catch (e) {
+      // The file vanished or cannot be opened (permissions): report it, never stop.
+      return { path: rel, size: 0, mtimeMs: 0, ino: 0, kind: 'corrupt', role: isSourcePath(rel, this.cfg) ? 'source' : 'copy', unsafeGlobals: [], tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {}, error: { code: (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', message: (e as Error).message } };
+    }
+  }
+
+  /** Applies new entries (undefined = gone) and recomputes the statuses of the LoRAs they touch. */
+  private apply(updates: Array<[string, FileEntry | undefined]>): StatusChange[] {
+    if (!updates.length) return [];
+    this.snapshotCache = undefined;
+    const before = new Map<string, Status | 'UNRECOGNIZED' | undefined>();
+    const touched = new Set<LoraGroup>();
+    const loose = new Set<string>();
+    const note = (p: string) => { if (!before.has(p)) before.set(p, this.statusName(p)); };
+    // Readable LoRA files first, so unreadable ones can find the LoRA their name points at.
+    updates.sort((a, b) => Number(!(a[1]?.kind === 'lora')) - Number(!(b[1]?.kind === 'lora')));
+    for (const [rel, e] of updates) {
+      const old = this.index.groupOf(rel);
+      if (old) for (const f of [...old.sources, ...old.copies, ...old.broken]) note(f.path);
+      note(rel);
+      loose.add(rel);
+      if (e) {
+        this.entries.set(rel, e);
+        for (const g of this.index.add(e)) touched.add(g);
+      } else {
+        this.entries.delete(rel);
+        this.statuses.delete(rel);
+        for (const g of this.index.remove(rel)) touched.add(g);
       }
     }
-    this.recompute();
+    for (const g of touched) {
+      for (const f of [...g.sources, ...g.copies, ...g.broken]) note(f.path);
+      for (const f of [...g.sources, ...g.copies, ...g.broken]) this.statuses.set(f.path, statusOf(f, g));
+    }
+    for (const rel of loose) {
+      const e = this.entries.get(rel);
+      if (!e) continue;
+      const g = this.index.groupOf(rel);
+      if (e.kind === 'unrecognized') this.statuses.delete(rel);
+      else this.statuses.set(rel, statusOf(e, g));
+    }
+    // Files of groups that lost their last readable member are now loose (unattached) too.
+    for (const [p] of before) {
+      const e = this.entries.get(p);
+      if (e && !this.index.groupOf(p) && e.kind !== 'unrecognized') this.statuses.set(p, statusOf(e, undefined));
+    }
+    const changes: StatusChange[] = [];
+    for (const [p, was] of before) {
+      const now = this.statusName(p);
+      if (was !== now) changes.push({ path: p, before: was, after: now });
+    }
+    return changes.sort((a, b) => (a.path < b.path ? -1 : 1));
   }
 
-  private recompute(): void {
-    this.map = buildCopyMap(this.entries.values(), (p) => isSourcePath(p, this.cfg));
-    const groupOf = new Map<string, LoraGroup>();
-    for (const g of this.map.loras.values()) for (const f of [...g.sources, ...g.copies, ...g.broken]) groupOf.set(f.path, g);
-    this.statuses = new Map();
-    for (const e of this.entries.values()) if (e.kind !== 'unrecognized') this.statuses.set(e.path, statusOf(e, groupOf.get(e.path)));
+  private statusName(p: string): Status | 'UNRECOGNIZED' | undefined {
+    const e = this.entries.get(p);
+    if (!e) return undefined;
+    if (e.kind === 'unrecognized') return 'UNRECOGNIZED';
+    return this.statuses.get(p)?.status;
+  }
+
+  private async saveCache(): Promise<void> {
+    const files = new Map<string, CachedFile>();
+    for (const [rel, e] of this.entries) {
+      const key = this.keys.get(rel);
+      if (key) files.set(rel, { key, entry: e });
+    }
+    await this.cache.save(files).catch(() => undefined); // a cache that cannot be written costs speed, never correctness
   }
 
   copyMap(): CopyMap {
-    return this.map;
+    return (this.snapshotCache ??= this.index.snapshot());
   }
   entry(rel: string): FileEntry | undefined {
     return this.entries.get(rel);
@@ -142,8 +271,9 @@ export class Workspace {
   async stats(): Promise<Stats> {
     const by: Record<string, number> = Object.fromEntries(STATUSES.map((s) => [s, 0]));
     for (const s of this.statuses.values()) by[s.status]++;
-    const loras = this.map.loras.size;
-    const copies = [...this.map.loras.values()].reduce((n, g) => n + g.copies.length + g.broken.filter((b) => b.role === 'copy').length, 0);
+    const map = this.copyMap();
+    const loras = map.loras.size;
+    const copies = [...map.loras.values()].reduce((n, g) => n + g.copies.length + g.broken.filter((b) => b.role === 'copy').length, 0);
     const { events } = await this.history.read();
     return {
       total_loras_tracked: loras,
@@ -151,13 +281,13 @@ export class Workspace {
       total_syncs_performed: events.filter((e) => e.event === 'SYNC' && (e.synced_copies ?? 0) > 0).length,
       average_copies_per_lora: loras ? Math.round((copies / loras) * 100) / 100 : 0,
       files: this.entries.size,
-      unrecognized: this.map.unrecognized.length,
+      unrecognized: map.unrecognized.length,
       by_status: by,
     };
   }
 
   async report(): Promise<StatusReport> {
-    const loras: LoraReport[] = [...this.map.loras.values()].map((g) => {
+    const loras: LoraReport[] = [...this.copyMap().loras.values()].map((g) => {
       const files = [...g.sources, ...g.copies, ...g.broken];
       const copies = [...g.copies, ...g.broken.filter((b) => b.role === 'copy')].sort((a, b) => (a.path < b.path ? -1 : 1));
       return {
@@ -173,7 +303,7 @@ export class Workspace {
   /** The seed's verify_sync_integrity: for one LoRA or all, {is_consistent, issues}. */
   verify(loraIds?: string[]): VerifyReport {
     const out: VerifyReport['loras'] = [];
-    for (const g of this.map.loras.values()) {
+    for (const g of this.copyMap().loras.values()) {
       if (loraIds && !loraIds.includes(g.id)) continue;
       const issues = [...g.sources, ...g.copies, ...g.broken].flatMap((f) => {
         const s = this.statuses.get(f.path)!;
@@ -186,7 +316,7 @@ export class Workspace {
   }
 
   plan(opts: PlanOptions = {}): PlannedLora[] {
-    return planSync(this.map, (e) => this.statuses.get(e.path)!, opts);
+    return planSync(this.copyMap(), (e) => this.statuses.get(e.path)!, opts);
   }
 
   /** Executes a plan, records one history event per LoRA, and refreshes what was written. */
@@ -210,9 +340,8 @@ export class Workspace {
       }
     }
     if (events.length) await this.history.append(events);
-    const written = res.loras.flatMap((l) => l.copies.filter((c) => c.entry).map((c) => [c.path, c.entry!] as const));
-    for (const [p, e] of written) this.entries.set(p, e);
-    if (written.length) this.recompute();
+    const written = res.loras.flatMap((l) => l.copies.filter((c) => c.entry).map((c) => c.path));
+    if (written.length) await this.update(written);
     return res;
   }
 
@@ -239,6 +368,17 @@ export class Workspace {
       removed.push(relPath(this.root, t));
     }
     return removed;
+  }
+}
+
+/** (size, mtime in ns, inode) of a regular file; undefined when it is gone or not a file. Links are not followed. */
+export async function fileKey(abs: string): Promise<FileKey | undefined> {
+  try {
+    const st = await lstat(abs, { bigint: true });
+    if (!st.isFile()) return undefined;
+    return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,0 +1,91 @@
+/**
+ * The live index: the persisted cache (a warm start re-reads nothing unchanged), and incremental
+ * updates (a file added, changed, removed or renamed recomputes only its LoRAs and reports exactly
+ * the status changes), on the torch-written fixture workspace.
+ */
+import { strict as assert } from 'node:assert';
+import { cp, mkdir, mkdtemp, readFile, rename, rm, unlink, writeFile, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Workspace } from '../../server/src/engine/workspace';
+
+const FIX = join(__dirname, '..', 'fixtures', 'workspace');
+
+describe('live index: cache and incremental updates', function () {
+  this.timeout(60000);
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lora-index-'));
+    await cp(FIX, dir, { recursive: true });
+  });
+  afterEach(() => rm(dir, { recursive: true, force: true }));
+
+  it('a warm start re-reads no unchanged file and gives the same report', async () => {
+    const a = await Workspace.open(dir);
+    const s1 = await a.scan();
+    assert.equal(s1.read, s1.files);
+    assert.equal(s1.cacheNote, 'no cache yet');
+    const r1 = await a.report();
+    const b = await Workspace.open(dir);
+    const s2 = await b.scan();
+    assert.equal(s2.read, 0);
+    assert.equal(s2.reused, s1.files);
+    assert.deepEqual(await b.report(), r1);
+    // one file changes on disk: the next process reads exactly that one
+    const f = join(dir, '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt');
+    await writeFile(f, await readFile(f));
+    const c = await Workspace.open(dir);
+    assert.equal((await c.scan()).read, 1);
+  });
+
+  it('the cache is thrown away when its options, version or contents do not fit', async () => {
+    await (await Workspace.open(dir)).scan();
+    await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ copyKeys: ['team'] }));
+    const s = await (await Workspace.open(dir)).scan();
+    assert.equal(s.read, s.files);
+    assert.match(s.cacheNote!, /options/);
+    await writeFile(join(dir, '.lora-sync/index.json'), '{"version": 1, "alg": "x", "con');
+    const d = await (await Workspace.open(dir)).scan();
+    assert.equal(d.read, d.files);
+    assert.match(d.cacheNote!, /damaged/);
+  });
+
+  it('incremental: remove a source, bring it back, rename a copy, add a copy in a new folder', async () => {
+    const ws = await Workspace.open(dir);
+    await ws.scan();
+    const src = '⭐_AKTIF_EN_IYILER/LoRA_A.pt';
+    const saved = join(dir, 'saved.bin');
+    await copyFile(join(dir, src), saved);
+    await unlink(join(dir, src));
+    let ch = await ws.update([src]);
+    // the source is gone: every copy of LoRA_A is an orphan now, nothing else changed
+    assert.deepEqual(ch.map((c) => c.path), [
+      'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt', 'İstanbul_Başakşehir/🎯_DRAW_EXPERTS/LoRA_A_0d0e0f.pt', '⭐_AKTIF_EN_IYILER/LoRA_A.pt',
+      '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt', '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt',
+    ].sort());
+    assert.ok(ch.filter((c) => c.path !== src).every((c) => c.after === 'ORPHAN'));
+    assert.equal(ch.find((c) => c.path === src)!.after, undefined);
+    await copyFile(saved, join(dir, src));
+    ch = await ws.update([src]);
+    assert.equal(ch.find((c) => c.path === '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt')!.after, 'IN_SYNC');
+    assert.equal(ch.find((c) => c.path === src)!.after, 'SOURCE');
+    // rename a copy into another folder: one path goes, one comes, same status
+    const from = '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt';
+    const to = 'Liverpool/🎯_WIN_EXPERTS/LoRA_A_1a2b3c.pt';
+    await mkdir(join(dir, 'Liverpool/🎯_WIN_EXPERTS'), { recursive: true });
+    await rename(join(dir, from), join(dir, to));
+    ch = await ws.update([join(dir, from), join(dir, to)]);
+    assert.deepEqual(ch, [{ path: to, before: undefined, after: 'IN_SYNC' }, { path: from, before: 'IN_SYNC', after: undefined }].sort((a, b) => (a.path < b.path ? -1 : 1)));
+    // a promoted LoRA copied into a new hall: tracked at once, with its status
+    await mkdir(join(dir, '🌟_EINSTEIN_HALL'));
+    await copyFile(join(dir, 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt'), join(dir, '🌟_EINSTEIN_HALL/LoRA_A_9f9f9f.pt'));
+    ch = await ws.update([join(dir, '🌟_EINSTEIN_HALL/LoRA_A_9f9f9f.pt')]);
+    assert.deepEqual(ch, [{ path: '🌟_EINSTEIN_HALL/LoRA_A_9f9f9f.pt', before: undefined, after: 'STALE' }]);
+    // an unchanged file: nothing to report, nothing read
+    assert.deepEqual(await ws.update([join(dir, src)]), []);
+    // the incremental state equals a fresh scan of the same disk
+    const fresh = await Workspace.open(dir);
+    await fresh.scan();
+    assert.deepEqual((await fresh.report()).files, (await ws.report()).files);
+  });
+});
