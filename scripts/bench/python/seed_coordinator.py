@@ -205,6 +205,9 @@ def main():
     ap.add_argument('--match', type=int, default=50)
     ap.add_argument('--reason', default=None)
     args = ap.parse_args()
+    if not os.path.isdir(args.root):
+        log(f'not a folder: {args.root}')
+        return 2
 
     t0 = time.perf_counter()
     coord = LoRASyncCoordinator(args.root)

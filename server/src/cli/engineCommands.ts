@@ -149,3 +149,41 @@ export async function cmdStats(o: Common): Promise<number> {
   }
   return 0;
 }
+
+/** `lora-sync watch`: the live loop without VS Code (a training machine), printing status changes. */
+export async function cmdWatch(o: Common & { poll?: boolean }): Promise<number> {
+  const ws = await openWorkspace(o.root);
+  const { LiveIndex } = await import('../engine/liveIndex');
+  const time = () => new Date().toISOString().slice(11, 19);
+  const live = new LiveIndex(ws, (e) => {
+    if (o.json) return out(JSON.stringify({ time: new Date().toISOString(), ...e, ...(e.kind === 'synced' ? { result: { synced: e.result.synced, failed: e.result.failed, skipped: e.result.skipped, refused: e.result.refused } } : {}) }));
+    switch (e.kind) {
+      case 'scanned':
+        if (e.full) out(`${time()} watching ${ws.root}: ${e.summary.files} files (${e.summary.read} read, ${e.summary.reused} from the cache)`);
+        break;
+      case 'statuses':
+        for (const c of e.changes) out(`${time()} ${(c.before ?? 'new').padEnd(20)} → ${(c.after ?? 'gone').padEnd(20)} ${c.path}`);
+        break;
+      case 'synced':
+        out(`${time()} auto-sync (${e.reason}): ${e.result.synced} synced, ${e.result.failed} failed${e.result.failed ? ': ' + e.result.loras.flatMap((l) => l.copies.filter((c) => c.outcome === 'failed').map((c) => `${c.path} (${c.reason})`)).join('; ') : ''}`);
+        break;
+      case 'verified':
+        out(`${time()} verify: ${e.consistent ? 'consistent' : `${e.issues} issues`}`);
+        break;
+      case 'watch-error':
+        out(`${time()} file watching failed (${e.code}): ${e.message}\n         ${e.advice}\n         falling back to a full reconcile every ${Math.min(ws.cfg.reconcileSeconds || 30, 30)} s`);
+        break;
+      case 'error':
+        out(`${time()} error: ${e.message}`);
+        break;
+    }
+  }, { usePolling: o.poll });
+  await live.start();
+  if (!o.json) out(`${time()} auto-sync: ${ws.cfg.autoSync}${ws.cfg.fullSyncEvery ? `, full sync every ${ws.cfg.fullSyncEvery} source updates` : ''}; Ctrl-C to stop`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await live.stop();
+  return 0;
+}

@@ -8,7 +8,7 @@ import { stat } from 'node:fs/promises';
 import { inspectFile, formatInspect } from './inspect';
 import { stringifyJson, Json } from '../formats/pyValue';
 import { runDemo } from './demo';
-import { CliUsageError, cmdHistory, cmdStats, cmdStatus, cmdSync, cmdVerify } from './engineCommands';
+import { CliUsageError, cmdHistory, cmdStats, cmdStatus, cmdSync, cmdVerify, cmdWatch } from './engineCommands';
 
 const USAGE = `usage: lora-sync <command> [options]
 
@@ -18,6 +18,7 @@ commands:
   sync    (--lora ID | --all) [--root DIR] [--reason R] [--match N] [--force] [--dry-run] [--json]
   history [--root DIR] [--json] [--lora ID] [--limit N]
   stats   [--root DIR] [--json]
+  watch   [--root DIR] [--json] [--poll]      keep the index live, print status changes; auto-sync per lora-sync.json
   inspect FILE [--json]                      format, records, tensors, metadata, CRC and safety of one file
   demo    [--dir DIR]                        generate a seed-like workspace, then status, sync, verify
 
@@ -66,6 +67,10 @@ async function main(argv: string[]): Promise<number> {
     case 'stats': {
       const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' } }, false);
       return cmdStats(values as never);
+    }
+    case 'watch': {
+      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' }, poll: { type: 'boolean' } }, false);
+      return cmdWatch(values as never);
     }
     case 'demo': {
       const { values } = parse(rest, { dir: { type: 'string' } });

@@ -19,6 +19,16 @@ export interface EngineConfig {
   ignoreKeys: string[];
   /** Keep the old file under .lora-sync/backups/ before a forced overwrite (default true). */
   backups: boolean;
+  /** `onSourceChange`: when a source settles after a change, its STALE copies are synced (never DIVERGED ones). */
+  autoSync: 'off' | 'onSourceChange';
+  /** After every N source updates, a full verify and sync of all LoRAs (0: never). The seed did this every 10 matches. */
+  fullSyncEvery: number;
+  /** Watcher: changes are batched for this long (ms). */
+  debounceMs: number;
+  /** Watcher: a file counts as written once its size and mtime are still for this long (ms). */
+  settleMs: number;
+  /** Full reconcile with the disk every this many seconds (watchers miss events); 0: never. */
+  reconcileSeconds: number;
 }
 
 export const DEFAULT_CONFIG: EngineConfig = {
@@ -28,6 +38,11 @@ export const DEFAULT_CONFIG: EngineConfig = {
   copyKeys: ['team', 'specialization_key', 'score', 'match_count', 'exported_at'],
   ignoreKeys: ['sync_info'],
   backups: true,
+  autoSync: 'off',
+  fullSyncEvery: 0,
+  debounceMs: 300,
+  settleMs: 1000,
+  reconcileSeconds: 300,
 };
 
 export const CONFIG_FILE = 'lora-sync.json';
@@ -54,6 +69,14 @@ export function mergeConfig(base: EngineConfig, patch: unknown, where: string): 
       case 'backups':
         if (typeof v !== 'boolean') throw new ConfigError(`${where}: "backups" must be true or false`);
         out.backups = v;
+        break;
+      case 'autoSync':
+        if (v !== 'off' && v !== 'onSourceChange') throw new ConfigError(`${where}: "autoSync" must be "off" or "onSourceChange"`);
+        out.autoSync = v;
+        break;
+      case 'fullSyncEvery': case 'debounceMs': case 'settleMs': case 'reconcileSeconds':
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(`${where}: "${k}" must be a whole number ≥ 0`);
+        out[k] = v;
         break;
       case '$schema':
         break;

@@ -251,12 +251,16 @@ export class WorkspaceWatcher {
     this.scheduleFlush();
   }
 
+  /** The longest a batch waits: long enough for the other half of a rename to settle. */
+  private batchDeadline(): number {
+    return this.batchStarted + Math.max(2000, 2 * this.settleMs + this.debounceMs, 10 * this.debounceMs);
+  }
+
   /** Trailing debounce, capped so a busy workspace still gets batches out. */
   private scheduleFlush(): void {
     if (this.closed) return;
     clearTimeout(this.flushTimer);
-    const cap = this.batchStarted + Math.max(10 * this.debounceMs, 2000);
-    const delay = Math.max(0, Math.min(this.debounceMs, cap - Date.now()));
+    const delay = Math.max(0, Math.min(this.debounceMs, this.batchDeadline() - Date.now()));
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
       this.flush();
@@ -265,11 +269,15 @@ export class WorkspaceWatcher {
 
   private flush(): void {
     if (this.closed || this.pending.size === 0) return;
-    // A path of this batch that is being written again (the add half of an atomic rename) is
-    // held back with its batch, so one replace gives one 'changed', not 'removed' then 'added'.
-    for (const p of this.pending.keys()) if (this.settling.has(p)) return; // the poll reschedules us
+    // While files are still being written the batch waits (up to its deadline; the poll
+    // reschedules us), so a rename gives one batch with the removal and the addition.
+    if (this.settling.size > 0 && Date.now() < this.batchDeadline()) return;
     const changes: WatchChange = { added: [], changed: [], removed: [] };
     for (const [p, present] of this.pending) {
+      // Being written again (the add half of an atomic replace): it stays pending, so that
+      // one replace gives one 'changed', never 'removed' then 'added'.
+      if (this.settling.has(p)) continue;
+      this.pending.delete(p);
       const before = this.known.has(p);
       if (present) {
         (before ? changes.changed : changes.added).push(p);
@@ -279,7 +287,7 @@ export class WorkspaceWatcher {
         this.known.delete(p);
       }
     }
-    this.pending.clear();
+    if (this.pending.size > 0) this.batchStarted = Date.now();
     for (const list of [changes.added, changes.changed, changes.removed]) list.sort();
     if (changes.added.length + changes.changed.length + changes.removed.length > 0) {
       this.onEvent({ kind: 'changes', changes });

@@ -250,6 +250,10 @@ export class Workspace {
   entry(rel: string): FileEntry | undefined {
     return this.entries.get(rel);
   }
+  /** The entry of a file given by absolute or relative path. */
+  entryAt(p: string): FileEntry | undefined {
+    return this.entries.get(p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC'));
+  }
   status(rel: string): FileStatus | undefined {
     return this.statuses.get(rel);
   }
