@@ -8,6 +8,27 @@ import { cp, mkdir, mkdtemp, readFile, rename, rm, unlink, writeFile, copyFile }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
+import { withCheckpoint } from '../../server/src/formats/checkpoint';
+import { readTensorBytes } from '../../server/src/formats/fingerprint';
+import * as N from '../../server/src/formats/pickle/nodes';
+import { getKey } from '../../server/src/formats/pickle/nodes';
+import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
+import { atomicWrite } from '../../server/src/io/atomicWrite';
+
+/** A trainer step on a source: one tensor changes, sync_info match becomes 60. */
+async function bumpSource(path: string): Promise<void> {
+  await withCheckpoint(path, async (c) => {
+    const t = c.tensors[0];
+    const data = Buffer.from(await readTensorBytes(c, t));
+    data.writeFloatLE(data.readFloatLE(0) + 1, 0);
+    const storages = storageSourcesOf(c);
+    storages.set(t.storage.key, { kind: 'buffer', data });
+    const info = getKey(getKey(c.root!, 'metadata')!, 'sync_info') as N.PyDict;
+    const i = info.entries.findIndex(([k]) => k.kind === 'str' && k.value === 'last_sync_match');
+    info.entries[i] = [info.entries[i][0], N.int(60)];
+    await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root: c.root!, storages }));
+  });
+}
 
 const FIX = join(__dirname, '..', 'fixtures', 'workspace');
 
@@ -48,6 +69,26 @@ describe('live index: cache and incremental updates', function () {
     const d = await (await Workspace.open(dir)).scan();
     assert.equal(d.read, d.files);
     assert.match(d.cacheNote!, /damaged/);
+  });
+
+  it('a copy seen DIVERGED stays DIVERGED when the source moves on, across restarts (the cache remembers)', async () => {
+    const copy = 'İstanbul_Başakşehir/🎯_DRAW_EXPERTS/LoRA_A_0d0e0f.pt';
+    const a = await Workspace.open(dir);
+    await a.scan();
+    assert.equal(a.status(copy)!.status, 'DIVERGED');
+    // The trainer saves a newer source (match 50 -> 60) with different tensors.
+    await bumpSource(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'));
+    const b = await Workspace.open(dir);
+    await b.scan();
+    assert.equal(b.status(copy)!.status, 'DIVERGED', 'remembered from the cache');
+    assert.equal(b.status(copy)!.issues[0].type, 'CHANGED_SINCE_SYNC');
+    assert.equal(b.status('💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt')!.status, 'STALE');
+    assert.equal(b.plan({ loras: ['lora_a'] })[0].copies.find((c) => c.path === copy)!.action, 'refuse');
+    // Without the cache, match numbers are all there is: documented limitation.
+    await rm(join(dir, '.lora-sync'), { recursive: true });
+    const c = await Workspace.open(dir);
+    await c.scan();
+    assert.equal(c.status(copy)!.status, 'STALE');
   });
 
   it('incremental: remove a source, bring it back, rename a copy, add a copy in a new folder', async () => {

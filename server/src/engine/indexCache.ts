@@ -18,7 +18,12 @@ export const INDEX_VERSION = 1;
 
 export interface FileKey { size: number; mtimeNs: string; ino: number }
 
-export interface CachedFile { key: FileKey; entry: FileEntry }
+export interface CachedFile {
+  key: FileKey;
+  entry: FileEntry;
+  /** The tensors digest this copy had when it was last seen DIVERGED (see Workspace). */
+  divergedAt?: string;
+}
 
 interface IndexFile {
   version: number;

@@ -71,6 +71,13 @@ export class Workspace {
   private index: CopyIndex;
   private statuses = new Map<string, FileStatus>();
   private cacheLoaded = false;
+  /**
+   * Copies seen DIVERGED (or structurally different) without our own sync record, with the tensors
+   * digest they had then. Match numbers alone would call such a copy STALE as soon as the trainer
+   * moves the source on, and a sync would then overwrite the copy's own work: while its tensors are
+   * unchanged, it stays DIVERGED. Persisted with the cache.
+   */
+  private diverged = new Map<string, string>();
   private snapshotCache: CopyMap | undefined;
 
   private constructor(readonly root: string, readonly cfg: EngineConfig) {
@@ -100,6 +107,7 @@ export class Workspace {
       const c = await this.cache.load();
       cached = c.files;
       cacheNote = c.reason;
+      for (const [rel, f] of cached) if (f.divergedAt) this.diverged.set(rel, f.divergedAt);
       this.cacheLoaded = true;
     }
     const files = await this.listFiles();
@@ -206,19 +214,22 @@ export class Workspace {
     }
     for (const g of touched) {
       for (const f of [...g.sources, ...g.copies, ...g.broken]) note(f.path);
-      for (const f of [...g.sources, ...g.copies, ...g.broken]) this.statuses.set(f.path, statusOf(f, g));
+      for (const f of [...g.sources, ...g.copies, ...g.broken]) this.statuses.set(f.path, this.computeStatus(f, g));
     }
     for (const rel of loose) {
       const e = this.entries.get(rel);
-      if (!e) continue;
+      if (!e) {
+        this.diverged.delete(rel);
+        continue;
+      }
       const g = this.index.groupOf(rel);
       if (e.kind === 'unrecognized') this.statuses.delete(rel);
-      else this.statuses.set(rel, statusOf(e, g));
+      else this.statuses.set(rel, this.computeStatus(e, g));
     }
     // Files of groups that lost their last readable member are now loose (unattached) too.
     for (const [p] of before) {
       const e = this.entries.get(p);
-      if (e && !this.index.groupOf(p) && e.kind !== 'unrecognized') this.statuses.set(p, statusOf(e, undefined));
+      if (e && !this.index.groupOf(p) && e.kind !== 'unrecognized') this.statuses.set(p, this.computeStatus(e, undefined));
     }
     const changes: StatusChange[] = [];
     for (const [p, was] of before) {
@@ -226,6 +237,23 @@ export class Workspace {
       if (was !== now) changes.push({ path: p, before: was, after: now });
     }
     return changes.sort((a, b) => (a.path < b.path ? -1 : 1));
+  }
+
+  /** The status rules, plus what this workspace remembers of copies that diverged (see `diverged`). */
+  private computeStatus(e: FileEntry, g: LoraGroup | undefined): FileStatus {
+    const s = statusOf(e, g);
+    if (e.role !== 'copy' || e.kind !== 'lora') return s;
+    const seen = this.diverged.get(e.path);
+    if (s.status === 'STALE' && !e.syncInfo.engine && seen === e.tensorsDigest) {
+      return {
+        ...s,
+        status: 'DIVERGED',
+        issues: [{ type: 'CHANGED_SINCE_SYNC', file: e.path, detail: 'this copy had changed on its own before the source moved on; a sync would overwrite that work' }, ...s.issues],
+      };
+    }
+    if (s.status === 'DIVERGED' || s.status === 'PARAM_COUNT_MISMATCH' || s.status === 'SHAPE_MISMATCH' || s.status === 'DTYPE_MISMATCH') this.diverged.set(e.path, e.tensorsDigest);
+    else this.diverged.delete(e.path);
+    return s;
   }
 
   private statusName(p: string): Status | 'UNRECOGNIZED' | undefined {
@@ -239,7 +267,7 @@ export class Workspace {
     const files = new Map<string, CachedFile>();
     for (const [rel, e] of this.entries) {
       const key = this.keys.get(rel);
-      if (key) files.set(rel, { key, entry: e });
+      if (key) files.set(rel, { key, entry: e, ...(this.diverged.has(rel) ? { divergedAt: this.diverged.get(rel) } : {}) });
     }
     await this.cache.save(files).catch(() => undefined); // a cache that cannot be written costs speed, never correctness
   }
