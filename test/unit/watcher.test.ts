@@ -148,6 +148,26 @@ describe('WorkspaceWatcher', function () {
     });
   });
 
+  it('a path removed and then rewritten for longer than a batch may wait: the rest goes out, the path later as one change', async () => {
+    await withWatcher({}, async ({ dir, changes }) => {
+      const target = join(dir, 'target.pt'), other = join(dir, 'other.pt');
+      await unlink(target);
+      await sleep(150);
+      await writeFile(other, 'o');
+      const fh = await open(target, 'w');
+      const end = Date.now() + 2300; // past the batch deadline (2000 ms with these settings)
+      while (Date.now() < end) {
+        await fh.write('chunk');
+        await sleep(60);
+      }
+      await fh.close();
+      assert.deepEqual(changes(), [{ added: [other], changed: [], removed: [] }]);
+      await waitFor('the target', () => changes().length >= 2);
+      await sleep(200);
+      assert.deepEqual(changes().slice(1), [{ added: [], changed: [target], removed: [] }]);
+    }, async (dir) => writeFile(join(dir, 'target.pt'), 'old'));
+  });
+
   it('reports nothing for a file added and removed within one batch', async () => {
     await withWatcher({ debounceMs: 150, settleMs: 300 }, async ({ dir, changes }) => {
       const p = join(dir, 'brief.pt');
@@ -182,6 +202,10 @@ describe('WorkspaceWatcher', function () {
       await waitFor('the sentinel', () => changes().some((c) => c.added.includes(sentinel)));
       await sleep(400);
       assert.deepEqual(all(changes()), { added: [sentinel], changed: [], removed: [] });
+      // non-matching files are not watched either (only matching ones are tracked)
+      const tracked = w._watcherForTests()!.getWatched();
+      assert.deepEqual(tracked[dir]!.filter((n) => n.includes('.')), []);
+      assert.deepEqual(tracked[join(dir, 'keep')]!.filter((n) => n.includes('.')), ['sentinel.pt']);
     }, async (dir) => {
       for (const d of ['runs', 'scratch', 'node_modules', '.git', '.lora-sync', '.hidden', 'keep']) await mkdir(join(dir, d));
     });

@@ -55,6 +55,7 @@ export class LiveIndex {
     if (this.timer) clearTimeout(this.timer);
     await this.watcher?.close();
     await this.queue;
+    await this.ws.flushCache();
   }
 
   /** Waits until every queued batch has been handled (tests, and callers that need a settled view). */

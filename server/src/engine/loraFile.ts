@@ -6,7 +6,8 @@
 import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { Checkpoint, CheckpointFormat, openCheckpoint } from '../formats/checkpoint';
-import { fingerprintCheckpoint, digestBytes, DIGEST_ALG, tensorTypedLookup } from '../formats/fingerprint';
+import { createHash } from 'node:crypto';
+import { fingerprintCheckpoint, DIGEST_ALG, tensorTypedLookup } from '../formats/fingerprint';
 import { isFormatError } from '../formats/errors';
 import { PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { typedForm } from '../formats/pyValue';
@@ -90,9 +91,17 @@ export function syncInfoOf(n: PyNode | undefined): SyncInfo {
   };
 }
 
-async function tensorsDigestOf(tensors: TensorEntry[]): Promise<string> {
+/**
+ * Digests of small things (a list of tensor digests, one metadata value): SHA-256, synchronous.
+ * These inputs are bytes to kilobytes, where a synchronous native hash beats an async round trip.
+ */
+function smallDigest(s: string): string {
+  return createHash('sha256').update(s).digest('hex').slice(0, 32);
+}
+
+function tensorsDigestOf(tensors: TensorEntry[]): string {
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return digestBytes(Buffer.from(JSON.stringify(sorted.map((t) => [t.name, t.dtype, t.shape, t.digest]))));
+  return smallDigest(JSON.stringify(sorted.map((t) => [t.name, t.dtype, t.shape, t.digest])));
 }
 
 /** Reads one file into an entry. `rel` is the NFC relative path; `abs` where it is on disk. */
@@ -144,7 +153,7 @@ async function describeLora(c: Checkpoint, fps: Array<{ path: string; dtype: str
     tensors = fps.map((t) => ({ name: t.path, dtype: t.dtype, shape: t.shape, digest: t.digest }));
     for (const [k, v] of Object.entries(md)) {
       if (cfg.copyKeys.includes(k)) copyKeys.push(k);
-      else if (!cfg.ignoreKeys.includes(k)) metaKeys[k] = await digestBytes(Buffer.from(JSON.stringify(v)));
+      else if (!cfg.ignoreKeys.includes(k)) metaKeys[k] = smallDigest(JSON.stringify(v));
     }
     if (md.sync_info) {
       try {
@@ -165,7 +174,7 @@ async function describeLora(c: Checkpoint, fps: Array<{ path: string; dtype: str
     const prefix = params ? 'lora_params.' : '';
     tensors = fps.filter((t) => (prefix ? t.path.startsWith(prefix) : !t.path.startsWith('metadata.'))).map((t) => ({ name: t.path.slice(prefix.length), dtype: t.dtype, shape: t.shape, digest: t.digest }));
     const lookup = tensorTypedLookup(c, { alg: DIGEST_ALG, tensors: fps.map((f) => ({ ...f, bytes: 0 })), crcFailures: [], crcChecked: true });
-    const keyDigest = async (v: PyNode) => digestBytes(Buffer.from(JSON.stringify(typedForm(v, lookup, true))));
+    const keyDigest = (v: PyNode) => smallDigest(JSON.stringify(typedForm(v, lookup, true)));
     // General metadata: every top-level key but lora_params, with metadata's own keys one by one.
     for (const [k, v] of entries) {
       const key = k.kind === 'str' ? k.value : JSON.stringify(typedForm(k));
@@ -174,10 +183,10 @@ async function describeLora(c: Checkpoint, fps: Array<{ path: string; dtype: str
         for (const [mk, mv] of mappingEntries(v)!) {
           const mkey = mk.kind === 'str' ? mk.value : JSON.stringify(typedForm(mk));
           if (cfg.copyKeys.includes(mkey)) copyKeys.push(mkey);
-          else if (!cfg.ignoreKeys.includes(mkey)) metaKeys[`metadata.${mkey}`] = await keyDigest(mv);
+          else if (!cfg.ignoreKeys.includes(mkey)) metaKeys[`metadata.${mkey}`] = keyDigest(mv);
         }
       } else {
-        metaKeys[key] = await keyDigest(v);
+        metaKeys[key] = keyDigest(v);
       }
     }
     syncInfo = syncInfoOf(meta ? getKey(meta, 'sync_info') : undefined);
@@ -186,9 +195,9 @@ async function describeLora(c: Checkpoint, fps: Array<{ path: string; dtype: str
   const fileName = nameFromFile(entry.path, role);
   name ??= fileName;
   if (!loraId) loraId = `name:${fileName}`;
-  const metaDigest = await digestBytes(Buffer.from(JSON.stringify(Object.entries(metaKeys).sort())));
+  const metaDigest = smallDigest(JSON.stringify(Object.entries(metaKeys).sort()));
   return {
     ...entry, kind: 'lora', role, loraId, name, idFrom, tensors,
-    tensorsDigest: await tensorsDigestOf(tensors), metaDigest, metaKeys, copyKeys, syncInfo,
+    tensorsDigest: tensorsDigestOf(tensors), metaDigest, metaKeys, copyKeys, syncInfo,
   };
 }

@@ -140,7 +140,10 @@ export class Workspace {
       for (const rel of this.entries.keys()) if (!seen.has(rel)) { updates.push([rel, undefined]); removed++; }
     }
     const changes = this.apply(updates);
-    if (read || removed || cached.size) await this.saveCache();
+    if (read || removed || cached.size || this.cacheDirty) {
+      this.cacheDirty = true;
+      await this.flushCache();
+    }
     return { files: files.length, read, reused: files.length - read, removed, cacheNote, changes };
   }
 
@@ -166,8 +169,31 @@ export class Workspace {
       this.absOf.set(rel, abs);
     }
     const changes = this.apply(updates);
-    if (updates.length) await this.saveCache();
+    if (updates.length) this.scheduleCacheSave();
     return changes;
+  }
+
+  private saveTimer: NodeJS.Timeout | undefined;
+  private cacheDirty = false;
+
+  /** Incremental updates write the cache a moment later, so a burst of changes costs one write. */
+  private scheduleCacheSave(): void {
+    this.cacheDirty = true;
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = undefined;
+      void this.flushCache();
+    }, 2000);
+    this.saveTimer.unref();
+  }
+
+  /** Writes the cache now if anything changed since it was last written. */
+  async flushCache(): Promise<void> {
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    if (!this.cacheDirty) return;
+    this.cacheDirty = false;
+    await this.saveCache();
   }
 
   /** Kept for callers that name files to refresh; same as update(). */
@@ -374,6 +400,7 @@ export class Workspace {
     if (events.length) await this.history.append(events);
     const written = res.loras.flatMap((l) => l.copies.filter((c) => c.entry).map((c) => c.path));
     if (written.length) await this.update(written);
+    await this.flushCache();
     return res;
   }
 

@@ -1,0 +1,64 @@
+/**
+ * Child process of `npm run bench`: runs one engine operation on a workspace in-process and prints
+ * its time and this process's peak RSS (VmHWM) as one JSON line. Bundled and run with plain node.
+ *   status-cold ROOT   scan with no cache (the cache is removed first)
+ *   status-warm ROOT   scan with the cache a previous scan left
+ *   verify ROOT        cold scan + verify of every LoRA
+ *   sync ROOT          cold scan + plan + sync of every STALE / drifted copy
+ *   update-one ROOT    warm scan, then a source is rewritten and the time to updated statuses is measured
+ */
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Workspace } from '../../server/src/engine/workspace';
+import { withCheckpoint } from '../../server/src/formats/checkpoint';
+import { readTensorBytes } from '../../server/src/formats/fingerprint';
+import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
+import { atomicWrite } from '../../server/src/io/atomicWrite';
+
+function peakRssMB(): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+async function main() {
+  const [op, root] = process.argv.slice(2);
+  const out: Record<string, unknown> = { op };
+  const t0 = performance.now();
+  if (op === 'status-cold' || op === 'verify' || op === 'sync') await rm(join(root, '.lora-sync'), { recursive: true, force: true });
+  const ws = await Workspace.open(root);
+  const s = await ws.scan();
+  out.files = s.files;
+  out.read = s.read;
+  out.scan_ms = performance.now() - t0;
+  if (op === 'verify') {
+    const v = ws.verify();
+    out.consistent = v.loras.filter((l) => l.is_consistent).length;
+  } else if (op === 'sync') {
+    const t = performance.now();
+    const r = await ws.sync(ws.plan(), { reason: 'FULL_SYNC' });
+    out.sync_ms = performance.now() - t;
+    out.synced = r.synced;
+    out.failed = r.failed;
+  } else if (op === 'update-one') {
+    const src = ws.copyMap().loras.values().next().value!.sources[0].path;
+    const abs = ws.abs(src);
+    // The trainer's write (not timed): one tensor changes.
+    await withCheckpoint(abs, async (c) => {
+      const t = c.tensors[0];
+      const data = Buffer.from(await readTensorBytes(c, t));
+      data.writeFloatLE(data.readFloatLE(0) + 1, 0);
+      const storages = storageSourcesOf(c);
+      storages.set(t.storage.key, { kind: 'buffer', data });
+      await atomicWrite(abs, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root: c.root!, storages }));
+    });
+    const t = performance.now();
+    const changes = await ws.update([abs]);
+    out.update_ms = performance.now() - t;
+    out.changes = changes.length;
+  }
+  out.total_ms = performance.now() - t0;
+  out.max_rss_mb = peakRssMB();
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+main().catch((e) => { console.error(e); process.exit(1); });

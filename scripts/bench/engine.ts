@@ -1,0 +1,172 @@
+/**
+ * `npm run bench`: the engine at the seed's scale and beyond, each figure side by side in the same run
+ * with its peer, reported as ratios (never a timed test: the machine is shared and noisy).
+ *
+ * Workspaces (the project's generator; ~20 % of copies STALE, nothing unsafe, since the Python peer
+ * runs plain torch.load): 1x = the seed's 120 LoRAs / 487 copies, 10x, 100x, and 3 adapters of
+ * 200 MB with 2 stale copies each. Peers: the seed's coordinator in Python with Debian's torch
+ * (scripts/bench/python/seed_coordinator.py: torch.load every file, torch.equal, torch.save),
+ * `cat` and `sha256sum` of the same bytes (the I/O floor), `cp` of the same bytes for a sync.
+ * Env: BENCH_SCALES=1,10,100  BENCH_BIG=1 (0 skips the 200 MB set)  BENCH_DIR (default: os.tmpdir()).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { cp, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import fg from 'fast-glob';
+import { build } from 'esbuild';
+import * as N from '../../server/src/formats/pickle/nodes';
+import { PyNode } from '../../server/src/formats/pickle/nodes';
+import { TreeBuilder, py, pyFloat } from '../../server/src/demo/loraTree';
+import { writeTorchCheckpoint, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
+import { atomicWrite } from '../../server/src/io/atomicWrite';
+import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
+
+const ROOT = join(__dirname, '..', '..');
+const PY = '/usr/bin/python3';
+const COORD = join(__dirname, 'python', 'seed_coordinator.py');
+const scales = (process.env.BENCH_SCALES ?? '1,10,100').split(',').map(Number).filter((n) => n > 0);
+const withBig = process.env.BENCH_BIG !== '0';
+let child = '';
+
+interface Row { label: string; ours: number; peer: number; peerName: string; note?: string }
+const rows: Row[] = [];
+const extras: string[] = [];
+
+function wall(cmd: string, args: string[], env?: NodeJS.ProcessEnv): number {
+  const t = performance.now();
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env, maxBuffer: 1 << 28 });
+  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed: ${r.stderr}`);
+  return performance.now() - t;
+}
+
+function ours(op: string, root: string): Record<string, number> {
+  const out = execFileSync(process.execPath, [child, op, root], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, NODE_OPTIONS: '' } });
+  return JSON.parse(out);
+}
+
+function python(op: string, root: string, extra: string[] = []): Record<string, number> {
+  const out = execFileSync(PY, [COORD, op, root, ...extra], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  return JSON.parse(out.trim().split('\n').pop()!);
+}
+
+async function ptFiles(root: string): Promise<string[]> {
+  return fg('**/*.pt', { cwd: root, absolute: true, ignore: ['**/.lora-sync/**'] });
+}
+
+/** `cat` / `sha256sum` over many files via xargs (ARG_MAX), timed as one shell command. */
+function floor(tool: 'cat' | 'sha256sum', listFile: string): number {
+  return wall('sh', ['-c', `xargs -0 ${tool} < "$1" > /dev/null`, 'floor', listFile]);
+}
+
+async function writeBig(path: string, mb: number, seedByte: number, match: number, copyKeys?: Record<string, unknown>): Promise<void> {
+  const b = new TreeBuilder();
+  const width = 4096;
+  const rank = Math.max(1, Math.floor((mb * 1e6) / 8 / 4 / width));
+  const params: Array<[PyNode, PyNode]> = [];
+  for (let l = 0; l < 4; l++) {
+    for (const ab of ['A', 'B']) {
+      const data = new Uint8Array(rank * width * 4);
+      randomFillSync(data);
+      data[0] = seedByte;
+      for (let i = 3; i < data.length; i += 4) data[i] &= 0x3f;
+      params.push([N.str(`layers.${l}.lora_${ab}`), b.tensor('float32', ab === 'A' ? [rank, width] : [width, rank], data)]);
+    }
+  }
+  const meta = py({ id: 'lora_big', name: 'LoRA_big', generation: 3, life_energy: pyFloat(1.2), sync_info: { last_sync_match: match, sync_reason: 'LEARNING_UPDATE' }, ...(copyKeys ?? {}) });
+  const root = N.dict([[N.str('lora_params'), N.dict(params)], [N.str('metadata'), meta]]);
+  const storages = new Map([...b.storages].map(([k, data]) => [k, { kind: 'buffer' as const, data }]));
+  await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root, storages }), { noSync: true });
+}
+
+async function benchWorkspace(label: string, ws: string, work: string): Promise<void> {
+  const files = await ptFiles(ws);
+  const bytes = (await Promise.all(files.map((f) => stat(f)))).reduce((a, s) => a + s.size, 0);
+  const list = join(work, `${label}.list`);
+  await writeFile(list, files.join('\0'));
+  console.log(`\n[${label}] ${files.length} files, ${(bytes / 1e6).toFixed(0)} MB`);
+  floor('cat', list); // warm the page cache for everyone
+  const cat = floor('cat', list);
+  const sha = floor('sha256sum', list);
+  // Cold status and verify: no cache.
+  const cold = ours('status-cold', ws);
+  const ver = ours('verify', ws);
+  const pyVerify = python('verify', ws);
+  const pyWall = wall(PY, [COORD, 'verify', ws]);
+  rows.push({ label: `${label}: cold verify vs Python coordinator (op only, torch imported)`, ours: ver.total_ms, peer: pyVerify.seconds * 1000, peerName: 'python' });
+  rows.push({ label: `${label}: cold verify vs Python coordinator (whole process)`, ours: wall(process.execPath, [join(ROOT, 'dist/cli.js'), 'verify', '--root', ws, '--json']), peer: pyWall, peerName: 'python process', note: 'ours includes its own history append' });
+  rows.push({ label: `${label}: cold status vs cat of the same bytes`, ours: cold.total_ms, peer: cat, peerName: 'cat' });
+  rows.push({ label: `${label}: cold status vs sha256sum of the same bytes`, ours: cold.total_ms, peer: sha, peerName: 'sha256sum' });
+  const warm = ours('status-warm', ws);
+  rows.push({ label: `${label}: warm start (cache present, nothing changed) vs cold status`, ours: warm.total_ms, peer: cold.total_ms, peerName: 'ours cold', note: `${warm.total_ms.toFixed(0)} ms absolute` });
+  const upd = ours('update-one', ws);
+  extras.push(`${label}: one source rewritten -> statuses updated in ${upd.update_ms.toFixed(1)} ms (${upd.changes} status changes); peak RSS cold status ${cold.max_rss_mb.toFixed(0)} MB, warm ${warm.max_rss_mb.toFixed(0)} MB, Python verify ${pyVerify.max_rss_mb.toFixed(0)} MB`);
+  // Full sync of all stale copies: fresh copies of the workspace for each side.
+  const a = join(work, `${label}-ours`);
+  const b = join(work, `${label}-py`);
+  await cp(ws, a, { recursive: true });
+  await cp(ws, b, { recursive: true });
+  const sy = ours('sync', a);
+  const pySync = python('sync', b, ['--only-stale']);
+  // cp of the same bytes: each synced copy gets its source's file.
+  const pairs = await stalePairs(ws);
+  const cpList = join(work, `${label}.cp.sh`);
+  const scratch = join(work, `${label}-cp`);
+  await mkdir(scratch, { recursive: true });
+  await writeFile(cpList, pairs.map(([src], i) => `cp ${JSON.stringify(src)} ${JSON.stringify(join(scratch, `${i}.pt`))}`).join('\n') + '\n');
+  const cpMs = wall('sh', [cpList]);
+  rows.push({ label: `${label}: find and sync ${sy.synced} stale copies vs Python coordinator (sync --only-stale)`, ours: sy.total_ms, peer: pySync.seconds * 1000, peerName: 'python', note: `cold: scan + statuses + writes; Python: load all, torch.equal, torch.save (${pySync.synced_copies} written)` });
+  rows.push({ label: `${label}: sync of ${sy.synced} stale copies vs cp of the same bytes`, ours: sy.sync_ms, peer: cpMs, peerName: 'cp', note: 'ours: fsync of file and folder, read-back check; cp: no fsync, one process per file' });
+  await rm(a, { recursive: true, force: true });
+  await rm(b, { recursive: true, force: true });
+  await rm(scratch, { recursive: true, force: true });
+}
+
+/** (source, copy) pairs of the STALE copies, from our own status (same set the sync writes). */
+async function stalePairs(ws: string): Promise<Array<[string, string]>> {
+  // status exits 1 when anything is inconsistent, which is the point here
+  const out = spawnSync(process.execPath, [join(ROOT, 'dist/cli.js'), 'status', '--root', ws, '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 }).stdout;
+  const r = JSON.parse(out) as { loras: Array<{ source: string | null; copies: Array<{ path: string; status: string }> }> };
+  return r.loras.flatMap((l) => l.copies.filter((c) => c.status === 'STALE' || c.status === 'METADATA_DRIFT').map((c) => [join(ws, l.source!), join(ws, c.path)] as [string, string]));
+}
+
+async function main() {
+  const work = join(process.env.BENCH_DIR ?? tmpdir(), 'lora-bench');
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
+  child = join(work, 'engine-child.js');
+  await build({ entryPoints: [join(__dirname, 'engine-child.ts')], bundle: true, platform: 'node', target: 'node20', format: 'cjs', outfile: child, logLevel: 'warning' });
+  try {
+    for (const x of scales) {
+      const ws = join(work, `ws${x}x`);
+      const t = performance.now();
+      const g = await generateSeedWorkspace(ws, { loras: 120 * x, copies: 487 * x, problems: { stale: Math.round(487 * x * 0.2) } });
+      console.log(`generated ${x}x: ${g.loras} LoRAs, ${g.copies} copies in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+      await rm(join(ws, '⭐_AKTIF_EN_IYILER', 'README_not_a_lora.pt'), { force: true });
+      await benchWorkspace(`${x}x`, ws, work);
+      await rm(ws, { recursive: true, force: true });
+    }
+    if (withBig) {
+      const ws = join(work, 'big');
+      await mkdir(join(ws, '⭐_AKTIF_EN_IYILER'), { recursive: true });
+      await mkdir(join(ws, 'Liverpool/🎯_WIN_EXPERTS'), { recursive: true });
+      await mkdir(join(ws, '💎_PERFECT_HYBRID_HALL'), { recursive: true });
+      for (let i = 0; i < 3; i++) {
+        // each adapter its own id
+        await writeBig(join(ws, `⭐_AKTIF_EN_IYILER/LoRA_big${i}.pt`), 200, 1, 50);
+        await writeBig(join(ws, `Liverpool/🎯_WIN_EXPERTS/LoRA_big${i}_aa00${i}0.pt`), 200, 2, 45, { team: 'Liverpool', score: pyFloat(0.9) });
+        await writeBig(join(ws, `💎_PERFECT_HYBRID_HALL/LoRA_big${i}_bb00${i}0.pt`), 200, 3, 45, { team: 'HALL' });
+      }
+      await benchWorkspace('3x200MB', ws, work);
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  console.log('\n| measure | ours ms | peer | peer ms | ours / peer | note |\n|---|---:|---|---:|---:|---|');
+  for (const r of rows) console.log(`| ${r.label} | ${r.ours.toFixed(0)} | ${r.peerName} | ${r.peer.toFixed(0)} | ${(r.ours / r.peer).toFixed(2)} | ${r.note ?? ''} |`);
+  console.log('');
+  for (const e of extras) console.log(`- ${e}`);
+}
+main().catch((e) => { console.error(e); process.exit(1); });
