@@ -36,8 +36,8 @@ const extras: string[] = [];
 
 function wall(cmd: string, args: string[], env?: NodeJS.ProcessEnv): number {
   const t = performance.now();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env, maxBuffer: 1 << 28 });
-  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed: ${r.stderr}`);
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'ignore'], env: env ?? process.env, maxBuffer: 1 << 28 });
+  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed with ${r.status}`);
   return performance.now() - t;
 }
 
@@ -47,7 +47,7 @@ function ours(op: string, root: string): Record<string, number> {
 }
 
 function python(op: string, root: string, extra: string[] = []): Record<string, number> {
-  const out = execFileSync(PY, [COORD, op, root, ...extra], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const out = execFileSync(PY, [COORD, op, root, ...extra], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'ignore'] });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
@@ -95,7 +95,8 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
   const pyVerify = python('verify', ws);
   const pyWall = wall(PY, [COORD, 'verify', ws]);
   rows.push({ label: `${label}: cold verify vs Python coordinator (op only, torch imported)`, ours: ver.total_ms, peer: pyVerify.seconds * 1000, peerName: 'python' });
-  rows.push({ label: `${label}: cold verify vs Python coordinator (whole process)`, ours: wall(process.execPath, [join(ROOT, 'dist/cli.js'), 'verify', '--root', ws, '--json']), peer: pyWall, peerName: 'python process', note: 'ours includes its own history append' });
+  await rm(join(ws, '.lora-sync'), { recursive: true, force: true });
+  rows.push({ label: `${label}: cold verify vs Python coordinator (whole process)`, ours: wall(process.execPath, [join(ROOT, 'dist/cli.js'), 'verify', '--root', ws, '--json']), peer: pyWall, peerName: 'python process', note: 'both from a cold start: ours without its cache, Python importing torch' });
   rows.push({ label: `${label}: cold status vs cat of the same bytes`, ours: cold.total_ms, peer: cat, peerName: 'cat' });
   rows.push({ label: `${label}: cold status vs sha256sum of the same bytes`, ours: cold.total_ms, peer: sha, peerName: 'sha256sum' });
   const warm = ours('status-warm', ws);

@@ -205,7 +205,7 @@ describe('engine on a torch-written workspace', function () {
 describe('status rules (pure, by table)', () => {
   const t = (name: string, digest: string, shape = [4, 16], dtype = 'float32') => ({ name, dtype, shape, digest });
   const entry = (over: Partial<FileEntry>): FileEntry => ({
-    path: 'x.pt', size: 1, mtimeMs: 1, ino: 1, kind: 'lora', role: 'copy', unsafeGlobals: [], loraId: 'l', name: 'L',
+    path: 'x.pt', size: 1, mtimeMs: 1, mtimeNs: '1000000', ino: 1, kind: 'lora', role: 'copy', unsafeGlobals: [], loraId: 'l', name: 'L',
     tensors: [t('a', '1'), t('b', '2')], tensorsDigest: 'T12', metaDigest: 'M', metaKeys: { 'metadata.x': '1' }, copyKeys: [], syncInfo: { lastSyncMatch: 50 }, ...over,
   });
   const src = entry({ path: 'src.pt', role: 'source' });

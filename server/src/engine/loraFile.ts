@@ -30,6 +30,8 @@ export interface FileEntry {
   path: string;
   size: number;
   mtimeMs: number;
+  /** Exact modification time (ns, decimal): what "unchanged since the plan" is checked against. */
+  mtimeNs: string;
   ino: number;
   kind: EntryKind;
   format?: CheckpointFormat;
@@ -106,9 +108,9 @@ function tensorsDigestOf(tensors: TensorEntry[]): string {
 
 /** Reads one file into an entry. `rel` is the NFC relative path; `abs` where it is on disk. */
 export async function readEntry(abs: string, rel: string, cfg: EngineConfig): Promise<FileEntry> {
-  const st = await stat(abs);
+  const st = await stat(abs, { bigint: true });
   const base: FileEntry = {
-    path: rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, kind: 'corrupt', role: isSourcePath(rel, cfg) ? 'source' : 'copy', unsafeGlobals: [],
+    path: rel, size: Number(st.size), mtimeMs: Number(st.mtimeMs), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino), kind: 'corrupt', role: isSourcePath(rel, cfg) ? 'source' : 'copy', unsafeGlobals: [],
     tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {},
   };
   let c: Checkpoint;

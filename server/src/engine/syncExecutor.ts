@@ -17,6 +17,7 @@ import { atomicWrite } from '../io/atomicWrite';
 import { EngineConfig, STATE_DIR } from './config';
 import { FileEntry, readEntry } from './loraFile';
 import { PlannedLora } from './syncPlanner';
+import { mapLimit } from '../io/mapLimit';
 
 export interface SyncOptions {
   reason: string;
@@ -46,10 +47,11 @@ export interface ExecContext {
   entry: (rel: string) => FileEntry | undefined;
 }
 
+/** Still the very file the plan was made from: same size, inode and mtime to the nanosecond. */
 async function unchanged(abs: string, e: FileEntry): Promise<boolean> {
   try {
-    const st = await stat(abs);
-    return st.size === e.size && st.mtimeMs === e.mtimeMs && st.ino === e.ino;
+    const st = await stat(abs, { bigint: true });
+    return Number(st.size) === e.size && st.mtimeNs.toString() === e.mtimeNs && Number(st.ino) === e.ino;
   } catch {
     return false;
   }
@@ -125,48 +127,65 @@ function stamp(d: Date): string {
   return d.toISOString().replace(/[:.]/g, '-');
 }
 
+/** Copies written at once: each write waits mostly on fsync, so a few in flight share the device's latency. */
+const WRITES_IN_FLIGHT = 6;
+
 export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: SyncOptions): Promise<SyncResult> {
   const now = opts.now ?? (() => new Date());
   const started = now();
   const total = plan.reduce((n, l) => n + l.copies.filter((c) => c.action === 'write' || c.action === 'force').length, 0);
   let done = 0;
   let cancelled = false;
-  const results: LoraSyncResult[] = [];
-  for (const lora of plan) {
-    const res: LoraSyncResult = { id: lora.id, name: lora.name, source: lora.source, copies: [] };
-    results.push(res);
-    const todo = lora.copies.filter((c) => c.action === 'write' || c.action === 'force');
-    for (const c of lora.copies) if (c.action === 'skip' || c.action === 'refuse') res.copies.push({ path: c.path, outcome: c.action === 'skip' ? 'skipped' : 'refused', reason: c.why });
-    if (!todo.length || cancelled) {
-      for (const c of todo) res.copies.push({ path: c.path, outcome: 'skipped', reason: 'cancelled' });
-      continue;
+  const results: LoraSyncResult[] = plan.map((l) => ({ id: l.id, name: l.name, source: l.source, copies: [] }));
+  // Sources are opened once per LoRA, lazily, and closed when its last copy is done.
+  const open = new Map<string, { src?: Checkpoint; err?: string; left: number }>();
+  const tasks: Array<{ li: number; path: string; force: boolean }> = [];
+  plan.forEach((lora, li) => {
+    for (const c of lora.copies) {
+      if (c.action === 'skip' || c.action === 'refuse') results[li].copies.push({ path: c.path, outcome: c.action === 'skip' ? 'skipped' : 'refused', reason: c.why });
+      else tasks.push({ li, path: c.path, force: c.action === 'force' });
     }
+    const n = lora.copies.filter((c) => c.action === 'write' || c.action === 'force').length;
+    if (n) open.set(lora.id, { left: n });
+  });
+  const sourceOf = async (lora: PlannedLora) => {
+    const slot = open.get(lora.id)!;
+    if (slot.src || slot.err) return slot;
     const srcEntry = ctx.entry(lora.source!)!;
-    const srcAbs = ctx.abs(lora.source!);
-    let src: Checkpoint | undefined;
     try {
-      if (!(await unchanged(srcAbs, srcEntry))) throw new ChangedSincePlan(`the source ${lora.source} changed since the plan: rescan and sync again`);
-      src = await openCheckpoint(srcAbs);
+      if (!(await unchanged(ctx.abs(lora.source!), srcEntry))) throw new ChangedSincePlan(`the source ${lora.source} changed since the plan: rescan and sync again`);
+      slot.src = await openCheckpoint(ctx.abs(lora.source!));
     } catch (e) {
-      const reason = e instanceof ChangedSincePlan ? e.message : `the source cannot be read: ${(e as Error).message}`;
-      for (const c of todo) res.copies.push({ path: c.path, outcome: 'skipped', reason });
-      continue;
+      slot.err = e instanceof ChangedSincePlan ? e.message : `the source cannot be read: ${(e as Error).message}`;
     }
-    try {
-      for (const c of todo) {
-        if (opts.cancelled?.()) cancelled = true;
-        if (cancelled) {
-          res.copies.push({ path: c.path, outcome: 'skipped', reason: 'cancelled' });
-          continue;
-        }
-        opts.onProgress?.(done, total, c.path);
-        res.copies.push(await syncOne(c.path, c.action === 'force', src, srcEntry, srcAbs, ctx, opts, now(), started));
+    return slot;
+  };
+  const opening = new Map<string, Promise<{ src?: Checkpoint; err?: string; left: number }>>();
+  await mapLimit(tasks, WRITES_IN_FLIGHT, async (t) => {
+    const lora = plan[t.li];
+    const res = results[t.li];
+    if (opts.cancelled?.()) cancelled = true;
+    if (cancelled) {
+      res.copies.push({ path: t.path, outcome: 'skipped', reason: 'cancelled' });
+    } else {
+      if (!opening.has(lora.id)) opening.set(lora.id, sourceOf(lora));
+      const slot = await opening.get(lora.id)!;
+      if (slot.err || !slot.src) res.copies.push({ path: t.path, outcome: 'skipped', reason: slot.err ?? 'the source cannot be read' });
+      else {
+        opts.onProgress?.(done, total, t.path);
+        const srcEntry = ctx.entry(lora.source!)!;
+        res.copies.push(await syncOne(t.path, t.force, slot.src, srcEntry, ctx.abs(lora.source!), ctx, opts, now(), started));
         done++;
       }
-    } finally {
-      await src.close();
     }
-  }
+    const slot = open.get(lora.id)!;
+    if (--slot.left === 0 && slot.src) await slot.src.close();
+  });
+  // Report copies in plan order whatever order they finished in.
+  plan.forEach((lora, li) => {
+    const order = new Map(lora.copies.map((c, i) => [c.path, i]));
+    results[li].copies.sort((a, b) => order.get(a.path)! - order.get(b.path)!);
+  });
   const count = (o: CopyOutcome) => results.reduce((n, l) => n + l.copies.filter((c) => c.outcome === o).length, 0);
   return { loras: results, cancelled, synced: count('synced'), failed: count('failed'), skipped: count('skipped'), refused: count('refused') };
 }

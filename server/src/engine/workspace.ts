@@ -2,7 +2,8 @@
  * A workspace: the root folder, its config, and the engine's view of it (entries, copy map,
  * statuses). The CLI and the language server both drive the engine through this class.
  */
-import { lstat, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import fg from 'fast-glob';
 import { EngineConfig, STATE_DIR, loadConfig } from './config';
@@ -210,7 +211,7 @@ export class Workspace {
       return await readEntry(abs, rel, this.cfg);
     } catch (e) {
       // The file vanished or cannot be opened (permissions): report it, never stop.
-      return { path: rel, size: 0, mtimeMs: 0, ino: 0, kind: 'corrupt', role: isSourcePath(rel, this.cfg) ? 'source' : 'copy', unsafeGlobals: [], tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {}, error: { code: (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', message: (e as Error).message } };
+      return { path: rel, size: 0, mtimeMs: 0, mtimeNs: '0', ino: 0, kind: 'corrupt', role: isSourcePath(rel, this.cfg) ? 'source' : 'copy', unsafeGlobals: [], tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {}, error: { code: (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', message: (e as Error).message } };
     }
   }
 
@@ -433,7 +434,8 @@ export class Workspace {
 /** (size, mtime in ns, inode) of a regular file; undefined when it is gone or not a file. Links are not followed. */
 export async function fileKey(abs: string): Promise<FileKey | undefined> {
   try {
-    const st = await lstat(abs, { bigint: true });
+    // Synchronous: microseconds, where an asynchronous lstat waits on the thread pool.
+    const st = lstatSync(abs, { bigint: true });
     if (!st.isFile()) return undefined;
     return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
   } catch {

@@ -192,7 +192,11 @@ export async function fingerprintCheckpoint(c: Checkpoint): Promise<CheckpointFi
     list.push(t);
     byStorage.set(t.storage, list);
   }
-  const scratch = Buffer.allocUnsafe(CHUNK);
+  // One read buffer per call, no bigger than the largest record: most LoRA copies are kilobytes,
+  // and a 4 MiB buffer per small file was most of the garbage of a scan.
+  let largest = 0;
+  for (const s of byStorage.keys()) largest = Math.max(largest, s.record && s.record.method === 0 ? s.record.size : s.byteLength);
+  const scratch = Buffer.allocUnsafe(Math.max(1, Math.min(CHUNK, largest)));
   for (const [s, tensors] of byStorage) {
     const rec = s.record;
     const contiguous = tensors.filter((t) => t.contiguous);
