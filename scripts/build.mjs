@@ -16,4 +16,6 @@ await Promise.all([
   build({ ...common, entryPoints: ['client/src/extension.ts'], outfile: 'dist/client.js' }),
   build({ ...common, entryPoints: ['server/src/lsp/server.ts'], outfile: 'dist/server.js' }),
   build({ ...common, entryPoints: ['server/src/cli/main.ts'], outfile: 'dist/cli.js' }),
+  // Worker thread that reads checkpoints during large scans; loaded from beside the bundle that uses it.
+  build({ ...common, entryPoints: ['server/src/engine/entryWorker.ts'], outfile: 'dist/entryWorker.js' }),
 ]);

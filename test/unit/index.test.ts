@@ -8,6 +8,8 @@ import { cp, mkdir, mkdtemp, readFile, rename, rm, unlink, writeFile, copyFile }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
+import { entryPoolStats, shutdownEntryPool } from '../../server/src/engine/entryPool';
+import { availableParallelism } from 'node:os';
 import { withCheckpoint } from '../../server/src/formats/checkpoint';
 import { readTensorBytes } from '../../server/src/formats/fingerprint';
 import * as N from '../../server/src/formats/pickle/nodes';
@@ -40,6 +42,7 @@ describe('live index: cache and incremental updates', function () {
     await cp(FIX, dir, { recursive: true });
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
+  after(() => shutdownEntryPool());
 
   it('a warm start re-reads no unchanged file and gives the same report', async () => {
     const a = await Workspace.open(dir);
@@ -57,6 +60,19 @@ describe('live index: cache and incremental updates', function () {
     await writeFile(f, await readFile(f));
     const c = await Workspace.open(dir);
     assert.equal((await c.scan()).read, 1);
+  });
+
+  it('a scan on worker threads gives the same result as one on the main thread', async () => {
+    const a = await Workspace.open(dir);
+    await a.scan({ workers: false });
+    await rm(join(dir, '.lora-sync'), { recursive: true });
+    const before = entryPoolStats();
+    const b = await Workspace.open(dir);
+    await b.scan({ workers: true });
+    const after = entryPoolStats();
+    if (availableParallelism() > 1) assert.ok(after.workerFiles > before.workerFiles, 'a worker read some files');
+    assert.equal(after.fallbacks, before.fallbacks, 'no worker failed');
+    assert.deepEqual(await b.report(), await a.report());
   });
 
   it('the cache is thrown away when its options, version or contents do not fit', async () => {

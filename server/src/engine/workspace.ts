@@ -15,10 +15,15 @@ import { describeStatus, FileStatus, Issue, SOUND, statusOf, Status, STATUSES } 
 import { planSync, PlannedLora, PlanOptions } from './syncPlanner';
 import { executeSync, SyncOptions, SyncResult } from './syncExecutor';
 import { History, HistoryEvent } from './history';
-import { mapLimit } from '../io/mapLimit';
+import { readEntries } from './entryPool';
 import { isTempFile, TEMP_MARK } from '../io/atomicWrite';
 
-export interface ScanOptions { concurrency?: number; onProgress?: (done: number, total: number) => void; cancelled?: () => boolean }
+export interface ScanOptions {
+  onProgress?: (done: number, total: number) => void;
+  cancelled?: () => boolean;
+  /** Read on worker threads too (default: when there are enough files to read for it to pay). */
+  workers?: boolean;
+}
 
 export interface FileReport { path: string; role: 'source' | 'copy' | null; lora_id: string | null; status: Status | 'UNRECOGNIZED'; message: string; issues: Issue[] }
 
@@ -114,28 +119,32 @@ export class Workspace {
     const files = await this.listFiles();
     const seen = new Set<string>();
     const updates: Array<[string, FileEntry | undefined]> = [];
-    let read = 0;
-    let done = 0;
-    await mapLimit(files, opts.concurrency ?? 16, async (abs) => {
-      if (opts.cancelled?.()) return;
+    const toRead: Array<{ abs: string; rel: string; key: FileKey }> = [];
+    for (const abs of files) {
+      if (opts.cancelled?.()) break;
       const rel = relPath(this.root, abs);
       seen.add(rel);
       const key = await fileKey(abs);
-      if (key) {
-        const known = this.entries.has(rel) ? { key: this.keys.get(rel), entry: this.entries.get(rel)! } : cached.get(rel);
-        if (known && sameKey(known.key, key)) {
-          if (!this.entries.has(rel)) updates.push([rel, known.entry]);
-          this.keys.set(rel, key);
-          this.absOf.set(rel, abs);
-        } else {
-          read++;
-          updates.push([rel, await this.readOne(abs, rel)]);
-          this.keys.set(rel, key);
-          this.absOf.set(rel, abs);
-        }
-      }
-      opts.onProgress?.(++done, files.length);
+      if (!key) continue;
+      const known = this.entries.has(rel) ? { key: this.keys.get(rel), entry: this.entries.get(rel)! } : cached.get(rel);
+      if (known && sameKey(known.key, key)) {
+        if (!this.entries.has(rel)) updates.push([rel, known.entry]);
+        this.keys.set(rel, key);
+        this.absOf.set(rel, abs);
+      } else toRead.push({ abs, rel, key });
+    }
+    let done = files.length - toRead.length;
+    const results = await readEntries(this.cfg, toRead.map(({ abs, rel }) => ({ abs, rel })), {
+      useWorkers: opts.workers,
+      onBatch: (n) => opts.onProgress?.((done += n), files.length),
     });
+    toRead.forEach((f, i) => {
+      const r = results[i];
+      updates.push([f.rel, r.ok ? r.entry : this.unreadable(f.rel, r.code, r.message)]);
+      this.keys.set(f.rel, f.key);
+      this.absOf.set(f.rel, f.abs);
+    });
+    const read = toRead.length;
     let removed = 0;
     if (!opts.cancelled?.()) {
       for (const rel of this.entries.keys()) if (!seen.has(rel)) { updates.push([rel, undefined]); removed++; }
@@ -210,9 +219,13 @@ export class Workspace {
     try {
       return await readEntry(abs, rel, this.cfg);
     } catch (e) {
-      // The file vanished or cannot be opened (permissions): report it, never stop.
-      return { path: rel, size: 0, mtimeMs: 0, mtimeNs: '0', ino: 0, kind: 'corrupt', role: isSourcePath(rel, this.cfg) ? 'source' : 'copy', unsafeGlobals: [], tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {}, error: { code: (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', message: (e as Error).message } };
+      return this.unreadable(rel, (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', (e as Error).message);
     }
+  }
+
+  /** A file that vanished or cannot be opened (permissions): reported, never a reason to stop. */
+  private unreadable(rel: string, code: string, message: string): FileEntry {
+    return { path: rel, size: 0, mtimeMs: 0, mtimeNs: '0', ino: 0, kind: 'corrupt', role: isSourcePath(rel, this.cfg) ? 'source' : 'copy', unsafeGlobals: [], tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {}, error: { code, message } };
   }
 
   /** Applies new entries (undefined = gone) and recomputes the statuses of the LoRAs they touch. */
