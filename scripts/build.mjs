@@ -1,6 +1,10 @@
 // Bundles the three programs with esbuild: the VS Code client, the language server, the CLI.
 // `vscode` is provided by the editor at run time, so it stays external.
 import { build } from 'esbuild';
+import { rmSync } from 'node:fs';
+
+// A clean dist/ each time, so nothing stale ships in the .vsix.
+rmSync('dist', { recursive: true, force: true });
 
 const common = {
   bundle: true,

@@ -60,7 +60,7 @@ function floor(tool: 'cat' | 'sha256sum', listFile: string): number {
   return wall('sh', ['-c', `xargs -0 ${tool} < "$1" > /dev/null`, 'floor', listFile]);
 }
 
-async function writeBig(path: string, mb: number, seedByte: number, match: number, copyKeys?: Record<string, unknown>): Promise<void> {
+async function writeBig(path: string, name: number, mb: number, seedByte: number, match: number, copyKeys?: Record<string, unknown>): Promise<void> {
   const b = new TreeBuilder();
   const width = 4096;
   const rank = Math.max(1, Math.floor((mb * 1e6) / 8 / 4 / width));
@@ -74,7 +74,7 @@ async function writeBig(path: string, mb: number, seedByte: number, match: numbe
       params.push([N.str(`layers.${l}.lora_${ab}`), b.tensor('float32', ab === 'A' ? [rank, width] : [width, rank], data)]);
     }
   }
-  const meta = py({ id: 'lora_big', name: 'LoRA_big', generation: 3, life_energy: pyFloat(1.2), sync_info: { last_sync_match: match, sync_reason: 'LEARNING_UPDATE' }, ...(copyKeys ?? {}) });
+  const meta = py({ id: `lora_big${name}`, name: `LoRA_big${name}`, generation: 3, life_energy: pyFloat(1.2), sync_info: { last_sync_match: match, sync_reason: 'LEARNING_UPDATE' }, ...(copyKeys ?? {}) });
   const root = N.dict([[N.str('lora_params'), N.dict(params)], [N.str('metadata'), meta]]);
   const storages = new Map([...b.storages].map(([k, data]) => [k, { kind: 'buffer' as const, data }]));
   await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root, storages }), { noSync: true });
@@ -156,9 +156,9 @@ async function main() {
       await mkdir(join(ws, '💎_PERFECT_HYBRID_HALL'), { recursive: true });
       for (let i = 0; i < 3; i++) {
         // each adapter its own id
-        await writeBig(join(ws, `⭐_AKTIF_EN_IYILER/LoRA_big${i}.pt`), 200, 1, 50);
-        await writeBig(join(ws, `Liverpool/🎯_WIN_EXPERTS/LoRA_big${i}_aa00${i}0.pt`), 200, 2, 45, { team: 'Liverpool', score: pyFloat(0.9) });
-        await writeBig(join(ws, `💎_PERFECT_HYBRID_HALL/LoRA_big${i}_bb00${i}0.pt`), 200, 3, 45, { team: 'HALL' });
+        await writeBig(join(ws, `⭐_AKTIF_EN_IYILER/LoRA_big${i}.pt`), i, 200, 1, 50);
+        await writeBig(join(ws, `Liverpool/🎯_WIN_EXPERTS/LoRA_big${i}_aa00${i}0.pt`), i, 200, 2, 45, { team: 'Liverpool', score: pyFloat(0.9) });
+        await writeBig(join(ws, `💎_PERFECT_HYBRID_HALL/LoRA_big${i}_bb00${i}0.pt`), i, 200, 3, 45, { team: 'HALL' });
       }
       await benchWorkspace('3x200MB', ws, work);
     }

@@ -14,7 +14,7 @@ import { FileEntry } from './loraFile';
 
 export const INDEX_FILE = 'index.json';
 /** Bump when FileEntry's meaning changes. */
-export const INDEX_VERSION = 2;
+export const INDEX_VERSION = 3;
 
 export interface FileKey { size: number; mtimeNs: string; ino: number }
 

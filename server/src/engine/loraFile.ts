@@ -97,9 +97,12 @@ export function syncInfoOf(n: PyNode | undefined): SyncInfo {
  * Digests of small things (a list of tensor digests, one metadata value): SHA-256, synchronous.
  * These inputs are bytes to kilobytes, where a synchronous native hash beats an async round trip.
  */
-function smallDigest(s: string): string {
-  return createHash('sha256').update(s).digest('hex').slice(0, 32);
+function smallDigest(s: string, hexChars = 32): string {
+  return createHash('sha256').update(s).digest('hex').slice(0, hexChars);
 }
+
+/** Per metadata key: 64 bits say "same value or not" between a copy and its source, and keep the cache small. */
+const keyDigestOf = (s: string) => smallDigest(s, 16);
 
 function tensorsDigestOf(tensors: TensorEntry[]): string {
   const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -155,7 +158,7 @@ async function describeLora(c: Checkpoint, fps: Array<{ path: string; dtype: str
     tensors = fps.map((t) => ({ name: t.path, dtype: t.dtype, shape: t.shape, digest: t.digest }));
     for (const [k, v] of Object.entries(md)) {
       if (cfg.copyKeys.includes(k)) copyKeys.push(k);
-      else if (!cfg.ignoreKeys.includes(k)) metaKeys[k] = smallDigest(JSON.stringify(v));
+      else if (!cfg.ignoreKeys.includes(k)) metaKeys[k] = keyDigestOf(JSON.stringify(v));
     }
     if (md.sync_info) {
       try {
@@ -176,7 +179,7 @@ async function describeLora(c: Checkpoint, fps: Array<{ path: string; dtype: str
     const prefix = params ? 'lora_params.' : '';
     tensors = fps.filter((t) => (prefix ? t.path.startsWith(prefix) : !t.path.startsWith('metadata.'))).map((t) => ({ name: t.path.slice(prefix.length), dtype: t.dtype, shape: t.shape, digest: t.digest }));
     const lookup = tensorTypedLookup(c, { alg: DIGEST_ALG, tensors: fps.map((f) => ({ ...f, bytes: 0 })), crcFailures: [], crcChecked: true });
-    const keyDigest = (v: PyNode) => smallDigest(JSON.stringify(typedForm(v, lookup, true)));
+    const keyDigest = (v: PyNode) => keyDigestOf(JSON.stringify(typedForm(v, lookup, true)));
     // General metadata: every top-level key but lora_params, with metadata's own keys one by one.
     for (const [k, v] of entries) {
       const key = k.kind === 'str' ? k.value : JSON.stringify(typedForm(k));

@@ -109,14 +109,14 @@ export class Workspace {
   async scan(opts: ScanOptions = {}): Promise<ScanSummary> {
     let cached = new Map<string, CachedFile>();
     let cacheNote: string | undefined;
-    if (!this.cacheLoaded) {
-      const c = await this.cache.load();
+    // Listing the folders and reading the cache overlap: both wait on the disk.
+    const [files, c] = await Promise.all([this.listFiles(), this.cacheLoaded ? undefined : this.cache.load()]);
+    if (c) {
       cached = c.files;
       cacheNote = c.reason;
       for (const [rel, f] of cached) if (f.divergedAt) this.diverged.set(rel, f.divergedAt);
       this.cacheLoaded = true;
     }
-    const files = await this.listFiles();
     const seen = new Set<string>();
     const updates: Array<[string, FileEntry | undefined]> = [];
     const toRead: Array<{ abs: string; rel: string; key: FileKey }> = [];
@@ -150,7 +150,7 @@ export class Workspace {
       for (const rel of this.entries.keys()) if (!seen.has(rel)) { updates.push([rel, undefined]); removed++; }
     }
     const changes = this.apply(updates);
-    if (read || removed || cached.size || this.cacheDirty) {
+    if (read || removed || this.cacheDirty) {
       this.cacheDirty = true;
       await this.flushCache();
     }
@@ -291,8 +291,10 @@ export class Workspace {
         issues: [{ type: 'CHANGED_SINCE_SYNC', file: e.path, detail: 'this copy had changed on its own before the source moved on; a sync would overwrite that work' }, ...s.issues],
       };
     }
+    const was = this.diverged.get(e.path);
     if (s.status === 'DIVERGED' || s.status === 'PARAM_COUNT_MISMATCH' || s.status === 'SHAPE_MISMATCH' || s.status === 'DTYPE_MISMATCH') this.diverged.set(e.path, e.tensorsDigest);
     else this.diverged.delete(e.path);
+    if (was !== this.diverged.get(e.path)) this.cacheDirty = true; // remembered with the cache
     return s;
   }
 
