@@ -11,10 +11,7 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
-import { withCheckpoint } from '../../server/src/formats/checkpoint';
-import { readTensorBytes } from '../../server/src/formats/fingerprint';
-import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
-import { atomicWrite } from '../../server/src/io/atomicWrite';
+import { trainerStep } from '../../server/src/demo/trainerStep';
 
 function peakRssMB(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
@@ -43,15 +40,7 @@ async function main() {
   } else if (op === 'update-one') {
     const src = ws.copyMap().loras.values().next().value!.sources[0].path;
     const abs = ws.abs(src);
-    // The trainer's write (not timed): one tensor changes.
-    await withCheckpoint(abs, async (c) => {
-      const t = c.tensors[0];
-      const data = Buffer.from(await readTensorBytes(c, t));
-      data.writeFloatLE(data.readFloatLE(0) + 1, 0);
-      const storages = storageSourcesOf(c);
-      storages.set(t.storage.key, { kind: 'buffer', data });
-      await atomicWrite(abs, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root: c.root!, storages }));
-    });
+    await trainerStep(abs); // the trainer's write (not timed)
     const t = performance.now();
     const changes = await ws.update([abs]);
     out.update_ms = performance.now() - t;

@@ -10,6 +10,7 @@ import { cp, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
+import { trainerStep } from '../../server/src/demo/trainerStep';
 import { withCheckpoint } from '../../server/src/formats/checkpoint';
 import { readTensorBytes } from '../../server/src/formats/fingerprint';
 import { getKey, mappingEntries, PyNode } from '../../server/src/formats/pickle/nodes';
@@ -138,11 +139,11 @@ describe('engine on a torch-written workspace', function () {
     await ws.sync(ws.plan({ loras: ['lora_a'] }), { reason: 'LEARNING_UPDATE' });
     assert.equal(ws.status(copy)!.status, 'IN_SYNC');
     // The trainer retrains the source and its match counter restarted at 3 (lower than the copy's 50).
-    await rewrite(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'), 'layers.0.lora_A', 3);
+    await trainerStep(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'), { tensor: 'layers.0.lora_A', match: 3 });
     await ws.refresh(['⭐_AKTIF_EN_IYILER/LoRA_A.pt']);
     assert.equal(ws.status(copy)!.status, 'STALE', 'unchanged since our sync, source moved on');
     // Someone fine-tunes the synced copy in place: its own change, whatever the match numbers say.
-    await rewrite(join(dir, copy), 'layers.1.lora_B', 99);
+    await trainerStep(join(dir, copy), { tensor: 'layers.1.lora_B', match: 99 });
     await ws.refresh([copy]);
     const s = ws.status(copy)!;
     assert.equal(s.status, 'DIVERGED');
@@ -237,20 +238,3 @@ describe('status rules (pure, by table)', () => {
   });
 });
 
-/** Rewrites one tensor of a checkpoint in place (new values) and sets sync_info.last_sync_match. */
-async function rewrite(path: string, tensor: string, match: number): Promise<void> {
-  await withCheckpoint(path, async (c) => {
-    const t = c.tensors.find((x) => x.path === `lora_params.${tensor}`)!;
-    const data = Buffer.from(await readTensorBytes(c, t));
-    for (let i = 0; i < data.length; i += 4) data.writeFloatLE(data.readFloatLE(i) + 0.5, i);
-    const sources = storageSourcesOf(c);
-    sources.set(t.storage.key, { kind: 'buffer', data });
-    const meta = getKey(c.root!, 'metadata')!;
-    const info = getKey(meta, 'sync_info');
-    if (info && info.kind === 'dict') {
-      const i = info.entries.findIndex(([k]) => k.kind === 'str' && k.value === 'last_sync_match');
-      info.entries[i] = [info.entries[i][0], N.int(match)];
-    }
-    await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root: c.root as PyNode, storages: sources }));
-  });
-}

@@ -8,29 +8,10 @@ import { cp, mkdir, mkdtemp, readFile, rename, rm, unlink, writeFile, copyFile }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
+import { trainerStep } from '../../server/src/demo/trainerStep';
 import { entryPoolStats, shutdownEntryPool } from '../../server/src/engine/entryPool';
 import { availableParallelism } from 'node:os';
-import { withCheckpoint } from '../../server/src/formats/checkpoint';
-import { readTensorBytes } from '../../server/src/formats/fingerprint';
-import * as N from '../../server/src/formats/pickle/nodes';
-import { getKey } from '../../server/src/formats/pickle/nodes';
-import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
-import { atomicWrite } from '../../server/src/io/atomicWrite';
 
-/** A trainer step on a source: one tensor changes, sync_info match becomes 60. */
-async function bumpSource(path: string): Promise<void> {
-  await withCheckpoint(path, async (c) => {
-    const t = c.tensors[0];
-    const data = Buffer.from(await readTensorBytes(c, t));
-    data.writeFloatLE(data.readFloatLE(0) + 1, 0);
-    const storages = storageSourcesOf(c);
-    storages.set(t.storage.key, { kind: 'buffer', data });
-    const info = getKey(getKey(c.root!, 'metadata')!, 'sync_info') as N.PyDict;
-    const i = info.entries.findIndex(([k]) => k.kind === 'str' && k.value === 'last_sync_match');
-    info.entries[i] = [info.entries[i][0], N.int(60)];
-    await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root: c.root!, storages }));
-  });
-}
 
 const FIX = join(__dirname, '..', 'fixtures', 'workspace');
 
@@ -93,7 +74,7 @@ describe('live index: cache and incremental updates', function () {
     await a.scan();
     assert.equal(a.status(copy)!.status, 'DIVERGED');
     // The trainer saves a newer source (match 50 -> 60) with different tensors.
-    await bumpSource(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'));
+    await trainerStep(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'), { match: 60 });
     const b = await Workspace.open(dir);
     await b.scan();
     assert.equal(b.status(copy)!.status, 'DIVERGED', 'remembered from the cache');

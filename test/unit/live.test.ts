@@ -9,30 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import { LiveIndex, LiveEvent } from '../../server/src/engine/liveIndex';
-import { withCheckpoint } from '../../server/src/formats/checkpoint';
-import { readTensorBytes } from '../../server/src/formats/fingerprint';
-import * as N from '../../server/src/formats/pickle/nodes';
-import { getKey } from '../../server/src/formats/pickle/nodes';
-import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
-import { atomicWrite } from '../../server/src/io/atomicWrite';
+import { trainerStep } from '../../server/src/demo/trainerStep';
 
 const FIX = join(__dirname, '..', 'fixtures', 'workspace');
 const SRC_A = '⭐_AKTIF_EN_IYILER/LoRA_A.pt';
 
-/** A trainer step: new values for one tensor and a newer match in the source's sync_info. */
-async function retrain(path: string, match: number): Promise<void> {
-  await withCheckpoint(path, async (c) => {
-    const t = c.tensors[0];
-    const data = Buffer.from(await readTensorBytes(c, t));
-    for (let i = 0; i < data.length; i += 4) data.writeFloatLE(data.readFloatLE(i) * 0.5 + 0.01, i);
-    const storages = storageSourcesOf(c);
-    storages.set(t.storage.key, { kind: 'buffer', data });
-    const info = getKey(getKey(c.root!, 'metadata')!, 'sync_info') as N.PyDict;
-    const i = info.entries.findIndex(([k]) => k.kind === 'str' && k.value === 'last_sync_match');
-    info.entries[i] = [info.entries[i][0], N.int(match)];
-    await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root: c.root!, storages }));
-  });
-}
 
 async function live(dir: string, cfg: object, watch = false): Promise<{ li: LiveIndex; events: LiveEvent[]; ws: Workspace }> {
   await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ debounceMs: 50, settleMs: 200, ...cfg }));
@@ -54,7 +35,7 @@ describe('live loop and auto-sync', function () {
 
   it('auto-sync off: a retrained source makes its copies STALE and nothing is written', async () => {
     const { li, events, ws } = await live(dir, { autoSync: 'off' });
-    await retrain(join(dir, SRC_A), 51);
+    await trainerStep(join(dir, SRC_A), { match: 51 });
     await li.handle({ added: [], changed: [join(dir, SRC_A)], removed: [] });
     const st = events.find((e) => e.kind === 'statuses');
     assert.ok(st && st.kind === 'statuses');
@@ -66,7 +47,7 @@ describe('live loop and auto-sync', function () {
 
   it('onSourceChange: the STALE copies of the changed source are synced, the DIVERGED one is not', async () => {
     const { li, events, ws } = await live(dir, { autoSync: 'onSourceChange' });
-    await retrain(join(dir, SRC_A), 51);
+    await trainerStep(join(dir, SRC_A), { match: 51 });
     await li.handle({ added: [], changed: [join(dir, SRC_A)], removed: [] });
     const synced = events.find((e) => e.kind === 'synced');
     assert.ok(synced && synced.kind === 'synced');
@@ -96,10 +77,10 @@ describe('live loop and auto-sync', function () {
 
   it('fullSyncEvery: after N source updates, a full verify and sync of every LoRA', async () => {
     const { li, events, ws } = await live(dir, { autoSync: 'onSourceChange', fullSyncEvery: 2 });
-    await retrain(join(dir, SRC_A), 51);
+    await trainerStep(join(dir, SRC_A), { match: 51 });
     await li.handle({ added: [], changed: [join(dir, SRC_A)], removed: [] });
     assert.ok(!events.some((e) => e.kind === 'verified'));
-    await retrain(join(dir, SRC_A), 52);
+    await trainerStep(join(dir, SRC_A), { match: 52 });
     await li.handle({ added: [], changed: [join(dir, SRC_A)], removed: [] });
     assert.ok(events.some((e) => e.kind === 'verified'));
     const full = events.find((e) => e.kind === 'synced' && e.reason === 'FULL_SYNC');
@@ -110,7 +91,7 @@ describe('live loop and auto-sync', function () {
 
   it('end to end through the real watcher: a retrained source is seen and its copies synced', async () => {
     const { li, events, ws } = await live(dir, { autoSync: 'onSourceChange' }, true);
-    await retrain(join(dir, SRC_A), 51);
+    await trainerStep(join(dir, SRC_A), { match: 51 });
     const deadline = Date.now() + 15000;
     while (!events.some((e) => e.kind === 'synced') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     await li.idle();
