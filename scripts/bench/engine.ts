@@ -138,7 +138,8 @@ async function main() {
   await mkdir(work, { recursive: true });
   execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
   child = join(work, 'engine-child.js');
-  await build({ entryPoints: [join(__dirname, 'engine-child.ts')], bundle: true, platform: 'node', target: 'node20', format: 'cjs', outfile: child, logLevel: 'warning' });
+  // The entry worker is loaded from beside the bundle that uses it, as in dist/.
+  await build({ entryPoints: { 'engine-child': join(__dirname, 'engine-child.ts'), entryWorker: join(ROOT, 'server/src/engine/entryWorker.ts') }, bundle: true, platform: 'node', target: 'node20', format: 'cjs', outdir: work, logLevel: 'warning' });
   try {
     for (const x of scales) {
       const ws = join(work, `ws${x}x`);
