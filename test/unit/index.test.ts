@@ -62,7 +62,7 @@ describe('live index: cache and incremental updates', function () {
     const s = await (await Workspace.open(dir)).scan();
     assert.equal(s.read, s.files);
     assert.match(s.cacheNote!, /options/);
-    await writeFile(join(dir, '.lora-sync/index.json'), '{"version": 1, "alg": "x", "con');
+    await writeFile(join(dir, '.lora-sync/index.jsonl'), '{"version": 1, "alg": "x", "con');
     const d = await (await Workspace.open(dir)).scan();
     assert.equal(d.read, d.files);
     assert.match(d.cacheNote!, /damaged/);

@@ -72,7 +72,6 @@ export class Workspace {
   readonly history: History;
   private readonly cache: IndexCache;
   private entries = new Map<string, FileEntry>();
-  private keys = new Map<string, FileKey>();
   private absOf = new Map<string, string>();
   private index: CopyIndex;
   private statuses = new Map<string, FileStatus>();
@@ -126,11 +125,10 @@ export class Workspace {
       seen.add(rel);
       const key = await fileKey(abs);
       if (!key) continue;
-      const known = this.entries.has(rel) ? { key: this.keys.get(rel), entry: this.entries.get(rel)! } : cached.get(rel);
-      if (known && sameKey(known.key, key)) {
-        if (!this.entries.has(rel)) updates.push([rel, known.entry]);
-        this.keys.set(rel, key);
-        this.absOf.set(rel, abs);
+      const known = this.entries.get(rel) ?? cached.get(rel)?.entry;
+      if (known && sameKey(entryKey(known), key)) {
+        if (!this.entries.has(rel)) updates.push([rel, known]);
+        this.noteAbs(rel, abs);
       } else toRead.push({ abs, rel, key });
     }
     let done = files.length - toRead.length;
@@ -141,8 +139,7 @@ export class Workspace {
     toRead.forEach((f, i) => {
       const r = results[i];
       updates.push([f.rel, r.ok ? r.entry : this.unreadable(f.rel, r.code, r.message)]);
-      this.keys.set(f.rel, f.key);
-      this.absOf.set(f.rel, f.abs);
+      this.noteAbs(f.rel, f.abs);
     });
     const read = toRead.length;
     let removed = 0;
@@ -168,15 +165,14 @@ export class Workspace {
       const abs = p.startsWith('/') ? p : this.abs(rel);
       const key = await fileKey(abs);
       if (!key || !this.included(rel)) {
-        this.keys.delete(rel);
         this.absOf.delete(rel);
         if (this.entries.has(rel)) updates.push([rel, undefined]);
         continue;
       }
-      if (sameKey(this.keys.get(rel), key) && this.entries.has(rel)) continue;
+      const known = this.entries.get(rel);
+      if (known && sameKey(entryKey(known), key)) continue;
       updates.push([rel, await this.readOne(abs, rel)]);
-      this.keys.set(rel, key);
-      this.absOf.set(rel, abs);
+      this.noteAbs(rel, abs);
     }
     const changes = this.apply(updates);
     if (updates.length) this.scheduleCacheSave();
@@ -307,10 +303,7 @@ export class Workspace {
 
   private async saveCache(): Promise<void> {
     const files = new Map<string, CachedFile>();
-    for (const [rel, e] of this.entries) {
-      const key = this.keys.get(rel);
-      if (key) files.set(rel, { key, entry: e, ...(this.diverged.has(rel) ? { divergedAt: this.diverged.get(rel) } : {}) });
-    }
+    for (const [rel, e] of this.entries) files.set(rel, { entry: e, ...(this.diverged.has(rel) ? { divergedAt: this.diverged.get(rel) } : {}) });
     await this.cache.save(files).catch(() => undefined); // a cache that cannot be written costs speed, never correctness
   }
 
@@ -329,6 +322,12 @@ export class Workspace {
   }
   abs(rel: string): string {
     return this.absOf.get(rel) ?? join(this.root, rel);
+  }
+
+  /** Only paths whose on-disk spelling differs from the NFC one (an NFD folder) are remembered. */
+  private noteAbs(rel: string, abs: string): void {
+    if (abs === join(this.root, rel)) this.absOf.delete(rel);
+    else this.absOf.set(rel, abs);
   }
 
   private sourceEntry(rel: string): FileEntry | undefined {
@@ -444,6 +443,11 @@ export class Workspace {
     }
     return removed;
   }
+}
+
+/** The key an entry was read with. */
+function entryKey(e: FileEntry): FileKey {
+  return { size: e.size, mtimeNs: e.mtimeNs, ino: e.ino };
 }
 
 /** (size, mtime in ns, inode) of a regular file; undefined when it is gone or not a file. Links are not followed. */
