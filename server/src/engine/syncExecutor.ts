@@ -18,6 +18,7 @@ import { EngineConfig, STATE_DIR } from './config';
 import { FileEntry, readEntry } from './loraFile';
 import { PlannedLora } from './syncPlanner';
 import { mapLimit } from '../io/mapLimit';
+import { lockLora, LockBusy } from './loraLock';
 
 export interface SyncOptions {
   reason: string;
@@ -138,7 +139,7 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
   let cancelled = false;
   const results: LoraSyncResult[] = plan.map((l) => ({ id: l.id, name: l.name, source: l.source, copies: [] }));
   // Sources are opened once per LoRA, lazily, and closed when its last copy is done.
-  const open = new Map<string, { src?: Checkpoint; err?: string; left: number }>();
+  const open = new Map<string, { src?: Checkpoint; err?: string; left: number; release?: () => Promise<void> }>();
   const tasks: Array<{ li: number; path: string; force: boolean }> = [];
   plan.forEach((lora, li) => {
     for (const c of lora.copies) {
@@ -153,10 +154,12 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
     if (slot.src || slot.err) return slot;
     const srcEntry = ctx.entry(lora.source!)!;
     try {
+      // One process at a time writes a LoRA's copies.
+      slot.release = await lockLora(ctx.root, lora.id);
       if (!(await unchanged(ctx.abs(lora.source!), srcEntry))) throw new ChangedSincePlan(`the source ${lora.source} changed since the plan: rescan and sync again`);
       slot.src = await openCheckpoint(ctx.abs(lora.source!));
     } catch (e) {
-      slot.err = e instanceof ChangedSincePlan ? e.message : `the source cannot be read: ${(e as Error).message}`;
+      slot.err = e instanceof ChangedSincePlan || e instanceof LockBusy ? e.message : `the source cannot be read: ${(e as Error).message}`;
     }
     return slot;
   };
@@ -179,7 +182,10 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
       }
     }
     const slot = open.get(lora.id)!;
-    if (--slot.left === 0 && slot.src) await slot.src.close();
+    if (--slot.left === 0) {
+      await slot.src?.close();
+      await slot.release?.();
+    }
   });
   // Report copies in plan order whatever order they finished in.
   plan.forEach((lora, li) => {
