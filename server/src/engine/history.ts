@@ -14,6 +14,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
+import { withLockFile } from './loraLock';
 import { fsyncDir } from '../io/atomicWrite';
 
 export const HISTORY_EVENT_KINDS = ['SYNC', 'VERIFY', 'FORCE_OVERWRITE', 'RESTORE'] as const;
@@ -168,7 +169,9 @@ export class History {
     } catch (e) {
       return Promise.reject(e); // callers await; a synchronous throw would escape a .catch()
     }
-    return serialised(this.path, async () => {
+    // In-process queue, then a lock file shared with other processes (the CLI beside the
+    // extension): one process's repair must never cut another's append short.
+    return serialised(this.path, () => this.crossProcess(async () => {
       const { existed } = await this.repairNow();
       const dir = dirname(this.path);
       const madeDir = existed ? undefined : await mkdir(dir, { recursive: true });
@@ -190,7 +193,13 @@ export class History {
       // A new file's (and new folder's) directory entry is only durable once its parent is flushed.
       if (!existed) await fsyncDir(dir);
       if (madeDir !== undefined) await fsyncDir(dirname(madeDir));
-    });
+    }));
+  }
+
+  private async crossProcess<T>(fn: () => Promise<T>): Promise<T> {
+    const made = await mkdir(dirname(this.path), { recursive: true });
+    if (made !== undefined) await fsyncDir(dirname(made)); // the new folder's entry is durable
+    return withLockFile(`${this.path}.lock`, fn);
   }
 
   /**
@@ -225,7 +234,7 @@ export class History {
 
   /** If the file does not end with '\n', truncates it to its last complete line. Returns the bytes dropped. */
   repair(): Promise<number> {
-    return serialised(this.path, async () => (await this.repairNow()).dropped);
+    return serialised(this.path, () => this.crossProcess(async () => (await this.repairNow()).dropped));
   }
 
   /** `repair` without queueing: callers already hold this file's place in the queue. */

@@ -4,7 +4,7 @@
  * created with O_EXCL holding the owner's pid and host; a lock whose process is gone (same host) is
  * taken over. Locks are released when the LoRA's copies are done, and on exit.
  */
-import { open, readFile, unlink, mkdir } from 'node:fs/promises';
+import { open, readFile, unlink, mkdir, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -33,9 +33,34 @@ function alive(pid: number): boolean {
 
 /** Takes the lock of one LoRA or throws LockBusy. Returns the release function. */
 export async function lockLora(root: string, loraId: string): Promise<() => Promise<void>> {
-  const path = lockPath(root, loraId);
   await mkdir(join(root, STATE_DIR, 'locks'), { recursive: true });
-  const me: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString(), lora: loraId };
+  return takeLock(lockPath(root, loraId), loraId);
+}
+
+/**
+ * Runs `fn` holding the lock file `path`, waiting up to `waitMs` for another process to let go.
+ * For short critical sections shared by processes (the history log's repair-then-append).
+ */
+export async function withLockFile<T>(path: string, fn: () => Promise<T>, waitMs = 5000): Promise<T> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      const release = await takeLock(path, 'history');
+      try {
+        return await fn();
+      } finally {
+        await release();
+      }
+    } catch (e) {
+      if (!(e instanceof LockBusy) || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 15));
+    }
+  }
+}
+
+async function takeLock(path: string, what: string): Promise<() => Promise<void>> {
+  const me: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString(), lora: what };
+  const loraId = what;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fh = await open(path, 'wx');
@@ -52,8 +77,9 @@ export async function lockLora(root: string, loraId: string): Promise<() => Prom
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const owner = await readOwner(path);
-      // Unreadable (being written right now) counts as busy; a dead owner on this host is taken over.
-      if (owner && owner.host === me.host && !alive(owner.pid)) {
+      // A dead owner on this host is taken over. An unreadable lock is being written right now —
+      // or its writer was killed between creating and filling it: once it is 2 s old, that.
+      if ((owner && owner.host === me.host && !alive(owner.pid)) || (!owner && (await ageMs(path)) > 2000)) {
         await unlink(path).catch(() => undefined);
         continue;
       }
@@ -61,6 +87,14 @@ export async function lockLora(root: string, loraId: string): Promise<() => Prom
     }
   }
   throw new LockBusy({ pid: 0, host: '?', since: '?', lora: loraId });
+}
+
+async function ageMs(path: string): Promise<number> {
+  try {
+    return Date.now() - (await stat(path)).mtimeMs;
+  } catch {
+    return Infinity; // gone already: free to take
+  }
 }
 
 async function readOwner(path: string): Promise<LockOwner | undefined> {
