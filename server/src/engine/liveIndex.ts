@@ -63,6 +63,16 @@ export class LiveIndex {
     return this.queue;
   }
 
+  /**
+   * Runs other work on the workspace (a sync or verify asked for by a user) in the same queue as
+   * watcher batches, so the two never interleave. Its result or error is the caller's.
+   */
+  run<T>(job: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(job);
+    this.queue = result.then(() => undefined, () => undefined);
+    return result;
+  }
+
   /** A full reconcile now (also what the timer does). */
   reconcile(): Promise<void> {
     return this.enqueue(async () => {

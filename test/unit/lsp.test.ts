@@ -1,0 +1,180 @@
+/**
+ * The language server as a process (dist/server.js over stdio) on the torch-written workspace: the
+ * diagnostics of the first scan (exactly the problem files, with code, severity and the source as
+ * related information), `loraSync/copyMap`, `loraSync/sync` (copies written on disk, their
+ * diagnostics cleared, DIVERGED ones kept), a change on disk seen by the watcher, bad requests
+ * answered with errors, and a clean shutdown.
+ */
+import { strict as assert } from 'node:assert';
+import { ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createMessageConnection, MessageConnection, ResponseError, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import { Diagnostic, DiagnosticSeverity, PublishDiagnosticsParams } from 'vscode-languageserver-protocol';
+import { ensureBuilt } from '../support/files';
+import { trainerStep } from '../../server/src/demo/trainerStep';
+import { CopyMapRequest, ServerStatus, ServerStatusRequest, StatusChangedNotification, SyncRequest } from '../../server/src/lsp/protocol';
+
+const FIX = join(__dirname, '..', 'fixtures', 'workspace');
+interface Expected { path: string; expect: string; source?: string | null; sync_blocked?: string }
+const expected: { files: Expected[] } = JSON.parse(require('node:fs').readFileSync(join(FIX, 'expected.json'), 'utf8'));
+const SOUND = new Set(['SOURCE', 'IN_SYNC', 'UNRECOGNIZED']);
+const ERRORS = new Set(['CORRUPT', 'UNSAFE', 'DIVERGED', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH', 'DUPLICATE_SOURCE']);
+const severity = (s: string) => (ERRORS.has(s) ? DiagnosticSeverity.Error : s === 'METADATA_DRIFT' ? DiagnosticSeverity.Information : DiagnosticSeverity.Warning);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('language server over stdio', function () {
+  this.timeout(60000);
+  let dir: string;
+  let child: ChildProcess;
+  let conn: MessageConnection;
+  let stderr = '';
+  /** Every publishDiagnostics, in order, with the path (relative, NFC) it is about. */
+  const published: Array<{ rel: string; uri: string; diagnostics: Diagnostic[] }> = [];
+  const current = new Map<string, Diagnostic[]>();
+  const statuses: ServerStatus[] = [];
+  const relOf = (uri: string) => relative(dir, fileURLToPath(uri)).split(sep).join('/').normalize('NFC');
+  const problems = () => new Map([...current].filter(([, d]) => d.length));
+  const sha = async (rel: string) => createHash('sha256').update(await readFile(join(dir, rel))).digest('hex');
+
+  before(async () => {
+    const server = join(ensureBuilt(), '..', 'server.js');
+    dir = await mkdtemp(join(tmpdir(), 'lora-lsp-'));
+    await cp(FIX, dir, { recursive: true });
+    child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stderr!.on('data', (b) => (stderr += b));
+    conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+    conn.onNotification('textDocument/publishDiagnostics', (p: PublishDiagnosticsParams) => {
+      const rel = relOf(p.uri);
+      published.push({ rel, uri: p.uri, diagnostics: p.diagnostics });
+      current.set(rel, p.diagnostics);
+    });
+    conn.onNotification(StatusChangedNotification, (s: ServerStatus) => {
+      statuses.push(s);
+    });
+    conn.onNotification('window/logMessage', () => undefined);
+    conn.listen();
+    const uri = pathToFileURL(dir).toString();
+    await conn.sendRequest('initialize', {
+      processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }],
+      initializationOptions: { settings: { debounceMs: 50, settleMs: 200 }, watch: true },
+    });
+    await conn.sendNotification('initialized', {});
+    await until('the first scan', 20000, () => statuses.some((s) => s.state === 'ready'));
+  });
+
+  after(async () => {
+    if (child.exitCode === null) child.kill();
+    conn.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('publishes exactly the problem files after the first scan, with code, severity and the source', async () => {
+    const want = expected.files.filter((f) => !SOUND.has(f.expect));
+    const got = problems();
+    assert.deepEqual([...got.keys()].sort(), want.map((f) => f.path).sort(), stderr);
+    for (const f of want) {
+      const [d, ...more] = got.get(f.path)!;
+      assert.equal(more.length, 0, f.path);
+      assert.equal(d.code, f.expect, f.path);
+      assert.equal(d.severity, severity(f.expect), f.path);
+      assert.equal(d.source, 'lora-sync');
+      assert.deepEqual(d.range, { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } });
+      assert.equal(typeof d.message, 'string');
+      assert.ok((d.message as string).length > 10, f.path);
+      if (f.expect === 'STALE') {
+        assert.equal(relOf(d.relatedInformation![0].location.uri), f.source, f.path);
+        assert.match(d.message as string, /^stale: \d+ of \d+ tensors differ/);
+      }
+    }
+    // URIs name the files as they are on disk (the DTYPE_MISMATCH copy sits in NFD-spelled folders).
+    for (const x of published) assert.ok(existsSync(fileURLToPath(x.uri)), x.uri);
+    const status = await conn.sendRequest(ServerStatusRequest);
+    assert.equal(status.state, 'ready');
+    assert.equal(status.folders, 1);
+    assert.equal(status.problems, want.length);
+  });
+
+  it('loraSync/copyMap gives every file with its expected status', async () => {
+    const map = await conn.sendRequest(CopyMapRequest, {});
+    assert.equal(map.folders.length, 1);
+    const byPath = new Map(map.folders[0].files.map((f) => [f.path, f.status]));
+    assert.deepEqual([...byPath.keys()].sort(), expected.files.map((f) => f.path).sort());
+    for (const f of expected.files) assert.equal(byPath.get(f.path), f.expect, f.path);
+    const a = map.folders[0].loras.find((l) => l.id === 'lora_a')!;
+    assert.equal(a.source, '⭐_AKTIF_EN_IYILER/LoRA_A.pt');
+    assert.equal(a.copies.length, 4);
+  });
+
+  it('rejects a bad request with an error and keeps running', async () => {
+    await assert.rejects(conn.sendRequest(SyncRequest, {}), (e: ResponseError<void>) => /lora .* or all/.test(e.message));
+    await assert.rejects(conn.sendRequest(SyncRequest, { lora: 'no_such_lora' }), (e: ResponseError<void>) => /no LoRA/.test(e.message));
+    assert.equal((await conn.sendRequest(ServerStatusRequest)).state, 'ready');
+  });
+
+  it('loraSync/sync all writes the STALE and drifted copies and clears their diagnostics; DIVERGED stays', async () => {
+    const writable = expected.files.filter((f) => (f.expect === 'STALE' || f.expect === 'METADATA_DRIFT') && !f.sync_blocked).map((f) => f.path);
+    assert.ok(writable.length >= 4);
+    const before = new Map(await Promise.all(writable.map(async (p) => [p, await sha(p)] as const)));
+    const mark = published.length;
+    const res = await conn.sendRequest(SyncRequest, { all: true, reason: 'TEST' });
+    assert.equal(res.synced, writable.length);
+    assert.equal(res.failed, 0);
+    const outcomes = res.folders[0].loras.flatMap((l) => l.copies);
+    assert.ok(outcomes.every((c) => !('entry' in c)));
+    for (const p of writable) {
+      assert.notEqual(await sha(p), before.get(p), `${p} was not rewritten`);
+      assert.equal(outcomes.find((c) => c.path === p)?.outcome, 'synced', p);
+    }
+    // Each written copy gets an empty publish after the request was sent.
+    await until('the cleared diagnostics', 5000, () => writable.every((p) => published.slice(mark).some((x) => x.rel === p && x.diagnostics.length === 0)));
+    const left = problems();
+    for (const p of writable) assert.ok(!left.has(p), p);
+    for (const f of expected.files.filter((x) => x.expect === 'DIVERGED' || x.sync_blocked)) assert.equal(left.get(f.path)?.[0].code, f.expect, f.path);
+  });
+
+  it('a copy changed on disk gets a diagnostic through the watcher', async () => {
+    const rel = 'İstanbul_Başakşehir/🎯_DRAW_EXPERTS/LoRA_H_a1b2c3.pt';
+    assert.ok(!problems().has(rel));
+    await trainerStep(join(dir, rel));
+    const d = await until('a diagnostic for the changed copy', 10000, () => problems().get(rel));
+    assert.equal(d[0].code, 'DIVERGED');
+    assert.equal(d[0].severity, DiagnosticSeverity.Error);
+  });
+
+  it('a settings change rebuilds the folder in place; invalid settings show as an error state', async () => {
+    const hall = expected.files.filter((f) => f.path.startsWith('🏛️_NEWTON_HALL/') && problems().has(f.path)).map((f) => f.path);
+    assert.ok(hall.length >= 2);
+    const exclude = ['**/.git/**', '**/node_modules/**', '**/.lora-sync/**', '**/🏛️_NEWTON_HALL/**'];
+    await conn.sendNotification('workspace/didChangeConfiguration', { settings: { loraSync: { debounceMs: 50, settleMs: 200, exclude, editorOnlyKey: true } } });
+    await until('the excluded folder cleared', 10000, () => hall.every((p) => !problems().has(p)));
+    assert.ok(problems().has('İstanbul_Başakşehir/🎯_DRAW_EXPERTS/LoRA_A_0d0e0f.pt'));
+    await conn.sendNotification('workspace/didChangeConfiguration', { settings: { loraSync: { debounceMs: -1 } } });
+    const bad = await until('the error state', 10000, () => statuses.find((x) => x.state === 'error'));
+    assert.match(bad.message!, /debounceMs/);
+    assert.equal(problems().size, 0); // a folder that cannot be used shows no stale diagnostics
+    await conn.sendNotification('workspace/didChangeConfiguration', { settings: { loraSync: { debounceMs: 50, settleMs: 200 } } });
+    await until('ready again', 10000, () => statuses.at(-1)?.state === 'ready' && problems().has(hall[0]));
+  });
+
+  it('shutdown and exit end the process with code 0', async () => {
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    await conn.sendRequest('shutdown');
+    await conn.sendNotification('exit');
+    assert.equal(await exited, 0);
+  });
+});
