@@ -6,6 +6,7 @@
 import { strict as assert } from 'node:assert';
 import { cp, mkdir, mkdtemp, readFile, rename, rm, unlink, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import { trainerStep } from '../../server/src/demo/trainerStep';
@@ -54,6 +55,16 @@ describe('live index: cache and incremental updates', function () {
     if (availableParallelism() > 1) assert.ok(after.workerFiles > before.workerFiles, 'a worker read some files');
     assert.equal(after.fallbacks, before.fallbacks, 'no worker failed');
     assert.deepEqual(await b.report(), await a.report());
+  });
+
+  it('a cache write cut short by a kill leaves a temporary file that the next sync removes', async () => {
+    const ws = await Workspace.open(dir);
+    await ws.scan();
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const leftover = join(dir, '.lora-sync', `.index.jsonl.lora-sync-tmp-${dead}-0badf00d`);
+    await writeFile(leftover, 'half a cache');
+    const removed = await ws.removeStaleTempFiles();
+    assert.deepEqual(removed, [`.lora-sync/.index.jsonl.lora-sync-tmp-${dead}-0badf00d`]);
   });
 
   it('the cache is thrown away when its options, version or contents do not fit', async () => {

@@ -2,7 +2,7 @@
  * A workspace: the root folder, its config, and the engine's view of it (entries, copy map,
  * statuses). The CLI and the language server both drive the engine through this class.
  */
-import { unlink } from 'node:fs/promises';
+import { readdir, unlink } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import fg from 'fast-glob';
@@ -431,6 +431,9 @@ export class Workspace {
    */
   async removeStaleTempFiles(): Promise<string[]> {
     const temps = await fg(`**/.*${TEMP_MARK}*`, { cwd: this.root, ignore: this.cfg.exclude, dot: true, absolute: true, onlyFiles: true, followSymbolicLinks: false, suppressErrors: true });
+    // The engine's own state folder is excluded from scans, but its cache is written the same way.
+    const state = join(this.root, STATE_DIR);
+    for (const name of await readdir(state).catch(() => [] as string[])) if (isTempFile(name)) temps.push(join(state, name));
     const removed: string[] = [];
     for (const t of temps) {
       const name = t.slice(t.lastIndexOf('/') + 1);
