@@ -178,3 +178,48 @@ describe('language server over stdio', function () {
     assert.equal(await exited, 0);
   });
 });
+
+describe('language server in an untrusted workspace (readOnly)', function () {
+  this.timeout(60000);
+  let dir: string;
+  let child: ChildProcess;
+  let conn: MessageConnection;
+  const statuses: ServerStatus[] = [];
+  let diagnosed = 0;
+
+  before(async () => {
+    const server = join(ensureBuilt(), '..', 'server.js');
+    dir = await mkdtemp(join(tmpdir(), 'lora-lsp-ro-'));
+    await cp(FIX, dir, { recursive: true });
+    child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+    conn.onNotification('textDocument/publishDiagnostics', (p: PublishDiagnosticsParams) => { if (p.diagnostics.length) diagnosed++; });
+    conn.onNotification(StatusChangedNotification, (s: ServerStatus) => { statuses.push(s); });
+    conn.onNotification('window/logMessage', () => undefined);
+    conn.listen();
+    const uri = pathToFileURL(dir).toString();
+    await conn.sendRequest('initialize', {
+      processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }],
+      // auto-sync asked for, but the workspace is untrusted: it must stay off
+      initializationOptions: { settings: { debounceMs: 50, settleMs: 200, autoSync: 'onSourceChange' }, watch: true, readOnly: true },
+    });
+    await conn.sendNotification('initialized', {});
+    await until('the first scan', 20000, () => statuses.some((s) => s.state === 'ready'));
+  });
+  after(async () => {
+    if (child.exitCode === null) child.kill();
+    conn.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reports, refuses to sync, and never writes, even when a source changes under auto-sync', async () => {
+    assert.ok(diagnosed > 0, 'problems are reported');
+    const copy = join(dir, 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt');
+    const before = await readFile(copy);
+    await assert.rejects(conn.sendRequest(SyncRequest, { all: true }), (e: unknown) => e instanceof ResponseError && /not trusted/.test(e.message));
+    await trainerStep(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'), { match: 51 });
+    await sleep(2000); // settle + debounce + what auto-sync would have done
+    assert.ok((await readFile(copy)).equals(before), 'the stale copy was not written');
+    assert.ok(!existsSync(join(dir, '.lora-sync', 'history.jsonl')), 'no sync was recorded');
+  });
+});

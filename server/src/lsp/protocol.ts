@@ -22,6 +22,11 @@ export interface InitializationOptions {
   watch?: boolean;
   /** Poll instead of native file events (network drives). */
   usePolling?: boolean;
+  /**
+   * Read and report, never write: an untrusted workspace. Sync requests are refused and auto-sync
+   * is off whatever the settings or lora-sync.json say.
+   */
+  readOnly?: boolean;
 }
 
 /** Restricts a request to one workspace folder (its URI, as in `workspaceFolders`). */

@@ -145,8 +145,11 @@ const KNOWN_KEYS = new Set(Object.keys(DEFAULT_CONFIG));
 /** Settings → EngineConfig overrides: known keys only (VS Code adds its own), unset values left out. */
 function overridesFrom(settings: unknown): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  if (!settings || typeof settings !== 'object') return out;
-  for (const [k, v] of Object.entries(settings)) if (KNOWN_KEYS.has(k) && v !== null && v !== undefined) out[k] = v;
+  if (settings && typeof settings === 'object') {
+    for (const [k, v] of Object.entries(settings)) if (KNOWN_KEYS.has(k) && v !== null && v !== undefined) out[k] = v;
+  }
+  // An untrusted workspace is never written to, not even by auto-sync.
+  if (initOptions.readOnly) out.autoSync = 'off';
   return out;
 }
 
@@ -345,6 +348,7 @@ handle(PlanRequest, async (p) => {
 });
 
 handle(SyncRequest, async (p, token) => {
+  if (initOptions.readOnly) throw new ResponseError(ErrorCodes.InvalidRequest, 'this workspace is not trusted: LoRA Sync reads and reports but never writes here');
   if (!p || (!p.lora && !p.all)) throw new ResponseError(ErrorCodes.InvalidParams, 'sync needs a lora (id or name) or all: true');
   if (p.lora && p.all) throw new ResponseError(ErrorCodes.InvalidParams, 'sync takes a lora or all: true, not both');
   if (p.match !== undefined && (!Number.isInteger(p.match) || p.match < 0)) throw new ResponseError(ErrorCodes.InvalidParams, 'match must be a whole number ≥ 0');
