@@ -220,6 +220,6 @@ describe('language server in an untrusted workspace (readOnly)', function () {
     await trainerStep(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'), { match: 51 });
     await sleep(2000); // settle + debounce + what auto-sync would have done
     assert.ok((await readFile(copy)).equals(before), 'the stale copy was not written');
-    assert.ok(!existsSync(join(dir, '.lora-sync', 'history.jsonl')), 'no sync was recorded');
+    assert.ok(!existsSync(join(dir, '.lora-sync')), 'nothing written under .lora-sync, not even the cache');
   });
 });

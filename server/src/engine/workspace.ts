@@ -85,6 +85,14 @@ export class Workspace {
   private diverged = new Map<string, string>();
   private snapshotCache: CopyMap | undefined;
 
+  /** Read and report only (an untrusted workspace): no sync, no cache, no history written. */
+  private readOnly = false;
+
+  /** From now on nothing is written under this root, not even the engine's own state. */
+  setReadOnly(): void {
+    this.readOnly = true;
+  }
+
   private constructor(readonly root: string, readonly cfg: EngineConfig) {
     this.history = new History(root);
     this.cache = new IndexCache(root, cfg);
@@ -197,7 +205,7 @@ export class Workspace {
   async flushCache(): Promise<void> {
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.saveTimer = undefined;
-    if (!this.cacheDirty) return;
+    if (!this.cacheDirty || this.readOnly) return;
     this.cacheDirty = false;
     await this.saveCache();
   }
@@ -394,6 +402,7 @@ export class Workspace {
 
   /** Executes a plan, records one history event per LoRA, and refreshes what was written. */
   async sync(plan: PlannedLora[], opts: SyncOptions): Promise<SyncResult> {
+    if (this.readOnly) throw new Error('this workspace is read-only here (not trusted): nothing is written');
     await this.removeStaleTempFiles();
     const res = await executeSync(plan, { root: this.root, cfg: this.cfg, abs: (r) => this.abs(r), entry: (r) => this.entries.get(r) }, opts);
     const time = (opts.now ?? (() => new Date()))().toISOString();
@@ -421,6 +430,7 @@ export class Workspace {
 
   /** Records a verify run in the history, one event per LoRA. */
   async recordVerify(v: VerifyReport): Promise<void> {
+    if (this.readOnly) return;
     const time = new Date().toISOString();
     await this.history.append(v.loras.map((l) => ({ time, event: 'VERIFY' as const, lora_id: l.id, name: l.name, consistent: l.is_consistent, files: [...new Set(l.issues.map((i) => i.file))] })));
   }

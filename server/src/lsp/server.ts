@@ -14,7 +14,9 @@ import {
 import type { RequestType } from 'vscode-languageserver-protocol';
 import { Workspace, FileReport } from '../engine/workspace';
 import { LiveEvent, LiveIndex } from '../engine/liveIndex';
-import { DEFAULT_CONFIG } from '../engine/config';
+import { CONFIG_FILE, DEFAULT_CONFIG } from '../engine/config';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { diagnosticsFor } from './diagnostics';
 import {
   CopyMapRequest, FolderParams, FolderRef, HistoryRequest, InitializationOptions, LoraDetailsRequest, PlanRequest, RescanRequest,
@@ -185,12 +187,13 @@ async function startFolder(f: Folder, settings: Record<string, unknown>): Promis
   const old = f.live;
   f.live = undefined;
   await old?.stop().catch(() => undefined);
-  f.settingsKey = JSON.stringify(settings);
+  f.settingsKey = JSON.stringify(settings) + '\u0000' + (await readFile(join(f.root, CONFIG_FILE), 'utf8').catch(() => ''));
   f.error = undefined;
   f.watchError = undefined;
   let progress: WorkDoneProgressReporter | undefined;
   try {
     const ws = await Workspace.open(f.root, settings);
+    if (initOptions.readOnly) ws.setReadOnly();
     f.ws = ws;
     if (clientProgress) {
       // A scan of our own first, for progress; the live index's first scan is then warm (no file re-read).
@@ -252,7 +255,11 @@ async function reconfigure(pushed: unknown): Promise<void> {
     let settings: unknown = pushed;
     if (pullConfiguration) settings = await connection.workspace.getConfiguration({ scopeUri: f.uri, section: 'loraSync' }).catch(() => pushed);
     const o = overridesFrom(settings);
-    if (JSON.stringify(o) === f.settingsKey && !f.error) continue;
+    // lora-sync.json is part of the configuration: an edit to it (the client forwards file changes
+    // as a configuration change) rebuilds the folder like a settings change does.
+    const fileText = await readFile(join(f.root, CONFIG_FILE), 'utf8').catch(() => '');
+    const key = JSON.stringify(o) + '\u0000' + fileText;
+    if (key === f.settingsKey && !f.error) continue;
     await working(async () => {
       const job = f.lock.then(() => startFolder(f, o));
       f.ready = job;
