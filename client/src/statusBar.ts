@@ -5,8 +5,9 @@ import { bucketOf } from './icons';
 import { ServerClient } from './serverClient';
 
 /** Buckets shown in the text, most urgent first; the tooltip lists them all. */
-const ORDER = ['corrupt', 'unsafe', 'diverged', 'duplicate', 'stale', 'drift', 'orphan'];
-const IN_TEXT = 3;
+// Stale first: it is what one click (Sync All) fixes; then what needs a person.
+const ORDER = ['stale', 'diverged', 'corrupt', 'unsafe', 'duplicate', 'drift', 'orphan'];
+const IN_TEXT = 4;
 
 export class StatusBar implements Disposable {
   private readonly item: StatusBarItem;
