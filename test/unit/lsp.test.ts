@@ -37,44 +37,56 @@ async function until<T>(what: string, ms: number, probe: () => T | undefined): P
   }
 }
 
+/** A fresh copy of the fixture workspace. */
+async function freshWorkspace(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await cp(FIX, dir, { recursive: true });
+  return dir;
+}
+
+/** A real server process on `dir`, initialized, its first scan done. */
+async function startServer(dir: string, initializationOptions: object, onDiagnostics: (p: PublishDiagnosticsParams) => void) {
+  const server = join(ensureBuilt(), '..', 'server.js');
+  const child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const log = { stderr: '' };
+  child.stderr!.on('data', (b) => (log.stderr += b));
+  const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+  const statuses: ServerStatus[] = [];
+  conn.onNotification('textDocument/publishDiagnostics', onDiagnostics);
+  conn.onNotification(StatusChangedNotification, (s: ServerStatus) => { statuses.push(s); });
+  conn.onNotification('window/logMessage', () => undefined);
+  conn.listen();
+  const uri = pathToFileURL(dir).toString();
+  await conn.sendRequest('initialize', { processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }], initializationOptions });
+  await conn.sendNotification('initialized', {});
+  await until('the first scan', 20000, () => statuses.some((s) => s.state === 'ready'));
+  return { child, conn, statuses, log };
+}
+
 describe('language server over stdio', function () {
   this.timeout(60000);
   let dir: string;
   let child: ChildProcess;
   let conn: MessageConnection;
-  let stderr = '';
+  let log = { stderr: '' };
   /** Every publishDiagnostics, in order, with the path (relative, NFC) it is about. */
   const published: Array<{ rel: string; uri: string; diagnostics: Diagnostic[] }> = [];
   const current = new Map<string, Diagnostic[]>();
-  const statuses: ServerStatus[] = [];
+  let statuses: ServerStatus[] = [];
   const relOf = (uri: string) => relative(dir, fileURLToPath(uri)).split(sep).join('/').normalize('NFC');
   const problems = () => new Map([...current].filter(([, d]) => d.length));
   const sha = async (rel: string) => createHash('sha256').update(await readFile(join(dir, rel))).digest('hex');
 
   before(async () => {
-    const server = join(ensureBuilt(), '..', 'server.js');
-    dir = await mkdtemp(join(tmpdir(), 'lora-lsp-'));
-    await cp(FIX, dir, { recursive: true });
-    child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    child.stderr!.on('data', (b) => (stderr += b));
-    conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
-    conn.onNotification('textDocument/publishDiagnostics', (p: PublishDiagnosticsParams) => {
+    dir = await freshWorkspace('lora-lsp-');
+    const s = await startServer(dir, { settings: { debounceMs: 50, settleMs: 200 }, watch: true }, (p) => {
       const rel = relOf(p.uri);
       published.push({ rel, uri: p.uri, diagnostics: p.diagnostics });
       current.set(rel, p.diagnostics);
     });
-    conn.onNotification(StatusChangedNotification, (s: ServerStatus) => {
-      statuses.push(s);
-    });
-    conn.onNotification('window/logMessage', () => undefined);
-    conn.listen();
-    const uri = pathToFileURL(dir).toString();
-    await conn.sendRequest('initialize', {
-      processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }],
-      initializationOptions: { settings: { debounceMs: 50, settleMs: 200 }, watch: true },
-    });
-    await conn.sendNotification('initialized', {});
-    await until('the first scan', 20000, () => statuses.some((s) => s.state === 'ready'));
+    ({ child, conn } = s);
+    statuses = s.statuses;
+    log = s.log;
   });
 
   after(async () => {
@@ -86,7 +98,7 @@ describe('language server over stdio', function () {
   it('publishes exactly the problem files after the first scan, with code, severity and the source', async () => {
     const want = expected.files.filter((f) => !SOUND.has(f.expect));
     const got = problems();
-    assert.deepEqual([...got.keys()].sort(), want.map((f) => f.path).sort(), stderr);
+    assert.deepEqual([...got.keys()].sort(), want.map((f) => f.path).sort(), log.stderr);
     for (const f of want) {
       const [d, ...more] = got.get(f.path)!;
       assert.equal(more.length, 0, f.path);
@@ -184,27 +196,15 @@ describe('language server in an untrusted workspace (readOnly)', function () {
   let dir: string;
   let child: ChildProcess;
   let conn: MessageConnection;
-  const statuses: ServerStatus[] = [];
   let diagnosed = 0;
 
   before(async () => {
-    const server = join(ensureBuilt(), '..', 'server.js');
-    dir = await mkdtemp(join(tmpdir(), 'lora-lsp-ro-'));
-    await cp(FIX, dir, { recursive: true });
-    child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'ignore'] });
-    conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
-    conn.onNotification('textDocument/publishDiagnostics', (p: PublishDiagnosticsParams) => { if (p.diagnostics.length) diagnosed++; });
-    conn.onNotification(StatusChangedNotification, (s: ServerStatus) => { statuses.push(s); });
-    conn.onNotification('window/logMessage', () => undefined);
-    conn.listen();
-    const uri = pathToFileURL(dir).toString();
-    await conn.sendRequest('initialize', {
-      processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }],
-      // auto-sync asked for, but the workspace is untrusted: it must stay off
-      initializationOptions: { settings: { debounceMs: 50, settleMs: 200, autoSync: 'onSourceChange' }, watch: true, readOnly: true },
+    // auto-sync asked for, but the workspace is untrusted: it must stay off
+    dir = await freshWorkspace('lora-lsp-ro-');
+    const s = await startServer(dir, { settings: { debounceMs: 50, settleMs: 200, autoSync: 'onSourceChange' }, watch: true, readOnly: true }, (p) => {
+      if (p.diagnostics.length) diagnosed++;
     });
-    await conn.sendNotification('initialized', {});
-    await until('the first scan', 20000, () => statuses.some((s) => s.state === 'ready'));
+    ({ child, conn } = s);
   });
   after(async () => {
     if (child.exitCode === null) child.kill();

@@ -22,7 +22,8 @@ export function lockPath(root: string, loraId: string): string {
   return join(root, STATE_DIR, 'locks', `${createHash('sha1').update(loraId).digest('hex').slice(0, 16)}.lock`);
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists on this machine (EPERM: it does, owned by someone else). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -79,7 +80,7 @@ async function takeLock(path: string, what: string): Promise<() => Promise<void>
       const owner = await readOwner(path);
       // A dead owner on this host is taken over. An unreadable lock is being written right now —
       // or its writer was killed between creating and filling it: once it is 2 s old, that.
-      if ((owner && owner.host === me.host && !alive(owner.pid)) || (!owner && (await ageMs(path)) > 2000)) {
+      if ((owner && owner.host === me.host && !processAlive(owner.pid)) || (!owner && (await ageMs(path)) > 2000)) {
         await unlink(path).catch(() => undefined);
         continue;
       }

@@ -16,6 +16,7 @@ import { planSync, PlannedLora, PlanOptions } from './syncPlanner';
 import { executeSync, SyncOptions, SyncResult } from './syncExecutor';
 import { History, HistoryEvent } from './history';
 import { readEntries } from './entryPool';
+import { processAlive } from './loraLock';
 import { isTempFile, TEMP_MARK } from '../io/atomicWrite';
 
 export interface ScanOptions {
@@ -449,7 +450,7 @@ export class Workspace {
       const name = t.slice(t.lastIndexOf('/') + 1);
       if (!isTempFile(name)) continue;
       const pid = Number(/lora-sync-tmp-(\d+)-/.exec(name)?.[1]);
-      if (pid && pid !== process.pid && isAlive(pid)) continue;
+      if (pid && pid !== process.pid && processAlive(pid)) continue;
       if (pid === process.pid) continue;
       await unlink(t).catch(() => undefined);
       removed.push(relPath(this.root, t));
@@ -472,15 +473,6 @@ export async function fileKey(abs: string): Promise<FileKey | undefined> {
     return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
   } catch {
     return undefined;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
