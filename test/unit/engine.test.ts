@@ -140,11 +140,11 @@ describe('engine on a torch-written workspace', function () {
     assert.equal(ws.status(copy)!.status, 'IN_SYNC');
     // The trainer retrains the source and its match counter restarted at 3 (lower than the copy's 50).
     await trainerStep(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'), { tensor: 'layers.0.lora_A', match: 3 });
-    await ws.refresh(['⭐_AKTIF_EN_IYILER/LoRA_A.pt']);
+    await ws.update(['⭐_AKTIF_EN_IYILER/LoRA_A.pt']);
     assert.equal(ws.status(copy)!.status, 'STALE', 'unchanged since our sync, source moved on');
     // Someone fine-tunes the synced copy in place: its own change, whatever the match numbers say.
     await trainerStep(join(dir, copy), { tensor: 'layers.1.lora_B', match: 99 });
-    await ws.refresh([copy]);
+    await ws.update([copy]);
     const s = ws.status(copy)!;
     assert.equal(s.status, 'DIVERGED');
     assert.equal(s.issues[0].type, 'CHANGED_SINCE_SYNC');

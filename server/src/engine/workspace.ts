@@ -211,11 +211,6 @@ export class Workspace {
     await this.saveCache();
   }
 
-  /** Kept for callers that name files to refresh; same as update(). */
-  async refresh(rels: string[]): Promise<StatusChange[]> {
-    return this.update(rels);
-  }
-
   private included(rel: string): boolean {
     return !rel.split('/').some((seg) => seg.startsWith('.')) && micromatch.isMatch(rel, this.cfg.include) && !micromatch.isMatch(rel, this.cfg.exclude);
   }
