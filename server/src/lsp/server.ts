@@ -19,7 +19,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { diagnosticsFor } from './diagnostics';
 import {
-  CopyMapRequest, FolderParams, FolderRef, HistoryRequest, InitializationOptions, LoraDetailsRequest, PlanRequest, RescanRequest,
+  CopyMapRequest, FolderParams, FolderRef, HistoryRequest, InitializationOptions, LoraDetailsRequest, PlanRequest, RescanRequest, RescanResult, VerifyResult,
   ServerStatus, ServerStatusRequest, StatsRequest, StatusChangedNotification, SyncRequest, SyncSummary, VerifyRequest,
 } from './protocol';
 
@@ -323,6 +323,27 @@ function progressFor(token: CancellationToken, workDoneToken: string | number | 
 
 const percent = (done: number, total: number) => (total ? Math.min(100, Math.round((done / total) * 100)) : 100);
 
+interface LongWork { cancelled: () => boolean; report: (done: number, total: number, what?: string) => void }
+
+/**
+ * Long work over folders (sync, verify, rescan): the server shows as working, the client gets
+ * work-done progress, each folder is visited in turn until the request is cancelled.
+ */
+function overFolders(list: Folder[], token: CancellationToken, workDoneToken: string | number | undefined, title: string, visit: (f: Folder, work: LongWork) => Promise<void>): Promise<void> {
+  return working(async () => {
+    const { reporter, cancelled } = progressFor(token, workDoneToken, title);
+    const work: LongWork = { cancelled, report: (done, total, what) => reporter.report(percent(done, total), what ?? `${done} / ${total} files`) };
+    try {
+      for (const f of list) {
+        if (cancelled()) break;
+        await visit(f, work);
+      }
+    } finally {
+      reporter.done();
+    }
+  });
+}
+
 handle(CopyMapRequest, async (p) => ({
   folders: await Promise.all((await usable(p)).map(async ({ f, ws }) => {
     const r = await ws.report();
@@ -359,71 +380,54 @@ handle(SyncRequest, async (p, token) => {
   if (!p || (!p.lora && !p.all)) throw new ResponseError(ErrorCodes.InvalidParams, 'sync needs a lora (id or name) or all: true');
   if (p.lora && p.all) throw new ResponseError(ErrorCodes.InvalidParams, 'sync takes a lora or all: true, not both');
   if (p.match !== undefined && (!Number.isInteger(p.match) || p.match < 0)) throw new ResponseError(ErrorCodes.InvalidParams, 'match must be a whole number ≥ 0');
+  const out: SyncSummary = { synced: 0, failed: 0, skipped: 0, refused: 0, cancelled: false, folders: [] };
+  let found = false;
   const list = targets(p);
-  return working(async () => {
-    const { reporter, cancelled } = progressFor(token, p.workDoneToken, 'LoRA Sync: syncing');
-    const out: SyncSummary = { synced: 0, failed: 0, skipped: 0, refused: 0, cancelled: false, folders: [] };
-    let found = false;
-    try {
-      for (const f of list) {
-        if (cancelled()) break;
-        await exclusive(f, async (ws) => {
-          const id = p.lora ? resolveLora(ws, p.lora) : undefined;
-          if (p.lora && !id) return;
-          found = true;
-          const plan = ws.plan({ loras: id ? [id] : undefined, force: p.force });
-          const res = await ws.sync(plan, {
-            reason: p.reason ?? (p.all ? 'FULL_SYNC' : 'MANUAL'), match: p.match, cancelled,
-            onProgress: (done, total, path) => reporter.report(percent(done, total), path),
-          });
-          await publishAll(f);
-          out.synced += res.synced;
-          out.failed += res.failed;
-          out.skipped += res.skipped;
-          out.refused += res.refused;
-          out.cancelled ||= res.cancelled;
-          out.folders.push({
-            ...ref(f),
-            loras: res.loras.map((l) => ({ id: l.id, name: l.name, ...(l.source ? { source: l.source } : {}), copies: l.copies.map(({ entry: _entry, ...c }) => c) })),
-          });
-        }).catch((e) => {
-          // One folder failing (config error) does not stop the others.
-          if (list.length === 1) throw e;
-          connection.console.error(`${f.root}: sync failed: ${(e as Error).message}`);
-        });
-      }
-    } finally {
-      reporter.done();
-    }
-    if (p.lora && !found) throw new ResponseError(ErrorCodes.InvalidParams, `no LoRA with id or name '${p.lora}'`);
-    out.cancelled ||= cancelled();
-    return out;
-  });
+  await overFolders(list, token, p.workDoneToken, 'LoRA Sync: syncing', (f, work) =>
+    exclusive(f, async (ws) => {
+      const id = p.lora ? resolveLora(ws, p.lora) : undefined;
+      if (p.lora && !id) return;
+      found = true;
+      const plan = ws.plan({ loras: id ? [id] : undefined, force: p.force });
+      const res = await ws.sync(plan, {
+        reason: p.reason ?? (p.all ? 'FULL_SYNC' : 'MANUAL'), match: p.match, cancelled: work.cancelled,
+        onProgress: (done, total, path) => work.report(done, total, path),
+      });
+      await publishAll(f);
+      out.synced += res.synced;
+      out.failed += res.failed;
+      out.skipped += res.skipped;
+      out.refused += res.refused;
+      out.cancelled ||= res.cancelled;
+      out.folders.push({
+        ...ref(f),
+        loras: res.loras.map((l) => ({ id: l.id, name: l.name, ...(l.source ? { source: l.source } : {}), copies: l.copies.map(({ entry: _entry, ...c }) => c) })),
+      });
+    }).catch((e) => {
+      // One folder failing (config error) does not stop the others.
+      if (list.length === 1) throw e;
+      connection.console.error(`${f.root}: sync failed: ${(e as Error).message}`);
+    }));
+  if (p.lora && !found) throw new ResponseError(ErrorCodes.InvalidParams, `no LoRA with id or name '${p.lora}'`);
+  out.cancelled ||= token.isCancellationRequested;
+  return out;
 });
 
 handle(VerifyRequest, async (p, token) => {
-  const list = targets(p);
-  return working(async () => {
-    const { reporter, cancelled } = progressFor(token, p?.workDoneToken, 'LoRA Sync: verifying');
-    const out = [];
-    try {
-      for (const f of list) {
-        if (cancelled() || !f.ws) continue;
-        out.push(await exclusive(f, async (ws) => {
-          // Verify what is on disk now, not what the index last saw.
-          const s = await ws.scan({ cancelled, onProgress: (done, total) => reporter.report(percent(done, total), `${done} / ${total} files`) });
-          if (s.changes.length) publishChanged(f, s.changes.map((c) => c.path));
-          const id = p?.lora ? resolveLora(ws, p.lora) : undefined;
-          const report = ws.verify(p?.lora ? [id ?? p.lora] : undefined);
-          if (!cancelled()) await ws.recordVerify(report);
-          return { ...ref(f), report };
-        }));
-      }
-    } finally {
-      reporter.done();
-    }
-    return { is_consistent: out.every((r) => r.report.is_consistent), folders: out };
+  const out: VerifyResult['folders'] = [];
+  await overFolders(targets(p), token, p?.workDoneToken, 'LoRA Sync: verifying', async (f, work) => {
+    if (!f.ws) return;
+    out.push(await exclusive(f, async (ws) => {
+      // Verify what is on disk now, not what the index last saw.
+      const s = await ws.scan({ cancelled: work.cancelled, onProgress: (done, total) => work.report(done, total) });
+      if (s.changes.length) publishChanged(f, s.changes.map((c) => c.path));
+      const id = p?.lora ? resolveLora(ws, p.lora) : undefined;
+      const report = ws.verify(p?.lora ? [id ?? p.lora] : undefined);
+      if (!work.cancelled()) await ws.recordVerify(report);
+      return { ...ref(f), report };
+    }));
   });
+  return { is_consistent: out.every((r) => r.report.is_consistent), folders: out };
 });
 
 handle(StatsRequest, async (p) => ({ folders: await Promise.all((await usable(p)).map(async ({ f, ws }) => ({ ...ref(f), stats: await ws.stats() }))) }));
@@ -437,24 +441,16 @@ handle(HistoryRequest, async (p) => ({
 }));
 
 handle(RescanRequest, async (p, token) => {
-  const list = targets(p);
-  return working(async () => {
-    const { reporter, cancelled } = progressFor(token, p?.workDoneToken, 'LoRA Sync: scanning');
-    const out = [];
-    try {
-      for (const f of list) {
-        if (cancelled() || !f.ws) continue;
-        out.push(await exclusive(f, async (ws) => {
-          const summary = await ws.scan({ cancelled, onProgress: (done, total) => reporter.report(percent(done, total), `${done} / ${total} files`) });
-          await publishAll(f);
-          return { ...ref(f), summary };
-        }));
-      }
-    } finally {
-      reporter.done();
-    }
-    return { folders: out };
+  const out: RescanResult['folders'] = [];
+  await overFolders(targets(p), token, p?.workDoneToken, 'LoRA Sync: scanning', async (f, work) => {
+    if (!f.ws) return;
+    out.push(await exclusive(f, async (ws) => {
+      const summary = await ws.scan({ cancelled: work.cancelled, onProgress: (done, total) => work.report(done, total) });
+      await publishAll(f);
+      return { ...ref(f), summary };
+    }));
   });
+  return { folders: out };
 });
 
 connection.onRequest(ServerStatusRequest, () => serverStatus());
