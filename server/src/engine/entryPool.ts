@@ -10,6 +10,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { EngineConfig } from './config';
 import { FileEntry, readEntry } from './loraFile';
+import type { FileKey } from './indexCache';
+
+/** A file to read, with the key the caller saw (see readEntry). */
+export interface FileToRead { abs: string; rel: string; key?: FileKey }
 
 export type ReadResult = { ok: true; entry: FileEntry } | { ok: false; code: string; message: string };
 
@@ -39,7 +43,7 @@ class EntryWorker {
     this.w.on('exit', () => fail(new Error('entry worker exited')));
     this.w.unref(); // after the listeners: a 'message' listener refs the port again
   }
-  run(cfg: EngineConfig, files: Array<{ abs: string; rel: string }>): Promise<ReadResult[]> {
+  run(cfg: EngineConfig, files: FileToRead[]): Promise<ReadResult[]> {
     if (this.dead) return Promise.reject(new Error('entry worker is not running'));
     const id = this.nextId++;
     if (this.pending.size === 0) this.w.ref(); // referenced only while it owes an answer
@@ -86,11 +90,11 @@ export async function shutdownEntryPool(): Promise<void> {
   await Promise.all((w ?? []).map((x) => x.terminate()));
 }
 
-async function readHere(cfg: EngineConfig, files: Array<{ abs: string; rel: string }>): Promise<ReadResult[]> {
+async function readHere(cfg: EngineConfig, files: FileToRead[]): Promise<ReadResult[]> {
   const out: ReadResult[] = [];
   for (const f of files) {
     try {
-      out.push({ ok: true, entry: await readEntry(f.abs, f.rel, cfg) });
+      out.push({ ok: true, entry: await readEntry(f.abs, f.rel, cfg, f.key) });
     } catch (e) {
       out.push({ ok: false, code: (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', message: (e as Error).message });
     }
@@ -102,7 +106,7 @@ async function readHere(cfg: EngineConfig, files: Array<{ abs: string; rel: stri
  * Reads the files into entries, in input order. The main thread and each worker take batches from
  * one queue, so a slow batch (a 200 MB file) never holds the others back.
  */
-export async function readEntries(cfg: EngineConfig, files: Array<{ abs: string; rel: string }>, opts: { useWorkers?: boolean; onBatch?: (n: number) => void } = {}): Promise<ReadResult[]> {
+export async function readEntries(cfg: EngineConfig, files: FileToRead[], opts: { useWorkers?: boolean; onBatch?: (n: number) => void } = {}): Promise<ReadResult[]> {
   const out = new Array<ReadResult>(files.length);
   const useWorkers = opts.useWorkers ?? files.length >= POOL_MIN_FILES;
   const ws = useWorkers ? pool() : [];

@@ -109,11 +109,18 @@ function tensorsDigestOf(tensors: TensorEntry[]): string {
   return smallDigest(JSON.stringify(sorted.map((t) => [t.name, t.dtype, t.shape, t.digest])));
 }
 
-/** Reads one file into an entry. `rel` is the NFC relative path; `abs` where it is on disk. */
-export async function readEntry(abs: string, rel: string, cfg: EngineConfig): Promise<FileEntry> {
-  const st = await stat(abs, { bigint: true });
+/**
+ * Reads one file into an entry. `rel` is the NFC relative path; `abs` where it is on disk. `key` is
+ * the (size, mtime ns, inode) the caller just saw, so the file is not stat'ed twice; taken before the
+ * read, any later change shows up as a new key and the file is read again.
+ */
+export async function readEntry(abs: string, rel: string, cfg: EngineConfig, key?: { size: number; mtimeNs: string; ino: number }): Promise<FileEntry> {
+  if (!key) {
+    const st = await stat(abs, { bigint: true });
+    key = { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
+  }
   const base: FileEntry = {
-    path: rel, size: Number(st.size), mtimeMs: Number(st.mtimeMs), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino), kind: 'corrupt', role: isSourcePath(rel, cfg) ? 'source' : 'copy', unsafeGlobals: [],
+    path: rel, size: key.size, mtimeMs: Number(BigInt(key.mtimeNs) / 1_000_000n), mtimeNs: key.mtimeNs, ino: key.ino, kind: 'corrupt', role: isSourcePath(rel, cfg) ? 'source' : 'copy', unsafeGlobals: [],
     tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {},
   };
   let c: Checkpoint;

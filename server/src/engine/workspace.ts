@@ -141,7 +141,7 @@ export class Workspace {
       } else toRead.push({ abs, rel, key });
     }
     let done = files.length - toRead.length;
-    const results = await readEntries(this.cfg, toRead.map(({ abs, rel }) => ({ abs, rel })), {
+    const results = await readEntries(this.cfg, toRead, {
       useWorkers: opts.workers,
       onBatch: (n) => opts.onProgress?.((done += n), files.length),
     });
@@ -180,7 +180,7 @@ export class Workspace {
       }
       const known = this.entries.get(rel);
       if (known && sameKey(entryKey(known), key)) continue;
-      updates.push([rel, await this.readOne(abs, rel)]);
+      updates.push([rel, await this.readOne(abs, rel, key)]);
       this.noteAbs(rel, abs);
     }
     const changes = this.apply(updates);
@@ -215,9 +215,9 @@ export class Workspace {
     return !rel.split('/').some((seg) => seg.startsWith('.')) && micromatch.isMatch(rel, this.cfg.include) && !micromatch.isMatch(rel, this.cfg.exclude);
   }
 
-  private async readOne(abs: string, rel: string): Promise<FileEntry> {
+  private async readOne(abs: string, rel: string, key?: FileKey): Promise<FileEntry> {
     try {
-      return await readEntry(abs, rel, this.cfg);
+      return await readEntry(abs, rel, this.cfg, key);
     } catch (e) {
       return this.unreadable(rel, (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', (e as Error).message);
     }
