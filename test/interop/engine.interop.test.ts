@@ -9,11 +9,10 @@
 import { walk, sha256File } from '../support/files';
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import { CopyResult, SyncResult } from '../../server/src/engine/syncExecutor';
 

@@ -2,7 +2,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 
 /** Every file under `dir` (hidden ones too), as '/'-separated paths relative to it (as stored: NFC or NFD). */
@@ -32,4 +33,11 @@ export function ensureBuilt(): string {
     execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'ignore' });
   }
   return cli;
+}
+
+/** A fresh copy of the torch-written fixture workspace (test/fixtures/workspace) in a temp folder. */
+export async function copyFixtureWorkspace(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await cp(join(REPO, 'test', 'fixtures', 'workspace'), dir, { recursive: true });
+  return dir;
 }

@@ -6,10 +6,8 @@
  */
 import { walk, sha256File, ensureBuilt } from '../support/files';
 import { strict as assert } from 'node:assert';
-import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, statSync, readdirSync } from 'node:fs';
-import { copyFile, cp, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { copyFile, cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';

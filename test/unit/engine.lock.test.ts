@@ -5,22 +5,20 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import { lockPath } from '../../server/src/engine/loraLock';
-import { ensureBuilt, walk } from '../support/files';
+import { ensureBuilt, walk, copyFixtureWorkspace } from '../support/files';
 
-const FIX = join(__dirname, '..', 'fixtures', 'workspace');
 const STALE_A = 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt';
 
 describe('engine: two writers', function () {
   this.timeout(60000);
   let dir: string;
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lora-lock-'));
-    await cp(FIX, dir, { recursive: true });
+    dir = await copyFixtureWorkspace('lora-lock-');
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 

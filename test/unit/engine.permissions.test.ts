@@ -7,11 +7,10 @@
 import { walk, sha256File, ensureBuilt } from '../support/files';
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
-import { chmod, chown, copyFile, cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
+import { chmod, chown, copyFile, cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join } from 'node:path';
 import { TEMP_MARK } from '../../server/src/io/atomicWrite';
 
 const REPO = join(__dirname, '..', '..');

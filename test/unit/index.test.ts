@@ -3,9 +3,9 @@
  * updates (a file added, changed, removed or renamed recomputes only its LoRAs and reports exactly
  * the status changes), on the torch-written fixture workspace.
  */
+import { copyFixtureWorkspace } from '../support/files';
 import { strict as assert } from 'node:assert';
-import { cp, mkdir, mkdtemp, readFile, rename, rm, unlink, writeFile, copyFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rename, rm, unlink, writeFile, copyFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
@@ -14,14 +14,12 @@ import { entryPoolStats, shutdownEntryPool } from '../../server/src/engine/entry
 import { availableParallelism } from 'node:os';
 
 
-const FIX = join(__dirname, '..', 'fixtures', 'workspace');
 
 describe('live index: cache and incremental updates', function () {
   this.timeout(60000);
   let dir: string;
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lora-index-'));
-    await cp(FIX, dir, { recursive: true });
+    dir = await copyFixtureWorkspace('lora-index-');
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
   after(() => shutdownEntryPool());

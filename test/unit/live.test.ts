@@ -3,15 +3,14 @@
  * syncs a changed source's STALE copies (never DIVERGED), a copy that appears in a new folder is
  * tracked and synced, fullSyncEvery runs the full pass; and one end-to-end run through the real watcher.
  */
+import { copyFixtureWorkspace } from '../support/files';
 import { strict as assert } from 'node:assert';
-import { cp, mkdir, mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import { LiveIndex, LiveEvent } from '../../server/src/engine/liveIndex';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 
-const FIX = join(__dirname, '..', 'fixtures', 'workspace');
 const SRC_A = '⭐_AKTIF_EN_IYILER/LoRA_A.pt';
 
 
@@ -28,8 +27,7 @@ describe('live loop and auto-sync', function () {
   this.timeout(60000);
   let dir: string;
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lora-live-'));
-    await cp(FIX, dir, { recursive: true });
+    dir = await copyFixtureWorkspace('lora-live-');
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 

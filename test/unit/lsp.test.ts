@@ -9,13 +9,12 @@ import { strict as assert } from 'node:assert';
 import { ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createMessageConnection, MessageConnection, ResponseError, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import { Diagnostic, DiagnosticSeverity, PublishDiagnosticsParams } from 'vscode-languageserver-protocol';
-import { ensureBuilt } from '../support/files';
+import { copyFixtureWorkspace, ensureBuilt } from '../support/files';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 import { CopyMapRequest, ServerStatus, ServerStatusRequest, StatusChangedNotification, SyncRequest } from '../../server/src/lsp/protocol';
 
@@ -35,13 +34,6 @@ async function until<T>(what: string, ms: number, probe: () => T | undefined): P
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
-}
-
-/** A fresh copy of the fixture workspace. */
-async function freshWorkspace(prefix: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  await cp(FIX, dir, { recursive: true });
-  return dir;
 }
 
 /** A real server process on `dir`, initialized, its first scan done. */
@@ -78,7 +70,7 @@ describe('language server over stdio', function () {
   const sha = async (rel: string) => createHash('sha256').update(await readFile(join(dir, rel))).digest('hex');
 
   before(async () => {
-    dir = await freshWorkspace('lora-lsp-');
+    dir = await copyFixtureWorkspace('lora-lsp-');
     const s = await startServer(dir, { settings: { debounceMs: 50, settleMs: 200 }, watch: true }, (p) => {
       const rel = relOf(p.uri);
       published.push({ rel, uri: p.uri, diagnostics: p.diagnostics });
@@ -200,7 +192,7 @@ describe('language server in an untrusted workspace (readOnly)', function () {
 
   before(async () => {
     // auto-sync asked for, but the workspace is untrusted: it must stay off
-    dir = await freshWorkspace('lora-lsp-ro-');
+    dir = await copyFixtureWorkspace('lora-lsp-ro-');
     const s = await startServer(dir, { settings: { debounceMs: 50, settleMs: 200, autoSync: 'onSourceChange' }, watch: true, readOnly: true }, (p) => {
       if (p.diagnostics.length) diagnosed++;
     });
