@@ -1,17 +1,21 @@
 // Bundles the three programs with esbuild: the VS Code client, the language server, the CLI.
 // `vscode` is provided by the editor at run time, so it stays external.
+// `--tests` also bundles the extension-host suite (test/vscode/suite) into out/test/vscode/suite.
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 
 // A clean dist/ each time, so nothing stale ships in the .vsix.
 rmSync('dist', { recursive: true, force: true });
 
+// `--production` (npm run package): minified, no source maps, for the .vsix.
+const production = process.argv.includes('--production');
 const common = {
   bundle: true,
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  sourcemap: true,
+  sourcemap: !production,
+  minify: production,
   logLevel: 'warning',
   external: ['vscode'],
 };
@@ -23,3 +27,11 @@ await Promise.all([
   // Worker thread that reads checkpoints during large scans; loaded from beside the bundle that uses it.
   build({ ...common, entryPoints: ['server/src/engine/entryWorker.ts'], outfile: 'dist/entryWorker.js' }),
 ]);
+
+if (process.argv.includes('--tests')) {
+  rmSync('out', { recursive: true, force: true });
+  const dir = 'test/vscode/suite';
+  const entries = readdirSync(dir).filter((f) => f === 'index.ts' || f.endsWith('.vscode.test.ts')).map((f) => `${dir}/${f}`);
+  // One file per test module (mocha adds them one by one); mocha itself is loaded from node_modules.
+  await build({ ...common, entryPoints: entries, outdir: 'out/test/vscode/suite', external: ['vscode', 'mocha'] });
+}

@@ -5,6 +5,7 @@
  *   syncLora(arg?)              SyncSummary | undefined   arg: tree node, id/name, or {lora, folder}; none: QuickPick
  *   forceSyncLora(arg?, opts?)  SyncSummary | undefined   opts.confirmed skips the modal confirmation
  *   verifyLora(arg?)            VerifyResult | undefined
+ *   syncCopy(uri?, opts?)       SyncSummary | undefined   one copy (the LoRA inspector's button); opts.confirmed skips the force dialog
  *   syncAll()                   SyncSummary | undefined   (undefined: untrusted workspace or request error)
  *   verifyAll()                 VerifyResult | undefined
  *   showStats()                 StatsResult | undefined
@@ -27,7 +28,7 @@ import { LoraArg, targetFromArg } from './pickers';
 import { planMarkdown, statsLines } from './reports';
 import { errorText, withServerProgress } from './progress';
 import { ServerClient } from './serverClient';
-import { ForceOptions, SyncCommands } from './syncCommands';
+import { CopyArg, ForceOptions, SyncCommands } from './syncCommands';
 
 export function registerCommands(server: ServerClient, store: CopyMapStore, history: HistoryView): Disposable[] {
   const sync = new SyncCommands(server, store);
@@ -40,6 +41,7 @@ export function registerCommands(server: ServerClient, store: CopyMapStore, hist
   const handlers: Record<string, (...args: never[]) => unknown> = {
     syncLora: (arg: LoraArg) => sync.syncLora(arg),
     forceSyncLora: (arg: LoraArg, opts?: ForceOptions) => sync.forceSyncLora(arg, opts),
+    syncCopy: (arg: CopyArg, opts?: ForceOptions) => sync.syncCopy(arg, opts),
     verifyLora: (arg: LoraArg) => sync.verify(arg),
     syncAll: () => sync.syncAll(),
     verifyAll: () => sync.verify('all'),

@@ -2,14 +2,16 @@
  * The VS Code client: starts the language server and wires the UI to it. Everything it shows comes
  * from the server's typed requests (protocol.ts); the client never reads or writes a checkpoint.
  */
-import { ExtensionContext, window } from 'vscode';
+import { commands, ExtensionContext, window } from 'vscode';
 import { registerCommands } from './commands';
 import { CopyMapStore } from './copyMapStore';
 import { CopyMapTree } from './copyMapTree';
 import { StatusDecorations } from './decorations';
 import { HistoryView } from './historyView';
+import { registerInspector } from './inspector/inspectorProvider';
 import { ServerClient, watchConfigSources } from './serverClient';
 import { StatusBar } from './statusBar';
+import { snapshotTree } from './viewSnapshot';
 
 let server: ServerClient | undefined;
 
@@ -18,12 +20,19 @@ export async function activate(context: ExtensionContext): Promise<void> {
   server = new ServerClient(context, log);
   const store = new CopyMapStore(server);
   const history = new HistoryView(server, store);
+  const tree = new CopyMapTree(store);
   // The UI exists before the server starts, so a failed start still shows in the status bar.
   context.subscriptions.push(
     log, server, store, history,
-    new CopyMapTree(store), new StatusBar(server, store), new StatusDecorations(store),
+    tree, new StatusBar(server, store), new StatusDecorations(store),
     ...registerCommands(server, store, history),
     ...watchConfigSources(server),
+    ...registerInspector(context.extensionUri, server, store),
+    // For tests and automation: both views as they render now (hidden from the palette).
+    commands.registerCommand('loraSync.getViewSnapshot', async () => ({
+      copyMap: await snapshotTree(tree),
+      history: await snapshotTree(history),
+    })),
   );
   try {
     await server.start();

@@ -3,8 +3,10 @@
  * cancelled a picker or a confirmation, or the workspace is untrusted) and never waits on the
  * closing notification, so tests can await the command itself.
  */
-import { Uri, window, workspace } from 'vscode';
+import * as path from 'node:path';
+import { TabInputCustom, Uri, window, workspace } from 'vscode';
 import { PlanRequest, SyncParams, SyncRequest, SyncSummary, VerifyRequest, VerifyResult } from '../../server/src/lsp/protocol';
+import type { PlannedCopy } from '../../server/src/engine/syncPlanner';
 import { CopyMapStore } from './copyMapStore';
 import { LoraArg, LoraTarget, pickLora, targetFromArg } from './pickers';
 import { errorText, withServerProgress } from './progress';
@@ -13,6 +15,17 @@ import { backupsOff } from './settings';
 
 /** Extra options for automation: `confirmed` skips the force-sync dialog (tests cannot click it). */
 export interface ForceOptions { confirmed?: boolean }
+
+/** What `loraSync.syncCopy` takes: the copy's URI (or its string, or `{ uri }`); none: the file of the active LoRA inspector. */
+export type CopyArg = Uri | string | { uri: Uri | string } | undefined;
+
+function copyUri(arg: CopyArg): Uri | undefined {
+  if (arg instanceof Uri) return arg;
+  if (typeof arg === 'string') return Uri.parse(arg);
+  if (arg && typeof arg === 'object' && 'uri' in arg) return arg.uri instanceof Uri ? arg.uri : Uri.parse(arg.uri);
+  const input = window.tabGroups.activeTabGroup.activeTab?.input;
+  return input instanceof TabInputCustom && input.viewType === 'loraSync.inspector' ? input.uri : undefined;
+}
 
 export class SyncCommands {
   constructor(private readonly server: ServerClient, private readonly store: CopyMapStore) {}
@@ -40,6 +53,63 @@ export class SyncCommands {
     const target = targetFromArg(arg) ?? (await pickLora(this.store, 'Force sync LoRA'));
     if (!target || !(await this.confirmForce(target, options?.confirmed === true))) return undefined;
     return this.sync({ lora: target.lora, folder: target.folder, force: true }, `Force-syncing ${target.lora}`);
+  }
+
+  /**
+   * One copy (the inspector's "Sync this copy"): planned alone first; a copy that only a forced sync
+   * writes (diverged, mismatched) is overwritten after a modal confirmation, with a backup.
+   * Undefined when nothing was written: not a copy, nothing to do, refused (the reason is shown).
+   */
+  async syncCopy(arg: CopyArg, options?: ForceOptions): Promise<SyncSummary | undefined> {
+    if (!this.trusted()) return undefined;
+    const uri = copyUri(arg);
+    if (!uri) {
+      void window.showInformationMessage('LoRA Sync: open a copy in the LoRA inspector to sync it.');
+      return undefined;
+    }
+    const target = await this.copyTarget(uri);
+    if (!target) return undefined;
+    let planned: PlannedCopy | undefined;
+    let source: string | undefined;
+    try {
+      const plan = await this.server.request(PlanRequest, { lora: target.lora, folder: target.folder, copies: [target.path], force: true });
+      const lora = plan.folders.flatMap((f) => f.plan)[0];
+      planned = lora?.copies[0];
+      source = lora?.source;
+    } catch (e) {
+      void window.showErrorMessage(`LoRA Sync: could not plan the sync: ${errorText(e)}`);
+      return undefined;
+    }
+    if (!planned || planned.action === 'skip' || planned.action === 'refuse') {
+      void window.showInformationMessage(`LoRA Sync: ${target.path} is not written: ${planned?.why ?? 'it is not in the plan'}.`);
+      return undefined;
+    }
+    const force = planned.action === 'force';
+    if (force && !options?.confirmed) {
+      const backup = backupsOff(uri)
+        ? 'Backups are turned off (loraSync.backups): the old file will be lost.'
+        : 'The old file is kept in .lora-sync/backups/<time>/ first (unless lora-sync.json turns backups off).';
+      const detail = `${target.path} is ${planned.status}: it changed on its own and will be overwritten with ${source ?? 'its source'}. Its own keys are kept.\n\n${backup}`;
+      if ((await window.showWarningMessage(`Force sync ${path.basename(target.path)}?`, { modal: true, detail }, 'Overwrite')) !== 'Overwrite') return undefined;
+    }
+    return this.sync({ lora: target.lora, folder: target.folder, copies: [target.path], force }, `Syncing ${path.basename(target.path)}`);
+  }
+
+  /** The LoRA, folder and relative path of a copy, from the copy map (refreshed once if the file is new to it). */
+  private async copyTarget(uri: Uri): Promise<{ lora: string; folder: string; path: string } | undefined> {
+    const folder = workspace.getWorkspaceFolder(uri);
+    const rel = folder ? path.relative(folder.uri.fsPath, uri.fsPath).split(path.sep).join('/').normalize('NFC') : '';
+    const find = () => this.store.result?.folders.find((f) => f.uri === folder?.uri.toString())?.files.find((f) => f.path === rel);
+    let file = folder ? find() : undefined;
+    if (folder && !file) {
+      await this.store.refresh();
+      file = find();
+    }
+    if (!folder || !file || file.role !== 'copy' || !file.lora_id) {
+      void window.showInformationMessage(`LoRA Sync: ${folder ? rel : uri.fsPath} is not a tracked copy of a LoRA.`);
+      return undefined;
+    }
+    return { lora: file.lora_id, folder: folder.uri.toString(), path: rel };
   }
 
   /** Names every copy a forced sync will overwrite (from a forced plan) and where the old files go. */

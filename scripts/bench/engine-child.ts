@@ -22,6 +22,7 @@ async function main() {
   const [op, root] = process.argv.slice(2);
   const out: Record<string, unknown> = { op };
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   if (op === 'status-cold' || op === 'verify' || op === 'sync') await rm(join(root, '.lora-sync'), { recursive: true, force: true });
   const ws = await Workspace.open(root);
   const s = await ws.scan();
@@ -47,6 +48,9 @@ async function main() {
     out.changes = changes.length;
   }
   out.total_ms = performance.now() - t0;
+  // CPU of the whole process (all threads) since t0: steadier than wall time on a shared machine.
+  const cpu = process.cpuUsage(cpu0);
+  out.cpu_ms = (cpu.user + cpu.system) / 1000;
   out.max_rss_mb = peakRssMB();
   process.stdout.write(JSON.stringify(out) + '\n');
 }

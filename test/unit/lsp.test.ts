@@ -6,17 +6,18 @@
  * answered with errors, and a clean shutdown.
  */
 import { strict as assert } from 'node:assert';
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createMessageConnection, MessageConnection, ResponseError, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
-import { Diagnostic, DiagnosticSeverity, PublishDiagnosticsParams } from 'vscode-languageserver-protocol';
-import { copyFixtureWorkspace, ensureBuilt } from '../support/files';
+import { fileURLToPath } from 'node:url';
+import { MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
+import { Diagnostic, DiagnosticSeverity } from 'vscode-languageserver-protocol';
+import { copyFixtureWorkspace } from '../support/files';
+import { startServer, until } from '../support/lspServer';
 import { trainerStep } from '../../server/src/demo/trainerStep';
-import { CopyMapRequest, ServerStatus, ServerStatusRequest, StatusChangedNotification, SyncRequest } from '../../server/src/lsp/protocol';
+import { CopyMapRequest, ServerStatus, ServerStatusRequest, SyncRequest } from '../../server/src/lsp/protocol';
 
 const FIX = join(__dirname, '..', 'fixtures', 'workspace');
 interface Expected { path: string; expect: string; source?: string | null; sync_blocked?: string }
@@ -24,36 +25,6 @@ const expected: { files: Expected[] } = JSON.parse(require('node:fs').readFileSy
 const SOUND = new Set(['SOURCE', 'IN_SYNC', 'UNRECOGNIZED']);
 const ERRORS = new Set(['CORRUPT', 'UNSAFE', 'DIVERGED', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH', 'DUPLICATE_SOURCE']);
 const severity = (s: string) => (ERRORS.has(s) ? DiagnosticSeverity.Error : s === 'METADATA_DRIFT' ? DiagnosticSeverity.Information : DiagnosticSeverity.Warning);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-/** A real server process on `dir`, initialized, its first scan done. */
-async function startServer(dir: string, initializationOptions: object, onDiagnostics: (p: PublishDiagnosticsParams) => void) {
-  const server = join(ensureBuilt(), '..', 'server.js');
-  const child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const log = { stderr: '' };
-  child.stderr!.on('data', (b) => (log.stderr += b));
-  const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
-  const statuses: ServerStatus[] = [];
-  conn.onNotification('textDocument/publishDiagnostics', onDiagnostics);
-  conn.onNotification(StatusChangedNotification, (s: ServerStatus) => { statuses.push(s); });
-  conn.onNotification('window/logMessage', () => undefined);
-  conn.listen();
-  const uri = pathToFileURL(dir).toString();
-  await conn.sendRequest('initialize', { processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }], initializationOptions });
-  await conn.sendNotification('initialized', {});
-  await until('the first scan', 20000, () => statuses.some((s) => s.state === 'ready'));
-  return { child, conn, statuses, log };
-}
 
 describe('language server over stdio', function () {
   this.timeout(60000);
@@ -183,35 +154,4 @@ describe('language server over stdio', function () {
   });
 });
 
-describe('language server in an untrusted workspace (readOnly)', function () {
-  this.timeout(60000);
-  let dir: string;
-  let child: ChildProcess;
-  let conn: MessageConnection;
-  let diagnosed = 0;
-
-  before(async () => {
-    // auto-sync asked for, but the workspace is untrusted: it must stay off
-    dir = await copyFixtureWorkspace('lora-lsp-ro-');
-    const s = await startServer(dir, { settings: { debounceMs: 50, settleMs: 200, autoSync: 'onSourceChange' }, watch: true, readOnly: true }, (p) => {
-      if (p.diagnostics.length) diagnosed++;
-    });
-    ({ child, conn } = s);
-  });
-  after(async () => {
-    if (child.exitCode === null) child.kill();
-    conn.dispose();
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  it('reports, refuses to sync, and never writes, even when a source changes under auto-sync', async () => {
-    assert.ok(diagnosed > 0, 'problems are reported');
-    const copy = join(dir, 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt');
-    const before = await readFile(copy);
-    await assert.rejects(conn.sendRequest(SyncRequest, { all: true }), (e: unknown) => e instanceof ResponseError && /not trusted/.test(e.message));
-    await trainerStep(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'), { match: 51 });
-    await sleep(2000); // settle + debounce + what auto-sync would have done
-    assert.ok((await readFile(copy)).equals(before), 'the stale copy was not written');
-    assert.ok(!existsSync(join(dir, '.lora-sync')), 'nothing written under .lora-sync, not even the cache');
-  });
-});
+// The untrusted (readOnly) server: test/faults/untrusted.faults.test.ts.

@@ -91,6 +91,7 @@ export function formatPlan(plan: PlannedLora[]): string {
 export function formatSync(r: SyncResult): string {
   const lines = [`${r.cancelled ? 'cancelled: ' : ''}${r.synced} synced, ${r.failed} failed, ${r.skipped} skipped, ${r.refused} refused`];
   for (const l of r.loras) for (const c of l.copies) if (c.outcome === 'failed' || c.outcome === 'refused' || (c.outcome === 'skipped' && c.reason !== 'already in sync')) lines.push(`  ${c.outcome.padEnd(8)} ${c.path}: ${c.reason}`);
+  if (r.historyError) lines.push(`  warning: ${r.historyError}`);
   return lines.join('\n');
 }
 
@@ -112,7 +113,7 @@ export async function cmdSync(o: Common & { lora?: string; all?: boolean; reason
   try {
     const r = await ws.sync(plan, { reason: o.reason ?? (o.all ? 'FULL_SYNC' : 'MANUAL'), match, cancelled: () => cancelled });
     out(o.json ? JSON.stringify({ plan, result: { ...r, loras: r.loras.map((l) => ({ ...l, copies: l.copies.map(({ entry: _e, ...c }) => c) })) } }, null, 2) : formatSync(r));
-    return r.failed || r.cancelled ? 1 : 0;
+    return r.failed || r.cancelled || r.historyError ? 1 : 0;
   } finally {
     process.off('SIGINT', onSig);
   }

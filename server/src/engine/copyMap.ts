@@ -70,7 +70,7 @@ export class CopyIndex {
       this.groupOfPath.set(e.path, g);
       touched.push(g);
       // Unreadable files waiting for a LoRA of their name now have one.
-      for (const u of [...this.unattached.values()]) {
+      if (this.unattached.size) for (const u of [...this.unattached.values()]) {
         if (this.fileName(u) === g.name || this.fileName(u) === this.fileName(e)) {
           this.unattached.delete(u.path);
           g.broken.push(u);
@@ -111,7 +111,7 @@ export class CopyIndex {
 }
 
 function unique<T>(xs: T[]): T[] {
-  return [...new Set(xs)];
+  return xs.length < 2 || (xs.length === 2 && xs[0] !== xs[1]) ? xs : [...new Set(xs)];
 }
 
 /** The whole map from a set of entries (readable files first, so unreadable ones find their LoRA). */

@@ -16,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { withLockFile } from './loraLock';
 import { fsyncDir } from '../io/atomicWrite';
+import { faultPoint } from '../io/faults';
 
 export const HISTORY_EVENT_KINDS = ['SYNC', 'VERIFY', 'FORCE_OVERWRITE', 'RESTORE'] as const;
 export type HistoryEventKind = (typeof HISTORY_EVENT_KINDS)[number];
@@ -179,8 +180,10 @@ export class History {
       try {
         const before = (await fh.stat()).size;
         try {
+          faultPoint('history:write', this.path);
           let off = 0;
           while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+          faultPoint('history:written', this.path);
           await fh.datasync();
         } catch (e) {
           // Leave nothing of a failed append behind (best effort: e.g. ENOSPC may let truncate work).

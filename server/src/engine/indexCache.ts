@@ -3,20 +3,29 @@
  * in nanoseconds and inode. A warm start re-reads no file whose key is unchanged. The cache names its
  * format version, the digest algorithm and a hash of the options that shape entries (roles, copy
  * keys...): any of those changing throws the whole cache away rather than trusting it.
+ *
+ * Format (JSON lines): a header, then lines that are arrays tagged by their first element.
+ *   ["T", [[name, dtype, shape, digest], ...]]   a tensor list, numbered from 0 in order of appearance
+ *   ["M", {key: digest, ...}]                     a general-metadata digest set, numbered likewise
+ *   ["F", path, size, mtimeNs, ino, kind, role, unsafeGlobals, tensorList, tensorsDigest, metaDigest,
+ *         metaSet, copyKeys, syncInfo, format, error, loraId, name, idFrom, divergedAt, mtimeMs]
+ * A file line points at the lists and sets before it (-1: empty), so the thousands of copies that
+ * hold their source's tensors and metadata are written once and share one object once loaded;
+ * absent values are null; mtimeMs is null when it is the one mtimeNs gives.
  */
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import { atomicWrite } from '../io/atomicWrite';
 import { EngineConfig, STATE_DIR } from './config';
-import { FileEntry } from './loraFile';
+import { FileEntry, makeEntry, msOfNs, TensorEntry } from './loraFile';
+import { EntryInterner } from './entryIntern';
 
 export const INDEX_FILE = 'index.jsonl';
 /** Bump when FileEntry's meaning changes. */
-export const INDEX_VERSION = 4;
+export const INDEX_VERSION = 5;
 
 export interface FileKey { size: number; mtimeNs: string; ino: number }
 
@@ -53,53 +62,49 @@ export class IndexCache {
 
   /**
    * The cached files, or an empty map when there is no usable cache (missing, other version,
-   * damaged). The file is JSON lines — a header, then one file per line — read as a stream, so a
-   * workspace of 60,000 files never needs its cache as one string in memory.
+   * damaged). Read a chunk at a time, so a workspace of 60,000 files never needs its cache as one
+   * string in memory.
    */
   async load(): Promise<{ files: Map<string, CachedFile>; reason?: string }> {
-    const files = new Map<string, CachedFile>();
-    let stream;
+    let fh;
     try {
-      stream = createReadStream(this.path, { encoding: 'utf8' });
-      await new Promise<void>((resolve, reject) => stream!.once('open', () => resolve()).once('error', reject));
+      fh = await open(this.path, 'r');
     } catch {
-      return { files, reason: 'no cache yet' };
+      return { files: new Map(), reason: 'no cache yet' };
     }
-    const lines = createInterface({ input: stream, crlfDelay: Infinity });
-    let header: IndexHeader | undefined;
-    let reason: string | undefined;
+    const reader = new CacheReader(this.cfg);
     try {
-      for await (const line of lines) {
-        if (!header) {
-          header = JSON.parse(line) as IndexHeader;
-          if (header.version !== INDEX_VERSION) reason = `cache version ${header.version}, this engine writes ${INDEX_VERSION}`;
-          else if (header.alg !== DIGEST_ALG) reason = `cache digests are ${header.alg}, this engine uses ${DIGEST_ALG}`;
-          else if (header.config !== configHash(this.cfg)) reason = 'the options that shape entries changed';
-          if (reason) break;
-          continue;
-        }
-        if (!line) continue;
-        const f = JSON.parse(line) as CachedFile;
-        files.set(f.entry.path, f);
+      // A chunk at a time, decoded up to its last newline (one decode and one split per chunk; the
+      // bytes of a line cut by the chunk's end move to the front of the buffer for the next read).
+      let buf = Buffer.allocUnsafe(1 << 20);
+      let fill = 0;
+      for (;;) {
+        if (fill === buf.length) buf = Buffer.concat([buf, Buffer.allocUnsafe(buf.length)]); // a line longer than the buffer
+        const { bytesRead } = await fh.read(buf, fill, buf.length - fill, null);
+        fill += bytesRead;
+        const end = bytesRead ? buf.lastIndexOf(10, fill - 1) + 1 : fill;
+        for (const line of buf.toString('utf8', 0, end).split('\n')) if (line && !reader.line(line)) break;
+        if (reader.reason || !bytesRead) break;
+        buf.copy(buf, 0, end, fill);
+        fill -= end;
       }
-      if (!header || (!reason && header.files !== files.size)) reason = 'the cache file is damaged';
     } catch {
-      reason = 'the cache file is damaged';
+      reader.reason ??= 'the cache file is damaged';
     } finally {
-      lines.close();
-      stream.destroy();
+      await fh.close();
     }
-    return reason ? { files: new Map(), reason } : { files };
+    return reader.result();
   }
 
   async save(files: Map<string, CachedFile>): Promise<void> {
     const header: IndexHeader = { version: INDEX_VERSION, alg: DIGEST_ALG, config: configHash(this.cfg), files: files.size };
     await mkdir(join(this.root, STATE_DIR), { recursive: true });
+    const w = new CacheWriter();
     // The cache can always be rebuilt, so it skips fsync; the rename still keeps it whole.
     await atomicWrite(this.path, async (fh) => {
       let chunk: string[] = [JSON.stringify(header)];
       for (const f of files.values()) {
-        chunk.push(JSON.stringify(f));
+        w.file(f, chunk);
         if (chunk.length >= 512) {
           await fh.write(chunk.join('\n') + '\n');
           chunk = [];
@@ -107,5 +112,105 @@ export class IndexCache {
       }
       if (chunk.length) await fh.write(chunk.join('\n') + '\n');
     }, { noSync: true });
+  }
+}
+
+type FileLine = [
+  'F', string, number, string, number, FileEntry['kind'], FileEntry['role'] | null, string[], number, string, string,
+  number, string[], FileEntry['syncInfo'], FileEntry['format'] | null, FileEntry['error'] | null,
+  string | null, string | null, FileEntry['idFrom'] | null, string | null, number | null,
+];
+
+/** Writes each tensor list and digest set once, however many files hold it. */
+class CacheWriter {
+  private readonly listIds = new Map<TensorEntry[], number>();
+  private readonly listTexts = new Map<string, number>();
+  private readonly setIds = new Map<Record<string, string>, number>();
+  private readonly setTexts = new Map<string, number>();
+
+  private ref<T>(v: T, ids: Map<T, number>, texts: Map<string, number>, tag: string, encode: (v: T) => unknown, out: string[]): number {
+    const known = ids.get(v);
+    if (known !== undefined) return known;
+    const text = JSON.stringify(encode(v));
+    let id = texts.get(text);
+    if (id === undefined) {
+      id = texts.size;
+      texts.set(text, id);
+      out.push(`["${tag}",${text}]`);
+    }
+    ids.set(v, id);
+    return id;
+  }
+
+  file(f: CachedFile, out: string[]): void {
+    const e = f.entry;
+    const list = e.tensors.length ? this.ref(e.tensors, this.listIds, this.listTexts, 'T', (ts) => ts.map((t) => [t.name, t.dtype, t.shape, t.digest]), out) : -1;
+    const set = Object.keys(e.metaKeys).length ? this.ref(e.metaKeys, this.setIds, this.setTexts, 'M', (m) => m, out) : -1;
+    const line: FileLine = [
+      'F', e.path, e.size, e.mtimeNs, e.ino, e.kind, e.role ?? null, e.unsafeGlobals, list, e.tensorsDigest, e.metaDigest,
+      set, e.copyKeys, e.syncInfo, e.format ?? null, e.error ?? null, e.loraId ?? null, e.name ?? null, e.idFrom ?? null,
+      f.divergedAt ?? null, e.mtimeMs === msOfNs(e.mtimeNs) ? null : e.mtimeMs,
+    ];
+    out.push(JSON.stringify(line));
+  }
+}
+
+/** Parses the lines of a cache; `reason` says why it is not usable. */
+class CacheReader {
+  reason: string | undefined;
+  private header: IndexHeader | undefined;
+  private readonly files = new Map<string, CachedFile>();
+  private readonly lists: TensorEntry[][] = [];
+  private readonly sets: Array<Record<string, string>> = [];
+  private readonly intern = new EntryInterner();
+  constructor(private readonly cfg: EngineConfig) {}
+
+  /** False once the cache is known to be unusable. */
+  line(line: string): boolean {
+    if (!this.header) {
+      const h = (this.header = JSON.parse(line) as IndexHeader);
+      if (h.version !== INDEX_VERSION) this.reason = `cache version ${h.version}, this engine writes ${INDEX_VERSION}`;
+      else if (h.alg !== DIGEST_ALG) this.reason = `cache digests are ${h.alg}, this engine uses ${DIGEST_ALG}`;
+      else if (h.config !== configHash(this.cfg)) this.reason = 'the options that shape entries changed';
+      return !this.reason;
+    }
+    const v = JSON.parse(line) as unknown[];
+    if (!Array.isArray(v)) return this.damaged();
+    if (v[0] === 'T') {
+      const rows = v[1] as Array<[string, string, number[], string]>;
+      this.lists.push(rows.map(([name, dtype, shape, digest]) => ({ name: this.intern.str(name), dtype: this.intern.str(dtype), shape: this.intern.shape(shape), digest })));
+    } else if (v[0] === 'M') {
+      this.sets.push(v[1] as Record<string, string>);
+    } else if (v[0] === 'F') {
+      const f = this.file(v as FileLine);
+      if (!f) return this.damaged();
+      this.files.set(f.entry.path, f);
+    } else return this.damaged();
+    return true;
+  }
+
+  private damaged(): false {
+    this.reason = 'the cache file is damaged';
+    return false;
+  }
+
+  /** The entry as saved (absent fields undefined, as makeEntry has them). */
+  private file(v: FileLine): CachedFile | undefined {
+    const [, path, size, mtimeNs, ino, kind, role, unsafeGlobals, list, tensorsDigest, metaDigest, set, copyKeys, syncInfo, format, error, loraId, name, idFrom, divergedAt, mtimeMs] = v;
+    const tensors = list === -1 ? [] : this.lists[list];
+    const metaKeys = set === -1 ? {} : this.sets[set];
+    if (!tensors || !metaKeys || typeof path !== 'string' || typeof mtimeNs !== 'string') return undefined;
+    const e = makeEntry({
+      path, size, mtimeMs: mtimeMs ?? msOfNs(mtimeNs), mtimeNs, ino, kind, format: format ?? undefined, role: role ?? undefined, error: error ?? undefined,
+      unsafeGlobals: this.intern.keys(unsafeGlobals), loraId: this.intern.str(loraId ?? undefined), name: this.intern.str(name ?? undefined), idFrom: idFrom ?? undefined,
+      tensors, tensorsDigest: this.intern.str(tensorsDigest), metaDigest: this.intern.str(metaDigest), metaKeys, copyKeys: this.intern.keys(copyKeys),
+      syncInfo: this.intern.syncInfo(syncInfo),
+    });
+    return divergedAt === null ? { entry: e } : { entry: e, divergedAt };
+  }
+
+  result(): { files: Map<string, CachedFile>; reason?: string } {
+    if (!this.reason && (!this.header || this.header.files !== this.files.size)) this.reason = 'the cache file is damaged';
+    return this.reason ? { files: new Map(), reason: this.reason } : { files: this.files };
   }
 }

@@ -30,14 +30,18 @@ export interface FileStatus {
 export const SOUND: ReadonlySet<Status> = new Set(['SOURCE', 'IN_SYNC']);
 
 export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
+  // A corrupt or unsafe copy is never compared, but it still names its LoRA's source, so the user
+  // sees what the copy should be.
+  const soleSource = g?.sources.filter((s) => s.kind === 'lora');
+  const named = e.role === 'copy' && soleSource?.length === 1 ? { source: soleSource[0].path } : {};
   // 1. Unreadable: nothing else can be said.
   if (e.kind === 'corrupt') {
     const type: IssueType = e.error?.code === 'CRC_MISMATCH' ? 'CRC_MISMATCH' : 'LOAD_ERROR';
-    return { status: 'CORRUPT', issues: [{ type, file: e.path, detail: e.error?.message ?? 'cannot be read' }] };
+    return { status: 'CORRUPT', issues: [{ type, file: e.path, detail: e.error?.message ?? 'cannot be read' }], ...named };
   }
   // 2. Would run code on torch.load.
   if (e.unsafeGlobals.length) {
-    return { status: 'UNSAFE', issues: e.unsafeGlobals.map((gl) => ({ type: 'UNSAFE_GLOBAL' as const, file: e.path, detail: `torch.load would import and may call ${gl}` })) };
+    return { status: 'UNSAFE', issues: e.unsafeGlobals.map((gl) => ({ type: 'UNSAFE_GLOBAL' as const, file: e.path, detail: `torch.load would import and may call ${gl}` })), ...named };
   }
   if (!g) return { status: 'ORPHAN', issues: [{ type: 'NO_SOURCE', file: e.path, detail: 'not part of any LoRA' }] };
   const sources = g.sources.filter((s) => s.kind === 'lora');
@@ -55,8 +59,28 @@ export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
   return compareWithSource(e, src);
 }
 
+/** Names the same, in the same order, each once: then tensor i of one is tensor i of the other. */
+function alignedUnique(a: FileEntry['tensors'], b: FileEntry['tensors']): boolean {
+  if (a === b) return uniqueNames(a);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].name !== b[i].name) return false;
+  return uniqueNames(a);
+}
+
+function uniqueNames(ts: FileEntry['tensors']): boolean {
+  if (ts.length > 16) return new Set(ts.map((t) => t.name)).size === ts.length;
+  for (let i = 1; i < ts.length; i++) for (let j = 0; j < i; j++) if (ts[i].name === ts[j].name) return false;
+  return true;
+}
+
 /** A copy against its source. */
 export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
+  // Most copies list the source's tensors in its order: compare them pairwise, no lookup maps.
+  if (alignedUnique(src.tensors, copy.tensors) && src.tensors.every((t, i) => sameTensor(t, copy.tensors[i]))) {
+    const total = src.tensors.length;
+    const drift = metadataDifferences(copy, src);
+    return drift.length ? { status: 'METADATA_DRIFT', issues: drift, source: src.path, differing: 0, total } : { status: 'IN_SYNC', issues: [], source: src.path, differing: 0, total };
+  }
   const issues: Issue[] = [];
   const srcBy = new Map(src.tensors.map((t) => [t.name, t]));
   const copyBy = new Map(copy.tensors.map((t) => [t.name, t]));
@@ -111,6 +135,10 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
   const sm = src.syncInfo.lastSyncMatch;
   if (cm !== undefined && sm !== undefined && cm < sm) return { status: 'STALE', issues, ...base };
   return { status: structural(missing + extra, shape, dtype) ?? 'DIVERGED', issues, ...base };
+}
+
+function sameTensor(a: FileEntry['tensors'][number], b: FileEntry['tensors'][number]): boolean {
+  return a === b || (a.digest === b.digest && a.dtype === b.dtype && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]));
 }
 
 function structural(count: number, shape: number, dtype: number): 'PARAM_COUNT_MISMATCH' | 'SHAPE_MISMATCH' | 'DTYPE_MISMATCH' | undefined {

@@ -4,8 +4,8 @@
  * copy's own keys exactly as they were, a new sync_info), keep a backup when forced, write it
  * atomically, and read it back to confirm. One copy failing never stops the others.
  */
-import { copyFile, mkdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { copyFile, lstat, mkdir, realpath } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
 import { Checkpoint, openCheckpoint } from '../formats/checkpoint';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import * as N from '../formats/pickle/nodes';
@@ -13,7 +13,7 @@ import { PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../formats/torch/ptWriter';
 import { writeSafetensors, SafetensorsDtype } from '../formats/safetensors';
 import { safetensorsCodeOf } from '../formats/dtypes';
-import { atomicWrite } from '../io/atomicWrite';
+import { atomicWrite, AtomicWriteOptions, fsyncDir } from '../io/atomicWrite';
 import { EngineConfig, STATE_DIR } from './config';
 import { FileEntry, readEntry } from './loraFile';
 import { PlannedLora } from './syncPlanner';
@@ -36,9 +36,16 @@ export interface CopyResult { path: string; outcome: CopyOutcome; reason: string
 
 export interface LoraSyncResult { id: string; name: string; source?: string; copies: CopyResult[] }
 
-export interface SyncResult { loras: LoraSyncResult[]; cancelled: boolean; synced: number; failed: number; skipped: number; refused: number }
+export interface SyncResult {
+  loras: LoraSyncResult[]; cancelled: boolean; synced: number; failed: number; skipped: number; refused: number;
+  /** The copies are written, but the history event could not be appended (e.g. no space left for it). */
+  historyError?: string;
+}
 
 export class ChangedSincePlan extends Error {}
+
+/** The new file, read back before it replaces the copy, is not what the plan expected: it is never installed. */
+class ReadBackMismatch extends Error {}
 
 /** What the executor needs from the workspace: where files are, and the entries the plan was made from. */
 export interface ExecContext {
@@ -48,14 +55,27 @@ export interface ExecContext {
   entry: (rel: string) => FileEntry | undefined;
 }
 
-/** Still the very file the plan was made from: same size, inode and mtime to the nanosecond. */
-async function unchanged(abs: string, e: FileEntry): Promise<boolean> {
+/**
+ * How the file differs from the one the plan was made from (same size, inode and mtime to the
+ * nanosecond, a regular file: links are not followed), or undefined when it is still that file.
+ */
+async function changeSince(abs: string, e: FileEntry): Promise<string | undefined> {
+  let st;
   try {
-    const st = await stat(abs, { bigint: true });
-    return Number(st.size) === e.size && st.mtimeNs.toString() === e.mtimeNs && Number(st.ino) === e.ino;
-  } catch {
-    return false;
+    st = await lstat(abs, { bigint: true });
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'vanished' : `cannot be examined (${errText(err)})`;
   }
+  if (st.isSymbolicLink()) return 'became a symbolic link';
+  if (st.isDirectory()) return 'became a directory';
+  if (!st.isFile()) return 'is no longer a regular file';
+  return Number(st.size) === e.size && st.mtimeNs.toString() === e.mtimeNs && Number(st.ino) === e.ino ? undefined : 'changed';
+}
+
+/** Whether `abs`'s folder, links resolved, is still inside the workspace (a folder swapped for a link leads elsewhere). */
+async function folderInside(abs: string, rootReal: string): Promise<boolean> {
+  const dir = await realpath(dirname(abs)).catch(() => undefined);
+  return dir !== undefined && (dir === rootReal || dir.startsWith(rootReal + sep));
 }
 
 function setEntry(entries: Array<[PyNode, PyNode]>, key: string, value: PyNode): void {
@@ -104,12 +124,12 @@ function mergedRoot(src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: 
   return N.dict(rootEntries);
 }
 
-async function writeTorchCopy(abs: string, src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: PyNode, guard: () => Promise<void>): Promise<void> {
+async function writeTorchCopy(abs: string, src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: PyNode, how: AtomicWriteOptions): Promise<void> {
   const root = mergedRoot(src, copy, cfg, info);
-  await atomicWrite(abs, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages: storageSourcesOf(src) }), { beforeRename: guard });
+  await atomicWrite(abs, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages: storageSourcesOf(src) }), how);
 }
 
-async function writeSafetensorsCopy(abs: string, src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, srcEntry: FileEntry, opts: SyncOptions, when: Date, guard: () => Promise<void>): Promise<void> {
+async function writeSafetensorsCopy(abs: string, src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, srcEntry: FileEntry, opts: SyncOptions, when: Date, how: AtomicWriteOptions): Promise<void> {
   const md: Record<string, string> = {};
   for (const [k, v] of Object.entries(src.safetensorsMetadata ?? {})) if (!cfg.copyKeys.includes(k)) md[k] = v;
   for (const [k, v] of Object.entries(copy.safetensorsMetadata ?? {})) if (cfg.copyKeys.includes(k)) md[k] = v;
@@ -121,7 +141,7 @@ async function writeSafetensorsCopy(abs: string, src: Checkpoint, copy: Checkpoi
     name: t.path, dtype: safetensorsCodeOf(t.dtype) as SafetensorsDtype, shape: t.shape,
     data: { fh: src.fh, offset: t.storage.offset, length: t.byteLength },
   }));
-  await atomicWrite(abs, (fh) => writeSafetensors(fh, tensors, md), { beforeRename: guard });
+  await atomicWrite(abs, (fh) => writeSafetensors(fh, tensors, md), how);
 }
 
 function stamp(d: Date): string {
@@ -149,21 +169,33 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
     const n = lora.copies.filter((c) => c.action === 'write' || c.action === 'force').length;
     if (n) open.set(lora.id, { left: n });
   });
+  const rootReal = await realpath(ctx.root);
   const sourceOf = async (lora: PlannedLora) => {
     const slot = open.get(lora.id)!;
     if (slot.src || slot.err) return slot;
     const srcEntry = ctx.entry(lora.source!)!;
     try {
       // One process at a time writes a LoRA's copies.
-      slot.release = await lockLora(ctx.root, lora.id);
-      if (!(await unchanged(ctx.abs(lora.source!), srcEntry))) throw new ChangedSincePlan(`the source ${lora.source} changed since the plan: rescan and sync again`);
-      slot.src = await openCheckpoint(ctx.abs(lora.source!));
+      slot.release = await lockLora(ctx.root, lora.id).catch((e) => {
+        throw e instanceof LockBusy ? e : new ChangedSincePlan(`its lock under ${STATE_DIR}/locks cannot be taken: ${errText(e)}`);
+      });
+      const change = await changeSince(ctx.abs(lora.source!), srcEntry);
+      if (change) throw new ChangedSincePlan(`the source ${lora.source} ${change} since the plan: rescan and sync again`);
+      const src = await openCheckpoint(ctx.abs(lora.source!));
+      // The plan judged the file it read; judge what was opened too: code is never propagated.
+      if (src.unsafe.length) {
+        await src.close();
+        throw new ChangedSincePlan(`the source ${lora.source} now names globals torch.load would run (${src.unsafe.map((u) => u.global).join(', ')}): never propagated`);
+      }
+      slot.src = src;
     } catch (e) {
       slot.err = e instanceof ChangedSincePlan || e instanceof LockBusy ? e.message : `the source cannot be read: ${(e as Error).message}`;
     }
     return slot;
   };
   const opening = new Map<string, Promise<{ src?: Checkpoint; err?: string; left: number }>>();
+  // Folders that copies were renamed into: each is fsync'd once, after the writes, before the result.
+  const dirs = new Set<string>();
   await mapLimit(tasks, WRITES_IN_FLIGHT, async (t) => {
     const lora = plan[t.li];
     const res = results[t.li];
@@ -177,7 +209,7 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
       else {
         opts.onProgress?.(done, total, t.path);
         const srcEntry = ctx.entry(lora.source!)!;
-        res.copies.push(await syncOne(t.path, t.force, slot.src, srcEntry, ctx.abs(lora.source!), ctx, opts, now(), started));
+        res.copies.push(await syncOne(t.path, t.force, slot.src, srcEntry, ctx.abs(lora.source!), ctx, opts, now(), started, rootReal, dirs));
         done++;
       }
     }
@@ -187,6 +219,7 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
       await slot.release?.();
     }
   });
+  await mapLimit([...dirs], 4, (d) => fsyncDir(d));
   // Report copies in plan order whatever order they finished in.
   plan.forEach((lora, li) => {
     const order = new Map(lora.copies.map((c, i) => [c.path, i]));
@@ -196,42 +229,54 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
   return { loras: results, cancelled, synced: count('synced'), failed: count('failed'), skipped: count('skipped'), refused: count('refused') };
 }
 
-async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: FileEntry, srcAbs: string, ctx: ExecContext, opts: SyncOptions, when: Date, started: Date): Promise<CopyResult> {
+async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: FileEntry, srcAbs: string, ctx: ExecContext, opts: SyncOptions, when: Date, started: Date, rootReal: string, dirs: Set<string>): Promise<CopyResult> {
   const abs = ctx.abs(rel);
   const planned = ctx.entry(rel);
   if (!planned) return { path: rel, outcome: 'skipped', reason: 'not in the index' };
   // Checked just before writing, and again just before the rename.
   const guard = async () => {
-    if (!(await unchanged(abs, planned))) throw new ChangedSincePlan(`${rel} changed since the plan: it was not overwritten`);
-    if (!(await unchanged(srcAbs, srcEntry))) throw new ChangedSincePlan(`the source changed during the sync: ${rel} was not overwritten`);
+    const change = await changeSince(abs, planned);
+    if (change) throw new ChangedSincePlan(`${rel} ${change} since the plan: it was not overwritten`);
+    if (!(await folderInside(abs, rootReal))) throw new ChangedSincePlan(`the folder of ${rel} now leads outside the workspace (a link?): it was not written`);
+    const srcChange = await changeSince(srcAbs, srcEntry);
+    if (srcChange) throw new ChangedSincePlan(`the source ${srcChange} during the sync: ${rel} was not overwritten`);
+  };
+  let entry: FileEntry | undefined;
+  // Last, the new file itself is read back before it replaces the copy: it must hold what the plan
+  // read in the source. A source rewritten in place within one timestamp tick keeps its (size,
+  // mtime, inode) and would otherwise slip a version the plan never saw into the copy.
+  const beforeRename = async (temp: string) => {
+    await guard();
+    entry = await readEntry(temp, rel, ctx.cfg);
+    if (entry.kind !== 'lora' || entry.tensorsDigest !== srcEntry.tensorsDigest || entry.metaDigest !== srcEntry.metaDigest) {
+      throw new ReadBackMismatch(`the new file, read back, does not hold what the plan read in the source (was the source rewritten in place?): ${rel} was not replaced`);
+    }
   };
   try {
     await guard();
     const copy = await openCheckpoint(abs);
     let backup: string | undefined;
     try {
+      // As for the source: the file opened is judged, not only the one the plan read.
+      if (copy.unsafe.length) return { path: rel, outcome: 'refused', reason: `the copy now names globals torch.load would run (${copy.unsafe.map((u) => u.global).join(', ')}): never overwritten blindly` };
       if (force && ctx.cfg.backups) {
         backup = join(STATE_DIR, 'backups', stamp(started), rel);
         await mkdir(dirname(join(ctx.root, backup)), { recursive: true });
         await copyFile(abs, join(ctx.root, backup));
       }
-      if (src.format === 'safetensors') await writeSafetensorsCopy(abs, src, copy, ctx.cfg, srcEntry, opts, when, guard);
+      const how: AtomicWriteOptions = { beforeRename, deferDirSync: (d) => dirs.add(d) };
+      if (src.format === 'safetensors') await writeSafetensorsCopy(abs, src, copy, ctx.cfg, srcEntry, opts, when, how);
       else {
         const info = syncInfoNode(src, srcEntry, opts, when);
-        await writeTorchCopy(abs, src, copy, ctx.cfg, info, guard);
+        await writeTorchCopy(abs, src, copy, ctx.cfg, info, how);
       }
     } finally {
       await copy.close();
     }
-    // Read it back: what is on disk must now be what the source holds.
-    const entry = await readEntry(abs, rel, ctx.cfg);
-    if (entry.kind !== 'lora' || entry.tensorsDigest !== srcEntry.tensorsDigest || entry.metaDigest !== srcEntry.metaDigest) {
-      return { path: rel, outcome: 'failed', reason: 'written, but reading it back does not match the source', backup, entry };
-    }
     return { path: rel, outcome: 'synced', reason: force ? 'forced' : 'synced', backup, entry };
   } catch (e) {
-    const msg = e instanceof ChangedSincePlan ? e.message : errText(e);
-    return { path: rel, outcome: e instanceof ChangedSincePlan ? 'skipped' : 'failed', reason: msg };
+    if (e instanceof ChangedSincePlan) return { path: rel, outcome: 'skipped', reason: e.message };
+    return { path: rel, outcome: 'failed', reason: e instanceof ReadBackMismatch ? e.message : errText(e) };
   }
 }
 

@@ -29,6 +29,8 @@ export interface PlanOptions {
   /** LoRA ids to sync; undefined = all. */
   loras?: string[];
   force?: boolean;
+  /** Only these copies (relative paths); the LoRAs' other copies are left out of the plan. */
+  copies?: string[];
 }
 
 const WRITE: ReadonlySet<Status> = new Set(['STALE', 'METADATA_DRIFT']);
@@ -38,7 +40,12 @@ export function planSync(map: CopyMap, statusOf: (e: FileEntry) => FileStatus, o
   const out: PlannedLora[] = [];
   for (const g of map.loras.values()) {
     if (opts.loras && !opts.loras.includes(g.id)) continue;
-    out.push(planLora(g, statusOf, !!opts.force));
+    const l = planLora(g, statusOf, !!opts.force);
+    if (opts.copies) {
+      l.copies = l.copies.filter((c) => opts.copies!.includes(c.path));
+      if (!l.copies.length) continue;
+    }
+    out.push(l);
   }
   return out;
 }

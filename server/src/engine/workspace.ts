@@ -4,10 +4,10 @@
  */
 import { readdir, unlink } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import fg from 'fast-glob';
 import { EngineConfig, STATE_DIR, loadConfig } from './config';
-import { FileEntry, isSourcePath, readEntry } from './loraFile';
+import { FileEntry, isSourcePath, makeEntry, readEntry } from './loraFile';
 import { CopyIndex, CopyMap, LoraGroup, primarySource } from './copyMap';
 import { CachedFile, FileKey, IndexCache, sameKey } from './indexCache';
 import micromatch from 'micromatch';
@@ -16,8 +16,10 @@ import { planSync, PlannedLora, PlanOptions } from './syncPlanner';
 import { executeSync, SyncOptions, SyncResult } from './syncExecutor';
 import { History, HistoryEvent } from './history';
 import { readEntries } from './entryPool';
-import { processAlive } from './loraLock';
+import { EntryInterner } from './entryIntern';
+import { processAlive, removeAbandonedLocks } from './loraLock';
 import { isTempFile, TEMP_MARK } from '../io/atomicWrite';
+import { faultClock } from '../io/faults';
 
 export interface ScanOptions {
   onProgress?: (done: number, total: number) => void;
@@ -51,8 +53,22 @@ export interface StatusReport { root: string; stats: Stats; loras: LoraReport[];
 
 export interface VerifyReport { is_consistent: boolean; issues: Issue[]; loras: Array<{ id: string; name: string; is_consistent: boolean; issues: Issue[] }> }
 
+/** A path with no '.', '..' or empty segment and no trailing '/': string prefixes then say what path.relative would. */
+const isClean = (p: string) => !/(^|\/)\.{1,2}(\/|$)|\/\/|.\/$/.test(p);
+let lastRoot = '';
+let lastRootClean = false;
+
 /** Relative path with '/' separators, NFC: how every path is shown and keyed. */
 export function relPath(root: string, abs: string): string {
+  // Fast path for what listings give (the root joined with a clean relative path): a scan does this per file.
+  if (sep === '/' && abs.length > root.length + 1 && abs.charCodeAt(root.length) === 47 && abs.startsWith(root)) {
+    if (root !== lastRoot) {
+      lastRoot = root;
+      lastRootClean = root.startsWith('/') && isClean(root);
+    }
+    const rest = abs.slice(root.length + 1);
+    if (lastRootClean && rest.charCodeAt(0) !== 47 && isClean(rest)) return /[^\x00-\x7f]/.test(rest) ? rest.normalize('NFC') : rest;
+  }
   return relative(root, abs).split(sep).join('/').normalize('NFC');
 }
 
@@ -95,6 +111,7 @@ export class Workspace {
   }
 
   private constructor(readonly root: string, readonly cfg: EngineConfig) {
+    this.rootClean = root.length > 1 && root.startsWith('/') && isClean(root);
     this.history = new History(root);
     this.cache = new IndexCache(root, cfg);
     this.index = new CopyIndex((p) => isSourcePath(p, cfg));
@@ -106,7 +123,17 @@ export class Workspace {
 
   /** Every checkpoint file under the root that the config includes (links are not followed). */
   async listFiles(): Promise<string[]> {
-    return fg(this.cfg.include, { cwd: this.root, ignore: this.cfg.exclude, absolute: true, onlyFiles: true, followSymbolicLinks: false, dot: false, suppressErrors: true });
+    return (await this.listRelative()).map((r) => this.absOfListed(r));
+  }
+
+  /** listFiles, relative to the root as spelled on disk. */
+  private listRelative(): Promise<string[]> {
+    return fg(this.cfg.include, { cwd: this.root, ignore: this.cfg.exclude, onlyFiles: true, followSymbolicLinks: false, dot: false, suppressErrors: true });
+  }
+
+  /** Where a listed file is: what the listing's own `absolute` option gave (path.resolve), without a resolve per file. */
+  private absOfListed(onDisk: string): string {
+    return this.rootClean ? `${this.root}/${onDisk}` : resolve(this.root, onDisk);
   }
 
   /**
@@ -118,7 +145,7 @@ export class Workspace {
     let cached = new Map<string, CachedFile>();
     let cacheNote: string | undefined;
     // Listing the folders and reading the cache overlap: both wait on the disk.
-    const [files, c] = await Promise.all([this.listFiles(), this.cacheLoaded ? undefined : this.cache.load()]);
+    const [files, c] = await Promise.all([this.listRelative(), this.cacheLoaded ? undefined : this.cache.load()]);
     if (c) {
       cached = c.files;
       cacheNote = c.reason;
@@ -128,22 +155,32 @@ export class Workspace {
     const seen = new Set<string>();
     const updates: Array<[string, FileEntry | undefined]> = [];
     const toRead: Array<{ abs: string; rel: string; key: FileKey }> = [];
-    for (const abs of files) {
+    for (const onDisk of files) {
       if (opts.cancelled?.()) break;
-      const rel = relPath(this.root, abs);
+      // What relPath(root, abs) gives: the listing's relative path, NFC.
+      const rel = /[^\x00-\x7f]/.test(onDisk) ? onDisk.normalize('NFC') : onDisk;
+      const abs = this.absOfListed(onDisk);
       seen.add(rel);
-      const key = await fileKey(abs);
+      const key = fileKeySync(abs);
       if (!key) continue;
       const known = this.entries.get(rel) ?? cached.get(rel)?.entry;
       if (known && sameKey(entryKey(known), key)) {
-        if (!this.entries.has(rel)) updates.push([rel, known]);
+        if (!this.entries.has(rel)) updates.push([known.path, known]); // its own path string: one copy of each path in memory
         this.noteAbs(rel, abs);
       } else toRead.push({ abs, rel, key });
     }
     let done = files.length - toRead.length;
+    // Files read in one scan share their equal parts (an in-sync copy holds its source's tensors).
+    const intern = new EntryInterner();
     const results = await readEntries(this.cfg, toRead, {
       useWorkers: opts.workers,
       onBatch: (n) => opts.onProgress?.((done += n), files.length),
+      each: (r, f) => {
+        if (!r.ok) return r;
+        if (r.entry.path === f.rel) r.entry.path = f.rel; // a worker's entry brings its own copy of the string
+        // (makeEntry: a worker's entry arrives with the layout a structured clone gives, not ours)
+        return { ok: true, entry: intern.entry(makeEntry(r.entry)) };
+      },
     });
     toRead.forEach((f, i) => {
       const r = results[i];
@@ -167,7 +204,7 @@ export class Workspace {
    * Re-reads the given files (relative or absolute paths): new, changed, removed or renamed. Only
    * the LoRAs they belonged to and belong to now are recomputed. Returns the status changes.
    */
-  async update(paths: string[]): Promise<StatusChange[]> {
+  async update(paths: string[], readBack?: ReadonlyMap<string, FileEntry>): Promise<StatusChange[]> {
     const updates: Array<[string, FileEntry | undefined]> = [];
     for (const p of new Set(paths)) {
       const rel = p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC');
@@ -180,7 +217,8 @@ export class Workspace {
       }
       const known = this.entries.get(rel);
       if (known && sameKey(entryKey(known), key)) continue;
-      updates.push([rel, await this.readOne(abs, rel, key)]);
+      const fresh = readBack?.get(rel);
+      updates.push([rel, fresh && sameKey(entryKey(fresh), key) ? fresh : await this.readOne(abs, rel, key)]);
       this.noteAbs(rel, abs);
     }
     const changes = this.apply(updates);
@@ -212,8 +250,12 @@ export class Workspace {
   }
 
   private included(rel: string): boolean {
-    return !rel.split('/').some((seg) => seg.startsWith('.')) && micromatch.isMatch(rel, this.cfg.include) && !micromatch.isMatch(rel, this.cfg.exclude);
+    // micromatch.isMatch compiles the globs at every call; these are compiled once (matcher takes a
+    // list as isMatch does, whatever its typings say).
+    this.matchers ??= { include: micromatch.matcher(this.cfg.include as unknown as string), exclude: micromatch.matcher(this.cfg.exclude as unknown as string) };
+    return !rel.split('/').some((seg) => seg.startsWith('.')) && this.matchers.include(rel) && !this.matchers.exclude(rel);
   }
+  private matchers: { include: (s: string) => boolean; exclude: (s: string) => boolean } | undefined;
 
   private async readOne(abs: string, rel: string, key?: FileKey): Promise<FileEntry> {
     try {
@@ -225,7 +267,7 @@ export class Workspace {
 
   /** A file that vanished or cannot be opened (permissions): reported, never a reason to stop. */
   private unreadable(rel: string, code: string, message: string): FileEntry {
-    return { path: rel, size: 0, mtimeMs: 0, mtimeNs: '0', ino: 0, kind: 'corrupt', role: isSourcePath(rel, this.cfg) ? 'source' : 'copy', unsafeGlobals: [], tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {}, error: { code, message } };
+    return makeEntry({ path: rel, size: 0, mtimeMs: 0, mtimeNs: '0', ino: 0, kind: 'corrupt', role: isSourcePath(rel, this.cfg) ? 'source' : 'copy', unsafeGlobals: [], tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {}, error: { code, message } });
   }
 
   /** Applies new entries (undefined = gone) and recomputes the statuses of the LoRAs they touch. */
@@ -264,7 +306,7 @@ export class Workspace {
       }
       const g = this.index.groupOf(rel);
       if (e.kind === 'unrecognized') this.statuses.delete(rel);
-      else this.statuses.set(rel, this.computeStatus(e, g));
+      else if (!g || !touched.has(g)) this.statuses.set(rel, this.computeStatus(e, g)); // a touched group's files are done
     }
     // Files of groups that lost their last readable member are now loose (unattached) too.
     for (const [p] of before) {
@@ -330,9 +372,13 @@ export class Workspace {
 
   /** Only paths whose on-disk spelling differs from the NFC one (an NFD folder) are remembered. */
   private noteAbs(rel: string, abs: string): void {
-    if (abs === join(this.root, rel)) this.absOf.delete(rel);
+    // root + '/' + rel is what join gives when both are clean (the usual case: no join per file).
+    const joined = this.rootClean && abs === `${this.root}/${rel}` && isClean(rel) ? abs : join(this.root, rel);
+    if (abs === joined) this.absOf.delete(rel);
     else this.absOf.set(rel, abs);
   }
+  /** The root is absolute with no '.', '..' or empty segment (see noteAbs). */
+  private readonly rootClean: boolean;
 
   private sourceEntry(rel: string): FileEntry | undefined {
     const s = this.statuses.get(rel)?.source;
@@ -342,7 +388,8 @@ export class Workspace {
   fileReport(e: FileEntry): FileReport {
     const s = this.statuses.get(e.path);
     if (!s) return { path: e.path, role: null, lora_id: null, status: 'UNRECOGNIZED', message: `not a LoRA checkpoint${e.error ? `: ${e.error.message}` : ''}; left alone`, issues: [] };
-    return { path: e.path, role: e.role ?? null, lora_id: e.loraId ?? null, status: s.status, message: describeStatus(e, s, this.sourceEntry(e.path)), issues: s.issues };
+    // An unreadable file has no id of its own: it belongs to the LoRA its name attached it to.
+    return { path: e.path, role: e.role ?? null, lora_id: e.loraId ?? this.index.groupOf(e.path)?.id ?? null, status: s.status, message: describeStatus(e, s, this.sourceEntry(e.path)), issues: s.issues };
   }
 
   async stats(): Promise<Stats> {
@@ -399,7 +446,9 @@ export class Workspace {
   /** Executes a plan, records one history event per LoRA, and refreshes what was written. */
   async sync(plan: PlannedLora[], opts: SyncOptions): Promise<SyncResult> {
     if (this.readOnly) throw new Error('this workspace is read-only here (not trusted): nothing is written');
+    if (!opts.now && faultClock) opts = { ...opts, now: faultClock }; // test seam (io/faults.ts): reproducible bytes
     await this.removeStaleTempFiles();
+    await removeAbandonedLocks(this.root); // a killed sync's locks, even of LoRAs with nothing left to write
     const res = await executeSync(plan, { root: this.root, cfg: this.cfg, abs: (r) => this.abs(r), entry: (r) => this.entries.get(r) }, opts);
     const time = (opts.now ?? (() => new Date()))().toISOString();
     const events: HistoryEvent[] = [];
@@ -417,11 +466,15 @@ export class Workspace {
         if (c.backup && c.outcome === 'synced') events.push({ time, event: 'FORCE_OVERWRITE', lora_id: l.id, name: l.name, reason: opts.reason, files: [c.path], backup: c.backup });
       }
     }
-    if (events.length) await this.history.append(events);
+    // Copies already written stay written: a history that cannot be appended to is reported, not fatal.
+    let historyError: string | undefined;
+    if (events.length) await this.history.append(events).catch((e: NodeJS.ErrnoException) => { historyError = `the history could not be written${e.code === 'ENOSPC' ? ' (no space left on the device)' : ''}: ${e.message}`; });
     const written = res.loras.flatMap((l) => l.copies.filter((c) => c.entry).map((c) => c.path));
-    if (written.length) await this.update(written);
+    // The executor read each copy it wrote back already: those entries stand while the file is untouched.
+    const readBack = new Map(res.loras.flatMap((l) => l.copies.filter((c) => c.entry && c.outcome === 'synced').map((c) => [c.path, c.entry!] as const)));
+    if (written.length) await this.update(written, readBack);
     await this.flushCache();
-    return res;
+    return historyError ? { ...res, historyError } : res;
   }
 
   /** Records a verify run in the history, one event per LoRA. */
@@ -461,6 +514,10 @@ function entryKey(e: FileEntry): FileKey {
 
 /** (size, mtime in ns, inode) of a regular file; undefined when it is gone or not a file. Links are not followed. */
 export async function fileKey(abs: string): Promise<FileKey | undefined> {
+  return fileKeySync(abs);
+}
+
+function fileKeySync(abs: string): FileKey | undefined {
   try {
     // Synchronous: microseconds, where an asynchronous lstat waits on the thread pool.
     const st = lstatSync(abs, { bigint: true });

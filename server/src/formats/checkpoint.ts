@@ -4,7 +4,7 @@
  * disk and are streamed later (fingerprint, write). Nothing from a pickle is ever executed.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { FormatError } from './errors';
 import { decodePickle } from './pickle/decoder';
 import { PyGlobal, PyNode } from './pickle/nodes';
@@ -77,6 +77,8 @@ export interface Checkpoint {
   fh: FileHandle;
   /** True when the file was small enough to be read whole: `fh` then serves bytes from memory. */
   inMemory: boolean;
+  /** The whole file when `inMemory` (read-only: views of it are handed out). */
+  bytes?: Buffer;
   zip?: ZipReader;
   close(): Promise<void>;
 }
@@ -84,9 +86,16 @@ export interface Checkpoint {
 export interface OpenOptions {
   /** Max bytes of data.pkl we agree to decode (default 256 MiB). */
   maxPickleBytes?: number;
+  /**
+   * The size the caller just saw (a scan's lstat): a small file is then read with open, one read
+   * and close, without a stat of its own. A file that has grown past it is read the usual way.
+   */
+  expectedSize?: number;
 }
 
 const ZIP_MAGIC = Buffer.from('504b0304', 'hex');
+/** Bytes of DEFLATEd storages one checkpoint may inflate into memory (torch itself never deflates). */
+const MAX_INFLATED_TOTAL = 512 * 1024 * 1024;
 
 /** Reads the first bytes and says which format a file is, without trusting its name. */
 export function sniffFormat(head: Uint8Array, fileSize: number): 'zip' | 'legacy' | 'safetensors' | undefined {
@@ -96,28 +105,61 @@ export function sniffFormat(head: Uint8Array, fileSize: number): 'zip' | 'legacy
   return undefined;
 }
 
-export async function openCheckpoint(path: string, opts: OpenOptions = {}): Promise<Checkpoint> {
-  // Small files (most LoRA copies are kilobytes) are read whole with synchronous calls: four system
-  // calls of microseconds each, where the asynchronous path costs a thread-pool round trip per call,
-  // which dominated scans of thousands of files. Larger files are read positionally, asynchronously.
-  let small: Buffer | undefined;
+/**
+ * A small file's bytes, read with synchronous calls: microseconds each, where the asynchronous path
+ * costs a thread-pool round trip per call, which dominated scans of thousands of files. Undefined
+ * for large or empty files and on any error (the asynchronous path then reports it).
+ */
+function readSmallFile(path: string, expectedSize?: number): Buffer | undefined {
+  let fd: number | undefined;
   try {
-    const st = statSync(path);
-    if (st.isFile() && st.size > 0 && st.size <= SMALL_FILE_BYTES) small = readFileSync(path);
+    let size = expectedSize;
+    if (size === undefined) {
+      const st = statSync(path);
+      if (!st.isFile()) return undefined;
+      size = st.size;
+    }
+    if (size <= 0 || size > SMALL_FILE_BYTES) return undefined;
+    fd = openSync(path, 'r');
+    // One byte more than expected: a read that fills it means the file grew since it was seen. A
+    // regular file reads short only at its end, so one read says it all (no second read to see 0).
+    let buf = Buffer.allocUnsafe(size + 1);
+    let got = readSync(fd, buf, 0, buf.length, 0);
+    if (got > size) {
+      const st = fstatSync(fd);
+      if (!st.isFile() || st.size > SMALL_FILE_BYTES) return undefined;
+      const grown = Buffer.allocUnsafe(st.size);
+      got = 0;
+      for (let n = -1; n !== 0 && got < grown.length; got += n) n = readSync(fd, grown, got, grown.length - got, got);
+      buf = grown;
+    }
+    return got > 0 ? buf.subarray(0, got) : undefined;
   } catch {
-    // fall through to the asynchronous path, which reports the error
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+}
+
+export async function openCheckpoint(path: string, opts: OpenOptions = {}): Promise<Checkpoint> {
+  // Small files (most LoRA copies are kilobytes) are read whole and parsed from memory; larger ones
+  // are read positionally, asynchronously, a chunk at a time.
+  const small = readSmallFile(path, opts.expectedSize);
   let fh: FileHandle = small ? new MemoryHandle(small).asFileHandle() : await open(path, 'r');
-  const inMemory = !!small;
   try {
     const size = small ? small.length : (await fh.stat()).size;
     if (size === 0) throw new FormatError('EMPTY_FILE', 'the file is empty');
-    const head = Buffer.alloc(Math.min(size, 64));
-    await fh.read(head, 0, head.length, 0);
+    let head: Buffer;
+    if (small) head = small.subarray(0, 64);
+    else {
+      head = Buffer.alloc(Math.min(size, 64));
+      await fh.read(head, 0, head.length, 0);
+    }
     switch (sniffFormat(head, size)) {
-      case 'zip': return { ...(await openZip(path, fh, size, opts)), inMemory };
-      case 'legacy': return { ...(await openLegacy(path, fh, size)), inMemory };
-      case 'safetensors': return { ...(await openSafetensors(path, fh, size)), inMemory };
+      // (each opener builds the whole record in one literal: spreading a record this size is slow)
+      case 'zip': return await openZip(path, fh, size, opts, small);
+      case 'legacy': return await openLegacy(path, fh, size, small);
+      case 'safetensors': return await openSafetensors(path, fh, size, small);
       default:
         throw new FormatError('NOT_A_CHECKPOINT', 'not a torch checkpoint (zip or legacy) nor a safetensors file');
     }
@@ -161,8 +203,8 @@ function tensorInfos(calls: TensorCall[], storages: Map<string, StorageInfo>): T
   });
 }
 
-async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOptions): Promise<Omit<Checkpoint, 'inMemory'>> {
-  const zip = await ZipReader.fromFileHandle(fh, size);
+async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOptions, bytes?: Buffer): Promise<Checkpoint> {
+  const zip = bytes ? ZipReader.fromBytes(bytes) : await ZipReader.fromFileHandle(fh, size);
   // torch.load takes the one record named <prefix>/data.pkl; records outside a folder are rejected.
   const pkl = zip.records.filter((r) => /^[^/]+\/data\.pkl$/.test(r.name));
   if (pkl.length === 0) throw new FormatError('MISSING_RECORD', 'no <archive>/data.pkl record: not a torch checkpoint', 'data.pkl');
@@ -170,12 +212,21 @@ async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOpt
   const prefix = pkl[0].name.slice(0, -'/data.pkl'.length);
   const versionRec = zip.get(`${prefix}/version`) ?? zip.get(`${prefix}/.data/version`);
   if (!versionRec) throw new FormatError('MISSING_RECORD', `no ${prefix}/version record`, `${prefix}/version`);
-  const version = (await zip.read(versionRec, { maxBytes: 64 })).toString('latin1').trim();
+  const version = (zip.readInMemory(versionRec, { maxBytes: 64 }) ?? (await zip.read(versionRec, { maxBytes: 64 }))).toString('latin1').trim();
   if (!/^\d+$/.test(version)) throw new FormatError('BAD_VERSION', `version record says ${JSON.stringify(version.slice(0, 20))}`);
   const format: CheckpointFormat = zip.get(`${prefix}/constants.pkl`) ? 'torchscript' : 'torch-zip';
-  const pickleBytes = await zip.read(pkl[0], { maxBytes: opts.maxPickleBytes ?? 256 * 1024 * 1024 });
+  const pklOpts = { maxBytes: opts.maxPickleBytes ?? 256 * 1024 * 1024 };
+  const pickleBytes = zip.readInMemory(pkl[0], pklOpts) ?? (await zip.read(pkl[0], pklOpts));
   const decoded = decodePickle(pickleBytes);
   const calls = findTensors(decoded.root);
+  // Each DEFLATE storage is inflated into memory: bound their sum before inflating any (a zip bomb
+  // of many honest 500 MB records in a 5 MB file would otherwise take gigabytes).
+  let inflatedTotal = 0;
+  for (const key of new Set(calls.map((t) => t.storage.key))) {
+    const rec = zip.get(`${prefix}/data/${key}`);
+    if (rec?.method === 8) inflatedTotal += rec.size;
+  }
+  if (inflatedTotal > MAX_INFLATED_TOTAL) throw new FormatError('ZIP_UNSUPPORTED', `deflated storages would take ${inflatedTotal} bytes in memory, over ${MAX_INFLATED_TOTAL}`);
   const storages = new Map<string, StorageInfo>();
   for (const t of calls) {
     const key = t.storage.key;
@@ -194,11 +245,11 @@ async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOpt
     root: decoded.root, pickleProtocol: decoded.protocol,
     tensors: tensorInfos(calls, storages), storages,
     globals: decoded.globals, unsafe: safetyFindings(decoded.globals),
-    fh, zip, close: () => fh.close(),
+    fh, zip, close: () => fh.close(), inMemory: !!bytes, bytes,
   };
 }
 
-async function openLegacy(path: string, fh: FileHandle, size: number): Promise<Omit<Checkpoint, 'inMemory'>> {
+async function openLegacy(path: string, fh: FileHandle, size: number, bytes?: Buffer): Promise<Checkpoint> {
   const legacy = await readLegacy(fh, size);
   const calls = findTensors(legacy.object.root);
   const storages = new Map<string, StorageInfo>();
@@ -217,11 +268,11 @@ async function openLegacy(path: string, fh: FileHandle, size: number): Promise<O
     root: legacy.object.root, pickleProtocol: legacy.object.protocol,
     tensors: tensorInfos(calls, storages), storages,
     globals: legacy.globals, unsafe: safetyFindings(legacy.globals),
-    fh, close: () => fh.close(),
+    fh, close: () => fh.close(), inMemory: !!bytes, bytes,
   };
 }
 
-async function openSafetensors(path: string, fh: FileHandle, size: number): Promise<Omit<Checkpoint, 'inMemory'>> {
+async function openSafetensors(path: string, fh: FileHandle, size: number, bytes?: Buffer): Promise<Checkpoint> {
   const st = await readSafetensors(fh, size);
   const storages = new Map<string, StorageInfo>();
   const tensors: TensorInfo[] = st.tensors.map((t) => {
@@ -239,6 +290,6 @@ async function openSafetensors(path: string, fh: FileHandle, size: number): Prom
   });
   return {
     path, format: 'safetensors', fileSize: size, tensors, storages, globals: [], unsafe: [],
-    safetensorsMetadata: st.metadata, fh, close: () => fh.close(),
+    safetensorsMetadata: st.metadata, fh, close: () => fh.close(), inMemory: !!bytes, bytes,
   };
 }

@@ -12,6 +12,7 @@
 import { createXXHash128, IHasher } from 'hash-wasm';
 import { crc32 } from 'node:zlib';
 import { Checkpoint, StorageInfo, TensorInfo } from './checkpoint';
+import type { ZipRecord } from './zip/zipReader';
 import { itemSize } from './dtypes';
 import { PyNode, mappingEntries } from './pickle/nodes';
 import { typedForm, Typed } from './pyValue';
@@ -50,6 +51,13 @@ class TreeHasher {
   constructor(private readonly leaf: IHasher, private readonly top: IHasher) {
     leaf.init();
   }
+  /** Starts a new digest with the same hashers. */
+  reset(): void {
+    this.leaf.init();
+    this.leafFill = 0;
+    this.total = 0;
+    this.leafDigests.length = 0;
+  }
   update(b: Uint8Array): void {
     let off = 0;
     while (off < b.length) {
@@ -68,11 +76,14 @@ class TreeHasher {
   }
   digest(): string {
     if (this.leafFill > 0 || this.leafDigests.length === 0) this.closeLeaf();
+    // The top input, leaf digests ‖ u64 length, in one update (one call into the wasm module).
+    const n = this.leafDigests.length;
+    const input = Buffer.allocUnsafe(n * 16 + 8);
+    for (let i = 0; i < n; i++) input.set(this.leafDigests[i], i * 16);
+    input.writeUInt32LE(this.total % 0x1_0000_0000, n * 16);
+    input.writeUInt32LE(Math.floor(this.total / 0x1_0000_0000), n * 16 + 4);
     this.top.init();
-    for (const d of this.leafDigests) this.top.update(d);
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(this.total));
-    this.top.update(len);
+    this.top.update(input);
     return this.top.digest('hex');
   }
 }
@@ -87,8 +98,13 @@ class HasherPool {
     if (this.free.length < 16) this.free.push(h);
   }
   async tree(): Promise<{ t: TreeHasher; release: () => void }> {
-    const a = await this.get();
-    const b = await this.get();
+    return this.treeNow() ?? this.makeTree(await this.get(), await this.get());
+  }
+  /** A tree hasher from free instances without waiting, or undefined when fewer than two are free. */
+  treeNow(): { t: TreeHasher; release: () => void } | undefined {
+    return this.free.length >= 2 ? this.makeTree(this.free.pop()!, this.free.pop()!) : undefined;
+  }
+  private makeTree(a: IHasher, b: IHasher): { t: TreeHasher; release: () => void } {
     return { t: new TreeHasher(a, b), release: () => { this.put(a); this.put(b); } };
   }
 }
@@ -184,6 +200,7 @@ export async function readTensorBytes(c: Checkpoint, t: TensorInfo, maxBytes = 2
  * Memory: one 4 MiB chunk plus hasher state, whatever the file size.
  */
 export async function fingerprintCheckpoint(c: Checkpoint): Promise<CheckpointFingerprint> {
+  if (c.bytes) return fingerprintInMemory(c, c.bytes);
   const crcFailures: CrcResult[] = [];
   const digests = new Map<TensorInfo, string>();
   const byStorage = new Map<StorageInfo, TensorInfo[]>();
@@ -231,13 +248,9 @@ export async function fingerprintCheckpoint(c: Checkpoint): Promise<CheckpointFi
   }
   // Storage records no tensor uses, data.pkl and version were CRC-checked when read (data.pkl,
   // version) or are checked here (stray records), so a flipped byte anywhere is caught.
-  if (c.zip && c.records) {
-    const seen = new Set([...c.storages.values()].map((s) => s.record?.name));
-    for (const r of c.records) {
-      if (seen.has(r.name) || r.name.endsWith('/data.pkl') || /\/(\.data\/)?version$/.test(r.name)) continue;
-      const v = await c.zip.verifyCrc(r);
-      if (!v.ok) crcFailures.push({ record: r.name, expected: v.expected, actual: v.actual });
-    }
+  for (const r of strayRecords(c)) {
+    const v = await c.zip!.verifyCrc(r);
+    if (!v.ok) crcFailures.push({ record: r.name, expected: v.expected, actual: v.actual });
   }
   return {
     alg: DIGEST_ALG,
@@ -245,6 +258,84 @@ export async function fingerprintCheckpoint(c: Checkpoint): Promise<CheckpointFi
     crcFailures,
     crcChecked: c.format === 'torch-zip' || c.format === 'torchscript',
   };
+}
+
+/** Zip records that are not storages, data.pkl or version: CRC-checked on their own. */
+function strayRecords(c: Checkpoint): readonly ZipRecord[] {
+  if (!c.records) return [];
+  const seen = new Set<string>();
+  for (const s of c.storages.values()) if (s.record) seen.add(s.record.name);
+  return c.records.filter((r) => !(seen.has(r.name) || r.name.endsWith('/data.pkl') || /\/(\.data\/)?version$/.test(r.name)));
+}
+
+/**
+ * fingerprintCheckpoint for a file read whole (most LoRA copies): the same digests and checks, over
+ * views of the bytes, without chunking or waiting (a scan does this thousands of times). The rare
+ * parts that may wait (non-contiguous views, stray records) are done after the synchronous core.
+ */
+async function fingerprintInMemory(c: Checkpoint, bytes: Buffer): Promise<CheckpointFingerprint> {
+  const crcFailures: CrcResult[] = [];
+  const digests = new Map<TensorInfo, string>();
+  const h = pool.treeNow() ?? (await pool.tree());
+  try {
+    const gathered = hashInMemory(c, bytes, h.t, digests, crcFailures);
+    for (const t of gathered) {
+      h.t.reset();
+      await gather(c, t, (b) => h.t.update(b));
+      digests.set(t, h.t.digest());
+    }
+  } finally {
+    h.release();
+  }
+  const stray = strayRecords(c);
+  for (const r of stray) {
+    const v = await c.zip!.verifyCrc(r);
+    if (!v.ok) crcFailures.push({ record: r.name, expected: v.expected, actual: v.actual });
+  }
+  const tensors: TensorFingerprint[] = [];
+  for (const t of c.tensors) tensors.push({ path: t.path, dtype: t.dtype, shape: t.shape, digest: digests.get(t)!, bytes: t.byteLength });
+  return { alg: DIGEST_ALG, tensors, crcFailures, crcChecked: c.format === 'torch-zip' || c.format === 'torchscript' };
+}
+
+/**
+ * Each storage once, in order: its record's CRC, then its contiguous tensors' digests. Returns the
+ * non-contiguous tensors, to be gathered after (storage by storage, as the streaming path orders them).
+ */
+function hashInMemory(c: Checkpoint, bytes: Buffer, h: TreeHasher, digests: Map<TensorInfo, string>, crcFailures: CrcResult[]): TensorInfo[] {
+  const byStorage = new Map<StorageInfo, TensorInfo[]>();
+  for (const t of c.tensors) {
+    const list = byStorage.get(t.storage);
+    if (list) list.push(t);
+    else byStorage.set(t.storage, [t]);
+  }
+  const gathered: TensorInfo[] = [];
+  for (const [s, tensors] of byStorage) {
+    const rec = s.record;
+    const stored = !!rec && rec.method === 0;
+    // The CRC covers the whole record (which may be longer than the storage).
+    const len = stored ? rec.size : s.byteLength;
+    let data: Uint8Array;
+    if (s.inflated) data = s.inflated.subarray(0, len);
+    else {
+      if (s.offset + len > bytes.length) throw new Error(`${c.path}: file shrank while reading (offset ${bytes.length})`);
+      data = bytes.subarray(s.offset, s.offset + len);
+    }
+    if (stored) {
+      const crc = crc32(data);
+      if (crc !== rec.crc32) crcFailures.push({ record: rec.name, expected: rec.crc32, actual: crc });
+    }
+    for (const t of tensors) {
+      if (!t.contiguous) {
+        gathered.push(t);
+        continue;
+      }
+      const start = t.storageOffset * itemSize(t.dtype);
+      h.reset();
+      h.update(data.subarray(start, start + t.byteLength));
+      digests.set(t, h.digest());
+    }
+  }
+  return gathered;
 }
 
 /** The tensors inside a metadata tree count by their fingerprint, not by their storage key. */

@@ -217,10 +217,15 @@ export function stringifyJson(v: Json, indent = 0, inlineWidth = 0): string {
 /** Exact canonical form (the fixture manifest uses the same): every scalar tagged, floats as raw IEEE bits. */
 export type Typed = [string, ...unknown[]];
 
+// One scratch view: metadata digests render every float, and a Buffer per float was most of their cost.
+const F64 = new DataView(new ArrayBuffer(8));
+const BYTE_HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 export function floatHex(f: number): string {
-  const b = Buffer.alloc(8);
-  b.writeDoubleBE(f);
-  return b.toString('hex');
+  F64.setFloat64(0, f, false);
+  let s = '';
+  for (let i = 0; i < 8; i++) s += BYTE_HEX[F64.getUint8(i)];
+  return s;
 }
 
 /** `full` also spells out the arguments and state of unknown objects (for digests, where every change must count). */
@@ -263,6 +268,70 @@ export function typedForm(n: PyNode, tensor?: (n: PyNode) => Typed | undefined, 
     }
   }
 }
+
+/**
+ * `JSON.stringify(typedForm(n, tensor, true))`, written directly as text: the same characters, without
+ * building the nested arrays first (metadata digests render every metadata value of every file a
+ * scan reads). Plain recursion, no closures: it runs hot and is compiled in every thread.
+ */
+export function typedFormJson(n: PyNode, tensor?: (n: PyNode) => Typed | undefined): string {
+  if (tensor) {
+    const t = tensor(n);
+    if (t) return JSON.stringify(t);
+  }
+  switch (n.kind) {
+    case 'none': return '["none"]';
+    case 'bool': return n.value ? '["bool",true]' : '["bool",false]';
+    case 'int': return `["int","${n.value.toString()}"]`;
+    case 'float': return `["float","${floatHex(n.value)}"]`;
+    case 'str': return `["str",${JSON.stringify(n.value)}]`;
+    case 'bytes': return `["bytes","${hex(n.value)}"]`;
+    case 'list': return `["list",${jsonList(n.items, tensor)}]`;
+    case 'tuple': return `["tuple",${jsonList(n.items, tensor)}]`;
+    case 'dict': return `["dict",${jsonPairs(n.entries, tensor)}]`;
+    case 'set': return `["set",${jsonSorted(n.items, tensor)}]`;
+    case 'global': return `["other",${JSON.stringify(`${n.module}.${n.name}`)}]`;
+    case 'persid': return `["other","persid",${typedFormJson(n.pid, tensor)}]`;
+    case 'object': return objectJson(n, tensor);
+  }
+}
+
+function objectJson(n: PyObject, tensor?: (n: PyNode) => Typed | undefined): string {
+  const i = interpret(n);
+  if (i) {
+    switch (i.kind) {
+      case 'bytes': return `["bytes","${hex(i.value)}"]`;
+      case 'set': return `["set",${jsonSorted(i.items, tensor)}]`;
+      case 'numpy_scalar': return `["numpy_scalar",${JSON.stringify(i.dtype)},"${hex(i.raw)}"]`;
+      case 'datetime': return `["datetime",${JSON.stringify(i.iso)}]`;
+      case 'ordereddict': return `["ordereddict",${jsonPairs(i.entries, tensor)}${i.state ? `,${typedFormJson(i.state, tensor)}` : ''}]`;
+    }
+  }
+  const none = '["none"]';
+  return `["other",${JSON.stringify(globalName(n.callable))},${JSON.stringify(n.how)},${typedFormJson(n.args, tensor)},${n.kwargs ? typedFormJson(n.kwargs, tensor) : none},` +
+    `${jsonList(n.appends ?? [], tensor)},${jsonPairs(n.setitems ?? [], tensor)},${n.state ? typedFormJson(n.state, tensor) : none},${jsonList(n.extraStates ?? [], tensor)}]`;
+}
+
+function jsonList(xs: PyNode[], tensor?: (n: PyNode) => Typed | undefined): string {
+  let s = '[';
+  for (let i = 0; i < xs.length; i++) s += (i ? ',' : '') + typedFormJson(xs[i], tensor);
+  return s + ']';
+}
+
+function jsonPairs(es: Array<[PyNode, PyNode]>, tensor?: (n: PyNode) => Typed | undefined): string {
+  let s = '[';
+  for (let i = 0; i < es.length; i++) s += `${i ? ',' : ''}[${typedFormJson(es[i][0], tensor)},${typedFormJson(es[i][1], tensor)}]`;
+  return s + ']';
+}
+
+/** Like sortedTyped: ordered by each item's JSON text. */
+function jsonSorted(xs: PyNode[], tensor?: (n: PyNode) => Typed | undefined): string {
+  const parts = xs.map((x) => typedFormJson(x, tensor));
+  parts.sort(compareText);
+  return `[${parts.join(',')}]`;
+}
+
+const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 function sortedTyped(items: Typed[]): Typed[] {
   // Python's set order is hash order; sort by a stable text so equal sets compare equal.

@@ -7,6 +7,7 @@
 import { open, rename, unlink, stat, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
+import { faultPoint } from './faults';
 
 export const TEMP_MARK = '.lora-sync-tmp-';
 
@@ -23,6 +24,12 @@ export interface AtomicWriteOptions {
   noSync?: boolean;
   /** Called after the temporary file is complete and flushed, before the rename: a last check. Throw to abort. */
   beforeRename?: (tempPath: string) => Promise<void>;
+  /**
+   * The folder's fsync after the rename is left to the caller, who is handed the folder and must
+   * fsync it (fsyncDir) before it reports the file written: a sync of many copies then flushes each
+   * folder once rather than once per copy.
+   */
+  deferDirSync?: (dir: string) => void;
 }
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -45,9 +52,11 @@ export async function atomicWrite<T>(target: string, write: (fh: FileHandle) => 
   } catch {
     // a new file: default mode, owned by whoever writes it
   }
+  faultPoint('write:create', target);
   const fh = await open(tmp, 'wx', 0o600);
   let done = false;
   try {
+    faultPoint('write:open', target);
     // The replacement keeps the old file's mode (exactly: chmod is not subject to the umask) and,
     // where we may (root, or the same owner), its owner and group: a sync run with sudo must not
     // hand a user's copy to root.
@@ -58,12 +67,19 @@ export async function atomicWrite<T>(target: string, write: (fh: FileHandle) => 
       });
     }
     const result = await write(fh);
+    faultPoint('write:data', target);
     if (!opts.noSync) await fh.sync();
     await fh.close();
     done = true;
+    faultPoint('write:synced', target);
     if (opts.beforeRename) await opts.beforeRename(tmp);
     await rename(tmp, target);
-    if (!opts.noSync) await fsyncDir(dirname(target));
+    faultPoint('write:renamed', target);
+    if (!opts.noSync) {
+      if (opts.deferDirSync) opts.deferDirSync(dirname(target));
+      else await fsyncDir(dirname(target));
+    }
+    faultPoint('write:done', target);
     return result;
   } catch (e) {
     if (!done) await fh.close().catch(() => undefined);

@@ -13,6 +13,7 @@ import type { PlannedLora } from '../engine/syncPlanner';
 import type { CopyOutcome } from '../engine/syncExecutor';
 import type { HistoryEvent } from '../engine/history';
 import type { EngineConfig } from '../engine/config';
+import type { InspectModel } from '../engine/inspectModel';
 
 /** `initializationOptions` of the `initialize` request. */
 export interface InitializationOptions {
@@ -49,7 +50,12 @@ export interface LoraDetailsResult extends FolderRef {
   files: FileReport[];
 }
 
-export interface PlanParams extends FolderParams { lora?: string; force?: boolean }
+export interface PlanParams extends FolderParams {
+  lora?: string;
+  force?: boolean;
+  /** Only these copies (workspace-relative paths, '/'): the others are left out of the plan. */
+  copies?: string[];
+}
 export interface PlanResult { folders: Array<FolderRef & { plan: PlannedLora[] }> }
 
 export interface SyncParams extends FolderParams, WorkDoneProgressParams {
@@ -61,6 +67,11 @@ export interface SyncParams extends FolderParams, WorkDoneProgressParams {
   reason?: string;
   /** The trainer's match index recorded in each copy's sync_info. */
   match?: number;
+  /**
+   * Only these copies of the LoRA(s) (workspace-relative paths, '/'; the inspector's "Sync this
+   * copy"): the others are not planned, not written and not counted.
+   */
+  copies?: string[];
 }
 export interface CopyOutcomeSummary { path: string; outcome: CopyOutcome; reason: string; backup?: string }
 export interface LoraSyncSummary { id: string; name: string; source?: string; copies: CopyOutcomeSummary[] }
@@ -96,6 +107,15 @@ export interface ServerStatus {
   problems: number;
 }
 
+export interface InspectParams {
+  /** The file's `file:` URI; it must lie inside one of the workspace folders. */
+  uri: string;
+  /** Compare the values of every differing tensor, whatever the read budget (the inspector's "Compare all"). */
+  compareAll?: boolean;
+}
+/** One checkpoint as the inspector shows it (see engine/inspectModel.ts); never holds tensor bytes. */
+export type InspectResult = FolderRef & InspectModel;
+
 /** `data` of each published diagnostic. */
 export interface DiagnosticData { path: string; lora_id: string | null; role: 'source' | 'copy' | null; source?: string; issues: FileReport['issues'] }
 
@@ -107,6 +127,7 @@ export const VerifyRequest = new RequestType<VerifyParams, VerifyResult, void>('
 export const StatsRequest = new RequestType<FolderParams | undefined, StatsResult, void>('loraSync/stats');
 export const HistoryRequest = new RequestType<HistoryParams, HistoryResult, void>('loraSync/history');
 export const RescanRequest = new RequestType<RescanParams | undefined, RescanResult, void>('loraSync/rescan');
+export const InspectRequest = new RequestType<InspectParams, InspectResult, void>('loraSync/inspect');
 export const ServerStatusRequest = new RequestType0<ServerStatus, void>('loraSync/serverStatus');
 /** Server → client, whenever the server status changes. */
 export const StatusChangedNotification = new NotificationType<ServerStatus>('loraSync/statusChanged');

@@ -16,10 +16,11 @@ import { Workspace, FileReport } from '../engine/workspace';
 import { LiveEvent, LiveIndex } from '../engine/liveIndex';
 import { CONFIG_FILE, DEFAULT_CONFIG } from '../engine/config';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { diagnosticsFor } from './diagnostics';
+import { InspectError, inspectWorkspaceFile } from '../engine/inspectModel';
 import {
-  CopyMapRequest, FolderParams, FolderRef, HistoryRequest, InitializationOptions, LoraDetailsRequest, PlanRequest, RescanRequest, RescanResult, VerifyResult,
+  CopyMapRequest, FolderParams, FolderRef, HistoryRequest, InitializationOptions, InspectRequest, LoraDetailsRequest, PlanRequest, RescanRequest, RescanResult, VerifyResult,
   ServerStatus, ServerStatusRequest, StatsRequest, StatusChangedNotification, SyncRequest, SyncSummary, VerifyRequest,
 } from './protocol';
 
@@ -364,12 +365,19 @@ handle(LoraDetailsRequest, async (p) => {
   throw new ResponseError(ErrorCodes.InvalidParams, `no LoRA with id or name '${p.id}'`);
 });
 
+/** `copies` of a plan or sync request: relative paths, compared in NFC like every indexed path. */
+function copiesParam(copies: unknown): string[] | undefined {
+  if (copies === undefined || copies === null) return undefined;
+  if (!Array.isArray(copies) || !copies.every((c) => typeof c === 'string')) throw new ResponseError(ErrorCodes.InvalidParams, 'copies must be a list of workspace-relative paths');
+  return copies.map((c: string) => c.normalize('NFC'));
+}
+
 handle(PlanRequest, async (p) => {
   const out = [];
   for (const { f, ws } of await usable(p)) {
     const id = p?.lora ? resolveLora(ws, p.lora) : undefined;
     if (p?.lora && !id) continue;
-    out.push({ ...ref(f), plan: ws.plan({ loras: id ? [id] : undefined, force: p?.force }) });
+    out.push({ ...ref(f), plan: ws.plan({ loras: id ? [id] : undefined, force: p?.force, copies: copiesParam(p?.copies) }) });
   }
   if (p?.lora && !out.length) throw new ResponseError(ErrorCodes.InvalidParams, `no LoRA with id or name '${p.lora}'`);
   return { folders: out };
@@ -380,6 +388,7 @@ handle(SyncRequest, async (p, token) => {
   if (!p || (!p.lora && !p.all)) throw new ResponseError(ErrorCodes.InvalidParams, 'sync needs a lora (id or name) or all: true');
   if (p.lora && p.all) throw new ResponseError(ErrorCodes.InvalidParams, 'sync takes a lora or all: true, not both');
   if (p.match !== undefined && (!Number.isInteger(p.match) || p.match < 0)) throw new ResponseError(ErrorCodes.InvalidParams, 'match must be a whole number ≥ 0');
+  const copies = copiesParam(p.copies);
   const out: SyncSummary = { synced: 0, failed: 0, skipped: 0, refused: 0, cancelled: false, folders: [] };
   let found = false;
   const list = targets(p);
@@ -388,7 +397,7 @@ handle(SyncRequest, async (p, token) => {
       const id = p.lora ? resolveLora(ws, p.lora) : undefined;
       if (p.lora && !id) return;
       found = true;
-      const plan = ws.plan({ loras: id ? [id] : undefined, force: p.force });
+      const plan = ws.plan({ loras: id ? [id] : undefined, force: p.force, copies });
       const res = await ws.sync(plan, {
         reason: p.reason ?? (p.all ? 'FULL_SYNC' : 'MANUAL'), match: p.match, cancelled: work.cancelled,
         onProgress: (done, total, path) => work.report(done, total, path),
@@ -451,6 +460,39 @@ handle(RescanRequest, async (p, token) => {
     }));
   });
   return { folders: out };
+});
+
+/** The workspace folder a file lies in (the innermost, when folders nest). */
+function folderOf(abs: string): Folder | undefined {
+  let best: Folder | undefined;
+  for (const f of folders.values()) {
+    const inside = abs.startsWith(f.root.endsWith(sep) ? f.root : f.root + sep);
+    if (inside && (!best || f.root.length > best.root.length)) best = f;
+  }
+  return best;
+}
+
+handle(InspectRequest, async (p, token) => {
+  if (!p?.uri || typeof p.uri !== 'string') throw new ResponseError(ErrorCodes.InvalidParams, 'inspect needs the uri of a file');
+  let abs: string;
+  try {
+    abs = fileURLToPath(p.uri);
+  } catch {
+    throw new ResponseError(ErrorCodes.InvalidParams, `${p.uri}: only files on disk (file: URIs) can be inspected`);
+  }
+  const f = folderOf(abs);
+  if (!f) throw new ResponseError(ErrorCodes.InvalidParams, `${abs} is not inside an open workspace folder: LoRA Sync inspects the files of the folders it watches`);
+  await f.ready;
+  const ws = f.ws;
+  if (!ws) throw new ResponseError(ErrorCodes.InternalError, f.error ?? `${f.root}: not ready`);
+  // Read-only and outside the folder's queue: it reads the index as it is and opens files by
+  // handle, which atomic renames never tear, so a long sync does not hold the view back.
+  try {
+    return { ...ref(f), ...(await inspectWorkspaceFile(ws, abs, { unlimited: p.compareAll === true, cancelled: () => token.isCancellationRequested })) };
+  } catch (e) {
+    if (e instanceof InspectError) throw new ResponseError(ErrorCodes.InvalidParams, e.message);
+    throw e;
+  }
 });
 
 connection.onRequest(ServerStatusRequest, () => serverStatus());

@@ -64,6 +64,12 @@ class PickleDecoder {
   private memoSize = 0;
   /** Nodes pushed twice by DUP: like memoized nodes, they may be reached twice (see checkTree). */
   private readonly duplicated = new Set<PyNode>();
+  /**
+   * Whether a container was ever pushed a second time (GET, DUP), and how many extra references to
+   * leaves were: without the former there can be no cycle and no blow-up (see run, STOP).
+   */
+  private sharedContainer = false;
+  private leafRefs = 0;
   private readonly globals: PyGlobal[] = [];
   private readonly globalKeys = new Set<string>();
   private nodeCount = 0;
@@ -96,7 +102,12 @@ class PickleDecoder {
         case 0x2e: { // STOP
           const root = this.pop(at);
           const end = this.pos;
-          checkTree(root, this.limits, end, this.duplicated);
+          // Without a container referenced twice the tree is a tree: no cycle, at most nodeCount +
+          // leafRefs nodes, no deeper than nodeCount. The post-pass is needed only beyond that.
+          const l = this.limits;
+          if (this.sharedContainer || this.nodeCount + this.leafRefs >= l.maxNodes || this.nodeCount >= l.maxDepth) {
+            checkTree(root, l, end, this.duplicated);
+          }
           return {
             root,
             protocol: this.protocol >= 0 ? this.protocol : this.inferredProtocol,
@@ -116,6 +127,7 @@ class PickleDecoder {
         case 0x32: { // DUP
           const node = this.top(at);
           this.duplicated.add(node);
+          this.noteShared(node);
           stack.push(node);
           break;
         }
@@ -537,7 +549,13 @@ class PickleDecoder {
   private get(index: number, at: number): void {
     const node = this.memo[index];
     if (node === undefined) throw this.fail('PICKLE_MEMO', at, `memo key ${index} was never stored`);
+    this.noteShared(node);
     this.stack.push(node);
+  }
+
+  private noteShared(node: PyNode): void {
+    if (isContainer(node)) this.sharedContainer = true;
+    else this.leafRefs++;
   }
 
   // ---- operand readers ----

@@ -56,16 +56,22 @@ function describe(o: PyObject): string {
   return o.callable.kind === 'global' ? `${o.callable.module}.${o.callable.name}` : 'tensor rebuild';
 }
 
-export function smallInt(n: PyNode | undefined, what: string): number {
-  if (!n || n.kind !== 'int') throw new FormatError('BAD_TENSOR', `${what} is not an int`);
-  if (n.value < 0n || n.value > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError('BAD_TENSOR', `${what} out of range: ${n.value}`);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** `index`, when given, is appended to `what` in errors (spelled only then). */
+export function smallInt(n: PyNode | undefined, what: string, index?: number): number {
+  const name = () => (index === undefined ? what : `${what}[${index}]`);
+  if (!n || n.kind !== 'int') throw new FormatError('BAD_TENSOR', `${name()} is not an int`);
+  if (n.value < 0n || n.value > MAX_SAFE) throw new FormatError('BAD_TENSOR', `${name()} out of range: ${n.value}`);
   return Number(n.value);
 }
 
 function intTuple(n: PyNode | undefined, what: string): number[] {
   if (!n || n.kind !== 'tuple') throw new FormatError('BAD_TENSOR', `${what} is not a tuple`);
   if (n.items.length > 64) throw new FormatError('BAD_TENSOR', `${what} has ${n.items.length} dimensions`);
-  return n.items.map((x, i) => smallInt(x, `${what}[${i}]`));
+  const out = new Array<number>(n.items.length);
+  for (let i = 0; i < out.length; i++) out[i] = smallInt(n.items[i], what, i);
+  return out;
 }
 
 /** Reads the persistent id of a storage (zip: 5-tuple; legacy: 6-tuple with view metadata). */
@@ -129,6 +135,31 @@ function segment(k: PyNode): string {
 
 const join = (base: string, seg: string) => (base === '' ? seg : `${base}.${seg}`);
 
+/** A node waiting to be visited, with where it sits; its dotted path is spelled only if a tensor is found there. */
+interface Frame {
+  n: PyNode;
+  parent: Frame | undefined;
+  /** A dict key node, a list/tuple index, or a literal segment ('$state', '$set3'...). */
+  key: PyNode | number | string;
+  path?: string;
+}
+
+function pathOf(f: Frame): string {
+  if (f.path !== undefined) return f.path;
+  if (!f.parent) return (f.path = '');
+  const k = f.key;
+  const seg = typeof k === 'string' ? k : typeof k === 'number' ? String(k) : segment(k);
+  return (f.path = join(pathOf(f.parent), seg));
+}
+
+/** Only containers can hold tensors (a tensor is an object node); leaves are never visited. */
+function mayHoldTensors(n: PyNode): boolean {
+  switch (n.kind) {
+    case 'dict': case 'list': case 'tuple': case 'set': case 'object': return true;
+    default: return false;
+  }
+}
+
 /**
  * Walks the tree depth first in pickle order and returns every tensor once (a tensor reached
  * twice through the memo keeps its first path). Iterative, so depth is bounded by the decoder's limit only.
@@ -136,12 +167,15 @@ const join = (base: string, seg: string) => (base === '' ? seg : `${base}.${seg}
 export function findTensors(root: PyNode): TensorCall[] {
   const out: TensorCall[] = [];
   const seen = new Set<PyNode>();
-  const stack: Array<[PyNode, string]> = [[root, '']];
+  const stack: Frame[] = [{ n: root, parent: undefined, key: '' }];
+  const kids: Frame[] = [];
   while (stack.length) {
-    const [n, path] = stack.pop()!;
+    const f = stack.pop()!;
+    const n = f.n;
     if (seen.has(n)) continue;
     seen.add(n);
     if (n.kind === 'object' && isParameterNode(n)) {
+      const path = pathOf(f);
       const args = argItems(n);
       const inner = args[0];
       if (!inner || inner.kind !== 'object' || !isTensorNode(inner)) throw new FormatError('BAD_TENSOR', `parameter at ${path} does not wrap a tensor`);
@@ -151,25 +185,26 @@ export function findTensors(root: PyNode): TensorCall[] {
       continue;
     }
     if (n.kind === 'object' && isTensorNode(n)) {
-      out.push(tensorCall(n, path, false));
+      out.push(tensorCall(n, pathOf(f), false));
       continue;
     }
     // Children pushed in reverse so they pop in pickle order.
-    const kids: Array<[PyNode, string]> = [];
+    kids.length = 0;
+    const add = (v: PyNode, key: Frame['key']) => { if (mayHoldTensors(v)) kids.push({ n: v, parent: f, key }); };
     const entries = mappingEntries(n);
     if (entries) {
-      for (const [k, v] of entries) kids.push([v, join(path, segment(k))]);
-      if (n.kind === 'object' && n.state) kids.push([n.state, join(path, '$state')]);
+      for (const [k, v] of entries) add(v, k);
+      if (n.kind === 'object' && n.state) add(n.state, '$state');
     } else if (n.kind === 'list' || n.kind === 'tuple') {
-      n.items.forEach((v, i) => kids.push([v, join(path, String(i))]));
+      n.items.forEach((v, i) => add(v, i));
     } else if (n.kind === 'set') {
-      n.items.forEach((v, i) => kids.push([v, join(path, `$set${i}`)]));
+      n.items.forEach((v, i) => add(v, `$set${i}`));
     } else if (n.kind === 'object') {
-      kids.push([n.args, join(path, '$args')]);
-      n.appends?.forEach((v, i) => kids.push([v, join(path, String(i))]));
-      n.setitems?.forEach(([k, v]) => kids.push([v, join(path, segment(k))]));
-      if (n.state) kids.push([n.state, join(path, '$state')]);
-      n.extraStates?.forEach((v, i) => kids.push([v, join(path, `$state${i + 1}`)]));
+      add(n.args, '$args');
+      n.appends?.forEach((v, i) => add(v, i));
+      n.setitems?.forEach(([k, v]) => add(v, k));
+      if (n.state) add(n.state, '$state');
+      n.extraStates?.forEach((v, i) => add(v, `$state${i + 1}`));
     }
     for (let i = kids.length - 1; i >= 0; i--) stack.push(kids[i]);
   }

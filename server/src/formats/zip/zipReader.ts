@@ -98,18 +98,43 @@ interface EndInfo {
   endStart: number;
 }
 
+/** A read the parser needs: `len` bytes at `pos` (the parser has checked the range lies inside the file). */
+interface Need { pos: number; len: number; where?: string }
+/** Parsing steps as a generator of reads, so one parser serves a file handle (async) and bytes in memory (sync). */
+type Steps<T> = Generator<Need, T, Buffer>;
+
+/** Runs parsing steps over bytes already in memory: no copies, no promises. */
+function runOnBytes<T>(steps: Steps<T>, bytes: Buffer): T {
+  let r = steps.next();
+  while (!r.done) {
+    const { pos, len, where } = r.value;
+    if (pos + len > bytes.length) throw truncated(`file ended at ${bytes.length} while reading`, where);
+    r = steps.next(bytes.subarray(pos, pos + len));
+  }
+  return r.value;
+}
+
+async function runOnHandle<T>(steps: Steps<T>, fh: FileHandle): Promise<T> {
+  let r = steps.next();
+  while (!r.done) r = steps.next(await readExact(fh, r.value.pos, r.value.len, r.value.where));
+  return r.value;
+}
+
 export class ZipReader {
   readonly records: readonly ZipRecord[];
   private readonly byName: Map<string, ZipRecord>;
 
   private constructor(
-    private readonly fh: FileHandle,
+    private readonly fh: FileHandle | undefined,
     readonly fileSize: number,
     records: ZipRecord[],
     private readonly ownsHandle: boolean,
+    /** The whole file, when it was read into memory (small files): reads are views of it. */
+    private readonly bytes?: Buffer,
   ) {
     this.records = records;
-    this.byName = new Map(records.map((r) => [r.name, r]));
+    this.byName = new Map();
+    for (const r of records) this.byName.set(r.name, r);
   }
 
   /** Opens `path`; `close()` closes the file. */
@@ -129,12 +154,47 @@ export class ZipReader {
     return ZipReader.parse(fh, fileSize, opts ?? {}, false);
   }
 
+  /**
+   * Parses a whole file held in memory, synchronously (the same checks as the other constructors).
+   * Records read from it are views of `bytes`, which must not change while the reader is in use.
+   */
+  static fromBytes(bytes: Buffer, opts?: ZipOpenOptions): ZipReader {
+    const records = runOnBytes(parseSteps(bytes.length, opts ?? {}), bytes);
+    return new ZipReader(undefined, bytes.length, records, false, bytes);
+  }
+
   get(name: string): ZipRecord | undefined {
     return this.byName.get(name);
   }
 
   async close(): Promise<void> {
-    if (this.ownsHandle) await this.fh.close();
+    if (this.ownsHandle) await this.fh!.close();
+  }
+
+  /** `len` bytes at `pos`: a view when the file is in memory (do not write to it), else a fresh buffer. */
+  private async bytesAt(pos: number, len: number, where?: string): Promise<Buffer> {
+    if (this.bytes) {
+      if (pos + len > this.bytes.length) throw truncated(`file ended at ${this.bytes.length} while reading`, where);
+      return this.bytes.subarray(pos, pos + len);
+    }
+    return readExact(this.fh!, pos, len, where);
+  }
+
+  /**
+   * `read` for a STORED record of a file held in memory, synchronously; undefined when the file is
+   * not in memory or the record is compressed (use `read`). Same checks, same errors.
+   */
+  readInMemory(rec: ZipRecord, opts: { maxBytes?: number; checkCrc?: boolean } = {}): Buffer | undefined {
+    if (!this.bytes || rec.method !== METHOD_STORED) return undefined;
+    const maxBytes = opts.maxBytes ?? DEFAULT_MAX_READ;
+    if (rec.size > maxBytes) throw unsupported(`record is ${rec.size} bytes, over the ${maxBytes}-byte limit for whole reads`, rec.name);
+    if (rec.dataOffset + rec.size > this.bytes.length) throw truncated(`file ended at ${this.bytes.length} while reading`, rec.name);
+    const out = this.bytes.subarray(rec.dataOffset, rec.dataOffset + rec.size);
+    if (opts.checkCrc ?? true) {
+      const actual = zlib.crc32(out);
+      if (actual !== rec.crc32) throw crcError(rec, actual);
+    }
+    return out;
   }
 
   /** Whole record, decompressed if needed, CRC checked (CRC_MISMATCH). Refuses records over maxBytes (default 512 MiB) with ZIP_UNSUPPORTED. */
@@ -145,7 +205,8 @@ export class ZipReader {
     }
     let out: Buffer;
     if (rec.method === METHOD_STORED) {
-      out = await readExact(this.fh, rec.dataOffset, rec.size, rec.name);
+      // In memory: a copy, since callers of read() own what they get.
+      out = this.bytes ? Buffer.from(await this.bytesAt(rec.dataOffset, rec.size, rec.name)) : await readExact(this.fh!, rec.dataOffset, rec.size, rec.name);
     } else {
       out = Buffer.allocUnsafe(rec.size);
       let n = 0;
@@ -173,12 +234,15 @@ export class ZipReader {
   /** Streams a record (inflating if needed) and compares its CRC32 with the central directory's. */
   async verifyCrc(rec: ZipRecord): Promise<{ ok: boolean; expected: number; actual: number }> {
     let crc = 0;
-    if (rec.method === METHOD_STORED) {
+    if (rec.method === METHOD_STORED && this.bytes) {
+      crc = zlib.crc32(await this.bytesAt(rec.dataOffset, rec.size, rec.name));
+    } else if (rec.method === METHOD_STORED) {
+      const fh = this.fh!;
       const buf = Buffer.allocUnsafe(Math.min(VERIFY_CHUNK, Math.max(1, rec.size)));
       let done = 0;
       while (done < rec.size) {
         const want = Math.min(buf.length, rec.size - done);
-        await readInto(this.fh, buf, want, rec.dataOffset + done, rec.name);
+        await readInto(fh, buf, want, rec.dataOffset + done, rec.name);
         crc = zlib.crc32(buf.subarray(0, want), crc);
         done += want;
       }
@@ -194,7 +258,8 @@ export class ZipReader {
     let done = 0;
     while (done < length) {
       const want = Math.min(chunkSize, length - done);
-      yield await readExact(this.fh, pos + done, want, where);
+      // In memory: fresh chunks too, as the contract of chunks() says.
+      yield this.bytes ? Buffer.from(await this.bytesAt(pos + done, want, where)) : await readExact(this.fh!, pos + done, want, where);
       done += want;
     }
   }
@@ -229,28 +294,32 @@ export class ZipReader {
   }
 
   private static async parse(fh: FileHandle, fileSize: number, opts: ZipOpenOptions, owns: boolean): Promise<ZipReader> {
-    if (fileSize === 0) throw new FormatError('EMPTY_FILE', 'file is empty');
-    if (fileSize < EOCD_SIZE) throw truncated(`file of ${fileSize} bytes is shorter than a zip end record`);
-    const maxRecords = opts.maxRecords ?? DEFAULT_MAX_RECORDS;
-    const maxCd = opts.maxCentralDirBytes ?? DEFAULT_MAX_CD_BYTES;
-
-    const end = await readEndRecords(fh, fileSize);
-    if (end.count > maxRecords) throw unsupported(`archive declares ${end.count} records, limit is ${maxRecords}`);
-    if (end.cdSize > maxCd) throw unsupported(`central directory of ${end.cdSize} bytes, limit is ${maxCd}`);
-    if (end.cdOffset + end.cdSize > end.endStart) {
-      throw end.cdOffset + end.cdSize > fileSize
-        ? truncated('central directory runs past the end of the file')
-        : bad('central directory overlaps the end records');
-    }
-    if (end.cdOffset + end.cdSize !== end.endStart) throw bad('bytes between the central directory and the end records');
-    if (end.count * CENTRAL_HEADER_SIZE > end.cdSize) throw bad(`${end.count} records cannot fit in a ${end.cdSize}-byte central directory`);
-
-    const cd = await readExact(fh, end.cdOffset, end.cdSize);
-    const records = parseCentralDirectory(cd, end.count, end.cdOffset);
-    for (const rec of records) await readLocalHeader(fh, rec, end.cdOffset);
-    checkOverlaps(records);
-    return new ZipReader(fh, fileSize, records, owns);
+    return new ZipReader(fh, fileSize, await runOnHandle(parseSteps(fileSize, opts), fh), owns);
   }
+}
+
+function* parseSteps(fileSize: number, opts: ZipOpenOptions): Steps<ZipRecord[]> {
+  if (fileSize === 0) throw new FormatError('EMPTY_FILE', 'file is empty');
+  if (fileSize < EOCD_SIZE) throw truncated(`file of ${fileSize} bytes is shorter than a zip end record`);
+  const maxRecords = opts.maxRecords ?? DEFAULT_MAX_RECORDS;
+  const maxCd = opts.maxCentralDirBytes ?? DEFAULT_MAX_CD_BYTES;
+
+  const end = yield* readEndRecords(fileSize);
+  if (end.count > maxRecords) throw unsupported(`archive declares ${end.count} records, limit is ${maxRecords}`);
+  if (end.cdSize > maxCd) throw unsupported(`central directory of ${end.cdSize} bytes, limit is ${maxCd}`);
+  if (end.cdOffset + end.cdSize > end.endStart) {
+    throw end.cdOffset + end.cdSize > fileSize
+      ? truncated('central directory runs past the end of the file')
+      : bad('central directory overlaps the end records');
+  }
+  if (end.cdOffset + end.cdSize !== end.endStart) throw bad('bytes between the central directory and the end records');
+  if (end.count * CENTRAL_HEADER_SIZE > end.cdSize) throw bad(`${end.count} records cannot fit in a ${end.cdSize}-byte central directory`);
+
+  const cd = yield { pos: end.cdOffset, len: end.cdSize };
+  const records = parseCentralDirectory(cd, end.count, end.cdOffset);
+  for (const rec of records) checkLocalHeader(yield { pos: rec.localHeaderOffset, len: LOCAL_HEADER_SIZE + rec.nameBytes.length, where: rec.name }, rec, end.cdOffset);
+  checkOverlaps(records);
+  return records;
 }
 
 function crcError(rec: ZipRecord, actual: number): FormatError {
@@ -279,10 +348,10 @@ async function readInto(fh: FileHandle, buf: Buffer, len: number, pos: number, w
 }
 
 /** Finds the classic EOCD (scanning back over at most a 65535-byte comment) and follows the zip64 locator. */
-async function readEndRecords(fh: FileHandle, fileSize: number): Promise<EndInfo> {
+function* readEndRecords(fileSize: number): Steps<EndInfo> {
   const tailLen = Math.min(fileSize, EOCD_SIZE + MAX_COMMENT + ZIP64_LOCATOR_SIZE + ZIP64_EOCD_SIZE);
   const tailStart = fileSize - tailLen;
-  const tail = await readExact(fh, tailStart, tailLen);
+  const tail = yield { pos: tailStart, len: tailLen };
 
   let eocd = -1;
   let sawSignature = false;
@@ -321,7 +390,7 @@ async function readEndRecords(fh: FileHandle, fileSize: number): Promise<EndInfo
     if (z64Offset + ZIP64_EOCD_SIZE > locatorPos) {
       throw z64Offset >= fileSize ? truncated('zip64 end record lies past the end of the file') : bad('zip64 end record overlaps its locator');
     }
-    const z = await readExact(fh, z64Offset, ZIP64_EOCD_SIZE);
+    const z = yield { pos: z64Offset, len: ZIP64_EOCD_SIZE };
     if (z.readUInt32LE(0) !== SIG_ZIP64_EOCD) throw bad('zip64 locator does not point at a zip64 end record');
     if (u64(z, 4, 'zip64 end record size') + 12 !== locatorPos - z64Offset) {
       throw bad('zip64 end record size does not reach its locator');
@@ -350,9 +419,9 @@ function parseCentralDirectory(cd: Buffer, count: number, cdOffset: number): Zip
   const names = new Set<string>();
   let p = 0;
   for (let i = 0; i < count; i++) {
-    const at = `central directory entry ${i} (at ${cdOffset + p})`;
-    if (p + CENTRAL_HEADER_SIZE > cd.length) throw bad(`${at} runs past the central directory`);
-    if (cd.readUInt32LE(p) !== SIG_CENTRAL) throw bad(`${at} has a bad signature`);
+    const at = () => `central directory entry ${i} (at ${cdOffset + p})`; // only for errors
+    if (p + CENTRAL_HEADER_SIZE > cd.length) throw bad(`${at()} runs past the central directory`);
+    if (cd.readUInt32LE(p) !== SIG_CENTRAL) throw bad(`${at()} has a bad signature`);
     const flags = cd.readUInt16LE(p + 8);
     const method = cd.readUInt16LE(p + 10);
     const crc32 = cd.readUInt32LE(p + 16);
@@ -365,7 +434,7 @@ function parseCentralDirectory(cd: Buffer, count: number, cdOffset: number): Zip
     let localHeaderOffset = cd.readUInt32LE(p + 42);
     const varStart = p + CENTRAL_HEADER_SIZE;
     const next = varStart + nameLen + extraLen + commentLen;
-    if (next > cd.length) throw bad(`${at} runs past the central directory`);
+    if (next > cd.length) throw bad(`${at()} runs past the central directory`);
 
     const nameBytes = new Uint8Array(cd.subarray(varStart, varStart + nameLen));
     const name = decodeName(nameBytes, flags);
@@ -428,11 +497,11 @@ function findExtra(extra: Buffer, id: number, where: string): Buffer | undefined
   return found;
 }
 
-/** Reads one local header to find where the data starts; name and method must match the central directory. */
-async function readLocalHeader(fh: FileHandle, rec: ZipRecord, cdOffset: number): Promise<void> {
-  const len = LOCAL_HEADER_SIZE + rec.nameBytes.length;
-  // parseCentralDirectory guaranteed the header plus the name fit before the central directory.
-  const h = await readExact(fh, rec.localHeaderOffset, len, rec.name);
+/**
+ * One local header (with its name; parseCentralDirectory guaranteed both fit before the central
+ * directory) says where the data starts; name and method must match the central directory.
+ */
+function checkLocalHeader(h: Buffer, rec: ZipRecord, cdOffset: number): void {
   if (h.readUInt32LE(0) !== SIG_LOCAL) throw bad(`no local header at ${rec.localHeaderOffset}`, rec.name);
   const flags = h.readUInt16LE(6);
   if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS)) throw unsupported('encrypted record', rec.name);

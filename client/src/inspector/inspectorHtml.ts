@@ -1,0 +1,375 @@
+/**
+ * The LoRA inspector's page, from the server's view model. Pure (no `vscode` import), so it is
+ * tested as a function: everything from the file is escaped, the only script is ours and carries
+ * the nonce the Content-Security-Policy names, no inline styles or handlers (the CSP forbids them),
+ * and the fitness chart is inline SVG drawn here from the numbers. Interaction (sorting and
+ * filtering the tensor table, the buttons) is media/inspector.js.
+ */
+import type { InspectResult } from '../../../server/src/lsp/protocol';
+import type { MetaNode } from '../../../server/src/engine/metaTree';
+import type { TensorRow } from '../../../server/src/engine/inspectModel';
+import type { TensorDiff } from '../../../server/src/engine/tensorDiff';
+
+export interface PageContext {
+  /** `webview.cspSource`. */
+  cspSource: string;
+  /** Fresh per render: only scripts carrying it run. */
+  nonce: string;
+  /** Webview URIs of media/inspector.js and media/inspector.css. */
+  scriptUri: string;
+  styleUri: string;
+  /** The workspace is trusted: sync may write. */
+  canWrite: boolean;
+}
+
+/** Escapes text for element content and quoted attribute values alike. */
+export function esc(s: unknown): string {
+  return String(s).replace(/[&<>"'`]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+export function csp(ctx: PageContext): string {
+  return `default-src 'none'; style-src ${ctx.cspSource}; script-src 'nonce-${ctx.nonce}'; img-src ${ctx.cspSource} data:;`;
+}
+
+function page(ctx: PageContext, title: string, body: string): string {
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="${esc(csp(ctx))}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="${esc(ctx.styleUri)}">
+<title>${esc(title)}</title>
+</head>
+<body>
+${body}
+<script nonce="${esc(ctx.nonce)}" src="${esc(ctx.scriptUri)}"></script>
+</body>
+</html>`;
+}
+
+/** While the server answers. */
+export function loadingHtml(ctx: PageContext, file: string): string {
+  return page(ctx, file, `<main class="message"><p class="muted">Reading ${esc(file)}…</p></main>`);
+}
+
+/** The request failed (server not running, file outside the workspace folders, ...). */
+export function errorHtml(ctx: PageContext, file: string, message: string): string {
+  return page(ctx, file, `<main class="message">
+<h1>${esc(file)}</h1>
+<div class="banner error" role="alert"><strong>The LoRA inspector cannot show this file.</strong><p>${esc(message)}</p></div>
+<p><button type="button" data-action="refresh">Try again</button></p>
+</main>`);
+}
+
+const STATUS_WORDS: Record<string, string> = {
+  SOURCE: 'Source: its copies follow this file',
+  IN_SYNC: 'In sync with its source',
+  STALE: 'Stale: the source moved on, a sync brings this copy up to date',
+  DIVERGED: 'Diverged: this copy changed on its own, a sync would overwrite that work',
+  METADATA_DRIFT: 'Metadata drift: the tensors equal the source, general metadata differs',
+  PARAM_COUNT_MISMATCH: 'Parameter count differs from the source',
+  SHAPE_MISMATCH: 'A tensor shape differs from the source',
+  DTYPE_MISMATCH: 'A tensor dtype differs from the source',
+  CORRUPT: 'Corrupt: the file cannot be read',
+  UNSAFE: 'Unsafe: torch.load would run code from this file',
+  ORPHAN: 'Orphan: no source for this LoRA',
+  DUPLICATE_SOURCE: 'Duplicate source: another source claims this LoRA',
+  UNRECOGNIZED: 'Not a LoRA checkpoint: LoRA Sync leaves it alone',
+};
+
+const SEVERITY: Record<string, 'ok' | 'info' | 'warn' | 'error'> = {
+  SOURCE: 'ok', IN_SYNC: 'ok', UNRECOGNIZED: 'info', METADATA_DRIFT: 'info', STALE: 'warn', ORPHAN: 'warn',
+  DIVERGED: 'error', PARAM_COUNT_MISMATCH: 'error', SHAPE_MISMATCH: 'error', DTYPE_MISMATCH: 'error',
+  CORRUPT: 'error', UNSAFE: 'error', DUPLICATE_SOURCE: 'error',
+};
+
+const ROLE_WORDS: Record<string, string> = { source: 'source', copy: 'copy', unreadable: 'unreadable', 'not-lora': 'not a LoRA' };
+
+/** Statuses a sync writes, and those it writes only when forced (after a confirmation). */
+const WRITABLE = new Set(['STALE', 'METADATA_DRIFT']);
+const FORCEABLE = new Set(['DIVERGED', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH']);
+
+export function bytesText(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}
+
+/** A difference or a fitness value, short: 4 significant digits, exponent when tiny or huge. */
+export function numText(x: number): string {
+  if (x === 0) return '0';
+  const a = Math.abs(x);
+  if (a < 1e-3 || a >= 1e6) return x.toExponential(2);
+  return String(Number(x.toPrecision(4)));
+}
+
+const thousands = (n: number) => n.toLocaleString('en-US');
+const shapeText = (s: number[]) => `[${s.join(', ')}]`;
+const plural = (n: number, w: string) => `${thousands(n)} ${w}${n === 1 ? '' : 's'}`;
+const baseName = (p: string) => p.slice(p.lastIndexOf('/') + 1);
+
+export function inspectorHtml(m: InspectResult, ctx: PageContext): string {
+  const body = [
+    header(m, ctx),
+    banners(m),
+    statusSection(m),
+    facts(m),
+    m.fitness ? fitnessSection(m.fitness) : '',
+    tensorSection(m),
+    metadataSection(m),
+  ].join('\n');
+  return page(ctx, baseName(m.path), `<main>\n${body}\n</main>`);
+}
+
+function header(m: InspectResult, ctx: PageContext): string {
+  const status = m.status ?? 'UNTRACKED';
+  const sev = SEVERITY[status] ?? 'info';
+  const id = m.identity;
+  const who = id.name || id.id
+    ? `<span class="name">${esc(id.name ?? '')}</span>${id.id ? ` <code>${esc(id.id)}</code>` : ''}${id.from === 'filename' ? ' <span class="muted">(identity from the file name)</span>' : ''}`
+    : '<span class="muted">no LoRA identity</span>';
+  const buttons: string[] = [];
+  if (m.role === 'copy') {
+    const can = ctx.canWrite && m.tracked && m.status !== null && (WRITABLE.has(m.status) || FORCEABLE.has(m.status));
+    const force = m.status !== null && FORCEABLE.has(m.status);
+    const why = !ctx.canWrite ? 'The workspace is not trusted: LoRA Sync does not write here'
+      : !m.tracked ? 'This file is not tracked by LoRA Sync'
+      : can ? (force ? 'Overwrite this copy with its source (a backup is kept); asks first' : 'Write the source\'s tensors and general metadata into this copy, keeping its own keys')
+      : `Nothing to sync (${m.status ?? 'no status'})`;
+    buttons.push(`<button type="button" data-action="syncCopy" title="${esc(why)}"${can ? '' : ' disabled'}>${force ? 'Force sync this copy…' : 'Sync this copy'}</button>`);
+  }
+  if (m.source) buttons.push(`<button type="button" class="secondary" data-action="openSource" title="${esc(m.source.path)}">Open source</button>`);
+  buttons.push('<button type="button" class="secondary" data-action="reveal">Reveal in Explorer</button>');
+  buttons.push('<button type="button" class="secondary" data-action="refresh">Refresh</button>');
+  return `<header>
+<div class="title">
+<h1>${esc(baseName(m.path))}</h1>
+<div class="path muted">${esc(m.path)}</div>
+<div class="identity">${who} <span class="badge role">${esc(ROLE_WORDS[m.role] ?? m.role)}</span> <span class="badge status ${sev}">${esc(status)}</span></div>
+</div>
+<div class="actions">${buttons.join('')}</div>
+</header>`;
+}
+
+function banners(m: InspectResult): string {
+  const out: string[] = [];
+  if (m.changedOnDisk) out.push('<div class="banner info" role="status">This file changed since LoRA Sync last read it. The view follows once it has settled.</div>');
+  if (!m.tracked) out.push('<div class="banner info" role="status">Not tracked: this file is outside the include/exclude globs or in a hidden folder. Shown for inspection only.</div>');
+  if (m.error) out.push(`<div class="banner error" role="alert"><strong>${esc(m.error.code)}</strong> ${esc(m.error.message)}</div>`);
+  if (!m.safety.safe) {
+    const items = m.safety.unsafe.map((u) => `<li><code>${esc(u.global)}</code>: ${esc(u.detail)}</li>`).join('');
+    out.push(`<div class="banner error" role="alert"><strong>Unsafe: never load this file with torch.load.</strong> Its pickle names code outside the data-only allowlist. LoRA Sync read it without running anything, never writes it and never copies it.<ul>${items}</ul></div>`);
+  }
+  return out.join('\n');
+}
+
+function statusSection(m: InspectResult): string {
+  const status = m.status ?? 'UNTRACKED';
+  const words = STATUS_WORDS[status] ?? 'Not tracked by LoRA Sync';
+  const shown = m.issues.slice(0, 50);
+  const issues = shown.length
+    ? `<ul class="issues">${shown.map((i) => `<li><code>${esc(i.type)}</code>${i.param ? ` <span class="param">${esc(i.param)}</span>` : ''}: ${esc(i.detail)}</li>`).join('')}${m.issues.length > shown.length ? `<li class="muted">… ${m.issues.length - shown.length} more</li>` : ''}</ul>`
+    : '';
+  const source = m.source ? `<p>Source: <code>${esc(m.source.path)}</code>${m.source.status && m.source.status !== 'SOURCE' ? ` <span class="badge status ${SEVERITY[m.source.status] ?? 'info'}">${esc(m.source.status)}</span>` : ''}</p>` : '';
+  return `<section class="status ${SEVERITY[status] ?? 'info'}" aria-label="Status">
+<h2>${esc(words)}</h2>
+<p class="message">${esc(m.message)}</p>
+${source}${issues}
+</section>`;
+}
+
+function facts(m: InspectResult): string {
+  const rows: Array<[string, string]> = [
+    ['Format', m.format ? esc(m.format) : '<span class="muted">unknown</span>'],
+    ['Size', `${esc(bytesText(m.size))} <span class="muted">(${esc(thousands(m.size))} bytes)</span>`],
+    ['Modified', esc(m.mtime)],
+  ];
+  if (m.syncInfo) {
+    const s = m.syncInfo;
+    const parts = [
+      s.lastSyncMatch !== undefined ? `match ${esc(s.lastSyncMatch)}` : '',
+      s.lastSyncTime ? esc(s.lastSyncTime) : '',
+      s.reason ? esc(s.reason) : '',
+      s.byLoraSync ? 'written by LoRA Sync' : 'not written by LoRA Sync',
+    ].filter(Boolean);
+    rows.push(['Last sync', parts.join(' · ')]);
+  }
+  rows.push(['Digests', `<code>${esc(m.digestAlg)}</code>`]);
+  return `<section aria-label="File"><dl class="facts">${rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('')}</dl></section>`;
+}
+
+// ---- fitness chart -----------------------------------------------------------------------------
+
+const CHART_W = 600;
+const CHART_H = 160;
+const PAD = { left: 48, right: 12, top: 10, bottom: 22 };
+const MAX_POINTS = 600;
+
+/** `fitness_history` as an SVG line: gaps where a value is not a number; downsampled past MAX_POINTS. */
+export function fitnessSvg(values: Array<number | null>): string {
+  const pts = values.map((v, i) => ({ i, v })).filter((p): p is { i: number; v: number } => p.v !== null);
+  if (!pts.length) return '<p class="muted">No numeric values.</p>';
+  let min = Math.min(...pts.map((p) => p.v));
+  let max = Math.max(...pts.map((p) => p.v));
+  if (min === max) { min -= 1; max += 1; }
+  const n = values.length;
+  const x = (i: number) => PAD.left + (n === 1 ? (CHART_W - PAD.left - PAD.right) / 2 : (i / (n - 1)) * (CHART_W - PAD.left - PAD.right));
+  const y = (v: number) => PAD.top + (1 - (v - min) / (max - min)) * (CHART_H - PAD.top - PAD.bottom);
+  const step = Math.max(1, Math.ceil(n / MAX_POINTS));
+  const shown: number[] = [];
+  for (let i = 0; i < n; i += step) shown.push(i);
+  if (shown[shown.length - 1] !== n - 1) shown.push(n - 1);
+  // Runs of consecutive numbers become one polyline each; a lone number, a dot.
+  const lines: string[] = [];
+  let run: string[] = [];
+  const flush = () => {
+    if (run.length > 1) lines.push(`<polyline class="chart-line" fill="none" points="${run.join(' ')}"/>`);
+    else if (run.length === 1) { const [cx, cy] = run[0].split(','); lines.push(`<circle class="chart-dot" cx="${cx}" cy="${cy}" r="2"/>`); }
+    run = [];
+  };
+  for (const i of shown) {
+    const v = values[i];
+    if (v === null) flush();
+    else run.push(`${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+  }
+  flush();
+  const dots = n <= 60 ? pts.map((p) => `<circle class="chart-dot" cx="${x(p.i).toFixed(1)}" cy="${y(p.v).toFixed(1)}" r="2.5"><title>#${p.i}: ${esc(numText(p.v))}</title></circle>`).join('') : '';
+  const axis = `<line class="chart-axis" x1="${PAD.left}" y1="${PAD.top}" x2="${PAD.left}" y2="${CHART_H - PAD.bottom}"/>`
+    + `<line class="chart-axis" x1="${PAD.left}" y1="${CHART_H - PAD.bottom}" x2="${CHART_W - PAD.right}" y2="${CHART_H - PAD.bottom}"/>`;
+  const labels = `<text class="chart-label" x="${PAD.left - 4}" y="${PAD.top + 8}" text-anchor="end">${esc(numText(max))}</text>`
+    + `<text class="chart-label" x="${PAD.left - 4}" y="${CHART_H - PAD.bottom}" text-anchor="end">${esc(numText(min))}</text>`
+    + `<text class="chart-label" x="${PAD.left}" y="${CHART_H - 6}">0</text>`
+    + `<text class="chart-label" x="${CHART_W - PAD.right}" y="${CHART_H - 6}" text-anchor="end">${esc(n - 1)}</text>`;
+  const desc = `fitness over ${n} steps, from ${numText(pts[0].v)} to ${numText(pts[pts.length - 1].v)}, min ${numText(Math.min(...pts.map((p) => p.v)))}, max ${numText(Math.max(...pts.map((p) => p.v)))}`;
+  return `<svg class="chart" viewBox="0 0 ${CHART_W} ${CHART_H}" role="img" aria-label="${esc(desc)}"><title>${esc(desc)}</title>${axis}${lines.join('')}${dots}${labels}</svg>`;
+}
+
+function fitnessSection(f: NonNullable<InspectResult['fitness']>): string {
+  const nums = f.values.filter((v): v is number => v !== null);
+  const last = nums.length ? numText(nums[nums.length - 1]) : '–';
+  const best = nums.length ? numText(Math.max(...nums)) : '–';
+  const cut = f.total > f.values.length ? ` (the last ${thousands(f.values.length)} of ${thousands(f.total)})` : '';
+  return `<section aria-label="Fitness history">
+<h2>Fitness history <span class="muted">${esc(f.path)}: ${esc(plural(f.total, 'value'))}${esc(cut)}, last ${esc(last)}, best ${esc(best)}</span></h2>
+${fitnessSvg(f.values)}
+</section>`;
+}
+
+// ---- tensors -----------------------------------------------------------------------------------
+
+/** Sort rank of a difference: the most serious first. */
+const DIFF_RANK: Record<string, number> = { missing: 0, extra: 1, shape: 2, dtype: 3, differs: 4, equal: 5 };
+
+export function diffText(d: TensorDiff): string {
+  switch (d.kind) {
+    case 'equal': return 'equal';
+    case 'missing': return 'missing from this copy';
+    case 'extra': return 'only in this copy';
+    case 'shape': return `shape differs: source ${shapeText(d.source?.shape ?? [])}`;
+    case 'dtype': return `dtype differs: source ${d.source?.dtype ?? '?'}`;
+    case 'differs': {
+      if (!d.compared) return `differs (digest)${d.note ? `: ${d.note}` : ''}`;
+      const max = d.maxAbsDiff === 'inf' ? '∞' : numText(d.maxAbsDiff ?? 0);
+      const count = d.differing !== undefined && d.numel !== undefined ? `, ${thousands(d.differing)} of ${thousands(d.numel)} elements` : '';
+      const nan = d.nanMismatches ? `, ${thousands(d.nanMismatches)} NaN on one side` : '';
+      return `max |Δ| ${max}${count}${nan}${d.note ? ` (${d.note})` : ''}`;
+    }
+  }
+}
+
+function tensorRow(r: TensorRow, i: number, withDiff: boolean): string {
+  const d = r.diff;
+  const delta = d?.kind === 'differs' && d.compared ? (d.maxAbsDiff === 'inf' ? Number.MAX_VALUE : d.maxAbsDiff ?? 0) : -1;
+  const flags = [r.parameter ? 'Parameter' : '', r.view ? 'view' : ''].filter(Boolean).map((f) => ` <span class="flag">${f}</span>`).join('');
+  const cells = [
+    `<td class="name">${esc(r.name || '<root>')}${flags}</td>`,
+    `<td>${esc(r.dtype)}</td>`,
+    `<td>${esc(shapeText(r.shape))}</td>`,
+    `<td class="num">${esc(thousands(r.numel))}</td>`,
+    `<td class="num">${esc(bytesText(r.bytes))}</td>`,
+    `<td class="digest">${r.digest ? `<code title="${esc(r.digest)}">${esc(r.digest.slice(0, 16))}</code>` : '<span class="muted">–</span>'}</td>`,
+  ];
+  if (withDiff) cells.push(`<td class="diff ${esc(d?.kind ?? 'none')}">${d ? esc(diffText(d)) : ''}</td>`);
+  const attrs = `data-index="${i}" data-name="${esc(r.name.toLowerCase())}" data-dtype="${esc(r.dtype)}" data-numel="${r.numel}" data-bytes="${r.bytes}" data-diff="${d ? DIFF_RANK[d.kind] : 9}" data-delta="${delta}" data-differs="${d && d.kind !== 'equal' ? 1 : 0}"`;
+  return `<tr ${attrs}${r.absent ? ' class="absent"' : ''}>${cells.join('')}</tr>`;
+}
+
+function tensorSection(m: InspectResult): string {
+  if (!m.tensors.length) return `<section aria-label="Tensors"><h2>Tensors</h2><p class="muted">${m.error ? 'None could be read.' : 'This file holds no tensors.'}</p></section>`;
+  const withDiff = !!m.diff;
+  const total = m.tensors.filter((t) => !t.absent).reduce((n, t) => n + t.bytes, 0);
+  let summary = esc(`${plural(m.tensors.filter((t) => !t.absent).length + m.tensorsLeftOut, 'tensor')}, ${bytesText(total)}`);
+  let diffLine = '';
+  if (m.diff) {
+    const c = m.diff.counts;
+    const parts = [
+      c.equal ? `${c.equal} equal` : '', c.differs ? `${c.differs} differ` : '', c.shape ? `${c.shape} shape` : '',
+      c.dtype ? `${c.dtype} dtype` : '', c.missing ? `${c.missing} missing` : '', c.extra ? `${c.extra} extra` : '',
+    ].filter(Boolean);
+    summary += `; against <code>${esc(m.diff.against)}</code>: ${esc(parts.join(', ') || 'nothing to compare')}`;
+    const budget = m.diff.budgetBytes === null ? 'no read limit' : `read limit ${bytesText(m.diff.budgetBytes)}`;
+    diffLine = `<p class="muted">Values compared by streaming both files: ${esc(bytesText(m.diff.bytesRead))} read (${esc(budget)}).${m.diff.note ? ` ${esc(m.diff.note)}.` : ''}`
+      + (m.diff.notCompared ? ` ${esc(plural(m.diff.notCompared, 'tensor'))} known to differ by digest only. <button type="button" class="secondary small" data-action="compareAll">Compare all values</button>` : '')
+      + '</p>';
+  }
+  const th = (key: string, label: string, cls = '') => `<th scope="col" data-sort="${key}"${cls ? ` class="${cls}"` : ''} tabindex="0" aria-sort="none">${label}</th>`;
+  const head = [th('name', 'Name'), th('dtype', 'dtype'), th('numel', 'Shape'), th('numel', 'Elements', 'num'), th('bytes', 'Size', 'num'), '<th scope="col">Digest</th>', withDiff ? th('diff', 'Against the source') : ''].join('');
+  const left = m.tensorsLeftOut ? `<p class="muted">… ${esc(plural(m.tensorsLeftOut, 'more tensor'))} not listed.</p>` : '';
+  return `<section aria-label="Tensors">
+<h2>Tensors <span class="muted">${summary}</span></h2>
+${diffLine}
+<div class="table-tools"><input type="search" id="filter" placeholder="Filter by name" aria-label="Filter tensors by name">${withDiff ? '<label><input type="checkbox" id="only-diff"> only differences</label>' : ''}<span id="shown" class="muted"></span></div>
+<table class="tensors">
+<thead><tr>${head}</tr></thead>
+<tbody>
+${m.tensors.map((r, i) => tensorRow(r, i, withDiff)).join('\n')}
+</tbody>
+</table>
+${left}
+</section>`;
+}
+
+// ---- metadata ----------------------------------------------------------------------------------
+
+const MARK_WORDS: Record<string, string> = { copy: 'copy key', ignored: 'ignored', differs: 'differs from source' };
+const MARK_TITLES: Record<string, string> = {
+  copy: 'This copy\'s own key: a sync keeps it as it is',
+  ignored: 'Left out of the comparison with the source',
+  differs: 'Differs from the source',
+};
+
+function valueText(n: MetaNode): string {
+  if (n.value === undefined) return '';
+  return n.type === 'str' ? JSON.stringify(n.value) : n.value;
+}
+
+function metaNode(n: MetaNode, depth: number): string {
+  const key = n.key !== undefined ? `<span class="key">${esc(n.key)}</span>` : '';
+  const mark = n.mark ? ` <span class="badge mark ${n.mark}" title="${esc(MARK_TITLES[n.mark])}">${esc(MARK_WORDS[n.mark])}</span>` : '';
+  const type = `<span class="type">${esc(n.type)}</span>`;
+  const cls = n.mark ? ` class="marked ${n.mark}"` : '';
+  if (!n.children) {
+    const more = n.more ? ` <span class="muted">… ${esc(thousands(n.more))} more characters</span>` : '';
+    return `<li${cls}>${key}${mark} ${type} <span class="value">${esc(valueText(n))}</span>${more}</li>`;
+  }
+  const more = n.more ? `<li class="muted">… ${esc(plural(n.more, 'more item'))} not shown</li>` : '';
+  const open = depth < 2 ? ' open' : '';
+  const kids = n.children.map((c) => metaNode(c, depth + 1)).join('');
+  return `<li${cls}><details${open}><summary>${key}${mark} ${type} <span class="muted">${esc(n.value ?? '')}</span></summary><ul>${kids}${more}</ul></details></li>`;
+}
+
+function metadataSection(m: InspectResult): string {
+  if (!m.metadata) return '';
+  const legend = m.role === 'copy' || m.copyKeys.length
+    ? `<p class="legend muted"><span class="badge mark copy">copy key</span> kept by a sync (${esc(m.copyKeys.join(', '))}) · <span class="badge mark ignored">ignored</span> left out of the comparison (${esc(m.ignoreKeys.join(', ') || 'none')}) · <span class="badge mark differs">differs from source</span></p>`
+    : '';
+  return `<section aria-label="Metadata">
+<h2>Metadata</h2>
+${legend}
+<ul class="tree">${metaNode(m.metadata, 0)}</ul>
+</section>`;
+}

@@ -1,0 +1,345 @@
+/**
+ * The inspector's view of one checkpoint file: identity, role, status in words, metadata as a
+ * display tree (the copy's own keys marked), the tensor table and, for a copy, the difference from
+ * its source tensor by tensor (./tensorDiff.ts), and the `fitness_history` as numbers. Plain JSON:
+ * it crosses the LSP connection to a webview. No tensor bytes are in it; reading them is bounded
+ * by the diff's budget, everything else comes from the index and the file's headers and pickle.
+ */
+import { stat } from 'node:fs/promises';
+import { Checkpoint, CheckpointFormat, openCheckpoint, TensorInfo } from '../formats/checkpoint';
+import { DIGEST_ALG } from '../formats/fingerprint';
+import { isFormatError } from '../formats/errors';
+import { getKey, mappingEntries, PyNode } from '../formats/pickle/nodes';
+import { interpret } from '../formats/pyValue';
+import { itemSize, numelOf, TorchDtype } from '../formats/dtypes';
+import { EngineConfig } from './config';
+import { FileEntry, readEntry } from './loraFile';
+import { primarySource } from './copyMap';
+import type { Issue, Status } from './statusRules';
+import { fileKey, FileReport, relPath, Workspace } from './workspace';
+import { DEFAULT_BUDGET, DiffOptions, diffTensors, loraTensorsByName, TensorDiff, TensorDiffKind } from './tensorDiff';
+import { MetaNode, metaTreeOf, metaTreeOfStrings } from './metaTree';
+
+/** source / copy: a readable LoRA; unreadable: corrupt or cannot be opened; not-lora: a checkpoint that is no LoRA, or no checkpoint. */
+export type InspectRole = 'source' | 'copy' | 'unreadable' | 'not-lora';
+
+export interface TensorRow {
+  name: string;
+  dtype: string;
+  shape: number[];
+  numel: number;
+  bytes: number;
+  /** From the index (DIGEST_ALG); absent when the file is not a readable LoRA. */
+  digest?: string;
+  parameter?: boolean;
+  /** A strided view of a larger storage. */
+  view?: boolean;
+  /** Only in the source (a copy's `missing` tensor): the row describes the source's tensor. */
+  absent?: boolean;
+  diff?: TensorDiff;
+}
+
+export interface Fitness {
+  /** Where it was found: `metadata.fitness_history`. */
+  path: string;
+  /** The last MAX_FITNESS values; null where an item is not a finite number. */
+  values: Array<number | null>;
+  /** Items in the file. */
+  total: number;
+}
+
+export interface DiffInfo {
+  /** The source compared with (relative path). */
+  against: string;
+  counts: Record<TensorDiffKind, number>;
+  bytesRead: number;
+  /** `differs` tensors known from digests only. */
+  notCompared: number;
+  /** The read budget (null: unlimited). */
+  budgetBytes: number | null;
+  /** Why no tensor values were compared at all (file changing, source unreadable). */
+  note?: string;
+}
+
+export interface InspectModel {
+  /** Relative to the workspace folder, '/', NFC. */
+  path: string;
+  format: CheckpointFormat | null;
+  size: number;
+  /** ISO time of the last modification. */
+  mtime: string;
+  /** In the index (false: outside include/exclude or in a hidden folder; shown for inspection only). */
+  tracked: boolean;
+  /** The file on disk is not the one the index last read (a trainer writing it): the view will follow. */
+  changedOnDisk: boolean;
+  identity: { id: string | null; name: string | null; from: 'metadata' | 'filename' | null };
+  role: InspectRole;
+  /** What its folder makes it: a source folder or anywhere else. */
+  place: 'source' | 'copy';
+  status: Status | 'UNRECOGNIZED' | null;
+  /** One sentence (the diagnostics' message). */
+  message: string;
+  issues: Issue[];
+  /** The source a copy is compared with: relative path, where it is on disk, its status. */
+  source: { path: string; abs: string; status: Status | 'UNRECOGNIZED' | null } | null;
+  syncInfo: { lastSyncMatch?: number; lastSyncTime?: string; reason?: string; byLoraSync: boolean } | null;
+  /** The reader's typed error (FormatError code, CRC_MISMATCH, or an I/O code). */
+  error: { code: string; message: string } | null;
+  safety: { safe: boolean; unsafe: Array<{ global: string; detail: string }> };
+  digestAlg: string;
+  tensors: TensorRow[];
+  /** Rows left out of `tensors` (over MAX_ROWS). */
+  tensorsLeftOut: number;
+  metadata: MetaNode | null;
+  fitness: Fitness | null;
+  diff: DiffInfo | null;
+  copyKeys: string[];
+  ignoreKeys: string[];
+}
+
+export const MAX_ROWS = 5000;
+export const MAX_FITNESS = 5000;
+
+export interface InspectInput {
+  abs: string;
+  rel: string;
+  cfg: EngineConfig;
+  /** The index's entry (or one read now for an untracked file). */
+  entry: FileEntry;
+  /** The workspace's report of the file; undefined when it is not tracked. */
+  report?: FileReport;
+  /** The source a copy is compared with. */
+  source?: { abs: string; entry: FileEntry; status: Status | 'UNRECOGNIZED' | null };
+  changedOnDisk?: boolean;
+  diff?: DiffOptions;
+}
+
+function roleOf(e: FileEntry): InspectRole {
+  if (e.kind === 'corrupt') return 'unreadable';
+  if (e.kind === 'unrecognized') return 'not-lora';
+  return e.role ?? 'copy';
+}
+
+export async function buildInspectModel(input: InspectInput): Promise<InspectModel> {
+  const { entry: e, report, cfg } = input;
+  const role = roleOf(e);
+  const model: InspectModel = {
+    path: input.rel,
+    format: e.format ?? null,
+    size: e.size,
+    mtime: new Date(e.mtimeMs).toISOString(),
+    tracked: !!report,
+    changedOnDisk: !!input.changedOnDisk,
+    identity: { id: e.loraId ?? report?.lora_id ?? null, name: e.name ?? null, from: e.idFrom ?? null },
+    role,
+    place: e.role ?? 'copy',
+    status: report?.status ?? null,
+    message: report?.message ?? untrackedMessage(e),
+    issues: report?.issues ?? [],
+    source: input.source && input.source.entry.path !== e.path ? { path: input.source.entry.path, abs: input.source.abs, status: input.source.status } : null,
+    syncInfo: e.kind === 'lora' && (e.syncInfo.lastSyncMatch !== undefined || e.syncInfo.lastSyncTime || e.syncInfo.engine)
+      ? { lastSyncMatch: e.syncInfo.lastSyncMatch, lastSyncTime: e.syncInfo.lastSyncTime, reason: e.syncInfo.reason, byLoraSync: !!e.syncInfo.engine }
+      : null,
+    error: e.error ?? null,
+    safety: { safe: e.unsafeGlobals.length === 0, unsafe: [] },
+    digestAlg: DIGEST_ALG,
+    tensors: [],
+    tensorsLeftOut: 0,
+    metadata: null,
+    fitness: null,
+    diff: null,
+    copyKeys: cfg.copyKeys,
+    ignoreKeys: cfg.ignoreKeys,
+  };
+  let c: Checkpoint;
+  try {
+    c = await openCheckpoint(input.abs);
+  } catch (err) {
+    const code = isFormatError(err) ? err.code : (err as NodeJS.ErrnoException).code ?? 'IO_ERROR';
+    // The index's account (e.g. a CRC failure found while fingerprinting) is kept when it has one.
+    if (!model.error && code !== 'NOT_A_CHECKPOINT') model.error = { code, message: (err as Error).message };
+    return model;
+  }
+  try {
+    model.format = c.format;
+    model.safety = { safe: c.unsafe.length === 0, unsafe: c.unsafe.map((u) => ({ global: u.global, detail: u.detail })) };
+    fillTensors(model, c, e);
+    model.metadata = metadataTree(c, e, report?.issues ?? [], cfg);
+    model.fitness = fitnessOf(c);
+    if (role === 'copy' && input.source && input.source.entry.kind === 'lora' && input.source.entry.path !== e.path) {
+      await fillDiff(model, c, e, input.source, input.diff ?? {}, !!input.changedOnDisk);
+    }
+  } finally {
+    await c.close();
+  }
+  return model;
+}
+
+function untrackedMessage(e: FileEntry): string {
+  const what = e.kind === 'corrupt' ? `cannot be read: ${e.error?.message ?? 'unknown error'}` : e.kind === 'unrecognized' ? 'not a LoRA checkpoint' : 'a LoRA checkpoint';
+  return `not tracked (outside the include/exclude globs, or in a hidden folder): ${what}; shown for inspection only`;
+}
+
+/** The table: a LoRA's tensors by their index names with the index's digests; other files' tensors by path. */
+function fillTensors(model: InspectModel, c: Checkpoint, e: FileEntry): void {
+  const infos: Array<[string, TensorInfo]> = e.kind === 'unrecognized' ? c.tensors.map((t) => [t.path, t]) : [...loraTensorsByName(c)];
+  const digests = new Map(e.tensors.map((t) => [t.name, t]));
+  for (const [name, t] of infos.slice(0, MAX_ROWS)) {
+    const known = digests.get(name);
+    model.tensors.push({
+      name, dtype: t.dtype, shape: t.shape, numel: numelOf(t.shape), bytes: t.byteLength,
+      ...(known && known.dtype === t.dtype && known.shape.join() === t.shape.join() ? { digest: known.digest } : {}),
+      ...(t.parameter ? { parameter: true } : {}),
+      ...(t.contiguous ? {} : { view: true }),
+    });
+  }
+  model.tensorsLeftOut = Math.max(0, infos.length - MAX_ROWS);
+}
+
+async function fillDiff(model: InspectModel, c: Checkpoint, e: FileEntry, source: NonNullable<InspectInput['source']>, opts: DiffOptions, changed: boolean): Promise<void> {
+  const counts: Record<TensorDiffKind, number> = { equal: 0, differs: 0, shape: 0, dtype: 0, missing: 0, extra: 0 };
+  const info: DiffInfo = { against: source.entry.path, counts, bytesRead: 0, notCompared: 0, budgetBytes: opts.unlimited ? null : opts.budgetBytes ?? DEFAULT_BUDGET };
+  model.diff = info;
+  // Values are only compared while both files are the ones the index read (digests and bytes agree).
+  const srcKey = await fileKey(source.abs);
+  const srcChanged = !srcKey || srcKey.size !== source.entry.size || srcKey.mtimeNs !== source.entry.mtimeNs || srcKey.ino !== source.entry.ino;
+  let src: Checkpoint | undefined;
+  if (changed || srcChanged) info.note = `${changed ? 'this file' : 'the source'} changed since LoRA Sync last read it; values are compared once it has settled`;
+  else {
+    try {
+      src = await openCheckpoint(source.abs);
+    } catch (err) {
+      info.note = `the source cannot be read: ${(err as Error).message}`;
+    }
+  }
+  try {
+    const budget = src ? opts : { ...opts, unlimited: false, budgetBytes: 0 };
+    const res = await diffTensors({ c, tensors: e.tensors }, { c: src ?? c, tensors: source.entry.tensors }, budget);
+    info.bytesRead = res.bytesRead;
+    info.notCompared = res.notCompared;
+    const rows = new Map(model.tensors.map((r) => [r.name, r]));
+    for (const d of res.tensors) {
+      counts[d.kind]++;
+      if (!src && d.kind === 'differs') d.note = info.note;
+      const row = rows.get(d.name);
+      if (row) row.diff = d;
+      else if (d.kind === 'missing' && d.source && model.tensors.length < MAX_ROWS) {
+        const numel = numelOf(d.source.shape);
+        model.tensors.push({ name: d.name, dtype: d.source.dtype, shape: d.source.shape, numel, bytes: numel * itemSize(d.source.dtype as TorchDtype), absent: true, diff: d });
+      }
+    }
+  } finally {
+    await src?.close();
+  }
+}
+
+/** The object's tree; the metadata's keys marked (copy keys, ignored keys, keys that differ from the source). */
+function metadataTree(c: Checkpoint, e: FileEntry, issues: Issue[], cfg: EngineConfig): MetaNode | null {
+  const differs = new Set(issues.filter((i) => i.type === 'METADATA_MISMATCH' && i.param).map((i) => i.param!));
+  const mark = (node: MetaNode, param: string, ownKeys: boolean) => {
+    if (node.key === undefined) return;
+    if (ownKeys && cfg.copyKeys.includes(node.key)) node.mark = 'copy';
+    else if (ownKeys && cfg.ignoreKeys.includes(node.key)) node.mark = 'ignored';
+    else if (differs.has(param)) node.mark = 'differs';
+  };
+  if (c.format === 'safetensors') {
+    if (!c.safetensorsMetadata) return null;
+    const tree = metaTreeOfStrings(c.safetensorsMetadata);
+    for (const n of tree.children ?? []) mark(n, n.key!, true);
+    return tree;
+  }
+  if (!c.root) return null;
+  const byNode = new Map<PyNode, { type: 'tensor' | 'Parameter'; value: string }>();
+  const digests = new Map(e.tensors.map((t) => [t.name, t.digest]));
+  const names = new Map([...loraTensorsByName(c)].map(([n, t]) => [t, n]));
+  for (const t of c.tensors) {
+    if (!t.node) continue;
+    const digest = digests.get(names.get(t) ?? '');
+    byNode.set(t.wrapper ?? t.node, { type: t.parameter ? 'Parameter' : 'tensor', value: `${t.dtype} [${t.shape.join(', ')}]${digest ? ` ${digest.slice(0, 16)}` : ''}` });
+  }
+  const lora = e.kind === 'lora';
+  const tree = metaTreeOf(c.root, (n) => byNode.get(n), (key, v) => {
+    if (key !== 'lora_params' || !lora) return undefined;
+    const n = mappingEntries(v)?.length;
+    return n === undefined ? 'the LoRA tensors (see Tensors)' : `${n} tensor${n === 1 ? '' : 's'} (see Tensors)`;
+  });
+  for (const top of tree.children ?? []) {
+    if (top.key === 'metadata') for (const n of top.children ?? []) mark(n, `metadata.${n.key}`, true);
+    else mark(top, top.key ?? '', false);
+  }
+  return tree;
+}
+
+/** `fitness_history` from `metadata` (the seed's place), or the object's top level. */
+function fitnessOf(c: Checkpoint): Fitness | null {
+  if (c.format === 'safetensors') {
+    const raw = c.safetensorsMetadata?.fitness_history;
+    if (raw === undefined) return null;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      return null;
+    }
+    if (!Array.isArray(parsed)) return null;
+    const values = parsed.map((v) => (typeof v === 'number' && Number.isFinite(v) ? v : null));
+    return { path: 'fitness_history', values: values.slice(-MAX_FITNESS), total: values.length };
+  }
+  if (!c.root || !mappingEntries(c.root)) return null;
+  const meta = getKey(c.root, 'metadata');
+  const inMeta = meta ? getKey(meta, 'fitness_history') : undefined;
+  const node = inMeta ?? getKey(c.root, 'fitness_history');
+  if (!node) return null;
+  const items = node.kind === 'list' || node.kind === 'tuple' ? node.items : undefined;
+  if (!items) return null;
+  const values = items.map(numberOf);
+  return { path: inMeta ? 'metadata.fitness_history' : 'fitness_history', values: values.slice(-MAX_FITNESS), total: values.length };
+}
+
+function numberOf(n: PyNode): number | null {
+  let v: number | undefined;
+  if (n.kind === 'float') v = n.value;
+  else if (n.kind === 'int') v = Number(n.value);
+  else if (n.kind === 'bool') v = n.value ? 1 : 0;
+  else {
+    const i = interpret(n);
+    if (i?.kind === 'numpy_scalar') {
+      const dv = new DataView(i.raw.buffer, i.raw.byteOffset, i.raw.byteLength);
+      if (i.dtype === 'float64' && i.raw.length === 8) v = dv.getFloat64(0, true);
+      else if (i.dtype === 'float32' && i.raw.length === 4) v = dv.getFloat32(0, true);
+      else if (i.dtype === 'int64' && i.raw.length === 8) v = Number(dv.getBigInt64(0, true));
+      else if (i.dtype === 'int32' && i.raw.length === 4) v = dv.getInt32(0, true);
+    }
+  }
+  return v !== undefined && Number.isFinite(v) ? v : null;
+}
+
+export class InspectError extends Error {}
+
+/**
+ * One file of a workspace: its entry and report from the live index (never re-read here, so
+ * inspecting has no side effect on statuses), or read now when the index does not track it.
+ */
+export async function inspectWorkspaceFile(ws: Workspace, abs: string, diff?: DiffOptions): Promise<InspectModel> {
+  const key = await fileKey(abs);
+  if (!key) {
+    const st = await stat(abs).catch(() => undefined);
+    throw new InspectError(st ? `${abs} is not a regular file (links are not followed)` : `${abs} does not exist`);
+  }
+  const rel = relPath(ws.root, abs);
+  const indexed = ws.entryAt(abs);
+  const entry = indexed ?? (await readEntry(abs, rel, ws.cfg, key));
+  const report = indexed ? ws.fileReport(indexed) : undefined;
+  const changedOnDisk = !!indexed && (indexed.size !== key.size || indexed.mtimeNs !== key.mtimeNs || indexed.ino !== key.ino);
+  let source: InspectInput['source'];
+  if (entry.kind !== 'unrecognized' && entry.role === 'copy') {
+    // The source the status rules compared it with, else the LoRA's primary source (an unsafe,
+    // unreadable or untracked copy: still worth opening, and for the readable ones comparing).
+    const compared = indexed ? ws.status(rel)?.source : undefined;
+    const id = entry.loraId ?? report?.lora_id;
+    const g = id ? ws.copyMap().loras.get(id) : undefined;
+    const srcEntry = compared ? ws.entry(compared) : g ? primarySource(g) : undefined;
+    if (srcEntry) source = { abs: ws.abs(srcEntry.path), entry: srcEntry, status: ws.fileReport(srcEntry).status };
+  }
+  return buildInspectModel({ abs, rel, cfg: ws.cfg, entry, report, source, changedOnDisk, diff });
+}

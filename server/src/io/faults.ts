@@ -1,0 +1,65 @@
+/**
+ * Fault injection for the reliability suite (test/faults/, RELIABILITY.md). Inert unless the
+ * environment variable LORA_SYNC_FAULTS is set when the process starts: `faultPoint` then returns at
+ * once and `faultClock` is undefined. When it is set, its rules (separated by ';') apply:
+ *
+ *   kill@N          SIGKILL this process at the N-th fault point it reaches (1-based), after writing
+ *                   `lora-sync fault: kill N POINT FILE` to stderr, so a test can kill a sync at an
+ *                   exact step instead of after a guessed delay.
+ *   kill@POINT      the same, the first time it reaches the point named POINT.
+ *   CODE@POINT~TEXT throw an errno error CODE (ENOSPC, EROFS, EACCES, EIO...) at POINT when the file
+ *                   concerned contains TEXT (without `~TEXT`: every file), the way the system call
+ *                   there would fail.
+ *   trace           write `lora-sync fault: point N POINT FILE` to stderr at every point (how many
+ *                   points a run has, to spread kills over it).
+ *   clock@ISO       the time a sync stamps into copies and the history, so that two runs write
+ *                   byte-identical files.
+ *
+ * Points: write:create (before the temporary file exists), write:open (it exists, empty),
+ * write:data (written, not flushed), write:synced (flushed and closed, before the last check),
+ * write:renamed (renamed over the target, folder not flushed), write:done (io/atomicWrite);
+ * history:write (before appending), history:written (appended, not flushed) (engine/history).
+ */
+import { writeSync } from 'node:fs';
+
+interface FailRule { code: string; point: string; text?: string }
+
+const spec = process.env.LORA_SYNC_FAULTS;
+let killAt = 0;
+let killAtPoint: string | undefined;
+let clock: Date | undefined;
+let trace = false;
+const fails: FailRule[] = [];
+if (spec) {
+  for (const rule of spec.split(';').map((r) => r.trim()).filter(Boolean)) {
+    const [what, rest = ''] = rule.split(/@(.*)/s);
+    if (what === 'kill' && /^\d+$/.test(rest)) killAt = Number(rest);
+    else if (what === 'kill') killAtPoint = rest;
+    else if (what === 'clock') clock = new Date(rest);
+    else if (what === 'trace') trace = true;
+    else {
+      const [point, text] = rest.split(/~(.*)/s);
+      fails.push({ code: what, point, text });
+    }
+  }
+}
+
+let reached = 0;
+
+/** A named step of a write; see the header. Does nothing unless LORA_SYNC_FAULTS is set. */
+export function faultPoint(point: string, file: string): void {
+  if (!spec) return;
+  reached++;
+  if (trace) writeSync(2, `lora-sync fault: point ${reached} ${point} ${file}\n`);
+  if (reached === killAt || point === killAtPoint) {
+    writeSync(2, `lora-sync fault: kill ${reached} ${point} ${file}\n`);
+    process.kill(process.pid, 'SIGKILL');
+  }
+  const rule = fails.find((f) => f.point === point && (f.text === undefined || file.includes(f.text)));
+  if (rule) {
+    throw Object.assign(new Error(`${rule.code}: injected fault at ${point}, '${file}'`), { code: rule.code, syscall: point, path: file });
+  }
+}
+
+/** The fixed sync clock of `clock@ISO`, else undefined. */
+export const faultClock: (() => Date) | undefined = clock ? () => new Date(clock!.getTime()) : undefined;

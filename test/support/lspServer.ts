@@ -1,0 +1,38 @@
+/** The built language server (dist/server.js) as a child process over stdio, initialized and past its first scan. */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import { PublishDiagnosticsParams } from 'vscode-languageserver-protocol';
+import { ensureBuilt } from './files';
+import { ServerStatus, StatusChangedNotification } from '../../server/src/lsp/protocol';
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export async function startServer(dir: string, initializationOptions: object, onDiagnostics: (p: PublishDiagnosticsParams) => void) {
+  const server = join(ensureBuilt(), '..', 'server.js');
+  const child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const log = { stderr: '' };
+  child.stderr!.on('data', (b) => (log.stderr += b));
+  const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+  const statuses: ServerStatus[] = [];
+  conn.onNotification('textDocument/publishDiagnostics', onDiagnostics);
+  conn.onNotification(StatusChangedNotification, (s: ServerStatus) => { statuses.push(s); });
+  conn.onNotification('window/logMessage', () => undefined);
+  conn.listen();
+  const uri = pathToFileURL(dir).toString();
+  await conn.sendRequest('initialize', { processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }], initializationOptions });
+  await conn.sendNotification('initialized', {});
+  await until('the first scan', 20000, () => statuses.some((s) => s.state === 'ready'));
+  return { child, conn, statuses, log };
+}

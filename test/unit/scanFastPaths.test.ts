@@ -1,0 +1,240 @@
+/**
+ * The fast paths of a scan give what the general paths give: typed metadata text written directly,
+ * zip directories parsed from bytes in memory, fingerprints over views of a file read whole, the
+ * pickle post-pass skipped only where it cannot fail, pairwise tensor comparison, relative paths
+ * without path.relative, and the compact cache (entries and shared parts come back as they were).
+ * Run on the torch-written fixtures (test/fixtures/torch and the fixture workspace).
+ */
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative, sep } from 'node:path';
+import { openCheckpoint } from '../../server/src/formats/checkpoint';
+import { fingerprintCheckpoint, tensorTypedLookup } from '../../server/src/formats/fingerprint';
+import { typedForm, typedFormJson } from '../../server/src/formats/pyValue';
+import { FormatError } from '../../server/src/formats/errors';
+import { ZipReader } from '../../server/src/formats/zip/zipReader';
+import { decodePickle } from '../../server/src/formats/pickle/decoder';
+import * as N from '../../server/src/formats/pickle/nodes';
+import { PyNode } from '../../server/src/formats/pickle/nodes';
+import { compareWithSource } from '../../server/src/engine/statusRules';
+import { FileEntry } from '../../server/src/engine/loraFile';
+import { relPath, Workspace } from '../../server/src/engine/workspace';
+import { primarySource } from '../../server/src/engine/copyMap';
+import { copyFixtureWorkspace } from '../support/files';
+import { shutdownEntryPool } from '../../server/src/engine/entryPool';
+
+const FIX = join(__dirname, '..', 'fixtures', 'torch');
+const manifest: { fixtures: Array<{ file: string; expect?: string }> } = JSON.parse(readFileSync(join(FIX, 'manifest.json'), 'utf8'));
+const zipFixtures = manifest.fixtures.filter((f) => f.file.endsWith('.pt') && readFileSync(join(FIX, f.file)).subarray(0, 2).toString('latin1') === 'PK');
+
+async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+    return 'ok';
+  } catch (e) {
+    if (!(e instanceof FormatError)) throw e;
+    return e.code;
+  }
+}
+
+describe('scan fast paths give what the general paths give', function () {
+  this.timeout(60000);
+
+  it('typedFormJson is JSON.stringify(typedForm(…, full)) for every fixture tree and every node kind', async () => {
+    let checked = 0;
+    for (const f of manifest.fixtures) {
+      const c = await openCheckpoint(join(FIX, f.file)).catch(() => undefined);
+      if (!c) continue;
+      try {
+        if (!c.root) continue;
+        const lookup = tensorTypedLookup(c, await fingerprintCheckpoint(c));
+        const walk = (n: PyNode, depth: number): void => {
+          assert.equal(typedFormJson(n, lookup), JSON.stringify(typedForm(n, lookup, true)), `${f.file}`);
+          checked++;
+          if (depth > 3) return;
+          for (const [, v] of N.mappingEntries(n) ?? []) walk(v, depth + 1);
+        };
+        walk(c.root, 0);
+      } finally {
+        await c.close();
+      }
+    }
+    assert.ok(checked > 50, `only ${checked} subtrees checked`);
+    const g = (m: string, n: string) => N.global(m, n);
+    const reduce = (callable: PyNode, args: PyNode[]): PyNode => ({ kind: 'object', how: 'reduce', callable, args: N.tuple(args) });
+    const odd: PyNode[] = [
+      N.none(), N.bool(true), N.bool(false), N.int(-(2n ** 70n)), N.float(-0), N.float(NaN), N.float(Infinity), N.float(1e-310),
+      N.str('quote " backslash \\ newline \n tab \t unicode ş ⭐ lone \ud800'), { kind: 'bytes', value: new Uint8Array([0, 255, 16]) },
+      N.list([]), N.tuple([N.int(1), N.str('a')]), N.dict([[N.int(1), N.str('one')], [N.tuple([]), N.none()]]),
+      { kind: 'set', items: [N.str('b'), N.str('a'), N.int(3)], frozen: false }, { kind: 'set', items: [], frozen: true },
+      g('os', 'system'), { kind: 'persid', pid: N.tuple([N.str('storage'), N.str('0')]), binary: true },
+      reduce(g('_codecs', 'encode'), [N.str('\u00ff\u0001'), N.str('latin1')]),
+      reduce(g('builtins', 'set'), [N.list([N.int(2), N.int(1)])]),
+      reduce(g('numpy.core.multiarray', 'scalar'), [reduce(g('numpy', 'dtype'), [N.str('f8'), N.bool(false), N.bool(true)]), { kind: 'bytes', value: new Uint8Array(8) }]),
+      reduce(g('datetime', 'datetime'), [{ kind: 'bytes', value: new Uint8Array([7, 233, 12, 4, 10, 50, 0, 0, 0, 1]) }]),
+      { kind: 'object', how: 'reduce', callable: g('collections', 'OrderedDict'), args: N.tuple([]), setitems: [[N.str('k'), N.int(1)]], state: N.dict([]) },
+      { kind: 'object', how: 'newobj_ex', callable: g('m', 'C'), args: N.tuple([N.int(1)]), kwargs: N.dict([[N.str('x'), N.int(2)]]), appends: [N.int(3)], setitems: [[N.str('y'), N.int(4)]], state: N.str('s'), extraStates: [N.int(5)] },
+      { kind: 'object', how: 'obj', callable: N.str('not a global'), args: N.tuple([]) },
+    ];
+    for (const n of odd) assert.equal(typedFormJson(n), JSON.stringify(typedForm(n, undefined, true)));
+  });
+
+  it('a zip parsed from bytes in memory has the records, and the errors, of one parsed through a file handle', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lora-zipmem-'));
+    try {
+      for (const f of zipFixtures) {
+        const p = join(FIX, f.file);
+        const bytes = readFileSync(p);
+        const code = await codeOf(() => ZipReader.fromBytes(bytes));
+        assert.equal(code, await codeOf(ZipReader.open(p).then((z) => z.close())), f.file);
+        if (code !== 'ok') continue;
+        const a = ZipReader.fromBytes(bytes);
+        const b = await ZipReader.open(p);
+        assert.deepEqual(a.records, b.records, f.file);
+        try {
+          for (const r of a.records) {
+            const [x, y] = await Promise.all([a.read(r).catch((e: FormatError) => e.code), b.read(r).catch((e: FormatError) => e.code)]);
+            assert.deepEqual(x, y, `${f.file} ${r.name}`);
+            assert.deepEqual(await a.verifyCrc(r), await b.verifyCrc(r));
+          }
+        } finally {
+          await b.close();
+        }
+      }
+      // Every truncation, and a byte flip in each header, fail the same way on both paths.
+      const small = readFileSync(join(FIX, 'seed_copy.pt'));
+      const variants: Buffer[] = [];
+      for (let n = 0; n < small.length; n += 97) variants.push(small.subarray(0, n));
+      for (let at = 0; at < small.length; at += 211) {
+        const v = Buffer.from(small);
+        v[at] ^= 0x5a;
+        variants.push(v);
+      }
+      const scratch = join(dir, 'v.pt');
+      for (const v of variants) {
+        await writeFile(scratch, v);
+        assert.equal(await codeOf(() => ZipReader.fromBytes(v)), await codeOf(ZipReader.open(scratch).then((z) => z.close())));
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('fingerprints over the bytes in memory equal the streamed ones, CRC failures included', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lora-fpmem-'));
+    try {
+      const files = manifest.fixtures.map((f) => join(FIX, f.file));
+      // a tensor byte flipped: a CRC failure both ways
+      const bad = join(dir, 'flipped.pt');
+      const b = Buffer.from(readFileSync(join(FIX, 'seed_copy.pt')));
+      const z = ZipReader.fromBytes(b);
+      const rec = z.records.find((r) => /\/data\/\d+$/.test(r.name))!;
+      b[rec.dataOffset + 3] ^= 1;
+      await writeFile(bad, b);
+      files.push(bad);
+      let compared = 0;
+      for (const p of files) {
+        const c = await openCheckpoint(p).catch(() => undefined);
+        if (!c) continue;
+        try {
+          assert.ok(c.inMemory && c.bytes, `${p} is read whole`);
+          const mem = await fingerprintCheckpoint(c);
+          const streamed = await fingerprintCheckpoint({ ...c, bytes: undefined });
+          assert.deepEqual(mem, streamed, p);
+          if (p === bad) assert.equal(mem.crcFailures.length, 1);
+          compared++;
+        } finally {
+          await c.close();
+        }
+      }
+      assert.ok(compared >= 10);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the pickle post-pass still runs wherever it can fail: leaf references past maxNodes, deep trees, shared containers', () => {
+    // ['a', 'a', ... 20 times] through BINGET of one memoized str: 2 nodes created, 21 once expanded
+    const pk = Buffer.concat([Buffer.from('\x80\x02](X\x01\x00\x00\x00aq\x00', 'latin1'), Buffer.from('h\x00'.repeat(19), 'latin1'), Buffer.from('e.', 'latin1')]);
+    assert.equal((decodePickle(pk).root as N.PyList).items.length, 20);
+    assert.throws(() => decodePickle(pk, { maxNodes: 15 }), (e: FormatError) => e.code === 'PICKLE_LIMIT' && /once shared references are expanded/.test(e.message));
+    // a list holding itself: only a shared container can make a cycle
+    assert.throws(() => decodePickle(Buffer.from('\x80\x02]q\x00h\x00a.', 'latin1')), (e: FormatError) => e.code === 'PICKLE_LIMIT' && /cyclic/.test(e.message));
+    // nested 30 deep with a depth limit of 20, no memo at all
+    const deep = Buffer.concat([Buffer.from('\x80\x02', 'latin1'), Buffer.from(']'.repeat(30), 'latin1'), Buffer.from('a'.repeat(29), 'latin1'), Buffer.from('.', 'latin1')]);
+    assert.throws(() => decodePickle(deep, { maxDepth: 20 }), (e: FormatError) => e.code === 'PICKLE_LIMIT' && /deeper than 20/.test(e.message));
+    assert.doesNotThrow(() => decodePickle(deep));
+  });
+
+  it('pairwise tensor comparison agrees with the lookup one, duplicate names included', () => {
+    const t = (name: string, digest: string, shape = [4, 16]) => ({ name, dtype: 'float32', shape, digest });
+    const entry = (path: string, tensors: FileEntry['tensors']): FileEntry => ({
+      path, size: 1, mtimeMs: 1, mtimeNs: '1000000', ino: 1, kind: 'lora', role: 'copy', unsafeGlobals: [], loraId: 'l', name: 'L',
+      tensors, tensorsDigest: 'T', metaDigest: 'M', metaKeys: {}, copyKeys: [], syncInfo: { lastSyncMatch: 50 },
+    });
+    const src = entry('src.pt', [t('a', '1'), t('b', '2')]);
+    assert.equal(compareWithSource(entry('c.pt', [t('a', '1'), t('b', '2')]), src).status, 'IN_SYNC');
+    assert.equal(compareWithSource(entry('c.pt', src.tensors), src).status, 'IN_SYNC');
+    assert.equal(compareWithSource(entry('c.pt', [t('b', '2'), t('a', '1')]), src).status, 'IN_SYNC');
+    assert.equal(compareWithSource(entry('c.pt', [t('a', '1'), t('b', '2', [2, 32])]), src).status, 'SHAPE_MISMATCH');
+    // A dict with a key written twice (the decoder keeps both): the later tensor is the one a lookup finds.
+    const dup = entry('src.pt', [t('a', '1'), t('a', '2')]);
+    const r = compareWithSource(entry('c.pt', [t('a', '1'), t('a', '2')]), dup);
+    assert.equal(r.status, 'DIVERGED');
+    assert.equal(r.differing, 1);
+  });
+
+  it('relPath gives what path.relative gives, for clean and unclean paths', () => {
+    const ref = (root: string, abs: string) => relative(root, abs).split(sep).join('/').normalize('NFC');
+    const roots = ['/a/b', '/a/b/', '/', '/a/./b', '/a//b', 'a/b', '/a/b/..', '/a/.b', '/tmp/x'];
+    const rests = ['c.pt', 'c/d.pt', './c.pt', '../c.pt', 'c//d.pt', 'c/', '.c/d.pt', 'c/..d.pt', 'c/../d.pt', 'e\u0301.pt', 'ç/ş.pt', '', '/', 'c/.', 'c/..'];
+    for (const r of roots) for (const x of rests) for (const j of ['/', '//', '']) assert.equal(relPath(r, r + j + x), ref(r, r + j + x), JSON.stringify([r, r + j + x]));
+  });
+
+  describe('the compact cache', () => {
+    let dir: string;
+    beforeEach(async () => {
+      dir = await copyFixtureWorkspace('lora-cache5-');
+    });
+    afterEach(() => rm(dir, { recursive: true, force: true }));
+    after(() => shutdownEntryPool());
+
+    it('gives back every entry as it was read, with equal parts shared', async () => {
+      const cold = await Workspace.open(dir);
+      await cold.scan();
+      const warm = await Workspace.open(dir);
+      const s = await warm.scan();
+      assert.equal(s.read, 0);
+      const paths = (await cold.report()).files.map((f) => f.path);
+      assert.ok(paths.length > 10);
+      // (as JSON: a field whose value is undefined is not kept, as before)
+      const json = (e: FileEntry | undefined) => JSON.parse(JSON.stringify(e));
+      for (const p of paths) assert.deepStrictEqual(json(warm.entry(p)), json(cold.entry(p)), p);
+      // in-sync copies hold their source's tensor list: one object once loaded
+      const map = warm.copyMap();
+      let shared = 0;
+      for (const g of map.loras.values()) {
+        const src = primarySource(g);
+        for (const c of g.copies) {
+          if (src && c.tensorsDigest === src.tensorsDigest && c.tensors.map((t) => t.name).join() === src.tensors.map((t) => t.name).join()) {
+            assert.equal(c.tensors, src.tensors, c.path);
+            shared++;
+          }
+        }
+      }
+      assert.ok(shared > 0);
+    });
+
+    it('a file line pointing at a tensor list that is not there makes the cache damaged', async () => {
+      await (await Workspace.open(dir)).scan();
+      const p = join(dir, '.lora-sync/index.jsonl');
+      const lines = (await readFile(p, 'utf8')).split('\n').filter((l) => !l.startsWith('["T"'));
+      await writeFile(p, lines.join('\n'));
+      const s = await (await Workspace.open(dir)).scan();
+      assert.match(s.cacheNote!, /damaged/);
+      assert.equal(s.read, s.files);
+    });
+  });
+});
