@@ -154,6 +154,11 @@ export class SyncCommands {
   private report(s: SyncSummary): void {
     const line = `${s.synced} synced, ${s.failed} failed, ${s.skipped} skipped, ${s.refused} refused${s.cancelled ? ' (cancelled)' : ''}`;
     this.server.log.info(`sync: ${line}`);
+    for (const f of s.folders) {
+      if (!f.historyError) continue;
+      this.server.log.warn(`${f.root}: ${f.historyError}`);
+      void window.showWarningMessage(`LoRA Sync: the copies were synced, but ${f.historyError}`);
+    }
     if (!s.failed) {
       void window.showInformationMessage(`LoRA Sync: ${line}`);
       return;

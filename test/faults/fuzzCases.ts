@@ -14,20 +14,14 @@ import { typedForm } from '../../server/src/formats/pyValue';
 import { MemoryHandle } from '../../server/src/io/memoryHandle';
 import { readEntry } from '../../server/src/engine/loraFile';
 import { DEFAULT_CONFIG } from '../../server/src/engine/config';
+import { prng } from '../../server/src/demo/loraTree';
 
 export type Target = 'zip' | 'pickle' | 'safetensors' | 'checkpoint';
 export interface Seed { name: string; bytes: Uint8Array }
 
-/** mulberry32, one stream per case. */
+/** mulberry32 (the demo generator's PRNG), one stream per case. */
 export function caseRng(seed: number, i: number): () => number {
-  let a = (seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return prng(seed ^ Math.imul(i + 1, 0x9e3779b1));
 }
 
 const INTERESTING_8 = [0x00, 0x01, 0x7f, 0x80, 0xff, 0xfe];

@@ -1,9 +1,9 @@
 /** Helpers shared by the fault suites: the built CLI as a child process, snapshots of a tree, torch and mounts. */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFile, lstat, mkdir, mkdtemp, open, readdir, readFile, stat } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, mkdtemp, open, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join, relative, sep } from 'node:path';
-import { ensureBuilt, sha256File } from '../support/files';
+import { basename, join } from 'node:path';
+import { ensureBuilt, sha256File, walk as listTree } from '../support/files';
 import { TEMP_MARK } from '../../server/src/io/atomicWrite';
 import { prng } from '../../server/src/demo/loraTree';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
@@ -56,15 +56,7 @@ export function runCli(cli: string, args: string[], opts: { env?: Record<string,
 }
 
 /** Every file under `dir` (links not followed, hidden files too), '/'-separated relative paths. */
-export async function listTree(dir: string, base = dir): Promise<string[]> {
-  const out: string[] = [];
-  for (const d of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, d.name);
-    if (d.isDirectory()) out.push(...(await listTree(p, base)));
-    else out.push(relative(base, p).split(sep).join('/'));
-  }
-  return out;
-}
+export { listTree };
 
 /** sha256 of every regular file under `dir`, by relative path. */
 export async function snapshot(dir: string, skip: (rel: string) => boolean = () => false): Promise<Map<string, string>> {

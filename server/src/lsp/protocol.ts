@@ -82,7 +82,8 @@ export interface SyncSummary {
   refused: number;
   /** The request was cancelled: what was written stays written. */
   cancelled: boolean;
-  folders: Array<FolderRef & { loras: LoraSyncSummary[] }>;
+  /** `historyError`: the copies were written but the history event could not be (e.g. no space left). */
+  folders: Array<FolderRef & { loras: LoraSyncSummary[]; historyError?: string }>;
 }
 
 export interface VerifyParams extends FolderParams, WorkDoneProgressParams { lora?: string }

@@ -410,6 +410,7 @@ handle(SyncRequest, async (p, token) => {
       out.cancelled ||= res.cancelled;
       out.folders.push({
         ...ref(f),
+        ...(res.historyError ? { historyError: res.historyError } : {}),
         loras: res.loras.map((l) => ({ id: l.id, name: l.name, ...(l.source ? { source: l.source } : {}), copies: l.copies.map(({ entry: _entry, ...c }) => c) })),
       });
     }).catch((e) => {
