@@ -19,9 +19,10 @@ export async function until<T>(what: string, ms: number, probe: () => T | undefi
   }
 }
 
-export async function startServer(dir: string, initializationOptions: object, onDiagnostics: (p: PublishDiagnosticsParams) => void) {
+/** `env`: extra environment for the server process (e.g. `LORA_SYNC_FAULTS`, the fault seam of io/faults.ts). */
+export async function startServer(dir: string, initializationOptions: object, onDiagnostics: (p: PublishDiagnosticsParams) => void, env: Record<string, string> = {}) {
   const server = join(ensureBuilt(), '..', 'server.js');
-  const child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const log = { stderr: '' };
   child.stderr!.on('data', (b) => (log.stderr += b));
   const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));

@@ -155,3 +155,21 @@ describe('language server over stdio', function () {
 });
 
 // The untrusted (readOnly) server: test/faults/untrusted.faults.test.ts.
+
+describe('language server: a history that cannot be written', function () {
+  this.timeout(60000);
+  it('still syncs the copies, and says in the sync result that the history was not written', async () => {
+    const dir = await copyFixtureWorkspace('lora-lsp-hist-');
+    // The fault seam (server/src/io/faults.ts) fails the history append with ENOSPC, as a full disk would.
+    const { child, conn } = await startServer(dir, { watch: false }, () => undefined, { LORA_SYNC_FAULTS: 'ENOSPC@history:write' });
+    try {
+      const r = await conn.sendRequest(SyncRequest, { all: true });
+      assert.ok(r.synced >= 3, 'the copies were written');
+      assert.equal(r.failed, 0);
+      assert.match(r.folders[0].historyError ?? '', /history could not be written \(no space left on the device\)/);
+    } finally {
+      child.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
