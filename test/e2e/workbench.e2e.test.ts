@@ -53,11 +53,21 @@ async function webviewFrame(page: Page, selector: string, timeoutMs = 30_000): P
 /** Runs a command from the palette, typed as a user types it (from wherever the focus is, even a webview). */
 async function runCommand(page: Page, title: string): Promise<void> {
   // Keys typed inside a webview stay there: give the workbench the focus first (the active tab's title).
-  await page.locator('.tabs-container .tab.active').first().click().catch(() => undefined);
-  await page.keyboard.press('Control+Shift+P');
   const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible' });
-  await input.fill(`>${title}`);
+  // The palette of the previous command may still be closing: start from a closed one, and try again
+  // if it closes under us.
+  for (let attempt = 1; ; attempt++) {
+    await input.waitFor({ state: 'hidden', timeout: 5_000 }).catch(() => page.keyboard.press('Escape'));
+    await page.locator('.tabs-container .tab.active').first().click().catch(() => undefined);
+    await page.keyboard.press('Control+Shift+P');
+    try {
+      await input.waitFor({ state: 'visible', timeout: 5_000 });
+      await input.fill(`>${title}`, { timeout: 5_000 });
+      break;
+    } catch (e) {
+      if (attempt === 3) throw e;
+    }
+  }
   // The row whose label is the title (fuzzy matching may rank a longer title first).
   const rows = page.locator('.quick-input-widget .monaco-list-row');
   const exact = async () => (await rows.evaluateAll((els, t) => els.findIndex((el) => {
