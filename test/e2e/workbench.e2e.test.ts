@@ -14,7 +14,7 @@ import { copyFixtureWorkspace } from '../support/files';
 import { CodeServer, launchChromium, missingPieces, REPO, startCodeServer, workbenchUrl } from '../support/codeServer';
 
 const VSIX = process.env.LORA_SYNC_VSIX ?? join(REPO, 'artifacts', 'lora-sync.vsix');
-export const SHOTS = join(REPO, 'artifacts', 'e2e');
+const SHOTS = join(REPO, 'artifacts', 'e2e');
 
 interface Expected { path: string; expect: string; sync_blocked?: string }
 

@@ -48,12 +48,8 @@ async function freePort(): Promise<number> {
 export interface CodeServer {
   url: string;
   port: number;
-  home: string;
-  extensionsDir: string;
   /** code-server's own output so far (for failure messages). */
   output(): string;
-  /** Installs a packaged extension into this server's extensions folder. */
-  installVsix(vsix: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -126,10 +122,7 @@ export async function startCodeServer(opts: StartOptions = {}): Promise<CodeServ
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return {
-    url, port, home, extensionsDir: dirs.ext, output: () => out, stop,
-    installVsix: async (vsix) => { await run(bin, [...common, '--install-extension', vsix, '--force'], env); },
-  };
+  return { url, port, output: () => out, stop };
 }
 
 export async function launchChromium(): Promise<Browser> {

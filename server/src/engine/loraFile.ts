@@ -232,12 +232,21 @@ function torchParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineConfig):
   return parts;
 }
 
-/** The tensors under lora_params (named without the prefix), or all but metadata's when there is no lora_params. */
+/**
+ * The name the index gives the tensor at `path`: with a `lora_params` dict (prefix `lora_params.`)
+ * the tensors under it, named without the prefix; without one, every tensor but metadata's.
+ * undefined: not one of the LoRA's tensors. The inspector's per-tensor diff names them the same way.
+ */
+export function loraTensorName(path: string, prefix: string): string | undefined {
+  if (prefix ? !path.startsWith(prefix) : path.startsWith('metadata.')) return undefined;
+  return path.slice(prefix.length);
+}
+
 function loraTensors(fps: TensorFingerprint[], prefix: string): TensorEntry[] {
   const out: TensorEntry[] = [];
   for (const t of fps) {
-    if (prefix ? !t.path.startsWith(prefix) : t.path.startsWith('metadata.')) continue;
-    out.push({ name: t.path.slice(prefix.length), dtype: t.dtype, shape: t.shape, digest: t.digest });
+    const name = loraTensorName(t.path, prefix);
+    if (name !== undefined) out.push({ name, dtype: t.dtype, shape: t.shape, digest: t.digest });
   }
   return out;
 }

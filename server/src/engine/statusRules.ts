@@ -29,19 +29,24 @@ export interface FileStatus {
 /** Statuses that mean "nothing to do". */
 export const SOUND: ReadonlySet<Status> = new Set(['SOURCE', 'IN_SYNC']);
 
+/**
+ * A corrupt or unsafe copy is never compared, but it still names its LoRA's sole source, so the user
+ * sees what the copy should be.
+ */
+function namedSource(e: FileEntry, g: LoraGroup | undefined): { source?: string } {
+  const sources = g?.sources.filter((s) => s.kind === 'lora');
+  return e.role === 'copy' && sources?.length === 1 ? { source: sources[0].path } : {};
+}
+
 export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
-  // A corrupt or unsafe copy is never compared, but it still names its LoRA's source, so the user
-  // sees what the copy should be.
-  const soleSource = g?.sources.filter((s) => s.kind === 'lora');
-  const named = e.role === 'copy' && soleSource?.length === 1 ? { source: soleSource[0].path } : {};
   // 1. Unreadable: nothing else can be said.
   if (e.kind === 'corrupt') {
     const type: IssueType = e.error?.code === 'CRC_MISMATCH' ? 'CRC_MISMATCH' : 'LOAD_ERROR';
-    return { status: 'CORRUPT', issues: [{ type, file: e.path, detail: e.error?.message ?? 'cannot be read' }], ...named };
+    return { status: 'CORRUPT', issues: [{ type, file: e.path, detail: e.error?.message ?? 'cannot be read' }], ...namedSource(e, g) };
   }
   // 2. Would run code on torch.load.
   if (e.unsafeGlobals.length) {
-    return { status: 'UNSAFE', issues: e.unsafeGlobals.map((gl) => ({ type: 'UNSAFE_GLOBAL' as const, file: e.path, detail: `torch.load would import and may call ${gl}` })), ...named };
+    return { status: 'UNSAFE', issues: e.unsafeGlobals.map((gl) => ({ type: 'UNSAFE_GLOBAL' as const, file: e.path, detail: `torch.load would import and may call ${gl}` })), ...namedSource(e, g) };
   }
   if (!g) return { status: 'ORPHAN', issues: [{ type: 'NO_SOURCE', file: e.path, detail: 'not part of any LoRA' }] };
   const sources = g.sources.filter((s) => s.kind === 'lora');

@@ -21,6 +21,7 @@ import { Checkpoint, TensorInfo } from '../formats/checkpoint';
 import { readTensorBytes } from '../formats/fingerprint';
 import { getKey, mappingEntries } from '../formats/pickle/nodes';
 import { itemSize, numelOf, TorchDtype } from '../formats/dtypes';
+import { loraTensorName } from './loraFile';
 
 export type TensorDiffKind = 'equal' | 'differs' | 'shape' | 'dtype' | 'missing' | 'extra';
 
@@ -82,7 +83,8 @@ export function loraTensorsByName(c: Checkpoint): Map<string, TensorInfo> {
   const params = mappingEntries(c.root) ? getKey(c.root, 'lora_params') : undefined;
   const prefix = params ? 'lora_params.' : '';
   for (const t of c.tensors) {
-    if (prefix ? t.path.startsWith(prefix) : !t.path.startsWith('metadata.')) out.set(t.path.slice(prefix.length), t);
+    const name = loraTensorName(t.path, prefix);
+    if (name !== undefined) out.set(name, t);
   }
   return out;
 }
