@@ -2,7 +2,7 @@
 // `vscode` is provided by the editor at run time, so it stays external.
 // `--tests` also bundles the extension-host suite (test/vscode/suite) into out/test/vscode/suite.
 import { build } from 'esbuild';
-import { readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 
 // A clean dist/ each time, so nothing stale ships in the .vsix.
 rmSync('dist', { recursive: true, force: true });
@@ -17,7 +17,8 @@ const common = {
   sourcemap: !production,
   minify: production,
   logLevel: 'warning',
-  external: ['vscode'],
+  // The native hashers load at run time (from node_modules, or from dist/native/ in the .vsix).
+  external: ['vscode', '@node-rs/*'],
 };
 
 await Promise.all([
@@ -27,6 +28,16 @@ await Promise.all([
   // Worker thread that reads checkpoints during large scans; loaded from beside the bundle that uses it.
   build({ ...common, entryPoints: ['server/src/engine/entryWorker.ts'], outfile: 'dist/entryWorker.js' }),
 ]);
+
+// The prebuilt hashers npm installed for this platform, copied beside the bundles for the .vsix
+// (which has no node_modules); other platforms use the portable hashers (server/src/formats/hashBackend.ts).
+mkdirSync('dist/native', { recursive: true });
+for (const pkg of ['xxhash', 'crc32']) {
+  const scope = 'node_modules/@node-rs';
+  for (const dir of existsSync(scope) ? readdirSync(scope).filter((d) => d.startsWith(`${pkg}-`)) : []) {
+    for (const f of readdirSync(`${scope}/${dir}`).filter((f) => f.endsWith('.node'))) copyFileSync(`${scope}/${dir}/${f}`, `dist/native/${f}`);
+  }
+}
 
 if (process.argv.includes('--tests')) {
   rmSync('out', { recursive: true, force: true });

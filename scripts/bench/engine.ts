@@ -12,6 +12,7 @@
  *      start, Python's verify) are each run N times and the best run kept (syncs run once).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { NATIVE_HASHERS } from './nativeHashers';
 import { randomFillSync } from 'node:crypto';
 import { cp, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
@@ -56,7 +57,8 @@ function wall(cmd: string, args: string[], env?: NodeJS.ProcessEnv): number {
 }
 
 function ours(op: string, root: string): Record<string, number> {
-  const out = execFileSync(process.execPath, [child, op, root], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, NODE_OPTIONS: '' } });
+  // NODE_PATH: the bundle lives outside the repo, and loads the native hashers from its node_modules.
+  const out = execFileSync(process.execPath, [child, op, root], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, NODE_OPTIONS: '', NODE_PATH: join(ROOT, 'node_modules') } });
   return JSON.parse(out);
 }
 
@@ -156,7 +158,7 @@ async function main() {
   execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
   child = join(work, 'engine-child.js');
   // The entry worker is loaded from beside the bundle that uses it, as in dist/.
-  await build({ entryPoints: { 'engine-child': join(__dirname, 'engine-child.ts'), entryWorker: join(ROOT, 'server/src/engine/entryWorker.ts') }, bundle: true, platform: 'node', target: 'node20', format: 'cjs', outdir: work, logLevel: 'warning' });
+  await build({ entryPoints: { 'engine-child': join(__dirname, 'engine-child.ts'), entryWorker: join(ROOT, 'server/src/engine/entryWorker.ts') }, bundle: true, platform: 'node', target: 'node20', format: 'cjs', outdir: work, logLevel: 'warning', external: NATIVE_HASHERS });
   try {
     for (const x of scales) {
       const ws = join(work, `ws${x}x`);

@@ -1,7 +1,7 @@
 /** `lora-sync inspect` as a user runs it (the built dist/cli.js): output, JSON schema, exit codes. */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
@@ -66,6 +66,26 @@ describe('lora-sync inspect (CLI)', () => {
     const e = run('inspect', join(FIX, 'empty.pt'), '--json');
     assert.equal(e.code, 1);
     assert.equal(JSON.parse(e.out).error.code, 'EMPTY_FILE');
+  });
+
+  it('--json is valid JSON for every fixture, sound or not (the legacy format has no prefix: the key is left out)', () => {
+    const files = readdirSync(FIX).filter((f) => f.endsWith('.pt'));
+    assert.ok(files.length >= 15);
+    for (const f of files) {
+      const r = run('inspect', join(FIX, f), '--json');
+      assert.ok(r.code === 0 || r.code === 1, `${f}: exit ${r.code} ${r.err}`);
+      const j = JSON.parse(r.out);
+      assert.equal(j.file, join(FIX, f));
+    }
+    const legacy = JSON.parse(run('inspect', join(FIX, 'legacy.pt'), '--json').out);
+    assert.equal(legacy.format, 'torch-legacy');
+    assert.equal('prefix' in legacy, false);
+  });
+
+  it('--version names the digest algorithm and the hashers in use', () => {
+    const r = run('--version');
+    assert.equal(r.code, 0);
+    assert.match(r.out, /^lora-sync \d+\.\d+\.\d+ \(digests xxh64-4MiB-leaves\+sha256-128, hashing (native|portable)\)\n$/);
   });
 
   it('usage errors exit 2', () => {

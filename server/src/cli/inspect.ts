@@ -1,6 +1,7 @@
 /** `lora-sync inspect FILE [--json]`: what a checkpoint holds, whether it is intact and safe to load. */
 import { openCheckpoint, Checkpoint } from '../formats/checkpoint';
 import { fingerprintCheckpoint, CheckpointFingerprint, DIGEST_ALG } from '../formats/fingerprint';
+import { hashBackend } from '../formats/hashBackend';
 import { isFormatError } from '../formats/errors';
 import { toJson, Json, JsonFloat, stringifyJson } from '../formats/pyValue';
 import { PyNode } from '../formats/pickle/nodes';
@@ -16,6 +17,8 @@ export interface InspectReport {
   crc?: { checked: boolean; ok: boolean; failures: Array<{ record: string; expected: string; actual: string }> };
   safety?: { safe: boolean; globals: string[]; unsafe: Array<{ global: string; detail: string }> };
   digest_alg?: string;
+  /** Which hashers computed the digests: 'native' or 'portable' (same values either way). */
+  hash_backend?: string;
   tensors?: Array<{ path: string; dtype: string; shape: number[]; bytes: number; digest: string; parameter?: boolean; requires_grad?: boolean; contiguous: boolean }>;
   metadata?: Json;
   error?: { code: string; message: string };
@@ -56,6 +59,7 @@ export async function inspectFile(path: string, display: string = path): Promise
       crc: { checked: fp.crcChecked, ok: crcOk, failures: fp.crcFailures.map((f) => ({ record: f.record, expected: hex32(f.expected), actual: hex32(f.actual) })) },
       safety: { safe: c.unsafe.length === 0, globals: c.globals.map((g) => `${g.module}.${g.name}`), unsafe: c.unsafe.map((u) => ({ global: u.global, detail: u.detail })) },
       digest_alg: DIGEST_ALG,
+      hash_backend: hashBackend().name,
       tensors: c.tensors.map((t, i) => ({
         path: t.path, dtype: t.dtype, shape: t.shape, bytes: t.byteLength, digest: fp.tensors[i].digest,
         contiguous: t.contiguous, ...(t.parameter ? { parameter: true } : {}), ...(t.requiresGrad ? { requires_grad: true } : {}),

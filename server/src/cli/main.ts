@@ -8,6 +8,9 @@ import { stat } from 'node:fs/promises';
 import { inspectFile, formatInspect } from './inspect';
 import { stringifyJson, Json } from '../formats/pyValue';
 import { runDemo } from './demo';
+import { version } from '../../../package.json';
+import { DIGEST_ALG } from '../formats/fingerprint';
+import { hashBackend } from '../formats/hashBackend';
 import { CliUsageError, cmdHistory, cmdStats, cmdStatus, cmdSync, cmdVerify, cmdWatch } from './engineCommands';
 
 const USAGE = `usage: lora-sync <command> [options]
@@ -21,6 +24,7 @@ commands:
   watch   [--root DIR] [--json] [--poll]      keep the index live, print status changes; auto-sync per lora-sync.json
   inspect FILE [--json]                      format, records, tensors, metadata, CRC and safety of one file
   demo    [--dir DIR]                        generate a seed-like workspace, then status, sync, verify
+  --version                                  version, digest algorithm, and which hashers loaded (native or portable)
 
 --root defaults to the current folder; --lora takes a LoRA id or name.
 exit codes: 0 consistent / done / sound, 1 inconsistencies, failed copies, corrupt or unsafe, 2 usage or fatal errors`;
@@ -32,6 +36,10 @@ async function main(argv: string[]): Promise<number> {
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(USAGE + '\n');
     return cmd ? 0 : 2;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    process.stdout.write(`lora-sync ${version} (digests ${DIGEST_ALG}, hashing ${hashBackend().name})\n`);
+    return 0;
   }
   switch (cmd) {
     case 'inspect': {

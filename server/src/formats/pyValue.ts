@@ -200,13 +200,14 @@ export function stringifyJson(v: Json, indent = 0, inlineWidth = 0): string {
       x.forEach((y, i) => { if (i) parts.push(','); parts.push(nl(depth + 1)); walk(y, depth + 1); });
       parts.push(nl(depth), ']');
     } else if (x !== null && typeof x === 'object') {
-      const keys = Object.keys(x);
+      // Like JSON.stringify: a key whose value is undefined is left out.
+      const keys = Object.keys(x).filter((k) => x[k] !== undefined);
       if (!keys.length) { parts.push('{}'); return; }
       parts.push('{');
       keys.forEach((k, i) => { if (i) parts.push(','); parts.push(nl(depth + 1), JSON.stringify(k), sep); walk(x[k], depth + 1); });
       parts.push(nl(depth), '}');
     } else {
-      parts.push(JSON.stringify(x));
+      parts.push(x === undefined ? 'null' : JSON.stringify(x));
     }
   };
   const fitsInline = (x: Json): boolean => stringifyJson(x, 0).length <= inlineWidth;

@@ -8,6 +8,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
+import { crc32 } from '../hashBackend';
 import { FormatError, isFormatError } from '../errors';
 import {
   CENTRAL_HEADER_SIZE,
@@ -191,7 +192,7 @@ export class ZipReader {
     if (rec.dataOffset + rec.size > this.bytes.length) throw truncated(`file ended at ${this.bytes.length} while reading`, rec.name);
     const out = this.bytes.subarray(rec.dataOffset, rec.dataOffset + rec.size);
     if (opts.checkCrc ?? true) {
-      const actual = zlib.crc32(out);
+      const actual = crc32(out);
       if (actual !== rec.crc32) throw crcError(rec, actual);
     }
     return out;
@@ -216,7 +217,7 @@ export class ZipReader {
       });
     }
     if (opts.checkCrc ?? true) {
-      const actual = zlib.crc32(out);
+      const actual = crc32(out);
       if (actual !== rec.crc32) throw crcError(rec, actual);
     }
     return out;
@@ -235,7 +236,7 @@ export class ZipReader {
   async verifyCrc(rec: ZipRecord): Promise<{ ok: boolean; expected: number; actual: number }> {
     let crc = 0;
     if (rec.method === METHOD_STORED && this.bytes) {
-      crc = zlib.crc32(await this.bytesAt(rec.dataOffset, rec.size, rec.name));
+      crc = crc32(await this.bytesAt(rec.dataOffset, rec.size, rec.name));
     } else if (rec.method === METHOD_STORED) {
       const fh = this.fh!;
       const buf = Buffer.allocUnsafe(Math.min(VERIFY_CHUNK, Math.max(1, rec.size)));
@@ -243,12 +244,12 @@ export class ZipReader {
       while (done < rec.size) {
         const want = Math.min(buf.length, rec.size - done);
         await readInto(fh, buf, want, rec.dataOffset + done, rec.name);
-        crc = zlib.crc32(buf.subarray(0, want), crc);
+        crc = crc32(buf.subarray(0, want), crc);
         done += want;
       }
     } else {
       await this.inflate(rec, (chunk) => {
-        crc = zlib.crc32(chunk, crc);
+        crc = crc32(chunk, crc);
       });
     }
     return { ok: crc === rec.crc32, expected: rec.crc32, actual: crc };

@@ -4,7 +4,7 @@
  * order reproduces that file byte for byte.
  */
 import type { FileHandle } from 'node:fs/promises';
-import * as zlib from 'node:zlib';
+import { crc32 } from '../hashBackend';
 import { FormatError } from '../errors';
 import {
   U16_MAX,
@@ -23,7 +23,7 @@ export interface ZipEntry {
   source: ZipSource;
 }
 
-const DEFAULT_CHUNK = 4 * 1024 * 1024;
+const DEFAULT_CHUNK = 1024 * 1024;
 /** Headers, descriptors and small records are coalesced into writes of up to this size. */
 const COALESCE_LIMIT = 256 * 1024;
 
@@ -77,25 +77,40 @@ function sourceLength(src: ZipSource): number {
   return src.kind === 'buffer' ? src.data.length : src.length;
 }
 
-/** Copies a record's bytes to the output, returning their CRC32. */
-async function copySource(w: SequentialWriter, entry: ZipEntry, buf: Buffer): Promise<number> {
+/**
+ * Copies a record's bytes to the output, returning their CRC32. From a file, the next chunk is read
+ * into the other buffer while this one is written (the two run on libuv's pool side by side).
+ */
+async function copySource(w: SequentialWriter, entry: ZipEntry, bufs: [Buffer, Buffer]): Promise<number> {
   const src = entry.source;
   if (src.kind === 'buffer') {
     await w.write(src.data);
-    return zlib.crc32(src.data);
+    return crc32(src.data);
   }
-  let crc = 0;
-  let done = 0;
-  while (done < src.length) {
+  const readChunk = async (buf: Buffer, done: number): Promise<Buffer> => {
     const want = Math.min(buf.length, src.length - done);
     const { bytesRead } = await src.fh.read(buf, 0, want, src.offset + done);
     if (bytesRead === 0) {
       throw new FormatError('ZIP_TRUNCATED', `source of ${entry.name} ended ${src.length - done} bytes early`, entry.name);
     }
-    const chunk = buf.subarray(0, bytesRead);
-    crc = zlib.crc32(chunk, crc);
-    await w.write(chunk);
-    done += bytesRead;
+    return buf.subarray(0, bytesRead);
+  };
+  let crc = 0;
+  let done = 0;
+  let which = 0;
+  let pending: Promise<Buffer> | undefined = readChunk(bufs[0], 0);
+  try {
+    while (pending) {
+      const chunk = await pending;
+      done += chunk.length;
+      which ^= 1;
+      pending = done < src.length ? readChunk(bufs[which], done) : undefined;
+      crc = crc32(chunk, crc);
+      await w.write(chunk);
+    }
+  } finally {
+    // A failed write with a read in flight: let the read finish before the buffers go.
+    if (pending) await pending.catch(() => undefined);
   }
   if (src.expectedCrc32 !== undefined && (src.expectedCrc32 >>> 0) !== crc) {
     throw new FormatError(
@@ -135,7 +150,11 @@ export async function writeTorchZip(
   opts: { chunkSize?: number } = {},
 ): Promise<{ bytes: number; crcs: number[] }> {
   const names = checkEntries(entries);
-  const copyBuf = Buffer.allocUnsafe(Math.max(1, opts.chunkSize ?? DEFAULT_CHUNK));
+  // Two copy buffers, no larger than the largest file-backed record (most LoRA tensors are kilobytes).
+  let largest = 1;
+  for (const e of entries) if (e.source.kind === 'range') largest = Math.max(largest, e.source.length);
+  const size = Math.min(Math.max(1, opts.chunkSize ?? DEFAULT_CHUNK), largest);
+  const copyBufs: [Buffer, Buffer] = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
   const w = new SequentialWriter(out);
   const central: Buffer[] = [];
   const crcs: number[] = [];
@@ -145,7 +164,7 @@ export async function writeTorchZip(
     const headerOffset = w.offset;
     const plan = buildLocalHeader(headerOffset, names[i], size);
     await w.write(plan.header);
-    const crc = size === 0 ? 0 : await copySource(w, entries[i], copyBuf);
+    const crc = size === 0 ? 0 : await copySource(w, entries[i], copyBufs);
     if (size > 0) await w.write(buildDataDescriptor(crc, size, plan.zip64));
     central.push(buildCentralEntry(names[i], plan.flags, crc, size, headerOffset));
     crcs.push(crc);
