@@ -7,7 +7,8 @@ import { copyFixtureWorkspace } from '../support/files';
 import { strict as assert } from 'node:assert';
 import { mkdir, readFile, rename, rm, unlink, writeFile, copyFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
+import { existsSync } from 'node:fs';
 import { Workspace } from '../../server/src/engine/workspace';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 import { entryPoolStats, shutdownEntryPool } from '../../server/src/engine/entryPool';
@@ -63,6 +64,25 @@ describe('live index: cache and incremental updates', function () {
     await writeFile(leftover, 'half a cache');
     const removed = await ws.removeStaleTempFiles();
     assert.deepEqual(removed, [`.lora-sync/.index.jsonl.lora-sync-tmp-${dead}-0badf00d`]);
+  });
+
+  it('a sync sweeps dead temporary files the listing saw and those in the folders it writes, and keeps a live one', async () => {
+    const ws = await Workspace.open(dir);
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const files = (await ws.listFiles()).map((f) => relative(dir, f));
+    const far = files[0];
+    const farTemp = join(dirname(far), `.${basename(far)}.lora-sync-tmp-${dead}-00000001`);
+    await writeFile(join(dir, farTemp), 'left by a killed sync');
+    await ws.scan(); // the listing notes farTemp
+    const target = files[files.length - 1];
+    const nearTemp = join(dirname(target), `.${basename(target)}.lora-sync-tmp-${dead}-00000002`);
+    const liveTemp = join(dirname(target), `.${basename(target)}.lora-sync-tmp-${process.ppid}-00000003`);
+    await writeFile(join(dir, nearTemp), 'written after the listing');
+    await writeFile(join(dir, liveTemp), 'a live writer');
+    const removed = await ws.removeStaleTempFiles([target]);
+    assert.deepEqual(removed.sort(), [farTemp, nearTemp].sort());
+    assert.ok(existsSync(join(dir, liveTemp)), 'a live process\'s temporary file stays');
+    await rm(join(dir, liveTemp));
   });
 
   it('the cache is thrown away when its options, version or contents do not fit', async () => {

@@ -4,7 +4,7 @@
  */
 import { readdir, unlink } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
-import { join, relative, resolve, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import fg from 'fast-glob';
 import { EngineConfig, STATE_DIR, loadConfig } from './config';
 import { FileEntry, isSourcePath, makeEntry, readEntry } from './loraFile';
@@ -20,6 +20,9 @@ import { EntryInterner } from './entryIntern';
 import { processAlive, removeAbandonedLocks } from './loraLock';
 import { isTempFile, TEMP_MARK } from '../io/atomicWrite';
 import { faultClock } from '../io/faults';
+
+/** Temporary files of a killed write, anywhere under the root (dot folders excepted, as in scans). */
+const TEMP_GLOB = `**/.*${TEMP_MARK}*`;
 
 export interface ScanOptions {
   onProgress?: (done: number, total: number) => void;
@@ -126,10 +129,21 @@ export class Workspace {
     return (await this.listRelative()).map((r) => this.absOfListed(r));
   }
 
-  /** listFiles, relative to the root as spelled on disk. */
-  private listRelative(): Promise<string[]> {
-    return fg(this.cfg.include, { cwd: this.root, ignore: this.cfg.exclude, onlyFiles: true, followSymbolicLinks: false, dot: false, suppressErrors: true });
+  /**
+   * listFiles, relative to the root as spelled on disk. The same walk notes temporary files a killed
+   * write left (`.<name>.lora-sync-tmp-…`, matched by name although dot files are otherwise skipped),
+   * so a sync need not walk the workspace again to sweep them.
+   */
+  private async listRelative(): Promise<string[]> {
+    const listed = await fg([...this.cfg.include, TEMP_GLOB], { cwd: this.root, ignore: this.cfg.exclude, onlyFiles: true, followSymbolicLinks: false, dot: false, suppressErrors: true });
+    const files: string[] = [];
+    const temps: string[] = [];
+    for (const r of listed) (isTempFile(r.slice(r.lastIndexOf('/') + 1)) ? temps : files).push(r);
+    this.tempsSeen = temps;
+    return files;
   }
+  /** Temporary files the last listing saw (relative); swept by the next sync. */
+  private tempsSeen: string[] = [];
 
   /** Where a listed file is: what the listing's own `absolute` option gave (path.resolve), without a resolve per file. */
   private absOfListed(onDisk: string): string {
@@ -447,7 +461,7 @@ export class Workspace {
   async sync(plan: PlannedLora[], opts: SyncOptions): Promise<SyncResult> {
     if (this.readOnly) throw new Error('this workspace is read-only here (not trusted): nothing is written');
     if (!opts.now && faultClock) opts = { ...opts, now: faultClock }; // test seam (io/faults.ts): reproducible bytes
-    await this.removeStaleTempFiles();
+    await this.removeStaleTempFiles(plan.flatMap((l) => l.copies.filter((c) => c.action === 'write' || c.action === 'force').map((c) => c.path)));
     await removeAbandonedLocks(this.root); // a killed sync's locks, even of LoRAs with nothing left to write
     const res = await executeSync(plan, { root: this.root, cfg: this.cfg, abs: (r) => this.abs(r), entry: (r) => this.entries.get(r) }, opts);
     const time = (opts.now ?? (() => new Date()))().toISOString();
@@ -486,10 +500,21 @@ export class Workspace {
 
   /**
    * Temporary files left by a write that was killed: `.<name>.lora-sync-tmp-<pid>-<rand>`. Removed
-   * when the process that made them is gone (a live one may still be writing).
+   * when the process that made them is gone (a live one may still be writing). Looked for in the
+   * folders of `targets` (the copies a sync is about to write), in what the last listing saw, and in
+   * the state folder; with no targets, in the whole workspace.
    */
-  async removeStaleTempFiles(): Promise<string[]> {
-    const temps = await fg(`**/.*${TEMP_MARK}*`, { cwd: this.root, ignore: this.cfg.exclude, dot: true, absolute: true, onlyFiles: true, followSymbolicLinks: false, suppressErrors: true });
+  async removeStaleTempFiles(targets?: readonly string[]): Promise<string[]> {
+    let temps: string[];
+    if (!targets) {
+      temps = await fg(TEMP_GLOB, { cwd: this.root, ignore: this.cfg.exclude, dot: false, absolute: true, onlyFiles: true, followSymbolicLinks: false, suppressErrors: true });
+    } else {
+      const found = new Set(this.tempsSeen.map((r) => this.absOfListed(r)));
+      for (const dir of new Set(targets.map((r) => dirname(this.abs(r))))) {
+        for (const name of await readdir(dir).catch(() => [] as string[])) if (isTempFile(name)) found.add(join(dir, name));
+      }
+      temps = [...found];
+    }
     // The engine's own state folder is excluded from scans, but its cache is written the same way.
     const state = join(this.root, STATE_DIR);
     for (const name of await readdir(state).catch(() => [] as string[])) if (isTempFile(name)) temps.push(join(state, name));
