@@ -38,6 +38,8 @@ export function ensureBuilt(): string {
 /** A fresh copy of the torch-written fixture workspace (test/fixtures/workspace) in a temp folder. */
 export async function copyFixtureWorkspace(prefix: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  await cp(join(REPO, 'test', 'fixtures', 'workspace'), dir, { recursive: true });
+  // preserveTimestamps: files at rest, as in a real workspace (a file written milliseconds before a scan
+  // is racily clean and read again by the next one: see Workspace.racy).
+  await cp(join(REPO, 'test', 'fixtures', 'workspace'), dir, { recursive: true, preserveTimestamps: true });
   return dir;
 }

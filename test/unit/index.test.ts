@@ -8,13 +8,20 @@ import { strict as assert } from 'node:assert';
 import { mkdir, readFile, rename, rm, unlink, writeFile, copyFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import { basename, dirname, join, relative } from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
+import { openCheckpoint } from '../../server/src/formats/checkpoint';
 import { Workspace } from '../../server/src/engine/workspace';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 import { entryPoolStats, shutdownEntryPool } from '../../server/src/engine/entryPool';
 import { availableParallelism } from 'node:os';
 
 
+
+/** Sets a file's mtime to the nanosecond (Node's utimes rounds to microseconds; GNU touch does not). */
+function setMtimeNs(file: string, ns: bigint): void {
+  const r = spawnSync('touch', ['-m', '-d', `@${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`, file]);
+  assert.equal(r.status, 0, String(r.stderr));
+}
 
 describe('live index: cache and incremental updates', function () {
   this.timeout(60000);
@@ -83,6 +90,42 @@ describe('live index: cache and incremental updates', function () {
     assert.deepEqual(removed.sort(), [farTemp, nearTemp].sort());
     assert.ok(existsSync(join(dir, liveTemp)), 'a live process\'s temporary file stays');
     await rm(join(dir, liveTemp));
+  });
+
+  it('racily clean: a file rewritten in place within its mtime tick (same size, inode and mtime) is read again, in process and after a restart', async () => {
+    const rel = '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt';
+    const f = join(dir, rel);
+    const original = await readFile(f);
+    // A trainer's write (in place: same inode), and a scan within the same moment.
+    await writeFile(f, original);
+    const ws = await Workspace.open(dir);
+    await ws.scan();
+    assert.equal(ws.entry(rel)!.kind, 'lora');
+    const mtimeNs = lstatSync(f, { bigint: true }).mtimeNs;
+    // A second write of the same size lands in the same timestamp tick: the (size, mtime, inode) key is
+    // unchanged, the bytes are not (one byte of tensor data: its CRC no longer matches).
+    const c = await openCheckpoint(f);
+    const at = c.records!.find((r) => /\/data\/0$/.test(r.name))!.dataOffset;
+    await c.close();
+    const changed = Buffer.from(original);
+    changed[at] ^= 0xff;
+    await writeFile(f, changed);
+    setMtimeNs(f, mtimeNs);
+    assert.equal(lstatSync(f, { bigint: true }).mtimeNs, mtimeNs, 'the key is the same as at the first read');
+    const s = await ws.scan();
+    assert.equal(s.read, 1, 'the racily clean file is read again, and only it');
+    assert.equal(ws.entry(rel)!.kind, 'corrupt');
+    // The cache saved it racily clean too: a new process reads it again rather than trusting the key.
+    await writeFile(f, original);
+    setMtimeNs(f, mtimeNs);
+    const next = await Workspace.open(dir);
+    assert.equal((await next.scan()).read, 1);
+    assert.equal(next.entry(rel)!.kind, 'lora');
+    // At rest (mtime well before the read), the key is trusted again: nothing is read twice.
+    setMtimeNs(f, mtimeNs - 3_600_000_000_000n);
+    assert.equal((await next.scan()).read, 1);
+    assert.equal((await next.scan()).read, 0);
+    assert.equal((await (await Workspace.open(dir)).scan()).read, 0);
   });
 
   it('the cache is thrown away when its options, version or contents do not fit', async () => {

@@ -11,7 +11,9 @@
  *         metaSet, copyKeys, syncInfo, format, error, loraId, name, idFrom, divergedAt, mtimeMs]
  * A file line points at the lists and sets before it (-1: empty), so the thousands of copies that
  * hold their source's tensors and metadata are written once and share one object once loaded;
- * absent values are null; mtimeMs is null when it is the one mtimeNs gives.
+ * absent values are null; mtimeMs is null when it is the one mtimeNs gives. A size of -1 marks a file
+ * that was racily clean when saved (changed too shortly before it was read for its key to prove the
+ * bytes unchanged since): no file has that key, so it is read again.
  */
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
@@ -25,7 +27,7 @@ import { EntryInterner } from './entryIntern';
 
 export const INDEX_FILE = 'index.jsonl';
 /** Bump when FileEntry's meaning changes. */
-export const INDEX_VERSION = 5;
+export const INDEX_VERSION = 6;
 
 export interface FileKey { size: number; mtimeNs: string; ino: number }
 
@@ -34,6 +36,8 @@ export interface CachedFile {
   entry: FileEntry;
   /** The tensors digest this copy had when it was last seen DIVERGED (see Workspace). */
   divergedAt?: string;
+  /** Racily clean (see Workspace.racy): saved with a key no file matches, so the next start reads it again. */
+  racy?: boolean;
 }
 
 interface IndexHeader {
@@ -147,7 +151,7 @@ class CacheWriter {
     const list = e.tensors.length ? this.ref(e.tensors, this.listIds, this.listTexts, 'T', (ts) => ts.map((t) => [t.name, t.dtype, t.shape, t.digest]), out) : -1;
     const set = Object.keys(e.metaKeys).length ? this.ref(e.metaKeys, this.setIds, this.setTexts, 'M', (m) => m, out) : -1;
     const line: FileLine = [
-      'F', e.path, e.size, e.mtimeNs, e.ino, e.kind, e.role ?? null, e.unsafeGlobals, list, e.tensorsDigest, e.metaDigest,
+      'F', e.path, f.racy ? -1 : e.size, e.mtimeNs, e.ino, e.kind, e.role ?? null, e.unsafeGlobals, list, e.tensorsDigest, e.metaDigest,
       set, e.copyKeys, e.syncInfo, e.format ?? null, e.error ?? null, e.loraId ?? null, e.name ?? null, e.idFrom ?? null,
       f.divergedAt ?? null, e.mtimeMs === msOfNs(e.mtimeNs) ? null : e.mtimeMs,
     ];

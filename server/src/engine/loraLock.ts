@@ -14,8 +14,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { STATE_DIR } from './config';
+import { ownStartTicks, processAlive } from '../io/processIdentity';
 
-export interface LockOwner { pid: number; host: string; since: string; lora: string }
+/** `start`: the owner's start time in kernel ticks (io/processIdentity), so a reused pid is not taken for it. */
+export interface LockOwner { pid: number; host: string; since: string; lora: string; start?: number }
 
 export class LockBusy extends Error {
   constructor(readonly owner: LockOwner) {
@@ -25,16 +27,6 @@ export class LockBusy extends Error {
 
 export function lockPath(root: string, loraId: string): string {
   return join(root, STATE_DIR, 'locks', `${createHash('sha1').update(loraId).digest('hex').slice(0, 16)}.lock`);
-}
-
-/** Whether a process with this pid exists on this machine (EPERM: it does, owned by someone else). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Takes the lock of one LoRA or throws LockBusy. Returns the release function. */
@@ -65,7 +57,8 @@ export async function withLockFile<T>(path: string, fn: () => Promise<T>, waitMs
 }
 
 async function takeLock(path: string, what: string): Promise<() => Promise<void>> {
-  const me: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString(), lora: what };
+  const start = ownStartTicks();
+  const me: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString(), lora: what, ...(start !== undefined ? { start } : {}) };
   const release = async () => {
     // Only remove the lock if it is still ours.
     const now = await readOwner(path);
@@ -88,7 +81,7 @@ async function takeLock(path: string, what: string): Promise<() => Promise<void>
  * the next 2 s (see isAbandoned). A kill leaves at most that file of our own, removed with the locks.
  */
 async function create(path: string, me: LockOwner): Promise<boolean> {
-  const mine = `${path}.${me.pid}-${randomBytes(4).toString('hex')}.new`;
+  const mine = `${path}.${me.pid}-${me.start ?? 0}-${randomBytes(4).toString('hex')}.new`;
   await writeFile(mine, JSON.stringify(me));
   try {
     await link(mine, path);
@@ -126,7 +119,7 @@ async function createInPlace(path: string, me: LockOwner): Promise<boolean> {
  * filling it). A lock that is not there at all is not abandoned: it is free, `create` takes it.
  */
 async function isAbandoned(path: string, owner: LockOwner | undefined): Promise<boolean> {
-  if (owner) return owner.host === hostname() && !processAlive(owner.pid);
+  if (owner) return owner.host === hostname() && !processAlive(owner.pid, owner.start);
   const age = await ageMs(path);
   return age !== Infinity && age > 2000;
 }
@@ -168,8 +161,8 @@ export async function removeAbandonedLocks(root: string): Promise<number> {
   // LoRA locks, and the history log's lock beside the log.
   for (const dir of [join(root, STATE_DIR, 'locks'), join(root, STATE_DIR)]) {
     for (const name of await readdir(dir).catch(() => [] as string[])) {
-      const half = /\.(\d+)-[0-9a-f]+\.new$/.exec(name); // a lock a killed process was creating
-      if (half && !processAlive(Number(half[1]))) await unlink(join(dir, name)).catch(() => undefined);
+      const half = /\.(\d+)-(?:(\d+)-)?[0-9a-f]+\.new$/.exec(name); // a lock a killed process was creating
+      if (half && !processAlive(Number(half[1]), half[2] ? Number(half[2]) : undefined)) await unlink(join(dir, name)).catch(() => undefined);
       if (!name.endsWith('.lock')) continue;
       const path = join(dir, name);
       if ((await isAbandoned(path, await readOwner(path))) && (await takeOver(path, undefined))) removed++;

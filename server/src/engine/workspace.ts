@@ -17,9 +17,20 @@ import { executeSync, SyncOptions, SyncResult } from './syncExecutor';
 import { History, HistoryEvent } from './history';
 import { readEntries } from './entryPool';
 import { EntryInterner } from './entryIntern';
-import { processAlive, removeAbandonedLocks } from './loraLock';
-import { isTempFile, TEMP_MARK } from '../io/atomicWrite';
+import { removeAbandonedLocks } from './loraLock';
+import { ownStartTicks, processAlive } from '../io/processIdentity';
+import { isTempFile, tempFileOwner, TEMP_MARK } from '../io/atomicWrite';
 import { faultClock } from '../io/faults';
+
+/**
+ * How recent an mtime must be, at the time its key is taken, for the key not to be trusted later: more
+ * than the timestamp tick of the file system. Where mtimes have a fraction of a second (ext4, xfs,
+ * btrfs: one kernel tick, at most 10 ms; exFAT 10 ms; NTFS 100 ns), 100 ms; where they are whole
+ * seconds (FAT's 2 s, HFS+'s 1 s), 3 s. Files written less than this before a read are read again once.
+ */
+function racyWindowMs(mtimeNs: string): number {
+  return mtimeNs.endsWith('000000000') ? 3000 : 100;
+}
 
 /** Temporary files of a killed write, anywhere under the root (dot folders excepted, as in scans). */
 const TEMP_GLOB = `**/.*${TEMP_MARK}*`;
@@ -156,6 +167,8 @@ export class Workspace {
    * recomputes statuses. The first scan of a process starts from `.lora-sync/index.json`.
    */
   async scan(opts: ScanOptions = {}): Promise<ScanSummary> {
+    // Before any key is taken: the reference for racily clean entries (see `racy`).
+    const started = Date.now();
     let cached = new Map<string, CachedFile>();
     let cacheNote: string | undefined;
     // Listing the folders and reading the cache overlap: both wait on the disk.
@@ -178,7 +191,7 @@ export class Workspace {
       const key = fileKeySync(abs);
       if (!key) continue;
       const known = this.entries.get(rel) ?? cached.get(rel)?.entry;
-      if (known && sameKey(entryKey(known), key)) {
+      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel)) {
         if (!this.entries.has(rel)) updates.push([known.path, known]); // its own path string: one copy of each path in memory
         this.noteAbs(rel, abs);
       } else toRead.push({ abs, rel, key });
@@ -198,13 +211,15 @@ export class Workspace {
     });
     toRead.forEach((f, i) => {
       const r = results[i];
-      updates.push([f.rel, r.ok ? r.entry : this.unreadable(f.rel, r.code, r.message)]);
+      const entry = r.ok ? r.entry : this.unreadable(f.rel, r.code, r.message);
+      updates.push([f.rel, entry]);
+      this.noteRacy(f.rel, entry, started);
       this.noteAbs(f.rel, f.abs);
     });
     const read = toRead.length;
     let removed = 0;
     if (!opts.cancelled?.()) {
-      for (const rel of this.entries.keys()) if (!seen.has(rel)) { updates.push([rel, undefined]); removed++; }
+      for (const rel of this.entries.keys()) if (!seen.has(rel)) { updates.push([rel, undefined]); this.racy.delete(rel); removed++; }
     }
     const changes = this.apply(updates);
     if (read || removed || this.cacheDirty) {
@@ -219,6 +234,7 @@ export class Workspace {
    * the LoRAs they belonged to and belong to now are recomputed. Returns the status changes.
    */
   async update(paths: string[], readBack?: ReadonlyMap<string, FileEntry>): Promise<StatusChange[]> {
+    const started = Date.now();
     const updates: Array<[string, FileEntry | undefined]> = [];
     for (const p of new Set(paths)) {
       const rel = p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC');
@@ -226,18 +242,35 @@ export class Workspace {
       const key = await fileKey(abs);
       if (!key || !this.included(rel)) {
         this.absOf.delete(rel);
+        this.racy.delete(rel);
         if (this.entries.has(rel)) updates.push([rel, undefined]);
         continue;
       }
       const known = this.entries.get(rel);
-      if (known && sameKey(entryKey(known), key)) continue;
+      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel)) continue;
       const fresh = readBack?.get(rel);
-      updates.push([rel, fresh && sameKey(entryKey(fresh), key) ? fresh : await this.readOne(abs, rel, key)]);
+      const entry = fresh && sameKey(entryKey(fresh), key) ? fresh : await this.readOne(abs, rel, key);
+      updates.push([rel, entry]);
+      this.noteRacy(rel, entry, started);
       this.noteAbs(rel, abs);
     }
     const changes = this.apply(updates);
     if (updates.length) this.scheduleCacheSave();
     return changes;
+  }
+
+  /**
+   * Racily clean files (git's term): read while their mtime was within RACY_MS of the time their key
+   * was taken. A file rewritten in place again within the same timestamp tick, with the same size,
+   * keeps its (size, mtime, inode) key although its bytes changed; so these keys are not trusted: the
+   * next scan or update reads the file again (and the cache saves them with a key no file has).
+   * Once read when its mtime is older than that, a file's key is trusted again.
+   */
+  private readonly racy = new Set<string>();
+
+  private noteRacy(rel: string, e: FileEntry, keyTakenAfter: number): void {
+    if (e.mtimeMs >= keyTakenAfter - racyWindowMs(e.mtimeNs)) this.racy.add(rel);
+    else this.racy.delete(rel);
   }
 
   private saveTimer: NodeJS.Timeout | undefined;
@@ -363,7 +396,7 @@ export class Workspace {
 
   private async saveCache(): Promise<void> {
     const files = new Map<string, CachedFile>();
-    for (const [rel, e] of this.entries) files.set(rel, { entry: e, ...(this.diverged.has(rel) ? { divergedAt: this.diverged.get(rel) } : {}) });
+    for (const [rel, e] of this.entries) files.set(rel, { entry: e, ...(this.diverged.has(rel) ? { divergedAt: this.diverged.get(rel) } : {}), ...(this.racy.has(rel) ? { racy: true } : {}) });
     await this.cache.save(files).catch(() => undefined); // a cache that cannot be written costs speed, never correctness
   }
 
@@ -522,9 +555,9 @@ export class Workspace {
     for (const t of temps) {
       const name = t.slice(t.lastIndexOf('/') + 1);
       if (!isTempFile(name)) continue;
-      const pid = Number(/lora-sync-tmp-(\d+)-/.exec(name)?.[1]);
-      if (pid && pid !== process.pid && processAlive(pid)) continue;
-      if (pid === process.pid) continue;
+      const owner = tempFileOwner(name);
+      if (owner && owner.pid === process.pid && (owner.start === undefined || owner.start === ownStartTicks())) continue; // ours, being written
+      if (owner && owner.pid !== process.pid && processAlive(owner.pid, owner.start)) continue;
       await unlink(t).catch(() => undefined);
       removed.push(relPath(this.root, t));
     }

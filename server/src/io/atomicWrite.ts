@@ -8,11 +8,19 @@ import { open, rename, unlink, stat, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 import { faultPoint } from './faults';
+import { ownStartTicks } from './processIdentity';
 
 export const TEMP_MARK = '.lora-sync-tmp-';
 
+/** `.<name>.lora-sync-tmp-<pid>-<start ticks>-<random>`: who made it, so a sweep can tell whether it is still being written. */
 export function tempPathFor(target: string): string {
-  return join(dirname(target), `.${basename(target)}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`);
+  return join(dirname(target), `.${basename(target)}${TEMP_MARK}${process.pid}-${ownStartTicks() ?? 0}-${randomBytes(4).toString('hex')}`);
+}
+
+/** The maker of a temporary file, from its name (older names have no start ticks). */
+export function tempFileOwner(name: string): { pid: number; start?: number } | undefined {
+  const m = /lora-sync-tmp-(\d+)-(?:(\d+)-)?[0-9a-f]+$/.exec(name);
+  return m ? { pid: Number(m[1]), ...(m[2] ? { start: Number(m[2]) } : {}) } : undefined;
 }
 
 export function isTempFile(name: string): boolean {
