@@ -29,6 +29,7 @@ import { getKey, PyDict } from '../../server/src/formats/pickle/nodes';
 import { safetyFindings } from '../../server/src/formats/safety';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
 import { TreeBuilder } from '../../server/src/demo/loraTree';
+import { trainerStep } from '../../server/src/demo/trainerStep';
 import { copyFixtureWorkspace } from '../support/files';
 import { addFigure, setFigure } from './figures';
 import { centralEntries, HAS_TORCH, isTemp, listTree, privateCli, PY, REPO, rewriteCheckpoint, runCli, snapshot, tempDir } from './support';
@@ -362,6 +363,45 @@ describe('links and special files', function () {
     // An explicit update of the link path (what the watcher does) is refused the same way.
     assert.deepEqual(await ws.update([join(dir, '💎_PERFECT_HYBRID_HALL/LoRA_A_0f0f0f.pt'), join(dir, '💎_PERFECT_HYBRID_HALL/LoRA_A_0d0d0d.pt')]), []);
     addFigure(SEC, 'link cases', 5);
+  });
+
+  it('a state folder .lora-sync that is a link (or whose history or locks are) is refused with a clear error; nothing is written through it', async () => {
+    const cli = await privateCli(outside);
+    const target = join(outside, 'state');
+    await mkdir(target);
+    await symlink(target, join(dir, '.lora-sync'));
+    const r = await runCli(cli, ['sync', '--all', '--json', '--root', dir]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.out + r.err, /\.lora-sync is a symbolic link \(to .*state\)/);
+    assert.doesNotMatch(r.out + r.err, /\bat .*\.js:\d+/, 'no stack trace');
+    assert.deepEqual(await readdir(target), [], 'nothing was written through the link');
+    assert.ok((await readFile(join(dir, STALE_A))).length > 0);
+    // Status still works (its cache is not saved: that costs speed, never correctness).
+    const st = await runCli(cli, ['status', '--json', '--root', dir]);
+    assert.equal(st.code, 1, st.err);
+    assert.ok(JSON.parse(st.out).files.length > 0);
+    assert.deepEqual(await readdir(target), []);
+    // A real state folder whose history file or locks folder is a link: the same.
+    await rm(join(dir, '.lora-sync'));
+    await mkdir(join(dir, '.lora-sync'));
+    await writeFile(join(target, 'history.jsonl'), '');
+    await symlink(join(target, 'history.jsonl'), join(dir, '.lora-sync', 'history.jsonl'));
+    const ws = await Workspace.open(dir);
+    await ws.scan();
+    const res = await ws.sync(ws.plan(), { reason: 'MANUAL' });
+    assert.ok(res.synced > 0, 'the copies are written');
+    assert.match(res.historyError ?? '', /history could not be written/);
+    assert.equal((await readFile(join(target, 'history.jsonl'), 'utf8')), '', 'nothing appended through the link');
+    await rm(join(dir, '.lora-sync', 'locks'), { recursive: true, force: true });
+    await mkdir(join(target, 'locks'));
+    await symlink(join(target, 'locks'), join(dir, '.lora-sync', 'locks'));
+    await trainerStep(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'));
+    await ws.scan();
+    const res2 = await ws.sync(ws.plan(), { reason: 'MANUAL' });
+    assert.equal(res2.synced, 0);
+    assert.ok(res2.loras.some((l) => l.copies.some((c) => /symbolic link/.test(c.reason ?? ''))), JSON.stringify(res2.loras.map((l) => l.copies)));
+    assert.deepEqual(await readdir(join(target, 'locks')), []);
+    addFigure(SEC, 'link cases', 3);
   });
 });
 

@@ -11,6 +11,7 @@ import { runDemo } from './demo';
 import { version } from '../../../package.json';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import { hashBackend } from '../formats/hashBackend';
+import { StateLinkError } from '../io/realDir';
 import { CliUsageError, cmdHistory, cmdStats, cmdStatus, cmdSync, cmdVerify, cmdWatch } from './engineCommands';
 
 const USAGE = `usage: lora-sync <command> [options]
@@ -105,6 +106,8 @@ main(process.argv.slice(2)).then(
   (e) => {
     if (e instanceof CliUsageError) {
       process.stderr.write(`lora-sync: ${e.message}\n\n${USAGE}\n`);
+    } else if (e instanceof StateLinkError) {
+      process.stderr.write(`lora-sync: ${e.message}\n`); // the workspace's doing, not ours: no stack
     } else {
       process.stderr.write(`lora-sync: internal error: ${(e as Error)?.stack ?? e}\n`);
     }

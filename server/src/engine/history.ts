@@ -11,7 +11,8 @@
  * counted); only real I/O errors propagate.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
+import { APPEND_NO_FOLLOW, READ_WRITE_NO_FOLLOW, ensureRealDir } from '../io/realDir';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { withLockFile } from './loraLock';
@@ -175,8 +176,8 @@ export class History {
     return serialised(this.path, () => this.crossProcess(async () => {
       const { existed } = await this.repairNow();
       const dir = dirname(this.path);
-      const madeDir = existed ? undefined : await mkdir(dir, { recursive: true });
-      const fh = await open(this.path, 'a');
+      const madeDir = existed ? undefined : await ensureRealDir(dir);
+      const fh = await open(this.path, APPEND_NO_FOLLOW, 0o666);
       try {
         const before = (await fh.stat()).size;
         try {
@@ -200,7 +201,7 @@ export class History {
   }
 
   private async crossProcess<T>(fn: () => Promise<T>): Promise<T> {
-    const made = await mkdir(dirname(this.path), { recursive: true });
+    const made = await ensureRealDir(dirname(this.path));
     if (made !== undefined) await fsyncDir(dirname(made)); // the new folder's entry is durable
     return withLockFile(`${this.path}.lock`, fn);
   }
@@ -244,7 +245,7 @@ export class History {
   private async repairNow(): Promise<{ dropped: number; existed: boolean }> {
     let fh: FileHandle;
     try {
-      fh = await open(this.path, 'r+');
+      fh = await open(this.path, READ_WRITE_NO_FOLLOW);
     } catch (e) {
       if (isNotFound(e)) return { dropped: 0, existed: false };
       throw e;

@@ -16,11 +16,11 @@
  * bytes unchanged since): no file has that key, so it is read again.
  */
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import { atomicWrite } from '../io/atomicWrite';
+import { ensureRealDir } from '../io/realDir';
 import { EngineConfig, STATE_DIR } from './config';
 import { FileEntry, makeEntry, msOfNs, TensorEntry } from './loraFile';
 import { EntryInterner } from './entryIntern';
@@ -102,7 +102,7 @@ export class IndexCache {
 
   async save(files: Map<string, CachedFile>): Promise<void> {
     const header: IndexHeader = { version: INDEX_VERSION, alg: DIGEST_ALG, config: configHash(this.cfg), files: files.size };
-    await mkdir(join(this.root, STATE_DIR), { recursive: true });
+    await ensureRealDir(join(this.root, STATE_DIR));
     const w = new CacheWriter();
     // The cache can always be rebuilt, so it skips fsync; the rename still keeps it whole.
     await atomicWrite(this.path, async (fh) => {

@@ -9,12 +9,13 @@
  * So a dead lock is only ever deleted under a second, short-lived O_EXCL file (`<lock>.takeover`),
  * after reading the owner again there: whoever comes second finds the new, live owner.
  */
-import { link, open, readFile, readdir, unlink, mkdir, stat, writeFile } from 'node:fs/promises';
+import { link, open, readFile, readdir, unlink, stat, writeFile } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { STATE_DIR } from './config';
 import { ownStartTicks, processAlive } from '../io/processIdentity';
+import { ensureRealDir } from '../io/realDir';
 
 /** `start`: the owner's start time in kernel ticks (io/processIdentity), so a reused pid is not taken for it. */
 export interface LockOwner { pid: number; host: string; since: string; lora: string; start?: number }
@@ -31,7 +32,8 @@ export function lockPath(root: string, loraId: string): string {
 
 /** Takes the lock of one LoRA or throws LockBusy. Returns the release function. */
 export async function lockLora(root: string, loraId: string): Promise<() => Promise<void>> {
-  await mkdir(join(root, STATE_DIR, 'locks'), { recursive: true });
+  await ensureRealDir(join(root, STATE_DIR));
+  await ensureRealDir(join(root, STATE_DIR, 'locks'));
   return takeLock(lockPath(root, loraId), loraId);
 }
 

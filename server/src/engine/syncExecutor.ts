@@ -8,6 +8,7 @@ import { copyFile, lstat, mkdir, realpath } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { Checkpoint, openCheckpoint } from '../formats/checkpoint';
 import { DIGEST_ALG } from '../formats/fingerprint';
+import { ensureRealDir } from '../io/realDir';
 import * as N from '../formats/pickle/nodes';
 import { PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../formats/torch/ptWriter';
@@ -261,6 +262,9 @@ async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: F
       if (copy.unsafe.length) return { path: rel, outcome: 'refused', reason: `the copy now names globals torch.load would run (${copy.unsafe.map((u) => u.global).join(', ')}): never overwritten blindly` };
       if (force && ctx.cfg.backups) {
         backup = join(STATE_DIR, 'backups', stamp(started), rel);
+        // The state folder and its backups folder are real folders, not links out of the workspace.
+        await ensureRealDir(join(ctx.root, STATE_DIR));
+        await ensureRealDir(join(ctx.root, STATE_DIR, 'backups'));
         await mkdir(dirname(join(ctx.root, backup)), { recursive: true });
         await copyFile(abs, join(ctx.root, backup));
       }

@@ -19,6 +19,7 @@ import { readEntries } from './entryPool';
 import { EntryInterner } from './entryIntern';
 import { removeAbandonedLocks } from './loraLock';
 import { ownStartTicks, processAlive } from '../io/processIdentity';
+import { ensureRealDir } from '../io/realDir';
 import { isTempFile, tempFileOwner, TEMP_MARK } from '../io/atomicWrite';
 import { faultClock } from '../io/faults';
 
@@ -494,6 +495,8 @@ export class Workspace {
   async sync(plan: PlannedLora[], opts: SyncOptions): Promise<SyncResult> {
     if (this.readOnly) throw new Error('this workspace is read-only here (not trusted): nothing is written');
     if (!opts.now && faultClock) opts = { ...opts, now: faultClock }; // test seam (io/faults.ts): reproducible bytes
+    // Locks and history live there: a state folder that is a link refuses the whole sync, once.
+    await ensureRealDir(join(this.root, STATE_DIR));
     await this.removeStaleTempFiles(plan.flatMap((l) => l.copies.filter((c) => c.action === 'write' || c.action === 'force').map((c) => c.path)));
     await removeAbandonedLocks(this.root); // a killed sync's locks, even of LoRAs with nothing left to write
     const res = await executeSync(plan, { root: this.root, cfg: this.cfg, abs: (r) => this.abs(r), entry: (r) => this.entries.get(r) }, opts);
