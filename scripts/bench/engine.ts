@@ -6,7 +6,8 @@
  * runs plain torch.load): 1x = the seed's 120 LoRAs / 487 copies, 10x, 100x, and 3 adapters of
  * 200 MB with 2 stale copies each. Peers: the seed's coordinator in Python with Debian's torch
  * (scripts/bench/python/seed_coordinator.py: torch.load every file, torch.equal, torch.save),
- * `cat` and `sha256sum` of the same bytes (the I/O floor), `cp` of the same bytes for a sync.
+ * `cat` and `sha256sum` of the same bytes (the I/O floor), `cp` of the same bytes for a sync (and `cp`
+ * followed by `sync FILE`, the same durability).
  * Env: BENCH_SCALES=1,10,100  BENCH_BIG=1 (0 skips the 200 MB set)  BENCH_DIR (default: os.tmpdir())
  *      BENCH_RUNS=N (default 1): the repeatable measures (cat, sha256sum, cold status, verify, warm
  *      start, Python's verify) are each run N times and the best run kept (syncs run once).
@@ -127,7 +128,11 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
   const b = join(work, `${label}-py`);
   await cp(ws, a, { recursive: true });
   await cp(ws, b, { recursive: true });
+  // Each timed write starts with no dirty pages of an earlier step still being flushed under it.
+  const settle = () => spawnSync('sync');
+  settle();
   const sy = ours('sync', a);
+  settle();
   const pySync = python('sync', b, ['--only-stale']);
   // cp of the same bytes: each synced copy gets its source's file.
   const pairs = await stalePairs(ws);
@@ -135,9 +140,18 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
   const scratch = join(work, `${label}-cp`);
   await mkdir(scratch, { recursive: true });
   await writeFile(cpList, pairs.map(([src], i) => `cp ${JSON.stringify(src)} ${JSON.stringify(join(scratch, `${i}.pt`))}`).join('\n') + '\n');
+  settle();
   const cpMs = wall('sh', [cpList]);
+  // The same with the durability a sync gives: each copied file flushed to disk (coreutils `sync FILE`).
+  await rm(scratch, { recursive: true, force: true });
+  await mkdir(scratch, { recursive: true });
+  const cpSyncList = join(work, `${label}.cpsync.sh`);
+  await writeFile(cpSyncList, pairs.map(([src], i) => { const dst = JSON.stringify(join(scratch, `${i}.pt`)); return `cp ${JSON.stringify(src)} ${dst} && sync ${dst}`; }).join('\n') + '\n');
+  settle();
+  const cpSyncMs = wall('sh', [cpSyncList]);
   rows.push({ label: `${label}: find and sync ${sy.synced} stale copies vs Python coordinator (sync --only-stale)`, ours: sy.total_ms, peer: pySync.seconds * 1000, peerName: 'python', note: `cold: scan + statuses + writes; Python: load all, torch.equal, torch.save (${pySync.synced_copies} written)` });
   rows.push({ label: `${label}: sync of ${sy.synced} stale copies vs cp of the same bytes`, ours: sy.sync_ms, peer: cpMs, peerName: 'cp', note: 'ours: fsync of file and folder, read-back check; cp: no fsync, one process per file' });
+  rows.push({ label: `${label}: sync of ${sy.synced} stale copies vs cp + fsync of the same bytes`, ours: sy.sync_ms, peer: cpSyncMs, peerName: 'cp + sync', note: 'the same durability for the bytes: `cp` then coreutils `sync FILE` (fsync), two processes per file; ours also checks and reads back' });
   await rm(a, { recursive: true, force: true });
   await rm(b, { recursive: true, force: true });
   await rm(scratch, { recursive: true, force: true });

@@ -394,13 +394,16 @@ describe('links and special files', function () {
     assert.equal((await readFile(join(target, 'history.jsonl'), 'utf8')), '', 'nothing appended through the link');
     await rm(join(dir, '.lora-sync', 'locks'), { recursive: true, force: true });
     await mkdir(join(target, 'locks'));
+    // Someone else's old, unreadable "lock" where the link points: not ours to delete.
+    await writeFile(join(target, 'locks', 'Cargo.lock'), 'not a LoRA Sync lock');
+    execFileSync('touch', ['-d', '1 hour ago', join(target, 'locks', 'Cargo.lock')]);
     await symlink(join(target, 'locks'), join(dir, '.lora-sync', 'locks'));
     await trainerStep(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_A.pt'));
     await ws.scan();
     const res2 = await ws.sync(ws.plan(), { reason: 'MANUAL' });
     assert.equal(res2.synced, 0);
     assert.ok(res2.loras.some((l) => l.copies.some((c) => /symbolic link/.test(c.reason ?? ''))), JSON.stringify(res2.loras.map((l) => l.copies)));
-    assert.deepEqual(await readdir(join(target, 'locks')), []);
+    assert.deepEqual(await readdir(join(target, 'locks')), ['Cargo.lock'], 'nothing created or deleted through the link');
     addFigure(SEC, 'link cases', 3);
   });
 });

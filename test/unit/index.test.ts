@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { basename, dirname, join, relative } from 'node:path';
 import { existsSync, lstatSync } from 'node:fs';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
+import * as zlib from 'node:zlib';
 import { Workspace } from '../../server/src/engine/workspace';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 import { entryPoolStats, shutdownEntryPool } from '../../server/src/engine/entryPool';
@@ -126,6 +127,37 @@ describe('live index: cache and incremental updates', function () {
     assert.equal((await next.scan()).read, 1);
     assert.equal((await next.scan()).read, 0);
     assert.equal((await (await Workspace.open(dir)).scan()).read, 0);
+  });
+
+  it('racily clean: a stale copy edited within its mtime tick after the scan is not overwritten by the sync', async () => {
+    const rel = 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt';
+    const f = join(dir, rel);
+    const original = await readFile(f);
+    await writeFile(f, original); // fresh: read within its tick
+    const ws = await Workspace.open(dir);
+    await ws.scan();
+    const plan = ws.plan();
+    assert.ok(plan.some((l) => l.copies.some((c) => c.path === rel && c.action === 'write')), 'the plan writes the STALE copy');
+    // A hand edit of its tensors (same size) lands in the same tick: same key, other bytes, valid file.
+    const mtimeNs = lstatSync(f, { bigint: true }).mtimeNs;
+    const c = await openCheckpoint(f);
+    const rec = c.records!.find((r) => /\/data\/0$/.test(r.name))!;
+    await c.close();
+    const edited = Buffer.from(original);
+    edited[rec.dataOffset] ^= 0x01;
+    // keep the file sound: fix the record's CRC in its data descriptor and central entry
+    const oldCrc = rec.crc32;
+    const newCrc = zlib.crc32(edited.subarray(rec.dataOffset, rec.dataOffset + rec.size));
+    const le = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n >>> 0); return b; };
+    for (let i = edited.indexOf(le(oldCrc)); i >= 0; i = edited.indexOf(le(oldCrc), i + 4)) le(newCrc).copy(edited, i);
+    await writeFile(f, edited);
+    setMtimeNs(f, mtimeNs);
+    const res = await ws.sync(plan, { reason: 'MANUAL' });
+    const out = res.loras.flatMap((l) => l.copies).find((x) => x.path === rel)!;
+    assert.equal(out.outcome, 'skipped');
+    assert.match(out.reason ?? '', /changed since the plan \(within its timestamp tick\)/);
+    assert.ok((await readFile(f)).equals(edited), 'the edit is kept');
+    assert.ok(res.synced > 0, 'the other copies are written');
   });
 
   it('the cache is thrown away when its options, version or contents do not fit', async () => {

@@ -53,6 +53,8 @@ describe('process identity: pid and start time', function () {
     assert.deepEqual(tempFileOwner(name), { pid: process.pid, start: ownStartTicks() });
     assert.deepEqual(tempFileOwner('.LoRA_A.pt.lora-sync-tmp-4242-0badf00d'), { pid: 4242 });
     assert.deepEqual(tempFileOwner('.LoRA_A.pt.lora-sync-tmp-4242-12345678'), { pid: 4242 });
+    // Start 0: made where start times are unknown (no /proc): only the pid can be checked.
+    assert.deepEqual(tempFileOwner('.LoRA_A.pt.lora-sync-tmp-4242-0-0badf00d'), { pid: 4242 });
   });
 
   it('a sweep removes a temporary file whose pid now belongs to another process, and keeps the live maker\'s', async () => {

@@ -265,6 +265,30 @@ async function openAndReadAll(file: string): Promise<void> {
           ]),
           ['ZIP_DUPLICATE_NAME'],
         );
+        // A source that ends early on a later chunk, read ahead while the previous chunk is being
+        // written: a typed error where it is awaited, never an unhandled rejection (which ends the process).
+        const big = path.join(dir, 'shrinking.bin');
+        await fsp.writeFile(big, Buffer.alloc(2.5 * 1024 * 1024, 7)); // the last read (0.5 MiB) is short, the next finds the end
+        const bigFh = await fsp.open(big, 'r');
+        const unhandled: unknown[] = [];
+        const onUnhandled = (r: unknown) => unhandled.push(r);
+        process.on('unhandledRejection', onUnhandled);
+        try {
+          const out2 = await fsp.open(path.join(dir, 'shrunk.pt'), 'w');
+          try {
+            await expectFormatError(
+              writeTorchZip(out2, [{ name: 'x/data/0', source: { kind: 'range', fh: bigFh, offset: 0, length: 8 * 1024 * 1024 } }], { chunkSize: 1024 * 1024 }),
+              ['ZIP_TRUNCATED'],
+            );
+          } finally {
+            await out2.close();
+          }
+          await new Promise((r) => setTimeout(r, 50));
+          assert.deepEqual(unhandled, []);
+        } finally {
+          process.off('unhandledRejection', onUnhandled);
+          await bigFh.close();
+        }
       } finally {
         await out.close();
         await srcFh.close();

@@ -9,7 +9,7 @@
  * So a dead lock is only ever deleted under a second, short-lived O_EXCL file (`<lock>.takeover`),
  * after reading the owner again there: whoever comes second finds the new, live owner.
  */
-import { link, open, readFile, readdir, unlink, stat, writeFile } from 'node:fs/promises';
+import { link, lstat, open, readFile, readdir, unlink, stat, writeFile } from 'node:fs/promises';
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -162,6 +162,8 @@ export async function removeAbandonedLocks(root: string): Promise<number> {
   let removed = 0;
   // LoRA locks, and the history log's lock beside the log.
   for (const dir of [join(root, STATE_DIR, 'locks'), join(root, STATE_DIR)]) {
+    // Only real folders: a link would lead to files that are not ours to delete (lockLora refuses it).
+    if (!(await lstat(dir).then((st) => st.isDirectory(), () => false))) continue;
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       const half = /\.(\d+)-(?:(\d+)-)?[0-9a-f]+\.new$/.exec(name); // a lock a killed process was creating
       if (half && !processAlive(Number(half[1]), half[2] ? Number(half[2]) : undefined)) await unlink(join(dir, name)).catch(() => undefined);

@@ -54,6 +54,8 @@ export interface ExecContext {
   cfg: EngineConfig;
   abs: (rel: string) => string;
   entry: (rel: string) => FileEntry | undefined;
+  /** Whether a file's key cannot be trusted (racily clean, see Workspace): its content is compared instead. */
+  racy?: (rel: string) => boolean;
 }
 
 /**
@@ -255,6 +257,14 @@ async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: F
   };
   try {
     await guard();
+    // A copy read within its mtime tick may have been rewritten since with the same key: its content
+    // must still be what the plan judged (a copy edited by hand is never overwritten unasked).
+    if (ctx.racy?.(rel)) {
+      const now = await readEntry(abs, rel, ctx.cfg);
+      if (now.tensorsDigest !== planned.tensorsDigest || now.metaDigest !== planned.metaDigest) {
+        return { path: rel, outcome: 'skipped', reason: `${rel} changed since the plan (within its timestamp tick): it was not overwritten` };
+      }
+    }
     const copy = await openCheckpoint(abs);
     let backup: string | undefined;
     try {

@@ -4,7 +4,7 @@
  */
 import { readdir, unlink } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import fg from 'fast-glob';
 import { EngineConfig, STATE_DIR, loadConfig } from './config';
 import { FileEntry, isSourcePath, makeEntry, readEntry } from './loraFile';
@@ -233,8 +233,10 @@ export class Workspace {
   /**
    * Re-reads the given files (relative or absolute paths): new, changed, removed or renamed. Only
    * the LoRAs they belonged to and belong to now are recomputed. Returns the status changes.
+   * `readBack`: entries already read (a sync's read-back), used while the key is unchanged;
+   * `readBackFrom`: the time before which none of them was read.
    */
-  async update(paths: string[], readBack?: ReadonlyMap<string, FileEntry>): Promise<StatusChange[]> {
+  async update(paths: string[], readBack?: ReadonlyMap<string, FileEntry>, readBackFrom?: number): Promise<StatusChange[]> {
     const started = Date.now();
     const updates: Array<[string, FileEntry | undefined]> = [];
     for (const p of new Set(paths)) {
@@ -250,9 +252,11 @@ export class Workspace {
       const known = this.entries.get(rel);
       if (known && sameKey(entryKey(known), key) && !this.racy.has(rel)) continue;
       const fresh = readBack?.get(rel);
-      const entry = fresh && sameKey(entryKey(fresh), key) ? fresh : await this.readOne(abs, rel, key);
+      const reuse = !!fresh && sameKey(entryKey(fresh), key);
+      const entry = reuse ? fresh! : await this.readOne(abs, rel, key);
       updates.push([rel, entry]);
-      this.noteRacy(rel, entry, started);
+      // An entry read back during a sync was read then, not now (readBackFrom: when the sync's writes began).
+      this.noteRacy(rel, entry, reuse && readBackFrom !== undefined ? readBackFrom : started);
       this.noteAbs(rel, abs);
     }
     const changes = this.apply(updates);
@@ -499,7 +503,9 @@ export class Workspace {
     await ensureRealDir(join(this.root, STATE_DIR));
     await this.removeStaleTempFiles(plan.flatMap((l) => l.copies.filter((c) => c.action === 'write' || c.action === 'force').map((c) => c.path)));
     await removeAbandonedLocks(this.root); // a killed sync's locks, even of LoRAs with nothing left to write
-    const res = await executeSync(plan, { root: this.root, cfg: this.cfg, abs: (r) => this.abs(r), entry: (r) => this.entries.get(r) }, opts);
+    // Copies written from here on are read back from here on: the reference for their racy check.
+    const writesFrom = Date.now();
+    const res = await executeSync(plan, { root: this.root, cfg: this.cfg, abs: (r) => this.abs(r), entry: (r) => this.entries.get(r), racy: (r) => this.racy.has(r) }, opts);
     const time = (opts.now ?? (() => new Date()))().toISOString();
     const events: HistoryEvent[] = [];
     for (const l of res.loras) {
@@ -522,7 +528,7 @@ export class Workspace {
     const written = res.loras.flatMap((l) => l.copies.filter((c) => c.entry).map((c) => c.path));
     // The executor read each copy it wrote back already: those entries stand while the file is untouched.
     const readBack = new Map(res.loras.flatMap((l) => l.copies.filter((c) => c.entry && c.outcome === 'synced').map((c) => [c.path, c.entry!] as const)));
-    if (written.length) await this.update(written, readBack);
+    if (written.length) await this.update(written, readBack, writesFrom);
     await this.flushCache();
     return historyError ? { ...res, historyError } : res;
   }
@@ -556,13 +562,13 @@ export class Workspace {
     for (const name of await readdir(state).catch(() => [] as string[])) if (isTempFile(name)) temps.push(join(state, name));
     const removed: string[] = [];
     for (const t of temps) {
-      const name = t.slice(t.lastIndexOf('/') + 1);
+      const name = basename(t);
       if (!isTempFile(name)) continue;
       const owner = tempFileOwner(name);
       if (owner && owner.pid === process.pid && (owner.start === undefined || owner.start === ownStartTicks())) continue; // ours, being written
       if (owner && owner.pid !== process.pid && processAlive(owner.pid, owner.start)) continue;
-      await unlink(t).catch(() => undefined);
-      removed.push(relPath(this.root, t));
+      // Reported only when it was there and is gone (the listing that saw it may be old).
+      if (await unlink(t).then(() => true, () => false)) removed.push(relPath(this.root, t));
     }
     return removed;
   }

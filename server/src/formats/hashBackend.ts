@@ -46,12 +46,13 @@ function nativeTriples(): string[] {
 function loadNative<T>(file: 'xxhash' | 'crc32'): T | undefined {
   const tries: Array<() => T> = [];
   for (const triple of nativeTriples()) {
-    // The platform's package straight away (its main is the binary; the wrapper package's index
-    // would probe the C library again), then beside the bundle (the .vsix has no node_modules).
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    tries.push(() => require(`@node-rs/${file}-${triple}`) as T);
+    // Beside the bundle first (what the .vsix ships: no lookup through parent node_modules folders),
+    // then the platform's package (its main is the binary; the wrapper package's index would probe the
+    // C library again).
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     tries.push(() => require(join(__dirname, 'native', `${file}.${triple}.node`)) as T);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    tries.push(() => require(`@node-rs/${file}-${triple}`) as T);
   }
   for (const t of tries) {
     try {
@@ -67,6 +68,14 @@ function nativeBackend(): HashBackend | undefined {
   const xx = loadNative<NativeXxhash>('xxhash');
   const crc = loadNative<NativeCrc>('crc32');
   if (!xx?.Xxh64 || !crc?.crc32) return undefined;
+  // Whatever loaded must compute the published check values, or the portable hashers are used.
+  try {
+    const h = new xx.Xxh64();
+    h.update(Buffer.from('abc'));
+    if (h.digest() !== 0x44bc2cf5ad770999n || crc.crc32(Buffer.from('123456789'), 0) !== 0xcbf43926) return undefined;
+  } catch {
+    return undefined;
+  }
   const make = (): Xxh64Stream => {
     const h = new xx.Xxh64();
     return {

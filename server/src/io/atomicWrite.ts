@@ -20,7 +20,8 @@ export function tempPathFor(target: string): string {
 /** The maker of a temporary file, from its name (older names have no start ticks). */
 export function tempFileOwner(name: string): { pid: number; start?: number } | undefined {
   const m = /lora-sync-tmp-(\d+)-(?:(\d+)-)?[0-9a-f]+$/.exec(name);
-  return m ? { pid: Number(m[1]), ...(m[2] ? { start: Number(m[2]) } : {}) } : undefined;
+  // Start ticks 0: written where they are unknown (no /proc), so only the pid can be checked.
+  return m ? { pid: Number(m[1]), ...(m[2] && m[2] !== '0' ? { start: Number(m[2]) } : {}) } : undefined;
 }
 
 export function isTempFile(name: string): boolean {

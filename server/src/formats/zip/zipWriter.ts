@@ -98,13 +98,20 @@ async function copySource(w: SequentialWriter, entry: ZipEntry, bufs: [Buffer, B
   let crc = 0;
   let done = 0;
   let which = 0;
-  let pending: Promise<Buffer> | undefined = readChunk(bufs[0], 0);
+  // A read that fails while a write is awaited must not count as unhandled (Node would exit): it is
+  // marked handled here, and still throws where it is awaited.
+  const start = (buf: Buffer, at: number): Promise<Buffer> => {
+    const p = readChunk(buf, at);
+    p.catch(() => undefined);
+    return p;
+  };
+  let pending: Promise<Buffer> | undefined = start(bufs[0], 0);
   try {
     while (pending) {
       const chunk = await pending;
       done += chunk.length;
       which ^= 1;
-      pending = done < src.length ? readChunk(bufs[which], done) : undefined;
+      pending = done < src.length ? start(bufs[which], done) : undefined;
       crc = crc32(chunk, crc);
       await w.write(chunk);
     }
