@@ -23,13 +23,13 @@ export async function until<T>(what: string, ms: number, probe: () => T | undefi
 export async function startServer(dir: string, initializationOptions: object, onDiagnostics: (p: PublishDiagnosticsParams) => void, env: Record<string, string> = {}) {
   const server = join(ensureBuilt(), '..', 'server.js');
   const child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const log = { stderr: '' };
+  const log = { stderr: '', messages: [] as string[] };
   child.stderr!.on('data', (b) => (log.stderr += b));
   const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
   const statuses: ServerStatus[] = [];
   conn.onNotification('textDocument/publishDiagnostics', onDiagnostics);
   conn.onNotification(StatusChangedNotification, (s: ServerStatus) => { statuses.push(s); });
-  conn.onNotification('window/logMessage', () => undefined);
+  conn.onNotification('window/logMessage', (m: { message: string }) => { log.messages.push(m.message); });
   conn.listen();
   const uri = pathToFileURL(dir).toString();
   await conn.sendRequest('initialize', { processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }], initializationOptions });

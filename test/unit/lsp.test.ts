@@ -31,7 +31,7 @@ describe('language server over stdio', function () {
   let dir: string;
   let child: ChildProcess;
   let conn: MessageConnection;
-  let log = { stderr: '' };
+  let log = { stderr: '', messages: [] as string[] };
   /** Every publishDiagnostics, in order, with the path (relative, NFC) it is about. */
   const published: Array<{ rel: string; uri: string; diagnostics: Diagnostic[] }> = [];
   const current = new Map<string, Diagnostic[]>();
@@ -82,6 +82,12 @@ describe('language server over stdio', function () {
     assert.equal(status.state, 'ready');
     assert.equal(status.folders, 1);
     assert.equal(status.problems, want.length);
+  });
+
+  it('logs the digest algorithm and which hashers run (native here, where npm installed them)', () => {
+    const line = log.messages.find((m) => m.startsWith('LoRA Sync server:'));
+    assert.match(line ?? '', /digests xxh64-4MiB-leaves\+sha256-128, hashing (native|portable)$/);
+    if (process.platform === 'linux' && process.arch === 'x64') assert.match(line!, /hashing native$/);
   });
 
   it('loraSync/copyMap gives every file with its expected status', async () => {

@@ -6,6 +6,8 @@
  *
  * Watching: on by default; `initializationOptions.watch: false` leaves only the periodic reconcile.
  */
+import { DIGEST_ALG } from '../formats/fingerprint';
+import { hashBackend } from '../formats/hashBackend';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   CancellationToken, createConnection, DidChangeConfigurationNotification, ErrorCodes, InitializeParams, ProposedFeatures,
@@ -523,6 +525,8 @@ connection.onInitialize((params: InitializeParams) => {
 });
 
 connection.onInitialized(() => {
+  // Which hashers run (native or portable: same digests, different speed), for the log a user sends.
+  connection.console.info(`LoRA Sync server: digests ${DIGEST_ALG}, hashing ${hashBackend().name}`);
   if (registerConfiguration) void connection.client.register(DidChangeConfigurationNotification.type, { section: 'loraSync' });
   const settings = overridesFrom(initOptions.settings);
   void working(async () => {
