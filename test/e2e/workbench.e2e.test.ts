@@ -56,16 +56,23 @@ async function runCommand(page: Page, title: string): Promise<void> {
   const input = page.locator('.quick-input-widget input');
   // The palette of the previous command may still be closing: start from a closed one, and try again
   // if it closes under us.
+  // Where the focus goes first, in turn: the active tab's title; the side bar's title (never a webview,
+  // which an active inspector tab hands the focus back to); the status bar. Then the shortcut or F1.
+  const focusers = [
+    () => page.locator('.tabs-container .tab.active').first().click({ timeout: 2_000 }),
+    () => page.locator('.part.sidebar .composite.title').first().click({ timeout: 2_000 }),
+    () => page.locator('.part.statusbar').first().click({ position: { x: 2, y: 2 }, timeout: 2_000 }),
+  ];
   for (let attempt = 1; ; attempt++) {
     await input.waitFor({ state: 'hidden', timeout: 5_000 }).catch(() => page.keyboard.press('Escape'));
-    await page.locator('.tabs-container .tab.active').first().click().catch(() => undefined);
-    await page.keyboard.press('Control+Shift+P');
+    await focusers[(attempt - 1) % focusers.length]().catch(() => undefined);
+    await page.keyboard.press(attempt % 2 ? 'Control+Shift+P' : 'F1');
     try {
       await input.waitFor({ state: 'visible', timeout: 5_000 });
       await input.fill(`>${title}`, { timeout: 5_000 });
       break;
     } catch (e) {
-      if (attempt === 3) throw e;
+      if (attempt === 6) throw e;
     }
   }
   // The row whose label is the title (fuzzy matching may rank a longer title first).
