@@ -11,7 +11,7 @@ import { basename, dirname, join, relative } from 'node:path';
 import { existsSync, lstatSync } from 'node:fs';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
 import * as zlib from 'node:zlib';
-import { Workspace } from '../../server/src/engine/workspace';
+import { cacheSaveDelayMs, Workspace } from '../../server/src/engine/workspace';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 import { entryPoolStats, shutdownEntryPool } from '../../server/src/engine/entryPool';
 import { availableParallelism } from 'node:os';
@@ -158,6 +158,13 @@ describe('live index: cache and incremental updates', function () {
     assert.match(out.reason ?? '', /changed since the plan \(within its timestamp tick\)/);
     assert.ok((await readFile(f)).equals(edited), 'the edit is kept');
     assert.ok(res.synced > 0, 'the other copies are written');
+  });
+
+  it('the cache is saved within 2 s when saves are cheap, and at most ~5 % of the time when they are not', () => {
+    assert.equal(cacheSaveDelayMs(0), 2000);
+    assert.equal(cacheSaveDelayMs(60), 2000);
+    assert.equal(cacheSaveDelayMs(600), 12_000);
+    assert.equal(cacheSaveDelayMs(10_000), 60_000);
   });
 
   it('the cache is thrown away when its options, version or contents do not fit', async () => {
