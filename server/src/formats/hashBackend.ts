@@ -26,7 +26,7 @@ export interface Xxh64Stream {
 export interface HashBackend {
   readonly name: 'native' | 'portable';
   crc32(b: Uint8Array, initial?: number): number;
-  /** A new hasher, or undefined while the portable one is still being instantiated (see `ready`). */
+  /** A new hasher now, or undefined while a portable one is still being instantiated (then `xxh64()`). */
   xxh64Now(): Xxh64Stream | undefined;
   xxh64(): Promise<Xxh64Stream>;
 }
