@@ -1,10 +1,10 @@
 /** Helpers shared by the fault suites: the built CLI as a child process, snapshots of a tree, torch and mounts. */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFile, lstat, mkdir, mkdtemp, open, readFile, stat } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, open, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { ensureBuilt, sha256File, walk as listTree } from '../support/files';
-import { TEMP_MARK } from '../../server/src/io/atomicWrite';
+import { ensureBuilt, overwriteKeepingKey, sha256File, walk as listTree } from '../support/files';
+import { TEMP_MARK, tempFileOwner } from '../../server/src/io/atomicWrite';
 import { prng } from '../../server/src/demo/loraTree';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
 import { fingerprintCheckpoint } from '../../server/src/formats/fingerprint';
@@ -22,9 +22,9 @@ export const CLOCK = 'clock@2026-01-02T03:04:05.678Z';
 
 export const isTemp = (rel: string) => rel.includes(TEMP_MARK);
 /** The pid in a temporary file's name (`.<name>.lora-sync-tmp-<pid>-<rand>`). */
-export const tempPid = (rel: string) => Number(/lora-sync-tmp-(\d+)-/.exec(rel)?.[1]);
+export const tempPid = (rel: string) => tempFileOwner(rel)?.pid ?? NaN;
 
-export { prng };
+export { prng, overwriteKeepingKey };
 
 /** A private copy of dist/cli.js in `dir`, so a build running beside the tests cannot swap it mid-run. */
 export async function privateCli(dir: string): Promise<string> {
@@ -163,26 +163,6 @@ export async function sameSizeVariant(src: string, scratchDir: string, edit: (me
   throw new Error(`no variant of ${src} with its size`);
 }
 
-/**
- * Overwrites `abs` in place with `bytes` of the same size and sets its mtime back to the nanosecond:
- * (size, mtime, inode) stay what they were, as when a file is rewritten twice within one timestamp
- * tick on a file system with coarse timestamps, or by someone who means to hide it.
- */
-export async function overwriteKeepingKey(abs: string, bytes: Buffer): Promise<void> {
-  const st = await lstat(abs, { bigint: true });
-  if (BigInt(bytes.length) !== st.size) throw new Error(`overwriteKeepingKey: ${bytes.length} bytes for a file of ${st.size}`);
-  const fh = await open(abs, 'r+');
-  try {
-    await fh.write(bytes, 0, bytes.length, 0);
-  } finally {
-    await fh.close();
-  }
-  const sec = st.mtimeNs / 1_000_000_000n;
-  const ns = (st.mtimeNs % 1_000_000_000n).toString().padStart(9, '0');
-  execFileSync('touch', ['-m', '-d', `@${sec}.${ns}`, abs]);
-  const after = await lstat(abs, { bigint: true });
-  if (after.mtimeNs !== st.mtimeNs || after.ino !== st.ino || after.size !== st.size) throw new Error('overwriteKeepingKey: the key changed');
-}
 
 /** The pickle node of `callable(*args)`, as a hostile pickle's REDUCE decodes. */
 export function reduceOf(module: string, name: string, args: PyNode[]): PyObject {

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { cp, mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { cp, lstat, mkdtemp, open, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 
@@ -42,4 +42,25 @@ export async function copyFixtureWorkspace(prefix: string): Promise<string> {
   // is racily clean and read again by the next one: see Workspace.racy).
   await cp(join(REPO, 'test', 'fixtures', 'workspace'), dir, { recursive: true, preserveTimestamps: true });
   return dir;
+}
+
+/**
+ * Overwrites `abs` in place with `bytes` of the same size and sets its mtime back to the nanosecond:
+ * (size, mtime, inode) stay what they were, as when a file is rewritten twice within one timestamp
+ * tick on a file system with coarse timestamps, or by someone who means to hide it.
+ */
+export async function overwriteKeepingKey(abs: string, bytes: Buffer): Promise<void> {
+  const st = await lstat(abs, { bigint: true });
+  if (BigInt(bytes.length) !== st.size) throw new Error(`overwriteKeepingKey: ${bytes.length} bytes for a file of ${st.size}`);
+  const fh = await open(abs, 'r+');
+  try {
+    await fh.write(bytes, 0, bytes.length, 0);
+  } finally {
+    await fh.close();
+  }
+  const sec = st.mtimeNs / 1_000_000_000n;
+  const ns = (st.mtimeNs % 1_000_000_000n).toString().padStart(9, '0');
+  execFileSync('touch', ['-m', '-d', `@${sec}.${ns}`, abs]);
+  const after = await lstat(abs, { bigint: true });
+  if (after.mtimeNs !== st.mtimeNs || after.ino !== st.ino || after.size !== st.size) throw new Error('overwriteKeepingKey: the key changed');
 }

@@ -3,9 +3,9 @@
  * updates (a file added, changed, removed or renamed recomputes only its LoRAs and reports exactly
  * the status changes), on the torch-written fixture workspace.
  */
-import { copyFixtureWorkspace } from '../support/files';
+import { copyFixtureWorkspace, overwriteKeepingKey } from '../support/files';
 import { strict as assert } from 'node:assert';
-import { mkdir, readFile, rename, rm, unlink, writeFile, copyFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, unlink, utimes, writeFile, copyFile } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import { basename, dirname, join, relative } from 'node:path';
 import { existsSync, lstatSync } from 'node:fs';
@@ -17,12 +17,6 @@ import { entryPoolStats, shutdownEntryPool } from '../../server/src/engine/entry
 import { availableParallelism } from 'node:os';
 
 
-
-/** Sets a file's mtime to the nanosecond (Node's utimes rounds to microseconds; GNU touch does not). */
-function setMtimeNs(file: string, ns: bigint): void {
-  const r = spawnSync('touch', ['-m', '-d', `@${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`, file]);
-  assert.equal(r.status, 0, String(r.stderr));
-}
 
 describe('live index: cache and incremental updates', function () {
   this.timeout(60000);
@@ -110,20 +104,18 @@ describe('live index: cache and incremental updates', function () {
     await c.close();
     const changed = Buffer.from(original);
     changed[at] ^= 0xff;
-    await writeFile(f, changed);
-    setMtimeNs(f, mtimeNs);
+    await overwriteKeepingKey(f, changed);
     assert.equal(lstatSync(f, { bigint: true }).mtimeNs, mtimeNs, 'the key is the same as at the first read');
     const s = await ws.scan();
     assert.equal(s.read, 1, 'the racily clean file is read again, and only it');
     assert.equal(ws.entry(rel)!.kind, 'corrupt');
     // The cache saved it racily clean too: a new process reads it again rather than trusting the key.
-    await writeFile(f, original);
-    setMtimeNs(f, mtimeNs);
+    await overwriteKeepingKey(f, original);
     const next = await Workspace.open(dir);
     assert.equal((await next.scan()).read, 1);
     assert.equal(next.entry(rel)!.kind, 'lora');
     // At rest (mtime well before the read), the key is trusted again: nothing is read twice.
-    setMtimeNs(f, mtimeNs - 3_600_000_000_000n);
+    await utimes(f, new Date(), new Date(Date.now() - 3_600_000));
     assert.equal((await next.scan()).read, 1);
     assert.equal((await next.scan()).read, 0);
     assert.equal((await (await Workspace.open(dir)).scan()).read, 0);
@@ -139,7 +131,6 @@ describe('live index: cache and incremental updates', function () {
     const plan = ws.plan();
     assert.ok(plan.some((l) => l.copies.some((c) => c.path === rel && c.action === 'write')), 'the plan writes the STALE copy');
     // A hand edit of its tensors (same size) lands in the same tick: same key, other bytes, valid file.
-    const mtimeNs = lstatSync(f, { bigint: true }).mtimeNs;
     const c = await openCheckpoint(f);
     const rec = c.records!.find((r) => /\/data\/0$/.test(r.name))!;
     await c.close();
@@ -150,8 +141,7 @@ describe('live index: cache and incremental updates', function () {
     const newCrc = zlib.crc32(edited.subarray(rec.dataOffset, rec.dataOffset + rec.size));
     const le = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n >>> 0); return b; };
     for (let i = edited.indexOf(le(oldCrc)); i >= 0; i = edited.indexOf(le(oldCrc), i + 4)) le(newCrc).copy(edited, i);
-    await writeFile(f, edited);
-    setMtimeNs(f, mtimeNs);
+    await overwriteKeepingKey(f, edited);
     const res = await ws.sync(plan, { reason: 'MANUAL' });
     const out = res.loras.flatMap((l) => l.copies).find((x) => x.path === rel)!;
     assert.equal(out.outcome, 'skipped');

@@ -23,6 +23,7 @@ import { itemSize } from './dtypes';
 import { PyNode, mappingEntries } from './pickle/nodes';
 import { typedForm, Typed } from './pyValue';
 import { hashBackend, crc32, Xxh64Stream } from './hashBackend';
+import { readAhead, readFull } from '../io/readAhead';
 
 export const DIGEST_ALG = 'xxh64-4MiB-leaves+sha256-128';
 const LEAF = 4 * 1024 * 1024;
@@ -132,15 +133,10 @@ export async function digestBytes(b: Uint8Array): Promise<string> {
   }
 }
 
-async function readAt(c: Checkpoint, pos: number, len: number, into?: Buffer): Promise<Buffer> {
-  const buf = into && into.length >= len ? into.subarray(0, len) : Buffer.allocUnsafe(len);
-  let got = 0;
-  while (got < len) {
-    const { bytesRead } = await c.fh.read(buf, got, len - got, pos + got);
-    if (bytesRead === 0) throw new Error(`${c.path}: file shrank while reading (offset ${pos + got})`);
-    got += bytesRead;
-  }
-  return buf;
+const shrank = (c: Checkpoint) => (at: number) => new Error(`${c.path}: file shrank while reading (offset ${at})`);
+
+function readAt(c: Checkpoint, pos: number, len: number, into?: Buffer): Promise<Buffer> {
+  return readFull(c.fh, into && into.length >= len ? into.subarray(0, len) : Buffer.allocUnsafe(len), pos, shrank(c));
 }
 
 /**
@@ -152,21 +148,11 @@ async function eachChunk(c: Checkpoint, s: StorageInfo, start: number, end: numb
     for (let p = start; p < end; p += CHUNK) fn(s.inflated.subarray(p, Math.min(end, p + CHUNK)), p);
     return;
   }
-  const size = bufs[0].length;
-  let which = 0;
-  let pending: Promise<Buffer> | undefined = start < end ? readAt(c, s.offset + start, Math.min(size, end - start), bufs[0]) : undefined;
-  try {
-    for (let p = start; p < end;) {
-      const b = await pending!;
-      const next = p + b.length;
-      which ^= 1;
-      pending = next < end ? readAt(c, s.offset + next, Math.min(size, end - next), bufs[which]) : undefined;
-      fn(b, p);
-      p = next;
-    }
-  } finally {
-    // fn threw with a read in flight: let it finish before its buffer can be reused.
-    if (pending) await pending.catch(() => undefined);
+  const ended = (at: number) => shrank(c)(s.offset + start + at);
+  let p = start;
+  for await (const b of readAhead(c.fh, s.offset + start, end - start, bufs, ended)) {
+    fn(b, p);
+    p += b.length;
   }
 }
 

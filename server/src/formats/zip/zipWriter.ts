@@ -5,6 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { crc32 } from '../hashBackend';
+import { readAhead } from '../../io/readAhead';
 import { FormatError } from '../errors';
 import {
   U16_MAX,
@@ -87,37 +88,11 @@ async function copySource(w: SequentialWriter, entry: ZipEntry, bufs: [Buffer, B
     await w.write(src.data);
     return crc32(src.data);
   }
-  const readChunk = async (buf: Buffer, done: number): Promise<Buffer> => {
-    const want = Math.min(buf.length, src.length - done);
-    const { bytesRead } = await src.fh.read(buf, 0, want, src.offset + done);
-    if (bytesRead === 0) {
-      throw new FormatError('ZIP_TRUNCATED', `source of ${entry.name} ended ${src.length - done} bytes early`, entry.name);
-    }
-    return buf.subarray(0, bytesRead);
-  };
   let crc = 0;
-  let done = 0;
-  let which = 0;
-  // A read that fails while a write is awaited must not count as unhandled (Node would exit): it is
-  // marked handled here, and still throws where it is awaited.
-  const start = (buf: Buffer, at: number): Promise<Buffer> => {
-    const p = readChunk(buf, at);
-    p.catch(() => undefined);
-    return p;
-  };
-  let pending: Promise<Buffer> | undefined = start(bufs[0], 0);
-  try {
-    while (pending) {
-      const chunk = await pending;
-      done += chunk.length;
-      which ^= 1;
-      pending = done < src.length ? start(bufs[which], done) : undefined;
-      crc = crc32(chunk, crc);
-      await w.write(chunk);
-    }
-  } finally {
-    // A failed write with a read in flight: let the read finish before the buffers go.
-    if (pending) await pending.catch(() => undefined);
+  const ended = (at: number) => new FormatError('ZIP_TRUNCATED', `source of ${entry.name} ended ${src.length - at} bytes early`, entry.name);
+  for await (const chunk of readAhead(src.fh, src.offset, src.length, bufs, ended)) {
+    crc = crc32(chunk, crc);
+    await w.write(chunk);
   }
   if (src.expectedCrc32 !== undefined && (src.expectedCrc32 >>> 0) !== crc) {
     throw new FormatError(
