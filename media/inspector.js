@@ -1,10 +1,12 @@
 // The LoRA inspector's page script (loaded with the CSP nonce). Buttons post a message to the
 // extension; the tensor table sorts and filters in place; filter, sort and scroll survive a
 // re-render (the page is rebuilt whenever the file or its status changes).
-(function () {
-  'use strict';
+(() => {
   const vscode = acquireVsCodeApi();
-  const state = Object.assign({ filter: '', onlyDiff: false, sortKey: '', sortDir: 1, scrollY: 0 }, vscode.getState() || {});
+  const state = Object.assign(
+    { filter: '', onlyDiff: false, sortKey: '', sortDir: 1, scrollY: 0 },
+    vscode.getState() || {},
+  );
   const save = () => vscode.setState(state);
 
   document.addEventListener('click', (e) => {
@@ -45,7 +47,7 @@
     const key = state.sortKey || 'index';
     const dir = state.sortKey ? state.sortDir : 1;
     const rows = Array.from(tbody.rows);
-    const val = (r, k) => (NUMERIC[k] ? Number(r.getAttribute('data-' + k)) : r.getAttribute('data-' + k) || '');
+    const val = (r, k) => (NUMERIC[k] ? Number(r.getAttribute(`data-${k}`)) : r.getAttribute(`data-${k}`) || '');
     rows.sort((a, b) => {
       const x = val(a, key);
       const y = val(b, key);
@@ -58,7 +60,10 @@
     for (const r of rows) tbody.appendChild(r);
     // Two headers sort by element count (Shape, Elements): the one clicked shows the arrow.
     table.querySelectorAll('th[data-sort]').forEach((th, i) => {
-      th.setAttribute('aria-sort', state.sortKey && state.sortCol === i ? (dir > 0 ? 'ascending' : 'descending') : 'none');
+      th.setAttribute(
+        'aria-sort',
+        state.sortKey && state.sortCol === i ? (dir > 0 ? 'ascending' : 'descending') : 'none',
+      );
     });
   }
 
@@ -67,21 +72,38 @@
       const sort = () => {
         const key = th.getAttribute('data-sort');
         if (state.sortKey === key && state.sortCol === i) state.sortDir = -state.sortDir;
-        else { state.sortKey = key; state.sortCol = i; state.sortDir = 1; }
+        else {
+          state.sortKey = key;
+          state.sortCol = i;
+          state.sortDir = 1;
+        }
         save();
         applySort();
       };
       th.addEventListener('click', sort);
-      th.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); sort(); } });
+      th.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' || e.key === ' ') {
+          e.preventDefault();
+          sort();
+        }
+      });
     });
   }
   if (filter) {
     filter.value = state.filter;
-    filter.addEventListener('input', () => { state.filter = filter.value; save(); applyFilter(); });
+    filter.addEventListener('input', () => {
+      state.filter = filter.value;
+      save();
+      applyFilter();
+    });
   }
   if (onlyDiff) {
     onlyDiff.checked = !!state.onlyDiff;
-    onlyDiff.addEventListener('change', () => { state.onlyDiff = onlyDiff.checked; save(); applyFilter(); });
+    onlyDiff.addEventListener('change', () => {
+      state.onlyDiff = onlyDiff.checked;
+      save();
+      applyFilter();
+    });
   }
   applySort();
   applyFilter();
@@ -91,6 +113,10 @@
   window.addEventListener('scroll', () => {
     if (pending) return;
     pending = true;
-    setTimeout(() => { pending = false; state.scrollY = window.scrollY; save(); }, 200);
+    setTimeout(() => {
+      pending = false;
+      state.scrollY = window.scrollY;
+      save();
+    }, 200);
   });
 })();

@@ -35,14 +35,17 @@ mkdirSync('dist/native', { recursive: true });
 for (const pkg of ['xxhash', 'crc32']) {
   const scope = 'node_modules/@node-rs';
   for (const dir of existsSync(scope) ? readdirSync(scope).filter((d) => d.startsWith(`${pkg}-`)) : []) {
-    for (const f of readdirSync(`${scope}/${dir}`).filter((f) => f.endsWith('.node'))) copyFileSync(`${scope}/${dir}/${f}`, `dist/native/${f}`);
+    for (const f of readdirSync(`${scope}/${dir}`).filter((f) => f.endsWith('.node')))
+      copyFileSync(`${scope}/${dir}/${f}`, `dist/native/${f}`);
   }
 }
 
 if (process.argv.includes('--tests')) {
   rmSync('out', { recursive: true, force: true });
   const dir = 'test/vscode/suite';
-  const entries = readdirSync(dir).filter((f) => f === 'index.ts' || f.endsWith('.vscode.test.ts')).map((f) => `${dir}/${f}`);
+  const entries = readdirSync(dir)
+    .filter((f) => f === 'index.ts' || f.endsWith('.vscode.test.ts'))
+    .map((f) => `${dir}/${f}`);
   // One file per test module (mocha adds them one by one); mocha itself is loaded from node_modules.
   await build({ ...common, entryPoints: entries, outdir: 'out/test/vscode/suite', external: ['vscode', 'mocha'] });
 }

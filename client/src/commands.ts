@@ -17,18 +17,26 @@
  *   getServerStatus()           ServerStatus
  *   openLog(), restartServer(), revealInExplorer(fileNode), openSource(fileNode): undefined
  */
-import { commands, Disposable, window, workspace } from 'vscode';
+import { commands, type Disposable, window, workspace } from 'vscode';
 import {
-  CopyMapResult, HistoryResult, PlanRequest, PlanResult, RescanRequest, RescanResult, ServerStatus, StatsRequest, StatsResult,
+  type CopyMapResult,
+  type HistoryResult,
+  PlanRequest,
+  type PlanResult,
+  RescanRequest,
+  type RescanResult,
+  type ServerStatus,
+  StatsRequest,
+  type StatsResult,
 } from '../../server/src/lsp/protocol';
-import { CopyMapStore } from './copyMapStore';
+import type { CopyMapStore } from './copyMapStore';
 import type { FileNode } from './copyMapTree';
-import { HistoryView } from './historyView';
-import { LoraArg, targetFromArg } from './pickers';
+import type { HistoryView } from './historyView';
+import { type LoraArg, targetFromArg } from './pickers';
 import { planMarkdown, statsLines } from './reports';
 import { errorText, withServerProgress } from './progress';
-import { ServerClient } from './serverClient';
-import { CopyArg, ForceOptions, SyncCommands } from './syncCommands';
+import type { ServerClient } from './serverClient';
+import { type CopyArg, type ForceOptions, SyncCommands } from './syncCommands';
 
 export function registerCommands(server: ServerClient, store: CopyMapStore, history: HistoryView): Disposable[] {
   const sync = new SyncCommands(server, store);
@@ -51,7 +59,9 @@ export function registerCommands(server: ServerClient, store: CopyMapStore, hist
       if (!stats) return undefined;
       const lines = statsLines(stats);
       for (const l of lines) log.info(`stats: ${l}`);
-      void window.showInformationMessage(`LoRA Sync: ${lines[0] ?? 'no folders'}`, 'Show All').then((c) => c && log.show(true));
+      void window
+        .showInformationMessage(`LoRA Sync: ${lines[0] ?? 'no folders'}`, 'Show All')
+        .then((c) => c && log.show(true));
       return stats;
     },
 
@@ -62,7 +72,8 @@ export function registerCommands(server: ServerClient, store: CopyMapStore, hist
 
     rescan: async (): Promise<RescanResult | undefined> => {
       const result = await withServerProgress(server, 'LoRA Sync: rescanning', (workDoneToken, token) =>
-        server.request(RescanRequest, { workDoneToken }, token)).catch(failed('rescan'));
+        server.request(RescanRequest, { workDoneToken }, token),
+      ).catch(failed('rescan'));
       if (result) {
         const read = result.folders.reduce((n, f) => n + f.summary.read, 0);
         const files = result.folders.reduce((n, f) => n + f.summary.files, 0);
@@ -74,7 +85,9 @@ export function registerCommands(server: ServerClient, store: CopyMapStore, hist
 
     showPlan: async (arg?: LoraArg): Promise<PlanResult | undefined> => {
       const target = targetFromArg(arg);
-      const plan = await server.request(PlanRequest, { lora: target?.lora, folder: target?.folder }).catch(failed('plan'));
+      const plan = await server
+        .request(PlanRequest, { lora: target?.lora, folder: target?.folder })
+        .catch(failed('plan'));
       if (!plan) return undefined;
       const doc = await workspace.openTextDocument({ language: 'markdown', content: planMarkdown(plan) });
       await window.showTextDocument(doc, { preview: true });

@@ -2,15 +2,19 @@
  * The last `loraSync/copyMap` answer, shared by the tree, the status bar and the decorations, so
  * one refresh feeds all three. Refreshed (debounced) when the server status or our diagnostics change.
  */
-import { commands, Disposable, EventEmitter, languages, Uri } from 'vscode';
-import { CopyMapRequest, CopyMapResult } from '../../server/src/lsp/protocol';
+import { commands, type Disposable, EventEmitter, languages, Uri } from 'vscode';
+import { CopyMapRequest, type CopyMapResult } from '../../server/src/lsp/protocol';
 import type { FileReport, LoraReport } from '../../server/src/engine/workspace';
-import { ServerClient } from './serverClient';
+import type { ServerClient } from './serverClient';
 
 const DEBOUNCE_MS = 250;
 
 /** A file of the copy map with its absolute URI and its folder. */
-export interface MapFile { report: FileReport; uri: Uri; folder: string }
+export interface MapFile {
+  report: FileReport;
+  uri: Uri;
+  folder: string;
+}
 
 export class CopyMapStore implements Disposable {
   private timer: NodeJS.Timeout | undefined;
@@ -84,7 +88,8 @@ export class CopyMapStore implements Disposable {
   /** Every LoRA with its folder URI, for pickers. */
   loras(): Array<{ lora: LoraReport; folder: string; folderName: string }> {
     const out: Array<{ lora: LoraReport; folder: string; folderName: string }> = [];
-    for (const f of this.result?.folders ?? []) for (const l of f.loras) out.push({ lora: l, folder: f.uri, folderName: f.root });
+    for (const f of this.result?.folders ?? [])
+      for (const l of f.loras) out.push({ lora: l, folder: f.uri, folderName: f.root });
     return out;
   }
 

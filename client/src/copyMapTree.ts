@@ -4,16 +4,42 @@
  */
 import * as path from 'node:path';
 import {
-  Disposable, EventEmitter, MarkdownString, ThemeColor, ThemeIcon, TreeDataProvider, TreeItem, TreeItemCollapsibleState, TreeView, Uri, window,
+  type Disposable,
+  EventEmitter,
+  MarkdownString,
+  ThemeColor,
+  ThemeIcon,
+  type TreeDataProvider,
+  TreeItem,
+  TreeItemCollapsibleState,
+  type TreeView,
+  Uri,
+  window,
 } from 'vscode';
 import type { FileReport, LoraReport } from '../../server/src/engine/workspace';
 import type { FolderRef } from '../../server/src/lsp/protocol';
-import { CopyMapStore } from './copyMapStore';
+import type { CopyMapStore } from './copyMapStore';
 import { isProblem, statusIcon, statusLabel } from './icons';
 
-export interface FolderNode { kind: 'folder'; folder: FolderRef; loras: LoraReport[]; files: FileReport[] }
-export interface LoraNode { kind: 'lora'; folder: string; lora: LoraReport; files: FileReport[] }
-export interface FileNode { kind: 'file'; folder: string; uri: Uri; report: FileReport; sourceUri?: Uri }
+export interface FolderNode {
+  kind: 'folder';
+  folder: FolderRef;
+  loras: LoraReport[];
+  files: FileReport[];
+}
+export interface LoraNode {
+  kind: 'lora';
+  folder: string;
+  lora: LoraReport;
+  files: FileReport[];
+}
+export interface FileNode {
+  kind: 'file';
+  folder: string;
+  uri: Uri;
+  report: FileReport;
+  sourceUri?: Uri;
+}
 export type MapNode = FolderNode | LoraNode | FileNode;
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -29,7 +55,9 @@ function loraNodes(folder: string, loras: LoraReport[], files: FileReport[]): Lo
   // Problems first, so the view opens on what needs a person; then by name.
   return loras
     .map((lora) => ({ kind: 'lora' as const, folder, lora, files: byLora.get(lora.id) ?? [] }))
-    .sort((a, b) => Number(b.lora.problems > 0) - Number(a.lora.problems > 0) || a.lora.name.localeCompare(b.lora.name));
+    .sort(
+      (a, b) => Number(b.lora.problems > 0) - Number(a.lora.problems > 0) || a.lora.name.localeCompare(b.lora.name),
+    );
 }
 
 function fileUri(folder: string, rel: string): Uri {
@@ -44,7 +72,10 @@ export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
 
   constructor(private readonly store: CopyMapStore) {
     this.view = window.createTreeView('loraSync.copyMap', { treeDataProvider: this, showCollapseAll: true });
-    this.disposables.push(this.view, store.onDidChange(() => this.update()));
+    this.disposables.push(
+      this.view,
+      store.onDidChange(() => this.update()),
+    );
   }
 
   private update(): void {
@@ -57,7 +88,12 @@ export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
     const folders = this.store.result?.folders ?? [];
     if (!node) {
       if (folders.length === 1) return loraNodes(folders[0].uri, folders[0].loras, folders[0].files);
-      return folders.map((f) => ({ kind: 'folder', folder: { uri: f.uri, root: f.root }, loras: f.loras, files: f.files }));
+      return folders.map((f) => ({
+        kind: 'folder',
+        folder: { uri: f.uri, root: f.root },
+        loras: f.loras,
+        files: f.files,
+      }));
     }
     if (node.kind === 'folder') return loraNodes(node.folder.uri, node.loras, node.files);
     if (node.kind === 'lora') {
@@ -65,7 +101,13 @@ export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
       const rank = (f: FileReport) => (f.role === 'source' ? 0 : 1);
       return [...node.files]
         .sort((a, b) => rank(a) - rank(b) || a.path.localeCompare(b.path))
-        .map((report) => ({ kind: 'file', folder: node.folder, uri: fileUri(node.folder, report.path), report, sourceUri: report.role === 'source' ? undefined : sourceUri }));
+        .map((report) => ({
+          kind: 'file',
+          folder: node.folder,
+          uri: fileUri(node.folder, report.path),
+          report,
+          sourceUri: report.role === 'source' ? undefined : sourceUri,
+        }));
     }
     return [];
   }
@@ -90,7 +132,10 @@ export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
 
 function loraItem(node: LoraNode): TreeItem {
   const { lora } = node;
-  const item = new TreeItem(lora.name, lora.problems ? TreeItemCollapsibleState.Expanded : TreeItemCollapsibleState.Collapsed);
+  const item = new TreeItem(
+    lora.name,
+    lora.problems ? TreeItemCollapsibleState.Expanded : TreeItemCollapsibleState.Collapsed,
+  );
   item.id = `lora:${node.folder}#${lora.id}`;
   item.description = `${lora.id} · ${lora.problems ? plural(lora.problems, 'problem') : 'in sync'}`;
   item.iconPath = lora.problems
@@ -118,7 +163,8 @@ function fileItem(node: FileNode): TreeItem {
   md.appendText(report.message);
   if (report.issues.length) {
     md.appendMarkdown('\n\n');
-    for (const i of report.issues.slice(0, 20)) md.appendMarkdown(`- \`${i.type}\`${i.param ? ` \`${i.param}\`` : ''}: `).appendText(`${i.detail}\n`);
+    for (const i of report.issues.slice(0, 20))
+      md.appendMarkdown(`- \`${i.type}\`${i.param ? ` \`${i.param}\`` : ''}: `).appendText(`${i.detail}\n`);
     if (report.issues.length > 20) md.appendMarkdown(`- … and ${report.issues.length - 20} more`);
   }
   item.tooltip = md;

@@ -1,7 +1,7 @@
 /** Explorer badges for problem files (S stale, D diverged, ...), from the store's copy map. */
-import { Disposable, EventEmitter, FileDecoration, FileDecorationProvider, Uri, window } from 'vscode';
-import { CopyMapStore } from './copyMapStore';
-import { FileStatus, isProblem, statusBadge, statusLabel } from './icons';
+import { type Disposable, EventEmitter, FileDecoration, type FileDecorationProvider, type Uri, window } from 'vscode';
+import type { CopyMapStore } from './copyMapStore';
+import { type FileStatus, isProblem, statusBadge, statusLabel } from './icons';
 
 export class StatusDecorations implements FileDecorationProvider, Disposable {
   private readonly emitter = new EventEmitter<Uri[]>();
@@ -11,13 +11,17 @@ export class StatusDecorations implements FileDecorationProvider, Disposable {
   private readonly disposables: Disposable[] = [this.emitter];
 
   constructor(private readonly store: CopyMapStore) {
-    this.disposables.push(window.registerFileDecorationProvider(this), store.onDidChange(() => this.update()));
+    this.disposables.push(
+      window.registerFileDecorationProvider(this),
+      store.onDidChange(() => this.update()),
+    );
   }
 
   /** Fires only for the URIs whose status changed, so the Explorer does not repaint everything. */
   private update(): void {
     const next = new Map<string, { uri: Uri; status: FileStatus }>();
-    for (const f of this.store.files()) if (isProblem(f.report.status)) next.set(f.uri.toString(), { uri: f.uri, status: f.report.status });
+    for (const f of this.store.files())
+      if (isProblem(f.report.status)) next.set(f.uri.toString(), { uri: f.uri, status: f.report.status });
     const changed: Uri[] = [];
     for (const [key, v] of next) if (this.statuses.get(key)?.status !== v.status) changed.push(v.uri);
     for (const [key, v] of this.statuses) if (!next.has(key)) changed.push(v.uri);

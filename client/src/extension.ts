@@ -2,7 +2,7 @@
  * The VS Code client: starts the language server and wires the UI to it. Everything it shows comes
  * from the server's typed requests (protocol.ts); the client never reads or writes a checkpoint.
  */
-import { commands, ExtensionContext, window } from 'vscode';
+import { commands, type ExtensionContext, window } from 'vscode';
 import { registerCommands } from './commands';
 import { CopyMapStore } from './copyMapStore';
 import { CopyMapTree } from './copyMapTree';
@@ -23,8 +23,13 @@ export async function activate(context: ExtensionContext): Promise<void> {
   const tree = new CopyMapTree(store);
   // The UI exists before the server starts, so a failed start still shows in the status bar.
   context.subscriptions.push(
-    log, server, store, history,
-    tree, new StatusBar(server, store), new StatusDecorations(store),
+    log,
+    server,
+    store,
+    history,
+    tree,
+    new StatusBar(server, store),
+    new StatusDecorations(store),
     ...registerCommands(server, store, history),
     ...watchConfigSources(server),
     ...registerInspector(context.extensionUri, server, store),

@@ -1,13 +1,26 @@
 /** The History view: the newest sync / verify / forced-overwrite events of every folder, newest first. */
-import { Disposable, EventEmitter, MarkdownString, ThemeColor, ThemeIcon, TreeDataProvider, TreeItem, TreeView, window } from 'vscode';
+import {
+  type Disposable,
+  EventEmitter,
+  MarkdownString,
+  ThemeColor,
+  ThemeIcon,
+  type TreeDataProvider,
+  TreeItem,
+  type TreeView,
+  window,
+} from 'vscode';
 import type { HistoryEvent } from '../../server/src/engine/history';
-import { HistoryRequest, HistoryResult } from '../../server/src/lsp/protocol';
-import { CopyMapStore } from './copyMapStore';
-import { ServerClient } from './serverClient';
+import { HistoryRequest, type HistoryResult } from '../../server/src/lsp/protocol';
+import type { CopyMapStore } from './copyMapStore';
+import type { ServerClient } from './serverClient';
 
 const LIMIT = 200;
 
-interface EventNode { event: HistoryEvent; root: string }
+interface EventNode {
+  event: HistoryEvent;
+  root: string;
+}
 
 function counts(e: HistoryEvent): string {
   if (e.event === 'VERIFY') return e.consistent === false ? 'inconsistent' : 'consistent';
@@ -16,7 +29,8 @@ function counts(e: HistoryEvent): string {
 }
 
 function icon(e: HistoryEvent): ThemeIcon {
-  if ((e.failed_copies ?? 0) > 0 || e.consistent === false) return new ThemeIcon('error', new ThemeColor('list.errorForeground'));
+  if ((e.failed_copies ?? 0) > 0 || e.consistent === false)
+    return new ThemeIcon('error', new ThemeColor('list.errorForeground'));
   if (e.event === 'FORCE_OVERWRITE') return new ThemeIcon('warning', new ThemeColor('list.warningForeground'));
   if (e.event === 'VERIFY') return new ThemeIcon('check');
   return new ThemeIcon('sync');
@@ -29,11 +43,21 @@ export class HistoryView implements TreeDataProvider<EventNode>, Disposable {
   private nodes: EventNode[] = [];
   private readonly disposables: Disposable[] = [this.emitter];
 
-  constructor(private readonly server: ServerClient, store: CopyMapStore) {
+  constructor(
+    private readonly server: ServerClient,
+    store: CopyMapStore,
+  ) {
     this.view = window.createTreeView('loraSync.history', { treeDataProvider: this });
     // A sync or verify changes the statuses, which refreshes the store: reload then, if shown.
-    this.disposables.push(this.view, store.onDidChange(() => { if (this.view.visible) void this.refresh(); }),
-      this.view.onDidChangeVisibility((e) => { if (e.visible) void this.refresh(); }));
+    this.disposables.push(
+      this.view,
+      store.onDidChange(() => {
+        if (this.view.visible) void this.refresh();
+      }),
+      this.view.onDidChangeVisibility((e) => {
+        if (e.visible) void this.refresh();
+      }),
+    );
   }
 
   async refresh(): Promise<HistoryResult | undefined> {
@@ -57,13 +81,15 @@ export class HistoryView implements TreeDataProvider<EventNode>, Disposable {
   }
 
   getTreeItem({ event: e, root }: EventNode): TreeItem {
-    const item = new TreeItem(`${e.name} · ${e.event === 'SYNC' ? e.reason ?? 'SYNC' : e.event}`);
+    const item = new TreeItem(`${e.name} · ${e.event === 'SYNC' ? (e.reason ?? 'SYNC') : e.event}`);
     const when = new Date(e.time);
     item.description = [when.toLocaleString(), counts(e)].filter(Boolean).join(' · ');
     item.iconPath = icon(e);
     item.contextValue = `loraEvent.${e.event}`;
     const md = new MarkdownString(`**${e.event}** · ${e.name} (\`${e.lora_id}\`)\n\n`);
-    md.appendMarkdown(`${when.toLocaleString()}${e.reason ? ` · reason \`${e.reason}\`` : ''}${e.match_idx !== undefined ? ` · match ${e.match_idx}` : ''}\n\n`);
+    md.appendMarkdown(
+      `${when.toLocaleString()}${e.reason ? ` · reason \`${e.reason}\`` : ''}${e.match_idx !== undefined ? ` · match ${e.match_idx}` : ''}\n\n`,
+    );
     const c = counts(e);
     if (c) md.appendMarkdown(`${c}${e.skipped_copies ? `, ${e.skipped_copies} skipped` : ''}\n\n`);
     if (e.backup) md.appendMarkdown('Backup: ').appendText(`${e.backup}\n\n`);

@@ -55,9 +55,15 @@ export function isProblem(status: FileStatus): boolean {
 /** Status-bar buckets: the structure mismatches count as diverged (both need a person). */
 export function bucketOf(status: FileStatus): string | undefined {
   switch (status) {
-    case 'PARAM_COUNT_MISMATCH': case 'SHAPE_MISMATCH': case 'DTYPE_MISMATCH': return 'diverged';
-    case 'DUPLICATE_SOURCE': return 'duplicate';
-    case 'METADATA_DRIFT': return 'drift';
-    default: return isProblem(status) ? LOOKS[status].label : undefined;
+    case 'PARAM_COUNT_MISMATCH':
+    case 'SHAPE_MISMATCH':
+    case 'DTYPE_MISMATCH':
+      return 'diverged';
+    case 'DUPLICATE_SOURCE':
+      return 'duplicate';
+    case 'METADATA_DRIFT':
+      return 'drift';
+    default:
+      return isProblem(status) ? LOOKS[status].label : undefined;
   }
 }

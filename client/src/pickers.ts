@@ -1,11 +1,18 @@
 /** Which LoRA a command acts on: a tree node, an id or name (tests, keybindings), or a QuickPick. */
-import { QuickPickItem, window } from 'vscode';
-import { CopyMapStore } from './copyMapStore';
+import { type QuickPickItem, window } from 'vscode';
+import type { CopyMapStore } from './copyMapStore';
 
 /** What LoRA commands accept as their first argument. */
-export type LoraArg = string | { lora: string; folder?: string } | { kind: 'lora'; folder: string; lora: { id: string } } | undefined;
+export type LoraArg =
+  | string
+  | { lora: string; folder?: string }
+  | { kind: 'lora'; folder: string; lora: { id: string } }
+  | undefined;
 
-export interface LoraTarget { lora: string; folder?: string }
+export interface LoraTarget {
+  lora: string;
+  folder?: string;
+}
 
 export function targetFromArg(arg: LoraArg): LoraTarget | undefined {
   if (!arg) return undefined;

@@ -1,7 +1,12 @@
 /** Plain-text renderings of server results: the dry-run plan as markdown, the stats as lines. */
 import type { PlanResult, StatsResult } from '../../server/src/lsp/protocol';
 
-const ACTION_WORDS = { write: 'write', force: 'FORCE (overwrite, backup first)', skip: 'skip', refuse: 'refuse' } as const;
+const ACTION_WORDS = {
+  write: 'write',
+  force: 'FORCE (overwrite, backup first)',
+  skip: 'skip',
+  refuse: 'refuse',
+} as const;
 
 /** One code span, whatever the text holds (paths may contain backticks). */
 function code(text: string): string {
@@ -10,7 +15,12 @@ function code(text: string): string {
 }
 
 export function planMarkdown(plan: PlanResult): string {
-  const out = ['# LoRA Sync: sync plan (dry run)', '', 'Nothing has been written. Run **LoRA Sync: Sync All** or **Sync LoRA...** to carry it out.', ''];
+  const out = [
+    '# LoRA Sync: sync plan (dry run)',
+    '',
+    'Nothing has been written. Run **LoRA Sync: Sync All** or **Sync LoRA...** to carry it out.',
+    '',
+  ];
   for (const f of plan.folders) {
     if (plan.folders.length > 1) out.push(`## ${f.root}`, '');
     const counts = { write: 0, force: 0, skip: 0, refuse: 0 };
@@ -20,7 +30,8 @@ export function planMarkdown(plan: PlanResult): string {
     for (const l of f.plan.filter((p) => p.blocked || p.copies.some((c) => c.action !== 'skip'))) {
       out.push(`### ${l.name} (${code(l.id)})`, '', `Source: ${l.source ? code(l.source) : 'none'}`, '');
       if (l.blocked) out.push(`**Blocked:** ${l.blocked}`, '');
-      for (const c of l.copies.filter((x) => x.action !== 'skip')) out.push(`- **${ACTION_WORDS[c.action]}** ${code(c.path)} (${c.status}): ${c.why}`);
+      for (const c of l.copies.filter((x) => x.action !== 'skip'))
+        out.push(`- **${ACTION_WORDS[c.action]}** ${code(c.path)} (${c.status}): ${c.why}`);
       out.push('');
     }
   }
@@ -30,7 +41,10 @@ export function planMarkdown(plan: PlanResult): string {
 export function statsLines(stats: StatsResult): string[] {
   return stats.folders.flatMap((f) => {
     const s = f.stats;
-    const by = Object.entries(s.by_status).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ');
+    const by = Object.entries(s.by_status)
+      .filter(([, n]) => n > 0)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ');
     const head = `${s.total_loras_tracked} LoRAs, ${s.total_copies_tracked} copies (${s.average_copies_per_lora.toFixed(2)} per LoRA), ${s.total_syncs_performed} syncs performed`;
     return [stats.folders.length > 1 ? `${f.root}: ${head}` : head, `by status: ${by || 'none'}`];
   });

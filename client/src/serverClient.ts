@@ -5,14 +5,38 @@
  */
 import * as path from 'node:path';
 import {
-  CancellationToken, Disposable, EventEmitter, ExtensionContext, LogOutputChannel, Uri, window, workspace,
+  type CancellationToken,
+  Disposable,
+  EventEmitter,
+  type ExtensionContext,
+  type LogOutputChannel,
+  Uri,
+  window,
+  workspace,
 } from 'vscode';
 import {
-  CloseAction, CloseHandlerResult, DidChangeConfigurationNotification, ErrorAction, ErrorHandlerResult, LanguageClient,
-  LanguageClientOptions, RequestType, ResponseError, ServerOptions, State, TransportKind, WorkDoneProgress,
-  WorkDoneProgressBegin, WorkDoneProgressEnd, WorkDoneProgressReport,
+  CloseAction,
+  type CloseHandlerResult,
+  DidChangeConfigurationNotification,
+  ErrorAction,
+  type ErrorHandlerResult,
+  LanguageClient,
+  type LanguageClientOptions,
+  type RequestType,
+  ResponseError,
+  type ServerOptions,
+  State,
+  TransportKind,
+  WorkDoneProgress,
+  type WorkDoneProgressBegin,
+  type WorkDoneProgressEnd,
+  type WorkDoneProgressReport,
 } from 'vscode-languageclient/node';
-import { InitializationOptions, ServerStatus, StatusChangedNotification } from '../../server/src/lsp/protocol';
+import {
+  type InitializationOptions,
+  type ServerStatus,
+  StatusChangedNotification,
+} from '../../server/src/lsp/protocol';
 import { SECTION, explicitSettings } from './settings';
 
 /** Crashes tolerated in RESTART_WINDOW_MS before the client gives up and asks the user. */
@@ -34,7 +58,10 @@ export class ServerClient implements Disposable {
   status: ServerStatus = { state: 'starting', folders: 0, loras: 0, problems: 0 };
   readonly onDidChangeStatus = this.statusEmitter.event;
 
-  constructor(private readonly context: ExtensionContext, readonly log: LogOutputChannel) {}
+  constructor(
+    private readonly context: ExtensionContext,
+    readonly log: LogOutputChannel,
+  ) {}
 
   async start(): Promise<void> {
     const module = this.context.asAbsolutePath(path.join('dist', 'server.js'));
@@ -43,7 +70,10 @@ export class ServerClient implements Disposable {
       debug: { module, transport: TransportKind.ipc, options: { execArgv: ['--nolazy', '--inspect=6009'] } },
     };
     // An untrusted workspace is read and reported, never written: the server enforces it too.
-    const initializationOptions: InitializationOptions = { settings: explicitSettings(), readOnly: !workspace.isTrusted };
+    const initializationOptions: InitializationOptions = {
+      settings: explicitSettings(),
+      readOnly: !workspace.isTrusted,
+    };
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: 'file', pattern: '**/*.{pt,safetensors}' }],
       outputChannel: this.log,
@@ -57,7 +87,11 @@ export class ServerClient implements Disposable {
           configuration: async (params, token, next) => {
             const answer = await next(params, token);
             if (answer instanceof ResponseError) return answer;
-            return params.items.map((item, i) => (item.section === SECTION ? explicitSettings(item.scopeUri ? Uri.parse(item.scopeUri) : undefined) : answer[i]));
+            return params.items.map((item, i) =>
+              item.section === SECTION
+                ? explicitSettings(item.scopeUri ? Uri.parse(item.scopeUri) : undefined)
+                : answer[i],
+            );
           },
           // The pushed form would carry every default too; send the explicit values instead.
           didChangeConfiguration: async (sections, next) => {
@@ -72,7 +106,8 @@ export class ServerClient implements Disposable {
     this.disposables.push(
       client.onNotification(StatusChangedNotification, (s) => this.setStatus(s)),
       client.onDidChangeState((e) => {
-        if (e.newState === State.Stopped) this.setStatus({ ...this.status, state: 'error', message: 'The LoRA Sync server is not running.' });
+        if (e.newState === State.Stopped)
+          this.setStatus({ ...this.status, state: 'error', message: 'The LoRA Sync server is not running.' });
         if (e.newState === State.Starting) this.setStatus({ ...this.status, state: 'starting', message: undefined });
       }),
     );
@@ -82,7 +117,9 @@ export class ServerClient implements Disposable {
   /** Sends the settings again (trust granted, lora-sync.json edited): the server pulls per folder. */
   async settingsChanged(): Promise<void> {
     if (!this.client?.isRunning()) return;
-    await this.client.sendNotification(DidChangeConfigurationNotification.type, { settings: { [SECTION]: explicitSettings() } });
+    await this.client.sendNotification(DidChangeConfigurationNotification.type, {
+      settings: { [SECTION]: explicitSettings() },
+    });
   }
 
   async request<P, R>(type: RequestType<P, R, void>, params: RequestParam<P>, token?: CancellationToken): Promise<R> {
@@ -125,14 +162,18 @@ export class ServerClient implements Disposable {
       return { action: CloseAction.Restart, handled: true };
     }
     this.log.error(`The LoRA Sync server stopped ${this.crashes.length} times in 3 minutes; not restarting it.`);
-    void this.notice(`The LoRA Sync server stopped ${this.crashes.length} times in 3 minutes and was not restarted.`, true);
+    void this.notice(
+      `The LoRA Sync server stopped ${this.crashes.length} times in 3 minutes and was not restarted.`,
+      true,
+    );
     return { action: CloseAction.DoNotRestart, handled: true };
   }
 
   private async notice(message: string, offerRestart: boolean): Promise<void> {
     const choice = await window.showWarningMessage(message, 'Show Log', ...(offerRestart ? ['Restart'] : []));
     if (choice === 'Show Log') this.log.show();
-    if (choice === 'Restart') await this.restart().catch((e: unknown) => this.log.error(`restart failed: ${String(e)}`));
+    if (choice === 'Restart')
+      await this.restart().catch((e: unknown) => this.log.error(`restart failed: ${String(e)}`));
   }
 
   async stop(): Promise<void> {
@@ -149,5 +190,11 @@ export class ServerClient implements Disposable {
 export function watchConfigSources(server: ServerClient): Disposable[] {
   const watcher = workspace.createFileSystemWatcher('**/lora-sync.json');
   const changed = () => void server.settingsChanged().catch((e: unknown) => server.log.error(`settings: ${String(e)}`));
-  return [watcher, watcher.onDidChange(changed), watcher.onDidCreate(changed), watcher.onDidDelete(changed), workspace.onDidGrantWorkspaceTrust(changed)];
+  return [
+    watcher,
+    watcher.onDidChange(changed),
+    watcher.onDidCreate(changed),
+    watcher.onDidDelete(changed),
+    workspace.onDidGrantWorkspaceTrust(changed),
+  ];
 }

@@ -3,14 +3,24 @@
  * folder) are sent, never the contributed defaults: settings override `lora-sync.json`, so a
  * default sent as if chosen would silently beat the file.
  */
-import { Uri, workspace } from 'vscode';
+import { type Uri, workspace } from 'vscode';
 import type { EngineConfig } from '../../server/src/engine/config';
 
 export const SECTION = 'loraSync';
 
 /** Every engine option, mirrored as a `loraSync.<key>` setting. */
 export const ENGINE_KEYS = [
-  'include', 'exclude', 'sourceFolders', 'copyKeys', 'ignoreKeys', 'backups', 'autoSync', 'fullSyncEvery', 'debounceMs', 'settleMs', 'reconcileSeconds',
+  'include',
+  'exclude',
+  'sourceFolders',
+  'copyKeys',
+  'ignoreKeys',
+  'backups',
+  'autoSync',
+  'fullSyncEvery',
+  'debounceMs',
+  'settleMs',
+  'reconcileSeconds',
 ] as const satisfies ReadonlyArray<keyof EngineConfig>;
 
 export type EngineSettings = Partial<EngineConfig>;

@@ -1,8 +1,8 @@
 /** The status bar item: LoRA count and problem counts, a spinner while the server works, red on error. */
-import { Disposable, MarkdownString, StatusBarAlignment, StatusBarItem, ThemeColor, window } from 'vscode';
-import { CopyMapStore } from './copyMapStore';
+import { type Disposable, MarkdownString, StatusBarAlignment, type StatusBarItem, ThemeColor, window } from 'vscode';
+import type { CopyMapStore } from './copyMapStore';
 import { bucketOf } from './icons';
-import { ServerClient } from './serverClient';
+import type { ServerClient } from './serverClient';
 
 /** Buckets shown in the text, most urgent first; the tooltip lists them all. */
 // Stale first: it is what one click (Sync All) fixes; then what needs a person.
@@ -13,11 +13,18 @@ export class StatusBar implements Disposable {
   private readonly item: StatusBarItem;
   private readonly disposables: Disposable[] = [];
 
-  constructor(private readonly server: ServerClient, private readonly store: CopyMapStore) {
+  constructor(
+    private readonly server: ServerClient,
+    private readonly store: CopyMapStore,
+  ) {
     this.item = window.createStatusBarItem('loraSync.status', StatusBarAlignment.Left, 10);
     this.item.name = 'LoRA Sync';
     this.item.command = 'loraSync.copyMap.focus';
-    this.disposables.push(this.item, server.onDidChangeStatus(() => this.render()), store.onDidChange(() => this.render()));
+    this.disposables.push(
+      this.item,
+      server.onDidChangeStatus(() => this.render()),
+      store.onDidChange(() => this.render()),
+    );
     this.render();
     this.item.show();
   }
@@ -37,7 +44,9 @@ export class StatusBar implements Disposable {
     const loras = this.store.result ? this.store.loras().length : s.loras;
     const parts = ORDER.filter((b) => counts.get(b)).map((b) => `${counts.get(b)} ${b}`);
     const tip = new MarkdownString('', true);
-    tip.isTrusted = { enabledCommands: ['loraSync.openLog', 'loraSync.restartServer', 'loraSync.copyMap.focus', 'loraSync.syncAll'] };
+    tip.isTrusted = {
+      enabledCommands: ['loraSync.openLog', 'loraSync.restartServer', 'loraSync.copyMap.focus', 'loraSync.syncAll'],
+    };
     if (s.state === 'error') {
       this.item.text = '$(error) LoRA Sync';
       this.item.backgroundColor = new ThemeColor('statusBarItem.errorBackground');
@@ -46,11 +55,15 @@ export class StatusBar implements Disposable {
       const icon = s.state === 'working' || s.state === 'starting' ? '$(sync~spin)' : '$(sync)';
       this.item.text = [`${icon} LoRA ${loras}`, ...parts.slice(0, IN_TEXT)].join(' · ');
       this.item.backgroundColor = undefined;
-      tip.appendMarkdown(`**LoRA Sync** · ${s.state}\n\n${loras} LoRAs in ${s.folders} folder${s.folders === 1 ? '' : 's'}\n\n`);
+      tip.appendMarkdown(
+        `**LoRA Sync** · ${s.state}\n\n${loras} LoRAs in ${s.folders} folder${s.folders === 1 ? '' : 's'}\n\n`,
+      );
       if (parts.length) tip.appendMarkdown(`${parts.map((p) => `- ${p}`).join('\n')}\n\n`);
       else if (this.store.result) tip.appendMarkdown('Every copy is in sync.\n\n');
     }
-    tip.appendMarkdown('[Copy Map](command:loraSync.copyMap.focus) · [Open Log](command:loraSync.openLog) · [Restart Server](command:loraSync.restartServer)');
+    tip.appendMarkdown(
+      '[Copy Map](command:loraSync.copyMap.focus) · [Open Log](command:loraSync.openLog) · [Restart Server](command:loraSync.restartServer)',
+    );
     this.item.tooltip = tip;
   }
 

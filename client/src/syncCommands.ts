@@ -5,16 +5,25 @@
  */
 import * as path from 'node:path';
 import { TabInputCustom, Uri, window, workspace } from 'vscode';
-import { PlanRequest, SyncParams, SyncRequest, SyncSummary, VerifyRequest, VerifyResult } from '../../server/src/lsp/protocol';
+import {
+  PlanRequest,
+  type SyncParams,
+  SyncRequest,
+  type SyncSummary,
+  VerifyRequest,
+  type VerifyResult,
+} from '../../server/src/lsp/protocol';
 import type { PlannedCopy } from '../../server/src/engine/syncPlanner';
-import { CopyMapStore } from './copyMapStore';
-import { LoraArg, LoraTarget, pickLora, targetFromArg } from './pickers';
+import type { CopyMapStore } from './copyMapStore';
+import { type LoraArg, type LoraTarget, pickLora, targetFromArg } from './pickers';
 import { errorText, withServerProgress } from './progress';
-import { ServerClient } from './serverClient';
+import type { ServerClient } from './serverClient';
 import { backupsOff } from './settings';
 
 /** Extra options for automation: `confirmed` skips the force-sync dialog (tests cannot click it). */
-export interface ForceOptions { confirmed?: boolean }
+export interface ForceOptions {
+  confirmed?: boolean;
+}
 
 /** What `loraSync.syncCopy` takes: the copy's URI (or its string, or `{ uri }`); none: the file of the active LoRA inspector. */
 export type CopyArg = Uri | string | { uri: Uri | string } | undefined;
@@ -28,7 +37,10 @@ function copyUri(arg: CopyArg): Uri | undefined {
 }
 
 export class SyncCommands {
-  constructor(private readonly server: ServerClient, private readonly store: CopyMapStore) {}
+  constructor(
+    private readonly server: ServerClient,
+    private readonly store: CopyMapStore,
+  ) {}
 
   /** Writes are never sent from an untrusted workspace (the server has no read-only mode yet). */
   private trusted(): boolean {
@@ -72,7 +84,12 @@ export class SyncCommands {
     let planned: PlannedCopy | undefined;
     let source: string | undefined;
     try {
-      const plan = await this.server.request(PlanRequest, { lora: target.lora, folder: target.folder, copies: [target.path], force: true });
+      const plan = await this.server.request(PlanRequest, {
+        lora: target.lora,
+        folder: target.folder,
+        copies: [target.path],
+        force: true,
+      });
       const lora = plan.folders.flatMap((f) => f.plan)[0];
       planned = lora?.copies[0];
       source = lora?.source;
@@ -81,7 +98,9 @@ export class SyncCommands {
       return undefined;
     }
     if (!planned || planned.action === 'skip' || planned.action === 'refuse') {
-      void window.showInformationMessage(`LoRA Sync: ${target.path} is not written: ${planned?.why ?? 'it is not in the plan'}.`);
+      void window.showInformationMessage(
+        `LoRA Sync: ${target.path} is not written: ${planned?.why ?? 'it is not in the plan'}.`,
+      );
       return undefined;
     }
     const force = planned.action === 'force';
@@ -90,16 +109,27 @@ export class SyncCommands {
         ? 'Backups are turned off (loraSync.backups): the old file will be lost.'
         : 'The old file is kept in .lora-sync/backups/<time>/ first (unless lora-sync.json turns backups off).';
       const detail = `${target.path} is ${planned.status}: it changed on its own and will be overwritten with ${source ?? 'its source'}. Its own keys are kept.\n\n${backup}`;
-      if ((await window.showWarningMessage(`Force sync ${path.basename(target.path)}?`, { modal: true, detail }, 'Overwrite')) !== 'Overwrite') return undefined;
+      if (
+        (await window.showWarningMessage(
+          `Force sync ${path.basename(target.path)}?`,
+          { modal: true, detail },
+          'Overwrite',
+        )) !== 'Overwrite'
+      )
+        return undefined;
     }
-    return this.sync({ lora: target.lora, folder: target.folder, copies: [target.path], force }, `Syncing ${path.basename(target.path)}`);
+    return this.sync(
+      { lora: target.lora, folder: target.folder, copies: [target.path], force },
+      `Syncing ${path.basename(target.path)}`,
+    );
   }
 
   /** The LoRA, folder and relative path of a copy, from the copy map (refreshed once if the file is new to it). */
   private async copyTarget(uri: Uri): Promise<{ lora: string; folder: string; path: string } | undefined> {
     const folder = workspace.getWorkspaceFolder(uri);
     const rel = folder ? path.relative(folder.uri.fsPath, uri.fsPath).split(path.sep).join('/').normalize('NFC') : '';
-    const find = () => this.store.result?.folders.find((f) => f.uri === folder?.uri.toString())?.files.find((f) => f.path === rel);
+    const find = () =>
+      this.store.result?.folders.find((f) => f.uri === folder?.uri.toString())?.files.find((f) => f.path === rel);
     let file = folder ? find() : undefined;
     if (folder && !file) {
       await this.store.refresh();
@@ -117,7 +147,9 @@ export class SyncCommands {
     let forced: string[];
     try {
       const plan = await this.server.request(PlanRequest, { lora: target.lora, folder: target.folder, force: true });
-      forced = plan.folders.flatMap((f) => f.plan.flatMap((l) => l.copies.filter((c) => c.action === 'force').map((c) => c.path)));
+      forced = plan.folders.flatMap((f) =>
+        f.plan.flatMap((l) => l.copies.filter((c) => c.action === 'force').map((c) => c.path)),
+      );
     } catch (e) {
       void window.showErrorMessage(`LoRA Sync: could not plan the forced sync: ${errorText(e)}`);
       return false;
@@ -127,7 +159,11 @@ export class SyncCommands {
       // Nothing diverged: an ordinary sync does the same, without the dialog.
       return true;
     }
-    const shown = forced.slice(0, 15).map((p) => `• ${p}`).join('\n') + (forced.length > 15 ? `\n… and ${forced.length - 15} more` : '');
+    const shown =
+      forced
+        .slice(0, 15)
+        .map((p) => `• ${p}`)
+        .join('\n') + (forced.length > 15 ? `\n… and ${forced.length - 15} more` : '');
     const scope = target.folder ? Uri.parse(target.folder) : undefined;
     const backup = backupsOff(scope)
       ? 'Backups are turned off (loraSync.backups): the old files will be lost.'
@@ -141,9 +177,12 @@ export class SyncCommands {
     let summary: SyncSummary;
     try {
       summary = await withServerProgress(this.server, `LoRA Sync: ${title}`, (workDoneToken, token) =>
-        this.server.request(SyncRequest, { ...params, workDoneToken }, token));
+        this.server.request(SyncRequest, { ...params, workDoneToken }, token),
+      );
     } catch (e) {
-      void window.showErrorMessage(`LoRA Sync: sync failed: ${errorText(e)}`, 'Open Log').then((c) => c && this.server.log.show());
+      void window
+        .showErrorMessage(`LoRA Sync: sync failed: ${errorText(e)}`, 'Open Log')
+        .then((c) => c && this.server.log.show());
       return undefined;
     }
     this.store.schedule();
@@ -165,20 +204,26 @@ export class SyncCommands {
     }
     void window.showWarningMessage(`LoRA Sync: ${line}`, 'Show Failures').then((choice) => {
       if (choice !== 'Show Failures') return;
-      for (const f of s.folders) for (const l of f.loras) for (const c of l.copies) {
-        if (c.outcome === 'failed') this.server.log.error(`${l.name}: ${c.path}: ${c.reason}`);
-      }
+      for (const f of s.folders)
+        for (const l of f.loras)
+          for (const c of l.copies) {
+            if (c.outcome === 'failed') this.server.log.error(`${l.name}: ${c.path}: ${c.reason}`);
+          }
       this.server.log.show(true);
     });
   }
 
   async verify(arg: LoraArg | 'all'): Promise<VerifyResult | undefined> {
-    const target = arg === 'all' ? undefined : targetFromArg(arg) ?? (await pickLora(this.store, 'Verify LoRA'));
+    const target = arg === 'all' ? undefined : (targetFromArg(arg) ?? (await pickLora(this.store, 'Verify LoRA')));
     if (arg !== 'all' && !target) return undefined;
     let result: VerifyResult;
     try {
-      result = await withServerProgress(this.server, `LoRA Sync: verifying ${target?.lora ?? 'all LoRAs'}`, (workDoneToken, token) =>
-        this.server.request(VerifyRequest, { lora: target?.lora, folder: target?.folder, workDoneToken }, token));
+      result = await withServerProgress(
+        this.server,
+        `LoRA Sync: verifying ${target?.lora ?? 'all LoRAs'}`,
+        (workDoneToken, token) =>
+          this.server.request(VerifyRequest, { lora: target?.lora, folder: target?.folder, workDoneToken }, token),
+      );
     } catch (e) {
       void window.showErrorMessage(`LoRA Sync: verify failed: ${errorText(e)}`);
       return undefined;
@@ -187,8 +232,14 @@ export class SyncCommands {
     if (result.is_consistent) {
       void window.showInformationMessage(`LoRA Sync: ${target ? target.lora : 'every LoRA'} is consistent.`);
     } else {
-      for (const l of bad) for (const i of l.issues) this.server.log.warn(`verify ${l.name}: ${i.type} ${i.file}${i.param ? ` ${i.param}` : ''}: ${i.detail}`);
-      void window.showWarningMessage(`LoRA Sync: ${bad.length} LoRA${bad.length === 1 ? '' : 's'} not consistent.`, 'Show Issues')
+      for (const l of bad)
+        for (const i of l.issues)
+          this.server.log.warn(`verify ${l.name}: ${i.type} ${i.file}${i.param ? ` ${i.param}` : ''}: ${i.detail}`);
+      void window
+        .showWarningMessage(
+          `LoRA Sync: ${bad.length} LoRA${bad.length === 1 ? '' : 's'} not consistent.`,
+          'Show Issues',
+        )
         .then((c) => c && this.server.log.show(true));
     }
     return result;

@@ -2,7 +2,7 @@
  * A plain-data rendering of a tree view, taken through its own TreeDataProvider (getChildren +
  * getTreeItem), so extension-host tests check what the view shows rather than the data behind it.
  */
-import { ThemeColor, ThemeIcon, TreeDataProvider, TreeItem, TreeItemCollapsibleState } from 'vscode';
+import { ThemeColor, ThemeIcon, type TreeDataProvider, type TreeItem, TreeItemCollapsibleState } from 'vscode';
 
 export interface ItemSnapshot {
   label: string;

@@ -23,7 +23,8 @@ async function main() {
   const out: Record<string, unknown> = { op };
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
-  if (op === 'status-cold' || op === 'verify' || op === 'sync') await rm(join(root, '.lora-sync'), { recursive: true, force: true });
+  if (op === 'status-cold' || op === 'verify' || op === 'sync')
+    await rm(join(root, '.lora-sync'), { recursive: true, force: true });
   const ws = await Workspace.open(root);
   const s = await ws.scan();
   out.files = s.files;
@@ -52,6 +53,9 @@ async function main() {
   const cpu = process.cpuUsage(cpu0);
   out.cpu_ms = (cpu.user + cpu.system) / 1000;
   out.max_rss_mb = peakRssMB();
-  process.stdout.write(JSON.stringify(out) + '\n');
+  process.stdout.write(`${JSON.stringify(out)}\n`);
 }
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import fg from 'fast-glob';
 import { build } from 'esbuild';
 import * as N from '../../server/src/formats/pickle/nodes';
-import { PyNode } from '../../server/src/formats/pickle/nodes';
+import type { PyNode } from '../../server/src/formats/pickle/nodes';
 import { TreeBuilder, py, pyFloat } from '../../server/src/demo/loraTree';
 import { writeTorchCheckpoint, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
 import { atomicWrite } from '../../server/src/io/atomicWrite';
@@ -31,7 +31,10 @@ import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 const ROOT = join(__dirname, '..', '..');
 const PY = '/usr/bin/python3';
 const COORD = join(__dirname, 'python', 'seed_coordinator.py');
-const scales = (process.env.BENCH_SCALES ?? '1,10,100').split(',').map(Number).filter((n) => n > 0);
+const scales = (process.env.BENCH_SCALES ?? '1,10,100')
+  .split(',')
+  .map(Number)
+  .filter((n) => n > 0);
 const withBig = process.env.BENCH_BIG !== '0';
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 1) || 1);
 
@@ -46,25 +49,43 @@ function best<T>(run: () => T, score: (t: T) => number): T {
 }
 let child = '';
 
-interface Row { label: string; ours: number; peer: number; peerName: string; note?: string }
+interface Row {
+  label: string;
+  ours: number;
+  peer: number;
+  peerName: string;
+  note?: string;
+}
 const rows: Row[] = [];
 const extras: string[] = [];
 
 function wall(cmd: string, args: string[], env?: NodeJS.ProcessEnv): number {
   const t = performance.now();
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'ignore'], env: env ?? process.env, maxBuffer: 1 << 28 });
+  const r = spawnSync(cmd, args, {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    env: env ?? process.env,
+    maxBuffer: 1 << 28,
+  });
   if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed with ${r.status}`);
   return performance.now() - t;
 }
 
 function ours(op: string, root: string): Record<string, number> {
   // NODE_PATH: the bundle lives outside the repo, and loads the native hashers from its node_modules.
-  const out = execFileSync(process.execPath, [child, op, root], { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, NODE_OPTIONS: '', NODE_PATH: join(ROOT, 'node_modules') } });
+  const out = execFileSync(process.execPath, [child, op, root], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+    env: { ...process.env, NODE_OPTIONS: '', NODE_PATH: join(ROOT, 'node_modules') },
+  });
   return JSON.parse(out);
 }
 
 function python(op: string, root: string, extra: string[] = []): Record<string, number> {
-  const out = execFileSync(PY, [COORD, op, root, ...extra], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'ignore'] });
+  const out = execFileSync(PY, [COORD, op, root, ...extra], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
@@ -77,7 +98,14 @@ function floor(tool: 'cat' | 'sha256sum', listFile: string): number {
   return wall('sh', ['-c', `xargs -0 ${tool} < "$1" > /dev/null`, 'floor', listFile]);
 }
 
-async function writeBig(path: string, name: number, mb: number, seedByte: number, match: number, copyKeys?: Record<string, unknown>): Promise<void> {
+async function writeBig(
+  path: string,
+  name: number,
+  mb: number,
+  seedByte: number,
+  match: number,
+  copyKeys?: Record<string, unknown>,
+): Promise<void> {
   const b = new TreeBuilder();
   const width = 4096;
   const rank = Math.max(1, Math.floor((mb * 1e6) / 8 / 4 / width));
@@ -88,13 +116,28 @@ async function writeBig(path: string, name: number, mb: number, seedByte: number
       randomFillSync(data);
       data[0] = seedByte;
       for (let i = 3; i < data.length; i += 4) data[i] &= 0x3f;
-      params.push([N.str(`layers.${l}.lora_${ab}`), b.tensor('float32', ab === 'A' ? [rank, width] : [width, rank], data)]);
+      params.push([
+        N.str(`layers.${l}.lora_${ab}`),
+        b.tensor('float32', ab === 'A' ? [rank, width] : [width, rank], data),
+      ]);
     }
   }
-  const meta = py({ id: `lora_big${name}`, name: `LoRA_big${name}`, generation: 3, life_energy: pyFloat(1.2), sync_info: { last_sync_match: match, sync_reason: 'LEARNING_UPDATE' }, ...(copyKeys ?? {}) });
-  const root = N.dict([[N.str('lora_params'), N.dict(params)], [N.str('metadata'), meta]]);
+  const meta = py({
+    id: `lora_big${name}`,
+    name: `LoRA_big${name}`,
+    generation: 3,
+    life_energy: pyFloat(1.2),
+    sync_info: { last_sync_match: match, sync_reason: 'LEARNING_UPDATE' },
+    ...(copyKeys ?? {}),
+  });
+  const root = N.dict([
+    [N.str('lora_params'), N.dict(params)],
+    [N.str('metadata'), meta],
+  ]);
   const storages = new Map([...b.storages].map(([k, data]) => [k, { kind: 'buffer' as const, data }]));
-  await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root, storages }), { noSync: true });
+  await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root, storages }), {
+    noSync: true,
+  });
 }
 
 async function benchWorkspace(label: string, ws: string, work: string): Promise<void> {
@@ -104,25 +147,78 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
   await writeFile(list, files.join('\0'));
   console.log(`\n[${label}] ${files.length} files, ${(bytes / 1e6).toFixed(0)} MB`);
   floor('cat', list); // warm the page cache for everyone
-  const cat = best(() => floor('cat', list), (x) => x);
-  const sha = best(() => floor('sha256sum', list), (x) => x);
+  const cat = best(
+    () => floor('cat', list),
+    (x) => x,
+  );
+  const sha = best(
+    () => floor('sha256sum', list),
+    (x) => x,
+  );
   // Cold status and verify: no cache.
-  const cold = best(() => ours('status-cold', ws), (r) => r.total_ms);
-  const ver = best(() => ours('verify', ws), (r) => r.total_ms);
-  const pyVerify = best(() => python('verify', ws), (r) => r.seconds);
-  const pyWall = best(() => wall(PY, [COORD, 'verify', ws]), (x) => x);
-  rows.push({ label: `${label}: cold verify vs Python coordinator (op only, torch imported)`, ours: ver.total_ms, peer: pyVerify.seconds * 1000, peerName: 'python' });
-  const oursWall = best(() => {
-    rmSync(join(ws, '.lora-sync'), { recursive: true, force: true });
-    return wall(process.execPath, [join(ROOT, 'dist/cli.js'), 'verify', '--root', ws, '--json']);
-  }, (x) => x);
-  rows.push({ label: `${label}: cold verify vs Python coordinator (whole process)`, ours: oursWall, peer: pyWall, peerName: 'python process', note: 'both from a cold start: ours without its cache, Python importing torch' });
-  rows.push({ label: `${label}: cold status vs cat of the same bytes`, ours: cold.total_ms, peer: cat, peerName: 'cat' });
-  rows.push({ label: `${label}: cold status vs sha256sum of the same bytes`, ours: cold.total_ms, peer: sha, peerName: 'sha256sum' });
-  const warm = best(() => ours('status-warm', ws), (r) => r.total_ms);
-  rows.push({ label: `${label}: warm start (cache present, nothing changed) vs cold status`, ours: warm.total_ms, peer: cold.total_ms, peerName: 'ours cold', note: `${warm.total_ms.toFixed(0)} ms absolute` });
+  const cold = best(
+    () => ours('status-cold', ws),
+    (r) => r.total_ms,
+  );
+  const ver = best(
+    () => ours('verify', ws),
+    (r) => r.total_ms,
+  );
+  const pyVerify = best(
+    () => python('verify', ws),
+    (r) => r.seconds,
+  );
+  const pyWall = best(
+    () => wall(PY, [COORD, 'verify', ws]),
+    (x) => x,
+  );
+  rows.push({
+    label: `${label}: cold verify vs Python coordinator (op only, torch imported)`,
+    ours: ver.total_ms,
+    peer: pyVerify.seconds * 1000,
+    peerName: 'python',
+  });
+  const oursWall = best(
+    () => {
+      rmSync(join(ws, '.lora-sync'), { recursive: true, force: true });
+      return wall(process.execPath, [join(ROOT, 'dist/cli.js'), 'verify', '--root', ws, '--json']);
+    },
+    (x) => x,
+  );
+  rows.push({
+    label: `${label}: cold verify vs Python coordinator (whole process)`,
+    ours: oursWall,
+    peer: pyWall,
+    peerName: 'python process',
+    note: 'both from a cold start: ours without its cache, Python importing torch',
+  });
+  rows.push({
+    label: `${label}: cold status vs cat of the same bytes`,
+    ours: cold.total_ms,
+    peer: cat,
+    peerName: 'cat',
+  });
+  rows.push({
+    label: `${label}: cold status vs sha256sum of the same bytes`,
+    ours: cold.total_ms,
+    peer: sha,
+    peerName: 'sha256sum',
+  });
+  const warm = best(
+    () => ours('status-warm', ws),
+    (r) => r.total_ms,
+  );
+  rows.push({
+    label: `${label}: warm start (cache present, nothing changed) vs cold status`,
+    ours: warm.total_ms,
+    peer: cold.total_ms,
+    peerName: 'ours cold',
+    note: `${warm.total_ms.toFixed(0)} ms absolute`,
+  });
   const upd = ours('update-one', ws);
-  extras.push(`${label}: one source rewritten -> statuses updated in ${upd.update_ms.toFixed(1)} ms (${upd.changes} status changes); peak RSS cold status ${cold.max_rss_mb.toFixed(0)} MB, warm ${warm.max_rss_mb.toFixed(0)} MB, Python verify ${pyVerify.max_rss_mb.toFixed(0)} MB; CPU (all threads) cold status ${cold.cpu_ms.toFixed(0)} ms, warm ${warm.cpu_ms.toFixed(0)} ms`);
+  extras.push(
+    `${label}: one source rewritten -> statuses updated in ${upd.update_ms.toFixed(1)} ms (${upd.changes} status changes); peak RSS cold status ${cold.max_rss_mb.toFixed(0)} MB, warm ${warm.max_rss_mb.toFixed(0)} MB, Python verify ${pyVerify.max_rss_mb.toFixed(0)} MB; CPU (all threads) cold status ${cold.cpu_ms.toFixed(0)} ms, warm ${warm.cpu_ms.toFixed(0)} ms`,
+  );
   // Full sync of all stale copies: fresh copies of the workspace for each side.
   const a = join(work, `${label}-ours`);
   const b = join(work, `${label}-py`);
@@ -139,19 +235,48 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
   const cpList = join(work, `${label}.cp.sh`);
   const scratch = join(work, `${label}-cp`);
   await mkdir(scratch, { recursive: true });
-  await writeFile(cpList, pairs.map(([src], i) => `cp ${JSON.stringify(src)} ${JSON.stringify(join(scratch, `${i}.pt`))}`).join('\n') + '\n');
+  await writeFile(
+    cpList,
+    `${pairs.map(([src], i) => `cp ${JSON.stringify(src)} ${JSON.stringify(join(scratch, `${i}.pt`))}`).join('\n')}\n`,
+  );
   settle();
   const cpMs = wall('sh', [cpList]);
   // The same with the durability a sync gives: each copied file flushed to disk (coreutils `sync FILE`).
   await rm(scratch, { recursive: true, force: true });
   await mkdir(scratch, { recursive: true });
   const cpSyncList = join(work, `${label}.cpsync.sh`);
-  await writeFile(cpSyncList, pairs.map(([src], i) => { const dst = JSON.stringify(join(scratch, `${i}.pt`)); return `cp ${JSON.stringify(src)} ${dst} && sync ${dst}`; }).join('\n') + '\n');
+  await writeFile(
+    cpSyncList,
+    `${pairs
+      .map(([src], i) => {
+        const dst = JSON.stringify(join(scratch, `${i}.pt`));
+        return `cp ${JSON.stringify(src)} ${dst} && sync ${dst}`;
+      })
+      .join('\n')}\n`,
+  );
   settle();
   const cpSyncMs = wall('sh', [cpSyncList]);
-  rows.push({ label: `${label}: find and sync ${sy.synced} stale copies vs Python coordinator (sync --only-stale)`, ours: sy.total_ms, peer: pySync.seconds * 1000, peerName: 'python', note: `cold: scan + statuses + writes; Python: load all, torch.equal, torch.save (${pySync.synced_copies} written)` });
-  rows.push({ label: `${label}: sync of ${sy.synced} stale copies vs cp of the same bytes`, ours: sy.sync_ms, peer: cpMs, peerName: 'cp', note: 'ours: fsync of file and folder, read-back check; cp: no fsync, one process per file' });
-  rows.push({ label: `${label}: sync of ${sy.synced} stale copies vs cp + fsync of the same bytes`, ours: sy.sync_ms, peer: cpSyncMs, peerName: 'cp + sync', note: 'the same durability for the bytes: `cp` then coreutils `sync FILE` (fsync), two processes per file; ours also checks and reads back' });
+  rows.push({
+    label: `${label}: find and sync ${sy.synced} stale copies vs Python coordinator (sync --only-stale)`,
+    ours: sy.total_ms,
+    peer: pySync.seconds * 1000,
+    peerName: 'python',
+    note: `cold: scan + statuses + writes; Python: load all, torch.equal, torch.save (${pySync.synced_copies} written)`,
+  });
+  rows.push({
+    label: `${label}: sync of ${sy.synced} stale copies vs cp of the same bytes`,
+    ours: sy.sync_ms,
+    peer: cpMs,
+    peerName: 'cp',
+    note: 'ours: fsync of file and folder, read-back check; cp: no fsync, one process per file',
+  });
+  rows.push({
+    label: `${label}: sync of ${sy.synced} stale copies vs cp + fsync of the same bytes`,
+    ours: sy.sync_ms,
+    peer: cpSyncMs,
+    peerName: 'cp + sync',
+    note: 'the same durability for the bytes: `cp` then coreutils `sync FILE` (fsync), two processes per file; ours also checks and reads back',
+  });
   await rm(a, { recursive: true, force: true });
   await rm(b, { recursive: true, force: true });
   await rm(scratch, { recursive: true, force: true });
@@ -160,9 +285,18 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
 /** (source, copy) pairs of the STALE copies, from our own status (same set the sync writes). */
 async function stalePairs(ws: string): Promise<Array<[string, string]>> {
   // status exits 1 when anything is inconsistent, which is the point here
-  const out = spawnSync(process.execPath, [join(ROOT, 'dist/cli.js'), 'status', '--root', ws, '--json'], { encoding: 'utf8', maxBuffer: 1 << 28 }).stdout;
-  const r = JSON.parse(out) as { loras: Array<{ source: string | null; copies: Array<{ path: string; status: string }> }> };
-  return r.loras.flatMap((l) => l.copies.filter((c) => c.status === 'STALE' || c.status === 'METADATA_DRIFT').map((c) => [join(ws, l.source!), join(ws, c.path)] as [string, string]));
+  const out = spawnSync(process.execPath, [join(ROOT, 'dist/cli.js'), 'status', '--root', ws, '--json'], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  }).stdout;
+  const r = JSON.parse(out) as {
+    loras: Array<{ source: string | null; copies: Array<{ path: string; status: string }> }>;
+  };
+  return r.loras.flatMap((l) =>
+    l.copies
+      .filter((c) => c.status === 'STALE' || c.status === 'METADATA_DRIFT')
+      .map((c) => [join(ws, l.source!), join(ws, c.path)] as [string, string]),
+  );
 }
 
 async function main() {
@@ -172,13 +306,31 @@ async function main() {
   execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
   child = join(work, 'engine-child.js');
   // The entry worker is loaded from beside the bundle that uses it, as in dist/.
-  await build({ entryPoints: { 'engine-child': join(__dirname, 'engine-child.ts'), entryWorker: join(ROOT, 'server/src/engine/entryWorker.ts') }, bundle: true, platform: 'node', target: 'node20', format: 'cjs', outdir: work, logLevel: 'warning', external: NATIVE_HASHERS });
+  await build({
+    entryPoints: {
+      'engine-child': join(__dirname, 'engine-child.ts'),
+      entryWorker: join(ROOT, 'server/src/engine/entryWorker.ts'),
+    },
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    outdir: work,
+    logLevel: 'warning',
+    external: NATIVE_HASHERS,
+  });
   try {
     for (const x of scales) {
       const ws = join(work, `ws${x}x`);
       const t = performance.now();
-      const g = await generateSeedWorkspace(ws, { loras: 120 * x, copies: 487 * x, problems: { stale: Math.round(487 * x * 0.2) } });
-      console.log(`generated ${x}x: ${g.loras} LoRAs, ${g.copies} copies in ${((performance.now() - t) / 1000).toFixed(0)} s`);
+      const g = await generateSeedWorkspace(ws, {
+        loras: 120 * x,
+        copies: 487 * x,
+        problems: { stale: Math.round(487 * x * 0.2) },
+      });
+      console.log(
+        `generated ${x}x: ${g.loras} LoRAs, ${g.copies} copies in ${((performance.now() - t) / 1000).toFixed(0)} s`,
+      );
       await rm(join(ws, '⭐_AKTIF_EN_IYILER', 'README_not_a_lora.pt'), { force: true });
       await benchWorkspace(`${x}x`, ws, work);
       await rm(ws, { recursive: true, force: true });
@@ -191,7 +343,10 @@ async function main() {
       for (let i = 0; i < 3; i++) {
         // each adapter its own id
         await writeBig(join(ws, `⭐_AKTIF_EN_IYILER/LoRA_big${i}.pt`), i, 200, 1, 50);
-        await writeBig(join(ws, `Liverpool/🎯_WIN_EXPERTS/LoRA_big${i}_aa00${i}0.pt`), i, 200, 2, 45, { team: 'Liverpool', score: pyFloat(0.9) });
+        await writeBig(join(ws, `Liverpool/🎯_WIN_EXPERTS/LoRA_big${i}_aa00${i}0.pt`), i, 200, 2, 45, {
+          team: 'Liverpool',
+          score: pyFloat(0.9),
+        });
         await writeBig(join(ws, `💎_PERFECT_HYBRID_HALL/LoRA_big${i}_bb00${i}0.pt`), i, 200, 3, 45, { team: 'HALL' });
       }
       await benchWorkspace('3x200MB', ws, work);
@@ -200,8 +355,14 @@ async function main() {
     await rm(work, { recursive: true, force: true });
   }
   console.log('\n| measure | ours ms | peer | peer ms | ours / peer | note |\n|---|---:|---|---:|---:|---|');
-  for (const r of rows) console.log(`| ${r.label} | ${r.ours.toFixed(0)} | ${r.peerName} | ${r.peer.toFixed(0)} | ${(r.ours / r.peer).toFixed(2)} | ${r.note ?? ''} |`);
+  for (const r of rows)
+    console.log(
+      `| ${r.label} | ${r.ours.toFixed(0)} | ${r.peerName} | ${r.peer.toFixed(0)} | ${(r.ours / r.peer).toFixed(2)} | ${r.note ?? ''} |`,
+    );
   console.log('');
   for (const e of extras) console.log(`- ${e}`);
 }
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

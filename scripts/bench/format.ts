@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import fg from 'fast-glob';
 import { build } from 'esbuild';
 import * as N from '../../server/src/formats/pickle/nodes';
-import { PyNode } from '../../server/src/formats/pickle/nodes';
+import type { PyNode } from '../../server/src/formats/pickle/nodes';
 import { TreeBuilder, py, pyFloat } from '../../server/src/demo/loraTree';
 import { writeTorchCheckpoint, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
 import { atomicWrite } from '../../server/src/io/atomicWrite';
@@ -36,12 +36,20 @@ async function writeBigAdapter(path: string, mb: number): Promise<void> {
       const data = new Uint8Array(rank * width * 4);
       randomFillSync(data);
       for (let i = 3; i < data.length; i += 4) data[i] &= 0x3f; // keep floats finite and small
-      params.push([N.str(`layers.${l}.lora_${ab}`), b.tensor('float32', ab === 'A' ? [rank, width] : [width, rank], data)]);
+      params.push([
+        N.str(`layers.${l}.lora_${ab}`),
+        b.tensor('float32', ab === 'A' ? [rank, width] : [width, rank], data),
+      ]);
     }
   }
-  const root = N.dict([[N.str('lora_params'), N.dict(params)], [N.str('metadata'), py({ id: 'lora_big', name: 'LoRA_big', score: pyFloat(0.5) })]]);
+  const root = N.dict([
+    [N.str('lora_params'), N.dict(params)],
+    [N.str('metadata'), py({ id: 'lora_big', name: 'LoRA_big', score: pyFloat(0.5) })],
+  ]);
   const storages = new Map([...b.storages].map(([k, data]) => [k, { kind: 'buffer' as const, data }]));
-  await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root, storages }), { noSync: true });
+  await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root, storages }), {
+    noSync: true,
+  });
 }
 
 function timeCmd(cmd: string, args: string[]): number {
@@ -56,8 +64,15 @@ function ours(files: string[], backend: 'native' | 'portable'): { ms: number; ma
   // Bundled and run with plain node, as the server runs, so the memory figure is the reader's own.
   // NODE_OPTIONS cleared: this script runs under tsx, whose loader the child must not inherit.
   // NODE_PATH: the bundle lives outside the repo, and loads the native hashers from its node_modules.
-  const env = { ...process.env, NODE_OPTIONS: '', NODE_PATH: join(ROOT, 'node_modules'), LORA_SYNC_HASH_BACKEND: backend === 'portable' ? 'portable' : '' };
-  const r = JSON.parse(execFileSync(process.execPath, [fpBundle, ...files], { encoding: 'utf8', cwd: ROOT, maxBuffer: 1 << 26, env }));
+  const env = {
+    ...process.env,
+    NODE_OPTIONS: '',
+    NODE_PATH: join(ROOT, 'node_modules'),
+    LORA_SYNC_HASH_BACKEND: backend === 'portable' ? 'portable' : '',
+  };
+  const r = JSON.parse(
+    execFileSync(process.execPath, [fpBundle, ...files], { encoding: 'utf8', cwd: ROOT, maxBuffer: 1 << 26, env }),
+  );
   if (r.backend !== backend) throw new Error(`asked for the ${backend} hashers, the child used ${r.backend}`);
   return r;
 }
@@ -75,13 +90,40 @@ async function measure(label: string, files: string[]) {
   const bytes = (await Promise.all(files.map((f) => stat(f)))).reduce((a, s) => a + s.size, 0);
   // xargs-free: pass the file list directly (the small set stays under ARG_MAX).
   timeCmd('cat', files); // warm the page cache
-  const cat = best(RUNS, () => timeCmd('sh', ['-c', 'cat "$@" > /dev/null', 'cat', ...files]), (x) => x);
-  const sha = best(RUNS, () => timeCmd('sha256sum', files), (x) => x);
-  const us = best(RUNS, () => ours(files, 'native'), (x) => x.ms);
-  const portable = best(RUNS, () => ours(files, 'portable'), (x) => x.ms);
+  const cat = best(
+    RUNS,
+    () => timeCmd('sh', ['-c', 'cat "$@" > /dev/null', 'cat', ...files]),
+    (x) => x,
+  );
+  const sha = best(
+    RUNS,
+    () => timeCmd('sha256sum', files),
+    (x) => x,
+  );
+  const us = best(
+    RUNS,
+    () => ours(files, 'native'),
+    (x) => x.ms,
+  );
+  const portable = best(
+    RUNS,
+    () => ours(files, 'portable'),
+    (x) => x.ms,
+  );
   // One file: the CPU the two required passes (CRC32 and XXH64) take on bytes already in memory.
   const floor = files.length === 1 ? ours(['--floor', files[0]], 'native').ms : undefined;
-  return { label, files: files.length, mb: bytes / 1e6, cat, sha, ours: us.ms, rss: us.maxRssMB, portable: portable.ms, portableRss: portable.maxRssMB, floor };
+  return {
+    label,
+    files: files.length,
+    mb: bytes / 1e6,
+    cat,
+    sha,
+    ours: us.ms,
+    rss: us.maxRssMB,
+    portable: portable.ms,
+    portableRss: portable.maxRssMB,
+    floor,
+  };
 }
 
 async function main() {
@@ -90,7 +132,16 @@ async function main() {
   await mkdir(dir, { recursive: true });
   try {
     fpBundle = join(dir, 'fp-one.js');
-    await build({ entryPoints: [join(__dirname, 'fp-one.ts')], bundle: true, platform: 'node', target: 'node20', format: 'cjs', outfile: fpBundle, logLevel: 'warning', external: NATIVE_HASHERS });
+    await build({
+      entryPoints: [join(__dirname, 'fp-one.ts')],
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      format: 'cjs',
+      outfile: fpBundle,
+      logLevel: 'warning',
+      external: NATIVE_HASHERS,
+    });
     console.log(`generating in ${dir} ...`);
     const small = join(dir, 'small');
     await mkdir(small);
@@ -102,18 +153,35 @@ async function main() {
       await writeBigAdapter(p, BIG_MB);
       bigFiles.push(p);
     }
-    const rows = [await measure(`${smallFiles.length} small LoRAs`, smallFiles), await measure(`1 adapter of ${BIG_MB} MB`, bigFiles.slice(0, 1)), await measure(`3 adapters of ${BIG_MB} MB`, bigFiles)];
+    const rows = [
+      await measure(`${smallFiles.length} small LoRAs`, smallFiles),
+      await measure(`1 adapter of ${BIG_MB} MB`, bigFiles.slice(0, 1)),
+      await measure(`3 adapters of ${BIG_MB} MB`, bigFiles),
+    ];
     const f = (x: number) => x.toFixed(0);
     const r = (x: number) => x.toFixed(2);
-    console.log(`\n| set | files | MB | cat ms | sha256sum ms | ours ms | ours / cat | ours / sha256sum | ours peak RSS MB | portable ms | portable / cat | portable peak RSS MB |`);
+    console.log(
+      `\n| set | files | MB | cat ms | sha256sum ms | ours ms | ours / cat | ours / sha256sum | ours peak RSS MB | portable ms | portable / cat | portable peak RSS MB |`,
+    );
     console.log(`|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`);
-    for (const x of rows) console.log(`| ${x.label} | ${x.files} | ${x.mb.toFixed(1)} | ${f(x.cat)} | ${f(x.sha)} | ${f(x.ours)} | ${r(x.ours / x.cat)} | ${r(x.ours / x.sha)} | ${x.rss.toFixed(0)} | ${f(x.portable)} | ${r(x.portable / x.cat)} | ${x.portableRss.toFixed(0)} |`);
+    for (const x of rows)
+      console.log(
+        `| ${x.label} | ${x.files} | ${x.mb.toFixed(1)} | ${f(x.cat)} | ${f(x.sha)} | ${f(x.ours)} | ${r(x.ours / x.cat)} | ${r(x.ours / x.sha)} | ${x.rss.toFixed(0)} | ${f(x.portable)} | ${r(x.portable / x.cat)} | ${x.portableRss.toFixed(0)} |`,
+      );
     for (const x of rows) {
-      if (x.floor !== undefined) console.log(`\n${x.label}: CRC32 + XXH64 of the bytes already in memory (no reading) take ${f(x.floor)} ms, ${r(x.floor / x.cat)}x cat: the floor of the two passes on one core.`);
+      if (x.floor !== undefined)
+        console.log(
+          `\n${x.label}: CRC32 + XXH64 of the bytes already in memory (no reading) take ${f(x.floor)} ms, ${r(x.floor / x.cat)}x cat: the floor of the two passes on one core.`,
+        );
     }
-    console.log(`\n(best of ${RUNS}; "ours" = open + decode pickle + CRC32 of every record + digest of every tensor (${DIGEST_ALG}) with the native hashers, "portable" the same with zlib + WebAssembly, each in its own Node process; cat and sha256sum over the same files, page cache warm)`);
+    console.log(
+      `\n(best of ${RUNS}; "ours" = open + decode pickle + CRC32 of every record + digest of every tensor (${DIGEST_ALG}) with the native hashers, "portable" the same with zlib + WebAssembly, each in its own Node process; cat and sha256sum over the same files, page cache warm)`,
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

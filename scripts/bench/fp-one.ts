@@ -36,7 +36,7 @@ async function floor(file: string): Promise<void> {
     h.digestInto(out, 0);
     best = Math.min(best, performance.now() - t0);
   }
-  process.stdout.write(JSON.stringify({ ms: best, maxRssMB: peakRssMB(), backend: b.name }) + '\n');
+  process.stdout.write(`${JSON.stringify({ ms: best, maxRssMB: peakRssMB(), backend: b.name })}\n`);
 }
 
 async function main() {
@@ -44,12 +44,17 @@ async function main() {
   const files = process.argv.slice(2);
   const t0 = performance.now();
   let tensors = 0;
-  await mapLimit(files, 8, (f) => withCheckpoint(f, async (c) => {
-    const fp = await fingerprintCheckpoint(c);
-    if (fp.crcFailures.length) throw new Error(`${f}: CRC failure`);
-    tensors += fp.tensors.length;
-  }));
+  await mapLimit(files, 8, (f) =>
+    withCheckpoint(f, async (c) => {
+      const fp = await fingerprintCheckpoint(c);
+      if (fp.crcFailures.length) throw new Error(`${f}: CRC failure`);
+      tensors += fp.tensors.length;
+    }),
+  );
   const ms = performance.now() - t0;
-  process.stdout.write(JSON.stringify({ ms, tensors, maxRssMB: peakRssMB(), backend: hashBackend().name }) + '\n');
+  process.stdout.write(`${JSON.stringify({ ms, tensors, maxRssMB: peakRssMB(), backend: hashBackend().name })}\n`);
 }
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

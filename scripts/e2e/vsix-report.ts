@@ -9,10 +9,13 @@ async function main(vsix: string): Promise<void> {
   try {
     const files = zip.records.map((r) => r.name).filter((n) => n.startsWith('extension/') && !n.endsWith('/'));
     for (const r of zip.records) await zip.read(r, { checkCrc: true });
-    const allowed = /^extension\/(dist\/(client|server|entryWorker)\.js|dist\/native\/(xxhash|crc32)\.[a-z0-9-]+\.node|media\/[^/]+|readme\.md|license(\.txt)?|changelog\.md|package\.json)$/i;
+    const allowed =
+      /^extension\/(dist\/(client|server|entryWorker)\.js|dist\/native\/(xxhash|crc32)\.[a-z0-9-]+\.node|media\/[^/]+|readme\.md|license(\.txt)?|changelog\.md|package\.json)$/i;
     const stray = files.filter((f) => !allowed.test(f));
     console.log(`${vsix}: ${(statSync(vsix).size / 1024).toFixed(0)} KiB, ${files.length} files, CRCs good`);
-    for (const r of zip.records) if (files.includes(r.name)) console.log(`  ${r.name.slice('extension/'.length).padEnd(24)} ${(r.size / 1024).toFixed(1).padStart(8)} KiB`);
+    for (const r of zip.records)
+      if (files.includes(r.name))
+        console.log(`  ${r.name.slice('extension/'.length).padEnd(24)} ${(r.size / 1024).toFixed(1).padStart(8)} KiB`);
     if (stray.length) throw new Error(`not on the allow-list: ${stray.join(', ')}`);
   } finally {
     await zip.close();

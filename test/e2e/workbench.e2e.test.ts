@@ -11,12 +11,23 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser, Frame, Page } from 'playwright-core';
 import { copyFixtureWorkspace } from '../support/files';
-import { CodeServer, launchChromium, missingPieces, REPO, startCodeServer, workbenchUrl } from '../support/codeServer';
+import {
+  type CodeServer,
+  launchChromium,
+  missingPieces,
+  REPO,
+  startCodeServer,
+  workbenchUrl,
+} from '../support/codeServer';
 
 const VSIX = process.env.LORA_SYNC_VSIX ?? join(REPO, 'artifacts', 'lora-sync.vsix');
 const SHOTS = join(REPO, 'artifacts', 'e2e');
 
-interface Expected { path: string; expect: string; sync_blocked?: string }
+interface Expected {
+  path: string;
+  expect: string;
+  sync_blocked?: string;
+}
 
 /** The count on the Problems tab of the panel (0 when it shows none). */
 async function problemsBadge(page: Page): Promise<number> {
@@ -43,7 +54,13 @@ async function webviewFrame(page: Page, selector: string, timeoutMs = 30_000): P
   const end = Date.now() + timeoutMs;
   for (;;) {
     for (const f of page.frames()) {
-      if (await f.locator(selector).count().catch(() => 0)) return f;
+      if (
+        await f
+          .locator(selector)
+          .count()
+          .catch(() => 0)
+      )
+        return f;
     }
     if (Date.now() > end) throw new Error(`no webview shows ${selector}`);
     await page.waitForTimeout(250);
@@ -61,7 +78,11 @@ async function runCommand(page: Page, title: string): Promise<void> {
   const focusers = [
     () => page.locator('.tabs-container .tab.active').first().click({ timeout: 2_000 }),
     () => page.locator('.part.sidebar .composite.title').first().click({ timeout: 2_000 }),
-    () => page.locator('.part.statusbar').first().click({ position: { x: 2, y: 2 }, timeout: 2_000 }),
+    () =>
+      page
+        .locator('.part.statusbar')
+        .first()
+        .click({ position: { x: 2, y: 2 }, timeout: 2_000 }),
   ];
   for (let attempt = 1; ; attempt++) {
     await input.waitFor({ state: 'hidden', timeout: 5_000 }).catch(() => page.keyboard.press('Escape'));
@@ -77,14 +98,21 @@ async function runCommand(page: Page, title: string): Promise<void> {
   }
   // The row whose label is the title (fuzzy matching may rank a longer title first).
   const rows = page.locator('.quick-input-widget .monaco-list-row');
-  const exact = async () => (await rows.evaluateAll((els, t) => els.findIndex((el) => {
-    const label = el.getAttribute('aria-label') ?? '';
-    return label === t || label.startsWith(`${t},`);
-  }), title));
-  await waitUntil(page, `the palette to offer "${title}"`, async () => (await exact()) >= 0, 10_000).catch(async (e) => {
-    const shown = await rows.evaluateAll((els) => els.map((el) => el.getAttribute('aria-label')));
-    throw new Error(`${(e as Error).message}; the palette shows: ${shown.join(' | ')}`);
-  });
+  const exact = async () =>
+    await rows.evaluateAll(
+      (els, t) =>
+        els.findIndex((el) => {
+          const label = el.getAttribute('aria-label') ?? '';
+          return label === t || label.startsWith(`${t},`);
+        }),
+      title,
+    );
+  await waitUntil(page, `the palette to offer "${title}"`, async () => (await exact()) >= 0, 10_000).catch(
+    async (e) => {
+      const shown = await rows.evaluateAll((els) => els.map((el) => el.getAttribute('aria-label')));
+      throw new Error(`${(e as Error).message}; the palette shows: ${shown.join(' | ')}`);
+    },
+  );
   for (let i = await exact(); i > 0; i--) await page.keyboard.press('ArrowDown');
   await page.keyboard.press('Enter');
 }
@@ -95,7 +123,9 @@ async function pickTheme(page: Page, theme: string): Promise<void> {
   await page.waitForTimeout(500);
   await page.locator('.quick-input-widget input').fill(theme);
   const first = page.locator('.quick-input-widget .monaco-list-row.focused').first();
-  await waitUntil(page, `the theme picker to offer "${theme}"`, async () => ((await first.getAttribute('aria-label')) ?? '').startsWith(theme));
+  await waitUntil(page, `the theme picker to offer "${theme}"`, async () =>
+    ((await first.getAttribute('aria-label')) ?? '').startsWith(theme),
+  );
   await page.keyboard.press('Enter');
   await page.waitForTimeout(1000);
 }
@@ -123,7 +153,9 @@ describe('LoRA Sync in the browser (code-server + Chromium)', function () {
     expected = JSON.parse(await readFile(join(ws, 'expected.json'), 'utf8')).files;
     problems = expected.filter((f) => !['SOURCE', 'IN_SYNC', 'UNRECOGNIZED'].includes(f.expect)).length;
     // Sync All fixes the stale copies it may write and the metadata drift; the rest needs a person.
-    remaining = problems - expected.filter((f) => (f.expect === 'STALE' && !f.sync_blocked) || f.expect === 'METADATA_DRIFT').length;
+    remaining =
+      problems -
+      expected.filter((f) => (f.expect === 'STALE' && !f.sync_blocked) || f.expect === 'METADATA_DRIFT').length;
     cs = await startCodeServer({ vsix: [VSIX] });
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
@@ -139,7 +171,12 @@ describe('LoRA Sync in the browser (code-server + Chromium)', function () {
 
   it('activates from the workspace and reports in the status bar', async () => {
     await page.waitForSelector('.statusbar-item[id$="loraSync.status"]', { timeout: 60_000 });
-    await waitUntil(page, 'the status-bar item to count the stale copies', async () => /LoRA \d+ · \d+ stale/.test(await loraStatusItem(page)), 60_000);
+    await waitUntil(
+      page,
+      'the status-bar item to count the stale copies',
+      async () => /LoRA \d+ · \d+ stale/.test(await loraStatusItem(page)),
+      60_000,
+    );
     statusBefore = await loraStatusItem(page);
     const stale = expected.filter((f) => f.expect === 'STALE').length;
     assert.match(statusBefore, new RegExp(`LoRA 9 · ${stale} stale · \\d+ diverged`));
@@ -148,9 +185,15 @@ describe('LoRA Sync in the browser (code-server + Chromium)', function () {
   it('shows every problem file in the Problems panel', async () => {
     await page.keyboard.press('Control+Shift+M');
     await page.waitForSelector('.markers-panel .monaco-list-row', { timeout: 30_000 });
-    await waitUntil(page, `the Problems tab to count ${problems}`, async () => (await problemsBadge(page)) === problems);
+    await waitUntil(
+      page,
+      `the Problems tab to count ${problems}`,
+      async () => (await problemsBadge(page)) === problems,
+    );
     // The list is virtual: filter it the way a user would, to the stale copy of LoRA_A.
-    const filter = page.locator('.markers-panel-container .viewpane-filter input, .panel .viewpane-filter input').first();
+    const filter = page
+      .locator('.markers-panel-container .viewpane-filter input, .panel .viewpane-filter input')
+      .first();
     await filter.fill('LoRA_A_4d5e6f');
     const row = page.locator('.markers-panel .monaco-list-row', { hasText: /stale/i }).first();
     await row.waitFor({ timeout: 10_000 });
@@ -165,13 +208,18 @@ describe('LoRA Sync in the browser (code-server + Chromium)', function () {
     await page.locator('.activitybar .action-item a[aria-label^="LoRA Sync"]').click({ force: true });
     const row = (name: string) => page.locator('.part.sidebar .monaco-list-row', { hasText: name }).first();
     await row('LoRA_A_4d5e6f.pt').waitFor({ timeout: 30_000 });
-    const icon = async (name: string) => (await row(name).locator('.custom-view-tree-node-item-icon').getAttribute('class')) ?? '';
+    const icon = async (name: string) =>
+      (await row(name).locator('.custom-view-tree-node-item-icon').getAttribute('class')) ?? '';
     assert.match(await icon('LoRA_A_4d5e6f.pt'), /codicon-sync\b/, 'stale copy');
     assert.match(await icon('LoRA_A_0d0e0f.pt'), /codicon-git-compare\b/, 'diverged copy');
     assert.match(await icon('LoRA_A.pt'), /codicon-star-full\b/, 'source');
     assert.match(await icon('LoRA_A_1a2b3c.pt'), /codicon-pass\b/, 'copy in sync');
     const activity = page.locator('.activitybar .action-item a[aria-label^="LoRA Sync"]');
-    await waitUntil(page, 'the activity-bar badge', async () => (await activity.getAttribute('aria-label')) === `LoRA Sync - ${problems} files need attention`);
+    await waitUntil(
+      page,
+      'the activity-bar badge',
+      async () => (await activity.getAttribute('aria-label')) === `LoRA Sync - ${problems} files need attention`,
+    );
     await page.mouse.move(900, 300); // no tooltip over the screenshot
     await page.waitForTimeout(500);
     await page.screenshot({ path: join(SHOTS, '1-before-sync.png') });
@@ -194,25 +242,42 @@ describe('LoRA Sync in the browser (code-server + Chromium)', function () {
     await page.waitForSelector('.quick-input-widget input', { state: 'visible' });
     await page.keyboard.type('LoRA Sync: Sync All', { delay: 25 });
     const first = page.locator('.quick-input-widget .monaco-list-row').first();
-    await waitUntil(page, 'the palette to offer "LoRA Sync: Sync All"', async () => /LoRA Sync: Sync All/.test((await first.getAttribute('aria-label')) ?? ''));
+    await waitUntil(page, 'the palette to offer "LoRA Sync: Sync All"', async () =>
+      /LoRA Sync: Sync All/.test((await first.getAttribute('aria-label')) ?? ''),
+    );
     await page.keyboard.press('Enter');
     await waitUntil(page, 'the sync to report', async () => {
       const seen = await page.evaluate<string[]>('window.__seen');
       return seen.some((t) => /LoRA Sync: \d+ synced, 0 failed/.test(t));
     });
     const seen = await page.evaluate<string[]>('window.__seen');
-    assert.ok(seen.some((t) => /Syncing all LoRAs/.test(t)), `a progress notification was shown (saw: ${seen.join(' | ')})`);
+    assert.ok(
+      seen.some((t) => /Syncing all LoRAs/.test(t)),
+      `a progress notification was shown (saw: ${seen.join(' | ')})`,
+    );
   });
 
   it('leaves in the Problems panel only what needs a person, and the status bar says so', async () => {
-    await waitUntil(page, `the Problems tab to count ${remaining}`, async () => (await problemsBadge(page)) === remaining);
-    await waitUntil(page, 'the status-bar item to drop the stale copies it synced', async () => (await loraStatusItem(page)) !== statusBefore);
+    await waitUntil(
+      page,
+      `the Problems tab to count ${remaining}`,
+      async () => (await problemsBadge(page)) === remaining,
+    );
+    await waitUntil(
+      page,
+      'the status-bar item to drop the stale copies it synced',
+      async () => (await loraStatusItem(page)) !== statusBefore,
+    );
     const after = await loraStatusItem(page);
     const blocked = expected.filter((f) => f.expect === 'STALE' && f.sync_blocked).length;
     assert.match(after, new RegExp(`LoRA 9 · ${blocked} stale · \\d+ diverged`));
     // The History view lists the sync.
     const history = page.locator('.part.sidebar .pane', { hasText: /HISTORY/i });
-    await waitUntil(page, 'the History view to list the sync', async () => (await history.locator('.monaco-list-row', { hasText: 'FULL_SYNC' }).count()) > 0);
+    await waitUntil(
+      page,
+      'the History view to list the sync',
+      async () => (await history.locator('.monaco-list-row', { hasText: 'FULL_SYNC' }).count()) > 0,
+    );
     await page.mouse.move(900, 300);
     await page.waitForTimeout(500);
     await page.screenshot({ path: join(SHOTS, '2-after-sync.png') });
@@ -227,9 +292,12 @@ describe('LoRA Sync in the browser (code-server + Chromium)', function () {
     // Per-tensor difference from the source, and the copy's own keys marked in the metadata.
     assert.ok(await frame.locator('table').first().count(), 'a tensor table');
     assert.match(await text('table'), /layers\.0\.lora_A/);
-    assert.match(await text('table'), /layers\.0\.lora_A\tfloat32\t\[4, 16\]\t64\t256 B\t[0-9a-f]{16}\tmax \|Δ\| [\d.]+, 64 of 64 elements/);
+    assert.match(
+      await text('table'),
+      /layers\.0\.lora_A\tfloat32\t\[4, 16\]\t64\t256 B\t[0-9a-f]{16}\tmax \|Δ\| [\d.]+, 64 of 64 elements/,
+    );
     assert.ok(await frame.locator('svg.chart').count(), 'the fitness_history chart');
-    assert.match(await text('body'), /team copy key str "İstanbul_Başakşehir"/, 'the copy\'s own keys are marked');
+    assert.match(await text('body'), /team copy key str "İstanbul_Başakşehir"/, "the copy's own keys are marked");
     assert.ok(await frame.locator('button[data-action="syncCopy"]').count(), 'a button to sync this copy');
     assert.ok(await frame.locator('button[data-action="openSource"]').count(), 'a button to open the source');
     // The whole editor area for the pictures: no panel, no toasts.
@@ -239,12 +307,19 @@ describe('LoRA Sync in the browser (code-server + Chromium)', function () {
     await page.screenshot({ path: join(SHOTS, '3-inspector-light.png') });
     const background = async () => frame.evaluate('getComputedStyle(document.body).backgroundColor') as Promise<string>;
     const light = await background();
-    for (const [theme, shot] of [['Dark Modern', '4-inspector-dark.png'], ['Dark High Contrast', '5-inspector-high-contrast.png']]) {
+    for (const [theme, shot] of [
+      ['Dark Modern', '4-inspector-dark.png'],
+      ['Dark High Contrast', '5-inspector-high-contrast.png'],
+    ]) {
       await pickTheme(page, theme);
       const f = await webviewFrame(page, 'section[aria-label="Status"]');
       const cls = (await f.evaluate('document.body.className')) as string;
       assert.match(cls, theme.includes('High') ? /vscode-high-contrast/ : /vscode-dark/, `${theme}: body class ${cls}`);
-      assert.notEqual(await f.evaluate('getComputedStyle(document.body).backgroundColor'), light, `${theme}: the page follows the theme`);
+      assert.notEqual(
+        await f.evaluate('getComputedStyle(document.body).backgroundColor'),
+        light,
+        `${theme}: the page follows the theme`,
+      );
       await page.screenshot({ path: join(SHOTS, shot) });
     }
     await pickTheme(page, 'Light Modern');

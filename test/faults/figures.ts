@@ -36,8 +36,12 @@ export const mochaHooks = {
     if (!sections.size) return;
     const lines = [`\n  figures (${LONG ? 'long mode, LORA_SYNC_FAULTS_LONG=1' : 'CI mode'}):`];
     for (const [name, s] of sections) lines.push(`    ${name}: ${[...s].map(([k, v]) => `${k} ${v}`).join(', ')}`);
-    process.stdout.write(lines.join('\n') + '\n');
+    process.stdout.write(`${lines.join('\n')}\n`);
     const out = process.env.LORA_SYNC_FAULTS_FIGURES;
-    if (out) writeFileSync(out, JSON.stringify({ long: LONG, sections: Object.fromEntries([...sections].map(([k, s]) => [k, Object.fromEntries(s)])) }, null, 2) + '\n');
+    if (out)
+      writeFileSync(
+        out,
+        `${JSON.stringify({ long: LONG, sections: Object.fromEntries([...sections].map(([k, s]) => [k, Object.fromEntries(s)])) }, null, 2)}\n`,
+      );
   },
 };

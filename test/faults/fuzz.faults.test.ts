@@ -80,7 +80,9 @@ describe('fuzzing the readers with mutations of real files', function () {
     for (const n of readdirSync(torchDir)) if (n.endsWith('.pt')) files.push(join(torchDir, n));
     const ws = join(REPO, 'test', 'fixtures', 'workspace');
     for (const rel of await listTree(ws)) if (rel.endsWith('.pt')) files.push(join(ws, rel));
-    const py = spawnSync('/usr/bin/python3', ['-c', PYTHON_SEEDS, tmp, join(torchDir, 'seed_source.pt')], { encoding: 'utf8' });
+    const py = spawnSync('/usr/bin/python3', ['-c', PYTHON_SEEDS, tmp, join(torchDir, 'seed_source.pt')], {
+      encoding: 'utf8',
+    });
     if (py.status === 0) {
       for (const n of readdirSync(tmp)) {
         const p = join(tmp, n);
@@ -88,7 +90,10 @@ describe('fuzzing the readers with mutations of real files', function () {
         if (n.endsWith('.safetensors')) seeds.safetensors.push({ name: n, bytes: readFileSync(p) });
         if (n.endsWith('.pt')) files.push(p);
       }
-    } else console.log(`      (no /usr/bin/python3: pickle and safetensors seeds from torch files only) ${py.error?.message ?? py.stderr}`);
+    } else
+      console.log(
+        `      (no /usr/bin/python3: pickle and safetensors seeds from torch files only) ${py.error?.message ?? py.stderr}`,
+      );
     for (const f of files) {
       const bytes = await readFile(f);
       const name = f.slice(f.lastIndexOf('/') + 1);
@@ -112,11 +117,17 @@ describe('fuzzing the readers with mutations of real files', function () {
       const { open } = await import('node:fs/promises');
       const p = join(tmp, 'ours.safetensors');
       const fh = await open(p, 'w');
-      await writeSafetensors(fh, [{ name: 'lora_A', dtype: 'F32', shape: [2, 2], data: new Uint8Array(16) }], { id: 'x' });
+      await writeSafetensors(fh, [{ name: 'lora_A', dtype: 'F32', shape: [2, 2], data: new Uint8Array(16) }], {
+        id: 'x',
+      });
       await fh.close();
       seeds.safetensors.push({ name: 'ours.safetensors', bytes: await readFile(p) });
     }
-    console.log(`      seeds: ${Object.entries(seeds).map(([t, s]) => `${t} ${s.length}`).join(', ')}; seed ${SEED}`);
+    console.log(
+      `      seeds: ${Object.entries(seeds)
+        .map(([t, s]) => `${t} ${s.length}`)
+        .join(', ')}; seed ${SEED}`,
+    );
   });
   after(() => rm(tmp, { recursive: true, force: true }));
 
@@ -128,7 +139,15 @@ describe('fuzzing the readers with mutations of real files', function () {
     const entry = join(__dirname, 'fuzzWorker.ts');
     const w = new Worker(`require('tsx/cjs'); require(${JSON.stringify(entry)});`, {
       eval: true,
-      workerData: { target, seeds: seeds[target], seed: SEED, from, to, scratch: join(tmp, `scratch-${lane}.pt`), progress },
+      workerData: {
+        target,
+        seeds: seeds[target],
+        seed: SEED,
+        from,
+        to,
+        scratch: join(tmp, `scratch-${lane}.pt`),
+        progress,
+      },
       resourceLimits: { maxOldGenerationSizeMb: HEAP_LIMIT_MB },
     });
     return new Promise((resolve, reject) => {
@@ -145,8 +164,15 @@ describe('fuzzing the readers with mutations of real files', function () {
           reject(new Error(`hang: ${target} case ${now} (seed ${SEED}) made no progress for ${HANG_MS} ms`));
         }
       }, 250);
-      w.once('message', (r: FuzzResult) => { clearInterval(watch); void w.terminate(); resolve(r); });
-      w.once('error', (e) => { clearInterval(watch); reject(new Error(`${target} worker died near case ${Atomics.load(current, 0)} (seed ${SEED}): ${e.message}`)); });
+      w.once('message', (r: FuzzResult) => {
+        clearInterval(watch);
+        void w.terminate();
+        resolve(r);
+      });
+      w.once('error', (e) => {
+        clearInterval(watch);
+        reject(new Error(`${target} worker died near case ${Atomics.load(current, 0)} (seed ${SEED}): ${e.message}`));
+      });
     });
   }
 
@@ -168,7 +194,10 @@ describe('fuzzing the readers with mutations of real files', function () {
       const t0 = performance.now();
       // Two workers (this machine has two cores), each half of the cases.
       const offset = { zip: 0, pickle: 1e7, safetensors: 2e7, checkpoint: 3e7 }[target];
-      const halves = await Promise.all([runSlice(target, offset, offset + n / 2, 0), runSlice(target, offset + n / 2, offset + n, 1)]);
+      const halves = await Promise.all([
+        runSlice(target, offset, offset + n / 2, 0),
+        runSlice(target, offset + n / 2, offset + n, 1),
+      ]);
       const wall = performance.now() - t0;
       const cases = halves.reduce((a, r) => a + r.cases, 0);
       const parsed = halves.reduce((a, r) => a + r.parsed, 0);
@@ -177,11 +206,23 @@ describe('fuzzing the readers with mutations of real files', function () {
       const slowest = halves.reduce((a, r) => (r.slowest.ms > a.slowest.ms ? r : a)).slowest;
       const alloc = halves.reduce((a, r) => (r.maxAlloc.bytes > a.maxAlloc.bytes ? r : a)).maxAlloc;
       const failures = halves.flatMap((r) => r.failures);
-      console.log(`      ${cases} cases in ${(wall / 1000).toFixed(1)} s: ${parsed} parsed, rejected ${JSON.stringify(codes)}; slowest ${slowest.ms.toFixed(1)} ms (case ${slowest.i}: ${slowest.seed} ${slowest.ops.join(' ')}); largest allocation ${alloc.bytes} B for a ${alloc.inputBytes} B input; heap ≤ ${Math.round(Math.max(...halves.map((r) => r.maxHeapMb)))} MB`);
-      assert.deepEqual(failures.map((f) => `case ${f.i} (seed ${SEED}, ${f.seed}, ${f.ops.join(' ')}): ${f.error.split('\n').slice(0, 3).join(' | ')}`), [], 'untyped errors');
+      console.log(
+        `      ${cases} cases in ${(wall / 1000).toFixed(1)} s: ${parsed} parsed, rejected ${JSON.stringify(codes)}; slowest ${slowest.ms.toFixed(1)} ms (case ${slowest.i}: ${slowest.seed} ${slowest.ops.join(' ')}); largest allocation ${alloc.bytes} B for a ${alloc.inputBytes} B input; heap ≤ ${Math.round(Math.max(...halves.map((r) => r.maxHeapMb)))} MB`,
+      );
+      assert.deepEqual(
+        failures.map(
+          (f) =>
+            `case ${f.i} (seed ${SEED}, ${f.seed}, ${f.ops.join(' ')}): ${f.error.split('\n').slice(0, 3).join(' | ')}`,
+        ),
+        [],
+        'untyped errors',
+      );
       assert.equal(cases, n);
       assert.ok(slowest.ms < CASE_BOUND_MS, `case ${slowest.i} took ${slowest.ms} ms`);
-      assert.ok(alloc.bytes <= allocBound(alloc.inputBytes), `case ${alloc.i} allocated ${alloc.bytes} bytes for ${alloc.inputBytes} of input`);
+      assert.ok(
+        alloc.bytes <= allocBound(alloc.inputBytes),
+        `case ${alloc.i} allocated ${alloc.bytes} bytes for ${alloc.inputBytes} of input`,
+      );
       assert.ok(Object.keys(codes).length >= 2 && parsed > 0, 'the mutations should both break and keep files');
       totals.cases += cases;
       if (slowest.ms > totals.slowest.ms) totals.slowest = { ms: slowest.ms, where: `${target} case ${slowest.i}` };
@@ -191,4 +232,3 @@ describe('fuzzing the readers with mutations of real files', function () {
     });
   }
 });
-

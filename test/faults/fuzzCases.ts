@@ -17,7 +17,10 @@ import { DEFAULT_CONFIG } from '../../server/src/engine/config';
 import { prng } from '../../server/src/demo/loraTree';
 
 export type Target = 'zip' | 'pickle' | 'safetensors' | 'checkpoint';
-export interface Seed { name: string; bytes: Uint8Array }
+export interface Seed {
+  name: string;
+  bytes: Uint8Array;
+}
 
 /** mulberry32 (the demo generator's PRNG), one stream per case. */
 export function caseRng(seed: number, i: number): () => number {
@@ -25,17 +28,54 @@ export function caseRng(seed: number, i: number): () => number {
 }
 
 const INTERESTING_8 = [0x00, 0x01, 0x7f, 0x80, 0xff, 0xfe];
-const INTERESTING_32 = [0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
+const INTERESTING_32 = [
+  0, 1, 2, 0x7f, 0x80, 0xff, 0x7fff, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff,
+];
 
 /** Offsets of the length, offset and count fields a zip reader trusts (central, local and end records). */
 function zipFields(b: Buffer): Array<[number, 2 | 4 | 8]> {
   const out: Array<[number, 2 | 4 | 8]> = [];
   for (let p = 0; p + 4 <= b.length; p++) {
     const sig = b.readUInt32LE(p);
-    if (sig === 0x02014b50 && p + 46 <= b.length) for (const [o, w] of [[10, 2], [20, 4], [24, 4], [28, 2], [30, 2], [32, 2], [42, 4]] as const) out.push([p + o, w]);
-    else if (sig === 0x04034b50 && p + 30 <= b.length) for (const [o, w] of [[8, 2], [18, 4], [22, 4], [26, 2], [28, 2]] as const) out.push([p + o, w]);
-    else if (sig === 0x06054b50 && p + 22 <= b.length) for (const [o, w] of [[4, 2], [8, 2], [10, 2], [12, 4], [16, 4], [20, 2]] as const) out.push([p + o, w]);
-    else if (sig === 0x06064b50 && p + 56 <= b.length) for (const [o, w] of [[16, 4], [24, 8], [32, 8], [40, 8], [48, 8]] as const) out.push([p + o, w]);
+    if (sig === 0x02014b50 && p + 46 <= b.length)
+      for (const [o, w] of [
+        [10, 2],
+        [20, 4],
+        [24, 4],
+        [28, 2],
+        [30, 2],
+        [32, 2],
+        [42, 4],
+      ] as const)
+        out.push([p + o, w]);
+    else if (sig === 0x04034b50 && p + 30 <= b.length)
+      for (const [o, w] of [
+        [8, 2],
+        [18, 4],
+        [22, 4],
+        [26, 2],
+        [28, 2],
+      ] as const)
+        out.push([p + o, w]);
+    else if (sig === 0x06054b50 && p + 22 <= b.length)
+      for (const [o, w] of [
+        [4, 2],
+        [8, 2],
+        [10, 2],
+        [12, 4],
+        [16, 4],
+        [20, 2],
+      ] as const)
+        out.push([p + o, w]);
+    else if (sig === 0x06064b50 && p + 56 <= b.length)
+      for (const [o, w] of [
+        [16, 4],
+        [24, 8],
+        [32, 8],
+        [40, 8],
+        [48, 8],
+      ] as const)
+        out.push([p + o, w]);
     else if (sig === 0x07064b50 && p + 20 <= b.length) out.push([p + 8, 8]);
   }
   return out;
@@ -44,11 +84,27 @@ function zipFields(b: Buffer): Array<[number, 2 | 4 | 8]> {
 /** Offsets just after pickle opcodes that carry a length, an index or a count. */
 function pickleFields(b: Buffer): Array<[number, 1 | 4 | 8]> {
   const width: Record<number, 1 | 4 | 8> = {
-    0x58: 4, 0x42: 4, 0x54: 4, 0x8d: 8, 0x8e: 8, 0x96: 8, 0x95: 8, 0x8b: 4, 0x72: 4, 0x6a: 4, // BINUNICODE BINBYTES BINSTRING *8 FRAME LONG4 LONG_BINPUT LONG_BINGET
-    0x8c: 1, 0x43: 1, 0x55: 1, 0x8a: 1, 0x71: 1, 0x68: 1, 0x4b: 1, // SHORT_* LONG1 BINPUT BINGET BININT1
+    0x58: 4,
+    0x42: 4,
+    0x54: 4,
+    0x8d: 8,
+    0x8e: 8,
+    0x96: 8,
+    0x95: 8,
+    0x8b: 4,
+    0x72: 4,
+    0x6a: 4, // BINUNICODE BINBYTES BINSTRING *8 FRAME LONG4 LONG_BINPUT LONG_BINGET
+    0x8c: 1,
+    0x43: 1,
+    0x55: 1,
+    0x8a: 1,
+    0x71: 1,
+    0x68: 1,
+    0x4b: 1, // SHORT_* LONG1 BINPUT BINGET BININT1
   };
   const out: Array<[number, 1 | 4 | 8]> = [];
-  for (let p = 0; p < b.length - 1; p++) if (width[b[p]] && p + 1 + width[b[p]] <= b.length) out.push([p + 1, width[b[p]]]);
+  for (let p = 0; p < b.length - 1; p++)
+    if (width[b[p]] && p + 1 + width[b[p]] <= b.length) out.push([p + 1, width[b[p]]]);
   return out;
 }
 
@@ -68,7 +124,18 @@ function safetensorsNumberLie(b: Buffer, rand: () => number): { bytes: Buffer; o
   const runs = [...text.matchAll(/\d+/g)];
   if (!runs.length) return undefined;
   const m = runs[Math.floor(rand() * runs.length)];
-  const v = ['0', '-1', '1', '4294967296', '18446744073709551615', '99999999999999999999999', '1e308', '0.5', String(b.length), String(Number(m[0]) + 1)][Math.floor(rand() * 10)];
+  const v = [
+    '0',
+    '-1',
+    '1',
+    '4294967296',
+    '18446744073709551615',
+    '99999999999999999999999',
+    '1e308',
+    '0.5',
+    String(b.length),
+    String(Number(m[0]) + 1),
+  ][Math.floor(rand() * 10)];
   const head = Buffer.from(text.slice(0, m.index) + v + text.slice(m.index! + m[0].length), 'latin1');
   const out = Buffer.concat([b.subarray(0, 8), head, b.subarray(8 + hlen)]);
   if (rand() < 0.8) out.writeBigUInt64LE(BigInt(head.length), 0);
@@ -76,7 +143,11 @@ function safetensorsNumberLie(b: Buffer, rand: () => number): { bytes: Buffer; o
 }
 
 /** Applies one to three seeded mutations to a seed; returns the bytes and what was done. */
-export function mutate(target: Target, seeds: Seed[], rand: () => number): { bytes: Buffer; seed: string; ops: string[] } {
+export function mutate(
+  target: Target,
+  seeds: Seed[],
+  rand: () => number,
+): { bytes: Buffer; seed: string; ops: string[] } {
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)];
   const s = pick(seeds);
   let b: Buffer = Buffer.from(s.bytes);
@@ -86,38 +157,47 @@ export function mutate(target: Target, seeds: Seed[], rand: () => number): { byt
     const pos = () => Math.floor(rand() * Math.max(1, b.length));
     const op = Math.floor(rand() * 9);
     switch (op) {
-      case 0: { // bit flips
+      case 0: {
+        // bit flips
         const flips = 1 + Math.floor(rand() * 8);
         for (let f = 0; f < flips && b.length; f++) b[pos()] ^= 1 << Math.floor(rand() * 8);
         ops.push(`flip${flips}`);
         break;
       }
-      case 1: { // interesting bytes
+      case 1: {
+        // interesting bytes
         const at = pos();
         if (b.length) b[at] = pick(INTERESTING_8);
         ops.push(`set@${at}`);
         break;
       }
-      case 2: { // a run of random bytes
+      case 2: {
+        // a run of random bytes
         const at = pos();
         const len = 1 + Math.floor(rand() * 16);
         for (let i = at; i < Math.min(b.length, at + len); i++) b[i] = Math.floor(rand() * 256);
         ops.push(`rand@${at}+${len}`);
         break;
       }
-      case 3: { // truncation
+      case 3: {
+        // truncation
         const len = Math.floor(rand() * b.length);
         b = b.subarray(0, len);
         ops.push(`cut@${len}`);
         break;
       }
-      case 4: { // extension: random bytes or a copy of a slice
-        const extra = rand() < 0.5 ? Buffer.from(Array.from({ length: 1 + Math.floor(rand() * 64) }, () => Math.floor(rand() * 256))) : b.subarray(pos(), pos() + 64);
+      case 4: {
+        // extension: random bytes or a copy of a slice
+        const extra =
+          rand() < 0.5
+            ? Buffer.from(Array.from({ length: 1 + Math.floor(rand() * 64) }, () => Math.floor(rand() * 256)))
+            : b.subarray(pos(), pos() + 64);
         b = Buffer.concat([b, extra]);
         ops.push(`grow+${extra.length}`);
         break;
       }
-      case 5: { // splice: a chunk of this or another seed inserted
+      case 5: {
+        // splice: a chunk of this or another seed inserted
         const other = Buffer.from(pick(seeds).bytes);
         const from = Math.floor(rand() * other.length);
         const chunk = other.subarray(from, from + 1 + Math.floor(rand() * 256));
@@ -126,14 +206,16 @@ export function mutate(target: Target, seeds: Seed[], rand: () => number): { byt
         ops.push(`splice@${at}+${chunk.length}`);
         break;
       }
-      case 6: { // deletion
+      case 6: {
+        // deletion
         const at = pos();
         const len = 1 + Math.floor(rand() * 64);
         b = Buffer.concat([b.subarray(0, at), b.subarray(at + len)]);
         ops.push(`del@${at}+${len}`);
         break;
       }
-      default: { // length-field lies at the fields the reader trusts
+      default: {
+        // length-field lies at the fields the reader trusts
         if (target === 'safetensors' && rand() < 0.6) {
           const r = safetensorsNumberLie(b, rand);
           if (r) {
@@ -142,13 +224,33 @@ export function mutate(target: Target, seeds: Seed[], rand: () => number): { byt
           }
           break;
         }
-        const all: Array<[number, number]> = target === 'pickle' ? pickleFields(b) : target === 'safetensors' ? [[0, 8]] : zipFields(b);
+        const all: Array<[number, number]> =
+          target === 'pickle' ? pickleFields(b) : target === 'safetensors' ? [[0, 8]] : zipFields(b);
         const fields = all.filter(([at, width]) => at + width <= b.length);
         if (!fields.length) break;
         const [at, width] = pick(fields);
         const size = BigInt(b.length);
-        const current = width === 1 ? BigInt(b[at]) : width === 2 ? BigInt(b.readUInt16LE(at)) : width === 4 ? BigInt(b.readUInt32LE(at)) : b.readBigUInt64LE(at);
-        const v = pick([...INTERESTING_32.map(BigInt), size, size - 1n, size + 1n, current + 1n, current - 1n, current * 2n, BigInt(Math.floor(rand() * 0xffffffff)), 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n]);
+        const current =
+          width === 1
+            ? BigInt(b[at])
+            : width === 2
+              ? BigInt(b.readUInt16LE(at))
+              : width === 4
+                ? BigInt(b.readUInt32LE(at))
+                : b.readBigUInt64LE(at);
+        const v = pick([
+          ...INTERESTING_32.map(BigInt),
+          size,
+          size - 1n,
+          size + 1n,
+          current + 1n,
+          current - 1n,
+          current * 2n,
+          BigInt(Math.floor(rand() * 0xffffffff)),
+          2n ** 53n,
+          2n ** 63n,
+          2n ** 64n - 1n,
+        ]);
         writeInt(b, at, width, v < 0n ? 0n : v);
         ops.push(`lie@${at}:${width}=${v}`);
         break;
@@ -191,7 +293,11 @@ export async function runTarget(target: Target, bytes: Buffer, scratchFile: stri
         const e = await readEntry(scratchFile, 'Team/🎯_WIN_EXPERTS/LoRA_X_abcdef.pt', DEFAULT_CONFIG);
         return `${e.kind}${e.error ? ` ${e.error.code}` : ''}${e.unsafeGlobals.length ? ' unsafe' : ''}`;
       } finally {
-        try { unlinkSync(scratchFile); } catch { /* gone */ }
+        try {
+          unlinkSync(scratchFile);
+        } catch {
+          /* gone */
+        }
       }
     }
   }

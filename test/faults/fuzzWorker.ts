@@ -5,9 +5,17 @@
  * (Buffer.alloc* are wrapped here), and samples the heap.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { acceptable, caseRng, mutate, runTarget, Seed, Target } from './fuzzCases';
+import { acceptable, caseRng, mutate, runTarget, type Seed, type Target } from './fuzzCases';
 
-interface Job { target: Target; seeds: Seed[]; seed: number; from: number; to: number; scratch: string; progress: SharedArrayBuffer }
+interface Job {
+  target: Target;
+  seeds: Seed[];
+  seed: number;
+  from: number;
+  to: number;
+  scratch: string;
+  progress: SharedArrayBuffer;
+}
 const job = workerData as Job;
 const current = new Int32Array(job.progress);
 
@@ -34,8 +42,14 @@ export interface FuzzResult {
 
 (async () => {
   const r: FuzzResult = {
-    target: job.target, cases: 0, parsed: 0, codes: {}, slowest: { ms: 0, i: -1, seed: '', ops: [] },
-    maxAlloc: { bytes: 0, i: -1, inputBytes: 0 }, maxHeapMb: 0, failures: [],
+    target: job.target,
+    cases: 0,
+    parsed: 0,
+    codes: {},
+    slowest: { ms: 0, i: -1, seed: '', ops: [] },
+    maxAlloc: { bytes: 0, i: -1, inputBytes: 0 },
+    maxHeapMb: 0,
+    failures: [],
   };
   for (let i = job.from; i < job.to; i++) {
     Atomics.store(current, 0, i);
@@ -48,7 +62,8 @@ export interface FuzzResult {
       if (what) r.codes[what] = (r.codes[what] ?? 0) + 1;
     } catch (e) {
       if (acceptable(e)) r.codes[e.code] = (r.codes[e.code] ?? 0) + 1;
-      else if (r.failures.length < 20) r.failures.push({ i, seed: m.seed, ops: m.ops, error: String((e as Error)?.stack ?? e) });
+      else if (r.failures.length < 20)
+        r.failures.push({ i, seed: m.seed, ops: m.ops, error: String((e as Error)?.stack ?? e) });
     }
     const ms = performance.now() - t0;
     if (ms > r.slowest.ms) r.slowest = { ms, i, seed: m.seed, ops: m.ops };

@@ -10,7 +10,7 @@
 import { strict as assert } from 'node:assert';
 import { copyFile, readFile, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
-import { History, HistoryEvent } from '../../server/src/engine/history';
+import { History, type HistoryEvent } from '../../server/src/engine/history';
 import { copyFixtureWorkspace } from '../support/files';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 import { addFigure } from './figures';
@@ -73,9 +73,13 @@ describe('interruption: the history log when a sync dies mid-append', function (
       assert.equal((await runCli(cli, ['sync', '--all', '--root', dir])).code, 0);
       const full = await readFile(log);
       const last = full.subarray(before);
-      assert.ok(last.length > 200 && last.toString().split('\n').length > 2, 'the last append should hold several lines');
+      assert.ok(
+        last.length > 200 && last.toString().split('\n').length > 2,
+        'the last append should hold several lines',
+      );
       // Every complete line before a cut is kept; the partial one is dropped.
-      const eventsBefore = (cut: number) => earlier.length + full.subarray(before, cut).toString().split('\n').length - 1;
+      const eventsBefore = (cut: number) =>
+        earlier.length + full.subarray(before, cut).toString().split('\n').length - 1;
       const whole = join(tmp, 'whole.jsonl');
       await copyFile(log, whole);
       let cases = 0;
@@ -83,7 +87,15 @@ describe('interruption: the history log when a sync dies mid-append', function (
         await copyFile(whole, log);
         await truncate(log, cut);
         const h = new History(dir);
-        await h.append([{ time: '2026-01-01T00:00:00.000Z', event: 'VERIFY', lora_id: 'after-crash', name: 'after', consistent: true }]);
+        await h.append([
+          {
+            time: '2026-01-01T00:00:00.000Z',
+            event: 'VERIFY',
+            lora_id: 'after-crash',
+            name: 'after',
+            consistent: true,
+          },
+        ]);
         const r = await h.read();
         assert.equal(r.skippedLines, 0, `cut at ${cut}`);
         const kept = eventsBefore(cut);
@@ -98,7 +110,11 @@ describe('interruption: the history log when a sync dies mid-append', function (
         await copyFile(whole, log);
         await truncate(log, cut);
         const torn = await runCli(cli, ['history', '--json', '--limit', '100000', '--root', dir]);
-        assert.equal((JSON.parse(torn.out) as { skipped_lines: number }).skipped_lines, full[cut - 1] === 0x0a ? 0 : 1, 'the torn line is reported, not parsed');
+        assert.equal(
+          (JSON.parse(torn.out) as { skipped_lines: number }).skipped_lines,
+          full[cut - 1] === 0x0a ? 0 : 1,
+          'the torn line is reported, not parsed',
+        );
         await runCli(cli, ['verify', '--root', dir]);
         const r = await new History(dir).read();
         assert.equal(r.skippedLines, 0);

@@ -25,7 +25,20 @@ import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 import { History } from '../../server/src/engine/history';
 import { sha256File } from '../support/files';
 import { LONG, setFigure } from './figures';
-import { CLOCK, checkpointFacts, HAS_TORCH, PY, isTemp, listTree, mapLimit, prng, privateCli, runCli, tempDir, tempPid } from './support';
+import {
+  CLOCK,
+  checkpointFacts,
+  HAS_TORCH,
+  PY,
+  isTemp,
+  listTree,
+  mapLimit,
+  prng,
+  privateCli,
+  runCli,
+  tempDir,
+  tempPid,
+} from './support';
 
 const SEC = 'interruption';
 /** Distinct seam kill points to reach (two lanes run side by side), and kills per chain before it is let finish. */
@@ -33,7 +46,12 @@ const SEAM_POINTS = LONG ? 1000 : 210;
 const KILLS_PER_CHAIN = 100;
 const DELAY_KILLS = LONG ? 60 : 8;
 
-interface Known { rel: string; expect: string; old: string; source?: string }
+interface Known {
+  rel: string;
+  expect: string;
+  old: string;
+  source?: string;
+}
 
 describe('interruption: SIGKILL during `sync --all` of a seed-sized workspace', function () {
   this.timeout(LONG ? 3_600_000 : 600_000);
@@ -52,16 +70,25 @@ describe('interruption: SIGKILL during `sync --all` of a seed-sized workspace', 
   const deciles = new Array<number>(11).fill(0);
   const totals = { seamKills: 0, chains: 0, midWrite: 0, tempsLeft: 0, locksLeft: 0, filesChecked: 0, historyKills: 0 };
 
-  before(async function () {
+  before(async () => {
     tmp = await tempDir('lora-kill-');
     cli = await privateCli(tmp);
     pristine = join(tmp, 'pristine');
-    const seed = await generateSeedWorkspace(pristine, { problems: { stale: 320, drift: 16, diverged: 3, corrupt: 2, unsafe: 1, orphan: 2 } });
+    const seed = await generateSeedWorkspace(pristine, {
+      problems: { stale: 320, drift: 16, diverged: 3, corrupt: 2, unsafe: 1, orphan: 2 },
+    });
     assert.equal(seed.copies, 487);
     const rel = (p: string) => relative(pristine, p).split(sep).join('/');
     const sourceOf = new Map(seed.files.filter((f) => f.role === 'source').map((f) => [f.lora, rel(f.path)]));
-    for (const f of seed.files) known.set(rel(f.path), { rel: rel(f.path), expect: f.expect, old: await sha256File(f.path), source: f.role === 'copy' ? sourceOf.get(f.lora) : undefined });
-    for (const r of await listTree(pristine)) if (!known.has(r)) known.set(r, { rel: r, expect: 'OTHER', old: await sha256File(join(pristine, r)) });
+    for (const f of seed.files)
+      known.set(rel(f.path), {
+        rel: rel(f.path),
+        expect: f.expect,
+        old: await sha256File(f.path),
+        source: f.role === 'copy' ? sourceOf.get(f.lora) : undefined,
+      });
+    for (const r of await listTree(pristine))
+      if (!known.has(r)) known.set(r, { rel: r, expect: 'OTHER', old: await sha256File(join(pristine, r)) });
 
     // The baseline: an unkilled sync with the fixed clock, tracing its fault points.
     const base = join(tmp, 'baseline');
@@ -77,30 +104,49 @@ describe('interruption: SIGKILL during `sync --all` of a seed-sized workspace', 
     for (const k of known.values()) {
       const sha = await sha256File(join(base, k.rel));
       if (sha === k.old) continue;
-      assert.ok(k.expect === 'STALE' || k.expect === 'METADATA_DRIFT', `${k.rel} (${k.expect}) was rewritten by the baseline`);
+      assert.ok(
+        k.expect === 'STALE' || k.expect === 'METADATA_DRIFT',
+        `${k.rel} (${k.expect}) was rewritten by the baseline`,
+      );
       newSha.set(k.rel, sha);
     }
     assert.equal(newSha.size, 336);
     // The new versions, once: whole checkpoints with the source's tensors and the copy's own keys.
     for (const rel of newSha.keys()) {
       const k = known.get(rel)!;
-      const [now, before, src] = await Promise.all([checkpointFacts(join(base, rel)), checkpointFacts(join(pristine, rel)), checkpointFacts(join(pristine, k.source!))]);
+      const [now, before, src] = await Promise.all([
+        checkpointFacts(join(base, rel)),
+        checkpointFacts(join(pristine, rel)),
+        checkpointFacts(join(pristine, k.source!)),
+      ]);
       assert.ok(now.crcChecked && now.crcFailures === 0, `${rel}: CRC`);
       assert.deepEqual(now.tensors, src.tensors, `${rel}: tensors differ from the source`);
       assert.deepEqual(now.copyKeys, before.copyKeys, `${rel}: its own keys changed`);
       assert.ok(now.engineRecord && now.unsafe === 0, rel);
     }
-    const st = JSON.parse((await runCli(cli, ['status', '--json', '--root', base])).out) as { files: Array<{ path: string; status: string }> };
-    const wrong = st.files.filter((f) => (known.get(f.path)?.expect === 'STALE' || known.get(f.path)?.expect === 'METADATA_DRIFT') && f.status !== 'IN_SYNC');
+    const st = JSON.parse((await runCli(cli, ['status', '--json', '--root', base])).out) as {
+      files: Array<{ path: string; status: string }>;
+    };
+    const wrong = st.files.filter(
+      (f) =>
+        (known.get(f.path)?.expect === 'STALE' || known.get(f.path)?.expect === 'METADATA_DRIFT') &&
+        f.status !== 'IN_SYNC',
+    );
     assert.deepEqual(wrong, [], 'copies not IN_SYNC after the baseline');
     if (HAS_TORCH) torchCheck(base);
-    console.log(`      baseline: scan ${Math.round(scanMs)} ms, sync ${Math.round(syncMs)} ms, ${totalPoints} fault points, 336 copies rewritten`);
+    console.log(
+      `      baseline: scan ${Math.round(scanMs)} ms, sync ${Math.round(syncMs)} ms, ${totalPoints} fault points, 336 copies rewritten`,
+    );
   });
   after(() => rm(tmp, { recursive: true, force: true, maxRetries: 5 }));
 
   /** torch.load agrees: each rewritten copy holds its source's tensors (dtype and values) and its old own keys. */
   function torchCheck(base: string): void {
-    const pairs = [...newSha.keys()].map((rel) => [join(base, rel), join(pristine, rel), join(pristine, known.get(rel)!.source!)]);
+    const pairs = [...newSha.keys()].map((rel) => [
+      join(base, rel),
+      join(pristine, rel),
+      join(pristine, known.get(rel)!.source!),
+    ]);
     const list = join(tmp, 'pairs.json');
     writeFileSync(list, JSON.stringify(pairs));
     const script = `
@@ -114,7 +160,10 @@ for new, old, src in json.load(open(sys.argv[1])):
         if type(n["metadata"][k]) is not type(o["metadata"][k]) or n["metadata"][k] != o["metadata"][k]: bad.append(new + ": " + k)
 print(json.dumps({"checked": len(json.load(open(sys.argv[1]))), "bad": bad}))
 `;
-    const res = JSON.parse(execFileSync(PY, ['-c', script, list], { encoding: 'utf8', maxBuffer: 1 << 24 })) as { checked: number; bad: string[] };
+    const res = JSON.parse(execFileSync(PY, ['-c', script, list], { encoding: 'utf8', maxBuffer: 1 << 24 })) as {
+      checked: number;
+      bad: string[];
+    };
     assert.deepEqual(res.bad, []);
     assert.equal(res.checked, 336);
     setFigure(SEC, 'new versions loaded by torch.load', res.checked);
@@ -136,7 +185,12 @@ print(json.dumps({"checked": len(json.load(open(sys.argv[1]))), "bad": bad}))
   }
 
   /** What a kill left: each file old or new, nothing lost, only our temporary files and state added. */
-  async function checkKilled(dir: string, pid: number, killedAtCache: boolean, events: { n: number }): Promise<{ replaced: number; temps: number; locks: number }> {
+  async function checkKilled(
+    dir: string,
+    pid: number,
+    killedAtCache: boolean,
+    events: { n: number },
+  ): Promise<{ replaced: number; temps: number; locks: number }> {
     const files = await listTree(dir);
     const present = new Set(files);
     let replaced = 0;
@@ -153,7 +207,12 @@ print(json.dumps({"checked": len(json.load(open(sys.argv[1]))), "bad": bad}))
     const extra = files.filter((f) => !known.has(f) && !isTemp(f) && !f.startsWith('.lora-sync/'));
     assert.deepEqual(extra, [], 'unexpected new files');
     // Older runs' temporary files are gone once a sync started (only the cache write in the scan comes first).
-    if (!killedAtCache) assert.deepEqual(temps.filter((t) => tempPid(t) !== pid), [], 'temporary files of an earlier run were not removed');
+    if (!killedAtCache)
+      assert.deepEqual(
+        temps.filter((t) => tempPid(t) !== pid),
+        [],
+        'temporary files of an earlier run were not removed',
+      );
     // The history never loses an event and never holds a torn line after a SIGKILL.
     const h = await new History(dir).read();
     assert.equal(h.skippedLines, 0, 'history has unreadable lines');
@@ -165,9 +224,17 @@ print(json.dumps({"checked": len(json.load(open(sys.argv[1]))), "bad": bad}))
   async function checkFinished(dir: string): Promise<void> {
     const files = await listTree(dir);
     assert.deepEqual(files.filter(isTemp), [], 'temporary files left after a finished sync');
-    assert.deepEqual(files.filter((f) => /\.lock|\.new$|\.takeover$/.test(f)), [], 'locks left after a finished sync');
+    assert.deepEqual(
+      files.filter((f) => /\.lock|\.new$|\.takeover$/.test(f)),
+      [],
+      'locks left after a finished sync',
+    );
     for (const k of known.values()) {
-      assert.equal(await shaOf(join(dir, k.rel)), newSha.get(k.rel) ?? k.old, `${k.rel} differs from the unkilled sync's result`);
+      assert.equal(
+        await shaOf(join(dir, k.rel)),
+        newSha.get(k.rel) ?? k.old,
+        `${k.rel} differs from the unkilled sync's result`,
+      );
     }
   }
 
@@ -215,14 +282,26 @@ print(json.dumps({"checked": len(json.load(open(sys.argv[1]))), "bad": bad}))
       }
     };
     await Promise.all([lane(0), lane(1)]);
-    console.log(`      ${totals.seamKills} seam kills in ${totals.chains} chains, ${distinct.size} distinct (point, file, progress); ${totals.midWrite} left a temporary file, ${totals.locksLeft} locks of dead runs taken over`);
+    console.log(
+      `      ${totals.seamKills} seam kills in ${totals.chains} chains, ${distinct.size} distinct (point, file, progress); ${totals.midWrite} left a temporary file, ${totals.locksLeft} locks of dead runs taken over`,
+    );
     assert.ok(distinct.size >= SEAM_POINTS, `only ${distinct.size} distinct kill points`);
-    assert.ok(deciles.slice(0, 10).every((n) => n > 0), `kills not spread over the run: ${deciles}`);
+    assert.ok(
+      deciles.slice(0, 10).every((n) => n > 0),
+      `kills not spread over the run: ${deciles}`,
+    );
     assert.ok(totals.midWrite >= 10, 'too few kills landed mid-write');
     setFigure(SEC, 'seam kills', totals.seamKills);
     setFigure(SEC, 'distinct seam kill points', distinct.size);
     setFigure(SEC, 'seam kills per tenth of the run', deciles.join('/'));
-    setFigure(SEC, 'seam kills by step', Object.entries(byPoint).sort().map(([k, n]) => `${k}=${n}`).join(' '));
+    setFigure(
+      SEC,
+      'seam kills by step',
+      Object.entries(byPoint)
+        .sort()
+        .map(([k, n]) => `${k}=${n}`)
+        .join(' '),
+    );
   });
 
   it('after random delays from a fresh start (scan included): old or new bytes; the rerun finishes', async () => {
@@ -230,7 +309,8 @@ print(json.dumps({"checked": len(json.load(open(sys.argv[1]))), "bad": bad}))
     const inScan = Math.ceil(DELAY_KILLS / 4);
     const writeFrom = Math.min(scanMs, syncMs * 0.6);
     const delays = Array.from({ length: DELAY_KILLS }, (_, i) => {
-      const [from, to, k, n] = i < inScan ? [0, writeFrom, i, inScan] : [writeFrom, syncMs * 0.97, i - inScan, DELAY_KILLS - inScan];
+      const [from, to, k, n] =
+        i < inScan ? [0, writeFrom, i, inScan] : [writeFrom, syncMs * 0.97, i - inScan, DELAY_KILLS - inScan];
       return Math.round(from + ((k + rand()) / n) * (to - from));
     });
     const points: Array<{ delay: number; killed: boolean; replaced: number; temps: number }> = [];
@@ -241,7 +321,10 @@ print(json.dumps({"checked": len(json.load(open(sys.argv[1]))), "bad": bad}))
       for (let attempt = 0; ; attempt++) {
         await rm(dir, { recursive: true, force: true });
         await cp(pristine, dir, { recursive: true });
-        r = await runCli(cli, ['sync', '--all', '--root', dir], { env: { LORA_SYNC_FAULTS: CLOCK }, killAfterMs: delay });
+        r = await runCli(cli, ['sync', '--all', '--root', dir], {
+          env: { LORA_SYNC_FAULTS: CLOCK },
+          killAfterMs: delay,
+        });
         if (r.signal === 'SIGKILL' || attempt === 3) break;
         assert.equal(r.code, 0, r.out + r.err);
         delay = Math.round(delay * Math.min(0.9, r.ms / syncMs)); // this run was quicker: same relative point
@@ -254,9 +337,14 @@ print(json.dumps({"checked": len(json.load(open(sys.argv[1]))), "bad": bad}))
       await rm(dir, { recursive: true, force: true });
     });
     const killed = points.filter((p) => p.killed);
-    console.log(`      ${killed.length} of ${points.length} runs killed after ${points.map((p) => `${p.delay}:${p.replaced}/${p.temps}`).join(' ')} (ms: copies replaced/temporary files)`);
+    console.log(
+      `      ${killed.length} of ${points.length} runs killed after ${points.map((p) => `${p.delay}:${p.replaced}/${p.temps}`).join(' ')} (ms: copies replaced/temporary files)`,
+    );
     assert.ok(killed.length >= DELAY_KILLS - 2, `only ${killed.length} runs were still running when killed`);
-    const kinds = { beforeWrites: killed.filter((p) => p.replaced === 0 && p.temps === 0).length, midWrite: killed.filter((p) => p.temps > 0).length };
+    const kinds = {
+      beforeWrites: killed.filter((p) => p.replaced === 0 && p.temps === 0).length,
+      midWrite: killed.filter((p) => p.temps > 0).length,
+    };
     assert.ok(kinds.beforeWrites >= 1, 'no kill landed before the first write');
     setFigure(SEC, 'delay kills', killed.length);
     setFigure(SEC, 'kill points survived', distinct.size + new Set(killed.map((p) => p.delay)).size);

@@ -32,8 +32,17 @@ import { Workspace } from '../../server/src/engine/workspace';
 import { copyFixtureWorkspace, sha256File } from '../support/files';
 import { addFigure, LONG } from './figures';
 import {
-  checkpointFacts, HAS_TORCH, isTemp, listTree, overwriteKeepingKey, privateCli, PY, reduceOf, runCli,
-  sameSizeVariant, tempDir,
+  checkpointFacts,
+  HAS_TORCH,
+  isTemp,
+  listTree,
+  overwriteKeepingKey,
+  privateCli,
+  PY,
+  reduceOf,
+  runCli,
+  sameSizeVariant,
+  tempDir,
 } from './support';
 import * as N from '../../server/src/formats/pickle/nodes';
 
@@ -79,7 +88,12 @@ for job in json.load(open(sys.argv[1])):
         torch.save(obj, out)
 `;
 
-interface CopyInfo { rel: string; lora: string; sha: string; keys: unknown }
+interface CopyInfo {
+  rel: string;
+  lora: string;
+  sha: string;
+  keys: unknown;
+}
 
 describe('races: a trainer rewrites its sources while syncs run', function () {
   this.timeout(LONG ? 1_800_000 : 300_000);
@@ -91,17 +105,37 @@ describe('races: a trainer rewrites its sources while syncs run', function () {
   const versions = new Map<string, { o: string; a: string; b: string }>();
   const jobs: Array<{ path: string; a: string; b: string; seed: number; lora: string }> = [];
 
-  before(async function () {
+  before(async () => {
     tmp = await tempDir('lora-race-');
     cli = await privateCli(tmp);
     root = join(tmp, 'ws');
     // Small LoRAs (read whole) and LoRAs over 4 MiB (streamed from disk), every copy STALE.
     const small = await generateSeedWorkspace(root, { loras: 4, copies: 16, seed: 7, problems: { stale: 16 } });
-    const big = await generateSeedWorkspace(root, { loras: 2, copies: 6, seed: 8, rank: 80, width: 4096, problems: { stale: 6 } });
+    const big = await generateSeedWorkspace(root, {
+      loras: 2,
+      copies: 6,
+      seed: 8,
+      rank: 80,
+      width: 4096,
+      problems: { stale: 6 },
+    });
     const rel = (p: string) => relative(root, p).split(sep).join('/');
     for (const f of [...small.files, ...big.files]) {
-      if (f.role === 'source') jobs.push({ path: f.path, a: join(tmp, `${jobs.length}.A.pt`), b: join(tmp, `${jobs.length}.B.pt`), seed: jobs.length + 1, lora: f.lora });
-      else copies.push({ rel: rel(f.path), lora: f.lora, sha: await sha256File(f.path), keys: (await checkpointFacts(f.path)).copyKeys });
+      if (f.role === 'source')
+        jobs.push({
+          path: f.path,
+          a: join(tmp, `${jobs.length}.A.pt`),
+          b: join(tmp, `${jobs.length}.B.pt`),
+          seed: jobs.length + 1,
+          lora: f.lora,
+        });
+      else
+        copies.push({
+          rel: rel(f.path),
+          lora: f.lora,
+          sha: await sha256File(f.path),
+          keys: (await checkpointFacts(f.path)).copyKeys,
+        });
     }
     assert.equal(copies.length, 22);
     if (HAS_TORCH) {
@@ -111,14 +145,21 @@ describe('races: a trainer rewrites its sources while syncs run', function () {
       console.log('      (no torch: versions A and B written by our own writer)');
       for (const j of jobs) {
         await copyFile(j.path, j.a);
-        for (const t of ['layers.0.lora_A', 'layers.0.lora_B', 'layers.1.lora_A', 'layers.1.lora_B']) await trainerStep(j.a, { tensor: t, match: 51 });
+        for (const t of ['layers.0.lora_A', 'layers.0.lora_B', 'layers.1.lora_A', 'layers.1.lora_B'])
+          await trainerStep(j.a, { tensor: t, match: 51 });
         await copyFile(j.a, j.b);
-        for (const t of ['layers.0.lora_A', 'layers.0.lora_B', 'layers.1.lora_A', 'layers.1.lora_B']) await trainerStep(j.b, { tensor: t, match: 52 });
+        for (const t of ['layers.0.lora_A', 'layers.0.lora_B', 'layers.1.lora_A', 'layers.1.lora_B'])
+          await trainerStep(j.b, { tensor: t, match: 52 });
       }
     }
     for (const j of jobs) {
-      const [o, a, b] = await Promise.all([j.path, j.a, j.b].map((p) => readEntry(p, 'x/⭐_AKTIF_EN_IYILER/x.pt', DEFAULT_CONFIG)));
-      assert.ok(a.loraId === j.lora && b.loraId === j.lora && a.tensors.length === 4, 'versions keep the LoRA id and its four tensors');
+      const [o, a, b] = await Promise.all(
+        [j.path, j.a, j.b].map((p) => readEntry(p, 'x/⭐_AKTIF_EN_IYILER/x.pt', DEFAULT_CONFIG)),
+      );
+      assert.ok(
+        a.loraId === j.lora && b.loraId === j.lora && a.tensors.length === 4,
+        'versions keep the LoRA id and its four tensors',
+      );
       // A mix of A and B would be caught: every tensor differs between them.
       assert.ok(a.tensors.every((t, i) => t.digest !== b.tensors[i].digest));
       versions.set(j.lora, { o: o.tensorsDigest, a: a.tensorsDigest, b: b.tensorsDigest });
@@ -138,8 +179,15 @@ describe('races: a trainer rewrites its sources while syncs run', function () {
       const e = await readEntry(abs, c.rel, DEFAULT_CONFIG);
       assert.equal(e.kind, 'lora', `${c.rel}: ${e.error?.message}`);
       const v = versions.get(c.lora)!;
-      assert.ok([v.o, v.a, v.b].includes(e.tensorsDigest), `${c.rel} holds the tensors of no complete version of its source: a mix`);
-      assert.equal(e.syncInfo.engine?.tensors, e.tensorsDigest, `${c.rel}: its sync record names other tensors than it holds`);
+      assert.ok(
+        [v.o, v.a, v.b].includes(e.tensorsDigest),
+        `${c.rel} holds the tensors of no complete version of its source: a mix`,
+      );
+      assert.equal(
+        e.syncInfo.engine?.tensors,
+        e.tensorsDigest,
+        `${c.rel}: its sync record names other tensors than it holds`,
+      );
       const f = await checkpointFacts(abs);
       assert.ok(f.crcChecked && f.crcFailures === 0, `${c.rel}: CRC`);
       assert.deepEqual(f.copyKeys, c.keys, `${c.rel}: its own keys changed`);
@@ -152,15 +200,20 @@ describe('races: a trainer rewrites its sources while syncs run', function () {
     const stop = join(tmp, 'stop');
     writeFileSync(join(tmp, 'trainer.json'), JSON.stringify(jobs));
     writeFileSync(join(tmp, 'trainer.js'), TRAINER);
-    const trainer = spawn(process.execPath, [join(tmp, 'trainer.js'), join(tmp, 'trainer.json'), stop], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const trainer = spawn(process.execPath, [join(tmp, 'trainer.js'), join(tmp, 'trainer.json'), stop], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let trainerOut = '';
     trainer.stdout.on('data', (b) => (trainerOut += b));
     const trainerDone = new Promise<void>((r) => trainer.on('close', () => r()));
     const ws = await Workspace.open(root);
     const outcomes: Record<string, number> = {};
     const kinds: Array<[RegExp, string]> = [
-      [/since the plan|during the sync/, 'source or copy changed since the plan'], [/CRC|ended .* early|cannot be read/, 'source changed under the read'],
-      [/read back/, 'read back differs'], [/already in sync/, 'in sync'], [/no source|blocked/, 'source unreadable at scan'],
+      [/since the plan|during the sync/, 'source or copy changed since the plan'],
+      [/CRC|ended .* early|cannot be read/, 'source changed under the read'],
+      [/read back/, 'read back differs'],
+      [/already in sync/, 'in sync'],
+      [/no source|blocked/, 'source unreadable at scan'],
     ];
     const note = (o: string, reason: string) => {
       const k = o === 'synced' ? o : `${o} (${kinds.find(([re]) => re.test(reason))?.[1] ?? reason})`;
@@ -175,7 +228,10 @@ describe('races: a trainer rewrites its sources while syncs run', function () {
           // A separate process now and then (what the CLI beside the extension does).
           const r = await runCli(cli, ['sync', '--all', '--json', '--root', root]);
           assert.ok(r.code === 0 || r.code === 1, r.err);
-          for (const l of (JSON.parse(r.out) as { result: { loras: Array<{ copies: Array<{ outcome: string; reason: string }> }> } }).result.loras) for (const c of l.copies) note(c.outcome, c.reason);
+          for (const l of (
+            JSON.parse(r.out) as { result: { loras: Array<{ copies: Array<{ outcome: string; reason: string }> }> } }
+          ).result.loras)
+            for (const c of l.copies) note(c.outcome, c.reason);
         } else {
           await ws.scan();
           const r = await ws.sync(ws.plan(), { reason: 'RACE' });
@@ -196,15 +252,23 @@ describe('races: a trainer rewrites its sources while syncs run', function () {
     // The trainer has stopped with B everywhere: the next pass (a fresh process) finishes.
     const r = await runCli(cli, ['sync', '--all', '--root', root]);
     assert.equal(r.code, 0, r.out + r.err);
-    const st = JSON.parse((await runCli(cli, ['status', '--json', '--root', root])).out) as { files: Array<{ path: string; status: string }> };
+    const st = JSON.parse((await runCli(cli, ['status', '--json', '--root', root])).out) as {
+      files: Array<{ path: string; status: string }>;
+    };
     const status = new Map(st.files.map((f) => [f.path, f.status]));
     for (const c of copies) {
       assert.equal(status.get(c.rel), 'IN_SYNC', c.rel);
-      assert.equal((await readEntry(join(root, c.rel), c.rel, DEFAULT_CONFIG)).tensorsDigest, versions.get(c.lora)!.b, `${c.rel} is not at the latest version`);
+      assert.equal(
+        (await readEntry(join(root, c.rel), c.rel, DEFAULT_CONFIG)).tensorsDigest,
+        versions.get(c.lora)!.b,
+        `${c.rel} is not at the latest version`,
+      );
     }
     await checkCopies();
     assert.deepEqual((await listTree(root)).filter(isTemp), [], 'temporary files left');
-    console.log(`      ${passes} passes against ${t.renames + t.inPlace} rewrites (${t.renames} renamed, ${t.inPlace} in place); copies seen at the first version ${seen.o}, at A ${seen.a}, at B ${seen.b} times; outcomes ${JSON.stringify(outcomes)}`);
+    console.log(
+      `      ${passes} passes against ${t.renames + t.inPlace} rewrites (${t.renames} renamed, ${t.inPlace} in place); copies seen at the first version ${seen.o}, at A ${seen.a}, at B ${seen.b} times; outcomes ${JSON.stringify(outcomes)}`,
+    );
     assert.ok(outcomes.synced >= 20, `only ${outcomes.synced} copies were written during the race`);
     addFigure(SEC, 'trainer race passes', passes);
     addFigure(SEC, 'source rewrites during syncs', t.renames + t.inPlace);
@@ -215,7 +279,9 @@ describe('races: a trainer rewrites its sources while syncs run', function () {
 describe('races: a file changes between plan and write (executor given the earlier plan)', function () {
   this.timeout(120_000);
   const dirs: string[] = [];
-  after(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }); });
+  after(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
   async function fixture() {
     const dir = await copyFixtureWorkspace('lora-plan-');
     dirs.push(dir);
@@ -223,25 +289,52 @@ describe('races: a file changes between plan and write (executor given the earli
     await ws.scan();
     return { dir, ws, plan: ws.plan({ loras: ['lora_a'] }) };
   }
-  const outcomeOf = (res: Awaited<ReturnType<Workspace['sync']>>, path: string) => res.loras.flatMap((l) => l.copies).find((c) => c.path === path)!;
-  const noTemps = async (dir: string) => assert.deepEqual((await listTree(dir)).filter(isTemp), [], 'temporary files left');
+  const outcomeOf = (res: Awaited<ReturnType<Workspace['sync']>>, path: string) =>
+    res.loras.flatMap((l) => l.copies).find((c) => c.path === path)!;
+  const noTemps = async (dir: string) =>
+    assert.deepEqual((await listTree(dir)).filter(isTemp), [], 'temporary files left');
 
   const cases: Array<[string, (dir: string) => Promise<void>, RegExp]> = [
-    ['replaced by an editor (new file renamed over it)', async (dir) => {
-      await writeFile(join(dir, 'edit.tmp'), await readFile(join(dir, DRIFT_A)));
-      await rename(join(dir, 'edit.tmp'), join(dir, STALE_A));
-    }, /changed since the plan/],
-    ['edited in place (same inode, new bytes)', async (dir) => {
-      const b = await readFile(join(dir, STALE_A));
-      b[b.length - 30] ^= 1; // inside the end records: still the same size
-      await writeFile(join(dir, STALE_A), b);
-    }, /changed since the plan/],
-    ['deleted', async (dir) => { await rm(join(dir, STALE_A)); }, /vanished since the plan/],
-    ['swapped for a directory', async (dir) => { await rm(join(dir, STALE_A)); await mkdir(join(dir, STALE_A)); }, /became a directory since the plan/],
-    ['swapped for a link to the same bytes elsewhere', async (dir) => {
-      await rename(join(dir, STALE_A), join(dir, 'moved.bin'));
-      await symlink(join(dir, 'moved.bin'), join(dir, STALE_A));
-    }, /became a symbolic link since the plan/],
+    [
+      'replaced by an editor (new file renamed over it)',
+      async (dir) => {
+        await writeFile(join(dir, 'edit.tmp'), await readFile(join(dir, DRIFT_A)));
+        await rename(join(dir, 'edit.tmp'), join(dir, STALE_A));
+      },
+      /changed since the plan/,
+    ],
+    [
+      'edited in place (same inode, new bytes)',
+      async (dir) => {
+        const b = await readFile(join(dir, STALE_A));
+        b[b.length - 30] ^= 1; // inside the end records: still the same size
+        await writeFile(join(dir, STALE_A), b);
+      },
+      /changed since the plan/,
+    ],
+    [
+      'deleted',
+      async (dir) => {
+        await rm(join(dir, STALE_A));
+      },
+      /vanished since the plan/,
+    ],
+    [
+      'swapped for a directory',
+      async (dir) => {
+        await rm(join(dir, STALE_A));
+        await mkdir(join(dir, STALE_A));
+      },
+      /became a directory since the plan/,
+    ],
+    [
+      'swapped for a link to the same bytes elsewhere',
+      async (dir) => {
+        await rename(join(dir, STALE_A), join(dir, 'moved.bin'));
+        await symlink(join(dir, 'moved.bin'), join(dir, STALE_A));
+      },
+      /became a symbolic link since the plan/,
+    ],
   ];
   for (const [what, change, reason] of cases) {
     it(`a copy ${what}: not written, reported; the other copy goes on`, async () => {
@@ -261,7 +354,7 @@ describe('races: a file changes between plan and write (executor given the earli
     });
   }
 
-  it('a copy\'s folder swapped for a link to a folder outside: nothing written outside, reported', async () => {
+  it("a copy's folder swapped for a link to a folder outside: nothing written outside, reported", async () => {
     const { dir, ws, plan } = await fixture();
     const outside = await tempDir('lora-outside-');
     dirs.push(outside);
@@ -295,8 +388,8 @@ describe('races: a file changes between plan and write (executor given the earli
       const temps = readdirSync(dirname(abs)).filter((n) => isTemp(n));
       if (temps.length) {
         edited = true;
-        writeFileSync(abs + '.editor', editor);
-        renameSync(abs + '.editor', abs);
+        writeFileSync(`${abs}.editor`, editor);
+        renameSync(`${abs}.editor`, abs);
       }
     }, 1);
     const res = await ws.sync(plan, { reason: 'MANUAL' }).finally(() => clearInterval(poll));
@@ -332,9 +425,14 @@ describe('races: a file changes between plan and write (executor given the earli
   it('a copy swapped for one that would run code, within one tick: refused, never overwritten', async () => {
     const { dir, ws, plan } = await fixture();
     const abs = join(dir, STALE_A);
-    const evil = await sameSizeVariant(abs, join(dir, 'scratch'), (meta) => {
-      meta.entries.push([N.str('hook'), reduceOf('posix', 'system', [N.str('touch /tmp/lora-sync-never')])]);
-    }, ['fitness_history', 'temperament', 'life_energy']);
+    const evil = await sameSizeVariant(
+      abs,
+      join(dir, 'scratch'),
+      (meta) => {
+        meta.entries.push([N.str('hook'), reduceOf('posix', 'system', [N.str('touch /tmp/lora-sync-never')])]);
+      },
+      ['fitness_history', 'temperament', 'life_energy'],
+    );
     await overwriteKeepingKey(abs, evil);
     const res = await ws.sync(plan, { reason: 'MANUAL' });
     const r = outcomeOf(res, STALE_A);
@@ -348,9 +446,14 @@ describe('races: a file changes between plan and write (executor given the earli
   it('the source swapped for one that would run code, within one tick: nothing propagated', async () => {
     const { dir, ws, plan } = await fixture();
     const src = join(dir, SOURCE_A);
-    const evil = await sameSizeVariant(src, join(dir, 'scratch'), (meta) => {
-      meta.entries.push([N.str('hook'), reduceOf('builtins', 'eval', [N.str('__import__("os").system("true")')])]);
-    }, ['fitness_history', 'temperament', 'life_energy']);
+    const evil = await sameSizeVariant(
+      src,
+      join(dir, 'scratch'),
+      (meta) => {
+        meta.entries.push([N.str('hook'), reduceOf('builtins', 'eval', [N.str('__import__("os").system("true")')])]);
+      },
+      ['fitness_history', 'temperament', 'life_energy'],
+    );
     const before = await Promise.all([STALE_A, DRIFT_A].map((p) => readFile(join(dir, p))));
     await overwriteKeepingKey(src, evil);
     const res = await ws.sync(plan, { reason: 'MANUAL' });
@@ -378,24 +481,45 @@ describe('races: two processes sync one workspace', function () {
     cli = await privateCli(tmp);
     pristine = join(tmp, 'pristine');
     const seed = await generateSeedWorkspace(pristine, { loras: 60, copies: 240, problems: { stale: 200 } });
-    stale = seed.files.filter((f) => f.expect === 'STALE').map((f) => relative(pristine, f.path).split(sep).join('/').normalize('NFC'));
+    stale = seed.files
+      .filter((f) => f.expect === 'STALE')
+      .map((f) => relative(pristine, f.path).split(sep).join('/').normalize('NFC'));
   });
   after(() => rm(tmp, { recursive: true, force: true, maxRetries: 5 }));
 
   type Outcomes = Array<{ path: string; outcome: string; reason: string }>;
-  const outcomesOf = (json: string): Outcomes => (JSON.parse(json) as { result: { loras: Array<{ copies: Outcomes }> } }).result.loras.flatMap((l) => l.copies);
+  const outcomesOf = (json: string): Outcomes =>
+    (JSON.parse(json) as { result: { loras: Array<{ copies: Outcomes }> } }).result.loras.flatMap((l) => l.copies);
 
   /** Each STALE copy written by exactly one of the writers; none left behind; no temp file, no lock. */
   async function checkRound(dir: string, results: Outcomes[]): Promise<void> {
     const writers = new Map<string, number>();
-    for (const r of results) for (const c of r) if (c.outcome === 'synced') writers.set(c.path, (writers.get(c.path) ?? 0) + 1);
+    for (const r of results)
+      for (const c of r) if (c.outcome === 'synced') writers.set(c.path, (writers.get(c.path) ?? 0) + 1);
     for (const r of results) contended += r.filter((c) => /another LoRA Sync process/.test(c.reason)).length;
-    assert.deepEqual([...writers].filter(([, n]) => n > 1), [], 'a copy was written by both');
-    assert.deepEqual(stale.filter((p) => !writers.has(p)), [], 'STALE copies written by neither');
+    assert.deepEqual(
+      [...writers].filter(([, n]) => n > 1),
+      [],
+      'a copy was written by both',
+    );
+    assert.deepEqual(
+      stale.filter((p) => !writers.has(p)),
+      [],
+      'STALE copies written by neither',
+    );
     const files = await listTree(dir);
-    assert.deepEqual(files.filter((f) => isTemp(f) || f.startsWith('.lora-sync/locks/')), [], 'temporary files or locks left');
-    const st = JSON.parse((await runCli(cli, ['status', '--json', '--root', dir])).out) as { files: Array<{ path: string; status: string }> };
-    assert.deepEqual(st.files.filter((f) => f.status === 'STALE' || f.status === 'CORRUPT').map((f) => f.path), []);
+    assert.deepEqual(
+      files.filter((f) => isTemp(f) || f.startsWith('.lora-sync/locks/')),
+      [],
+      'temporary files or locks left',
+    );
+    const st = JSON.parse((await runCli(cli, ['status', '--json', '--root', dir])).out) as {
+      files: Array<{ path: string; status: string }>;
+    };
+    assert.deepEqual(
+      st.files.filter((f) => f.status === 'STALE' || f.status === 'CORRUPT').map((f) => f.path),
+      [],
+    );
   }
 
   it('two CLI processes at once: per-LoRA locks, each copy written once, all synced', async () => {
@@ -414,7 +538,10 @@ describe('races: two processes sync one workspace', function () {
     await cp(pristine, dir, { recursive: true });
     const ws = await Workspace.open(dir);
     await ws.scan();
-    const [c, inproc] = await Promise.all([runCli(cli, ['sync', '--all', '--json', '--root', dir]), ws.sync(ws.plan(), { reason: 'MANUAL' })]);
+    const [c, inproc] = await Promise.all([
+      runCli(cli, ['sync', '--all', '--json', '--root', dir]),
+      ws.sync(ws.plan(), { reason: 'MANUAL' }),
+    ]);
     await checkRound(dir, [outcomesOf(c.out), inproc.loras.flatMap((l) => l.copies)]);
     addFigure(SEC, 'two-writer rounds', 1);
     console.log(`      ${contended} copies skipped because the other process held their LoRA`);
@@ -425,12 +552,17 @@ describe('races: two processes sync one workspace', function () {
 describe('races: locks', function () {
   this.timeout(120_000);
   let dir: string;
-  beforeEach(async () => { dir = await copyFixtureWorkspace('lora-lock-'); });
+  beforeEach(async () => {
+    dir = await copyFixtureWorkspace('lora-lock-');
+  });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
   async function holdLock(pid: number, lora = 'lora_a') {
     await mkdir(join(dir, '.lora-sync', 'locks'), { recursive: true });
-    await writeFile(lockPath(dir, lora), JSON.stringify({ pid, host: hostname(), since: '2026-01-01T00:00:00Z', lora }));
+    await writeFile(
+      lockPath(dir, lora),
+      JSON.stringify({ pid, host: hostname(), since: '2026-01-01T00:00:00Z', lora }),
+    );
   }
   const deadPid = () => spawnSync(process.execPath, ['-e', '0']).pid!;
 
@@ -446,7 +578,12 @@ describe('races: locks', function () {
       assert.equal(c.outcome, 'skipped');
       assert.match(c.reason, new RegExp(`another LoRA Sync process \\(pid ${holder.pid}`));
       assert.ok((await readFile(join(dir, STALE_A))).equals(before));
-      assert.equal(r.loras.find((l) => l.id === 'lora_b')!.copies.find((x) => x.path === '💎_PERFECT_HYBRID_HALL/LoRA_B_b0b1b2.pt')!.outcome, 'synced');
+      assert.equal(
+        r.loras
+          .find((l) => l.id === 'lora_b')!
+          .copies.find((x) => x.path === '💎_PERFECT_HYBRID_HALL/LoRA_B_b0b1b2.pt')!.outcome,
+        'synced',
+      );
     } finally {
       holder.kill('SIGKILL');
     }
@@ -470,31 +607,49 @@ describe('races: locks', function () {
     for (let round = 0; round < rounds; round++) {
       await rm(join(dir, '.lora-sync'), { recursive: true, force: true });
       await holdLock(dead);
-      const got = await Promise.all(Array.from({ length: 6 }, () => lockLora(dir, 'lora_a').then(() => 1, () => 0)));
+      const got = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          lockLora(dir, 'lora_a').then(
+            () => 1,
+            () => 0,
+          ),
+        ),
+      );
       const n = got.reduce<number>((a, b) => a + b, 0);
       if (n !== 1) doubles++;
     }
     assert.equal(doubles, 0, `${doubles} of ${rounds} rounds did not end with exactly one holder`);
     // And across processes: six at once, holding what they got for a second.
     const taker = join(dir, 'taker.ts');
-    await writeFile(taker, `import { lockLora } from ${JSON.stringify(join(__dirname, '../../server/src/engine/loraLock'))};
+    await writeFile(
+      taker,
+      `import { lockLora } from ${JSON.stringify(join(__dirname, '../../server/src/engine/loraLock'))};
 const [root, at] = process.argv.slice(2);
 (async () => {
   while (Date.now() < Number(at)) {}
   try { await lockLora(root, 'lora_a'); const t = Date.now(); await new Promise((r) => setTimeout(r, 1000)); process.stdout.write(t + ' ' + Date.now()); }
   catch { process.stdout.write('busy'); }
-})();`);
+})();`,
+    );
     const xrounds = LONG ? 10 : 1;
     for (let round = 0; round < xrounds; round++) {
       await rm(join(dir, '.lora-sync'), { recursive: true, force: true });
       await holdLock(deadPid());
       const at = Date.now() + 2500;
-      const outs = await Promise.all(Array.from({ length: 6 }, () => new Promise<string>((res) => {
-        const p = spawn(process.execPath, ['--import', 'tsx', taker, dir, String(at)], { cwd: join(__dirname, '..', '..') });
-        let o = '';
-        p.stdout.on('data', (b) => (o += b));
-        p.on('close', () => res(o));
-      })));
+      const outs = await Promise.all(
+        Array.from(
+          { length: 6 },
+          () =>
+            new Promise<string>((res) => {
+              const p = spawn(process.execPath, ['--import', 'tsx', taker, dir, String(at)], {
+                cwd: join(__dirname, '..', '..'),
+              });
+              let o = '';
+              p.stdout.on('data', (b) => (o += b));
+              p.on('close', () => res(o));
+            }),
+        ),
+      );
       const spans = outs.filter((o) => o !== 'busy').map((o) => o.split(' ').map(Number));
       const overlap = spans.some((s, i) => spans.some((t, j) => i !== j && s[0] < t[1] && t[0] < s[1]));
       assert.ok(!overlap, `two processes held the lock at once: ${outs.join(' | ')}`);
@@ -503,4 +658,3 @@ const [root, at] = process.argv.slice(2);
     addFigure(SEC, 'lock takeover races', rounds + xrounds);
   });
 });
-

@@ -25,10 +25,25 @@ import { canMount, isTemp, listTree, mountTmpfs, privateCli, REPO, runCli, tempD
 const SEC = 'resource faults';
 const FIX = join(REPO, 'test', 'fixtures', 'workspace');
 const STALE_A = 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt';
-const OTHERS = ['🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt', '💎_PERFECT_HYBRID_HALL/LoRA_B_b0b1b2.pt', '💎_PERFECT_HYBRID_HALL/LoRA_I_0a1b2c.pt'];
+const OTHERS = [
+  '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt',
+  '💎_PERFECT_HYBRID_HALL/LoRA_B_b0b1b2.pt',
+  '💎_PERFECT_HYBRID_HALL/LoRA_I_0a1b2c.pt',
+];
 
-interface CopyOutcome { path: string; outcome: string; reason: string }
-interface SyncJson { result: { failed: number; synced: number; historyError?: string; loras: Array<{ id: string; copies: CopyOutcome[] }> } }
+interface CopyOutcome {
+  path: string;
+  outcome: string;
+  reason: string;
+}
+interface SyncJson {
+  result: {
+    failed: number;
+    synced: number;
+    historyError?: string;
+    loras: Array<{ id: string; copies: CopyOutcome[] }>;
+  };
+}
 
 const outcome = (j: SyncJson, path: string) => j.result.loras.flatMap((l) => l.copies).find((c) => c.path === path)!;
 
@@ -51,22 +66,26 @@ async function expectCopyFailed(dir: string, j: SyncJson, before: string, reason
 }
 
 async function syncJson(dir: string, faults?: string): Promise<{ code: number | null; j: SyncJson }> {
-  const r = await runCli(cli, ['sync', '--all', '--json', '--root', dir], { env: faults ? { LORA_SYNC_FAULTS: faults } : {} });
+  const r = await runCli(cli, ['sync', '--all', '--json', '--root', dir], {
+    env: faults ? { LORA_SYNC_FAULTS: faults } : {},
+  });
   assert.ok(r.out, r.err);
   return { code: r.code, j: JSON.parse(r.out) as SyncJson };
 }
 
-describe('resource faults', function () {
+describe('resource faults', () => {
   before(async () => {
     scratch = await tempDir('lora-res-');
     cli = await privateCli(scratch);
   });
   after(() => rm(scratch, { recursive: true, force: true }));
 
-  describe('resource faults: injected at the engine\'s file-system steps (always run)', function () {
+  describe("resource faults: injected at the engine's file-system steps (always run)", function () {
     this.timeout(60_000);
     let dir: string;
-    beforeEach(async () => { dir = await copyFixtureWorkspace('lora-inject-'); });
+    beforeEach(async () => {
+      dir = await copyFixtureWorkspace('lora-inject-');
+    });
     afterEach(() => rm(dir, { recursive: true, force: true }));
 
     const cases: Array<[string, string, RegExp]> = [
@@ -109,7 +128,9 @@ describe('resource faults', function () {
       assert.equal(j.result.synced, 4);
       assert.deepEqual((await listTree(dir)).filter(isTemp), []);
       const st = await runCli(cli, ['status', '--json', '--root', dir]);
-      const stale = (JSON.parse(st.out) as { files: Array<{ status: string }> }).files.filter((f) => f.status === 'STALE').length;
+      const stale = (JSON.parse(st.out) as { files: Array<{ status: string }> }).files.filter(
+        (f) => f.status === 'STALE',
+      ).length;
       assert.equal(stale, 2, 'only the two blocked copies are still STALE');
       addFigure(SEC, 'faults injected', 1);
     });
@@ -126,7 +147,9 @@ describe('resource faults', function () {
         this.skip();
       }
     });
-    beforeEach(async () => { dir = await copyFixtureWorkspace('lora-enospc-'); });
+    beforeEach(async () => {
+      dir = await copyFixtureWorkspace('lora-enospc-');
+    });
     afterEach(async () => {
       while (mounts.length) umount(mounts.pop()!);
       await rm(dir, { recursive: true, force: true });
@@ -143,11 +166,15 @@ describe('resource faults', function () {
       // Fill it: a file of 1 KiB chunks until the device says no.
       const r = spawnSync('sh', ['-c', `dd if=/dev/zero of="${join(folder, 'filler.bin')}" bs=1024 2>/dev/null; true`]);
       assert.equal(r.status, 0);
-      assert.notEqual(spawnSync('sh', ['-c', `head -c 4096 /dev/zero > "${join(folder, 'probe.bin')}"`]).status, 0, 'the tmpfs is not full');
+      assert.notEqual(
+        spawnSync('sh', ['-c', `head -c 4096 /dev/zero > "${join(folder, 'probe.bin')}"`]).status,
+        0,
+        'the tmpfs is not full',
+      );
       await rm(join(folder, 'probe.bin'), { force: true });
     }
 
-    it('no space left in the copy\'s folder: that copy untouched and reported, temp removed, the others synced; space freed, the next run syncs it', async () => {
+    it("no space left in the copy's folder: that copy untouched and reported, temp removed, the others synced; space freed, the next run syncs it", async () => {
       const folder = dirname(join(dir, STALE_A));
       await fullTmpfs(folder);
       const before = await sha256File(join(dir, STALE_A));
@@ -160,7 +187,7 @@ describe('resource faults', function () {
       addFigure(SEC, 'real faults', 1);
     });
 
-    it('no space for the engine\'s state (.lora-sync full): nothing half-written, every copy reported; space freed, the next run syncs', async () => {
+    it("no space for the engine's state (.lora-sync full): nothing half-written, every copy reported; space freed, the next run syncs", async () => {
       const state = join(dir, '.lora-sync');
       await mkdir(state);
       await runCli(cli, ['verify', '--root', dir]); // a history to keep
@@ -212,7 +239,8 @@ describe('resource faults', function () {
     }
     const has = (p: string) => spawnSync(p, ['--version'], { stdio: 'ignore' }).status === 0;
     if (has('runuser')) return { argv: (cmd) => ['runuser', '-u', 'nobody', '--', ...cmd], uid, gid };
-    if (has('setpriv')) return { argv: (cmd) => ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', ...cmd], uid, gid };
+    if (has('setpriv'))
+      return { argv: (cmd) => ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', ...cmd], uid, gid };
     return 'neither runuser nor setpriv is installed';
   }
 
@@ -236,8 +264,14 @@ describe('resource faults', function () {
     const UNREADABLE = '💎_PERFECT_HYBRID_HALL/LoRA_I_0a1b2c.pt';
     /** NFC relative path (as the engine reports it) -> path on disk (one folder is spelled NFD). */
     const onDisk = new Map<string, string>();
-    interface Expected { path: string; role: string | null; expect: string; sync_blocked?: string }
-    const expected: Expected[] = (JSON.parse(readFileSync(join(FIX, 'expected.json'), 'utf8')) as { files: Expected[] }).files;
+    interface Expected {
+      path: string;
+      role: string | null;
+      expect: string;
+      sync_blocked?: string;
+    }
+    const expected: Expected[] = (JSON.parse(readFileSync(join(FIX, 'expected.json'), 'utf8')) as { files: Expected[] })
+      .files;
 
     before(async function () {
       const r = asNobody();
@@ -282,7 +316,11 @@ describe('resource faults', function () {
       const before = new Map<string, string>();
       for (const [nfc, rel] of onDisk) before.set(nfc, await sha256File(join(root, rel)));
       // Root ignores the mode bits, so prove the folder really is closed to nobody before relying on it.
-      assert.notEqual(nobodyRun('touch', join(dirname(lockedAbs), '.probe')).status, 0, 'nobody can write the locked folder');
+      assert.notEqual(
+        nobodyRun('touch', join(dirname(lockedAbs), '.probe')).status,
+        0,
+        'nobody can write the locked folder',
+      );
       assert.equal(nobodyRun('touch', join(root, '.probe')).status, 0, 'nobody cannot write the workspace root');
       await rm(join(root, '.probe'));
 
@@ -298,20 +336,35 @@ describe('resource faults', function () {
 
       assert.equal(await sha256File(lockedAbs), before.get(STALE_A));
       assert.deepEqual((await listTree(root)).filter(isTemp), []);
-      const todo = expected.filter((e) => (e.expect === 'STALE' || e.expect === 'METADATA_DRIFT') && !e.sync_blocked && e.path !== STALE_A && e.path !== UNREADABLE);
+      const todo = expected.filter(
+        (e) =>
+          (e.expect === 'STALE' || e.expect === 'METADATA_DRIFT') &&
+          !e.sync_blocked &&
+          e.path !== STALE_A &&
+          e.path !== UNREADABLE,
+      );
       assert.ok(todo.length >= 2);
       for (const e of todo) {
         assert.equal(outcome(j, e.path)?.outcome, 'synced', `${e.path}: ${JSON.stringify(outcome(j, e.path))}`);
-        assert.notEqual(await sha256File(join(root, onDisk.get(e.path)!)), before.get(e.path), `${e.path} was not rewritten`);
+        assert.notEqual(
+          await sha256File(join(root, onDisk.get(e.path)!)),
+          before.get(e.path),
+          `${e.path} was not rewritten`,
+        );
       }
       const st = nobodyRun(process.execPath, nobodyCli, 'status', '--json', '--root', root);
-      const files = new Map((JSON.parse(st.stdout) as { files: Array<{ path: string; status: string; issues: Array<{ detail: string }> }> }).files.map((f) => [f.path, f]));
+      const files = new Map(
+        (
+          JSON.parse(st.stdout) as { files: Array<{ path: string; status: string; issues: Array<{ detail: string }> }> }
+        ).files.map((f) => [f.path, f]),
+      );
       for (const e of todo) assert.equal(files.get(e.path)!.status, 'IN_SYNC', e.path);
       assert.equal(files.get(STALE_A)!.status, 'STALE', 'the locked copy is still STALE');
       assert.equal(files.get(UNREADABLE)!.status, 'CORRUPT');
       assert.match(files.get(UNREADABLE)!.issues[0].detail, /EACCES|permission denied/i);
       const written = new Set(todo.map((e) => e.path));
-      for (const [nfc, rel] of onDisk) if (!written.has(nfc)) assert.equal(await sha256File(join(root, rel)), before.get(nfc), `${nfc} changed`);
+      for (const [nfc, rel] of onDisk)
+        if (!written.has(nfc)) assert.equal(await sha256File(join(root, rel)), before.get(nfc), `${nfc} changed`);
       addFigure(SEC, 'real faults', 2);
     });
 
@@ -329,12 +382,16 @@ describe('resource faults', function () {
       assert.equal(outcome(r.j, rel).outcome, 'synced');
       assert.notEqual(await sha256File(abs), shaBefore, 'not rewritten');
       const st = statSync(abs);
-      assert.deepEqual({ uid: st.uid, gid: st.gid, mode: (st.mode & 0o777).toString(8) }, { uid: runner.uid, gid: runner.gid, mode: '664' }, 'owner, group or mode of the copy changed');
+      assert.deepEqual(
+        { uid: st.uid, gid: st.gid, mode: (st.mode & 0o777).toString(8) },
+        { uid: runner.uid, gid: runner.gid, mode: '664' },
+        'owner, group or mode of the copy changed',
+      );
     });
   });
 
   // A folder named like a copy is not a copy; nothing breaks on it.
-  describe('resource faults: odd entries', function () {
+  describe('resource faults: odd entries', () => {
     it('a directory named like a copy is left alone and the sync completes', async () => {
       const dir = await copyFixtureWorkspace('lora-odd-');
       try {

@@ -9,9 +9,9 @@ import { prng } from '../../server/src/demo/loraTree';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
 import { fingerprintCheckpoint } from '../../server/src/formats/fingerprint';
 import * as N from '../../server/src/formats/pickle/nodes';
-import { getKey, PyDict, PyNode, PyObject } from '../../server/src/formats/pickle/nodes';
+import { getKey, type PyDict, type PyNode, type PyObject } from '../../server/src/formats/pickle/nodes';
 import { storageSourcesOf, torchPrefixFor, writeTorchCheckpoint } from '../../server/src/formats/torch/ptWriter';
-import { typedForm, Typed } from '../../server/src/formats/pyValue';
+import { typedForm, type Typed } from '../../server/src/formats/pyValue';
 import { DEFAULT_CONFIG } from '../../server/src/engine/config';
 
 export const REPO = join(__dirname, '..', '..');
@@ -33,10 +33,21 @@ export async function privateCli(dir: string): Promise<string> {
   return cli;
 }
 
-export interface CliRun { code: number | null; signal: NodeJS.Signals | null; out: string; err: string; pid: number; ms: number }
+export interface CliRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
+  pid: number;
+  ms: number;
+}
 
 /** Runs the CLI; `env` is added to ours (LORA_SYNC_FAULTS rules go there); `killAfterMs` SIGKILLs it then. */
-export function runCli(cli: string, args: string[], opts: { env?: Record<string, string>; killAfterMs?: number; cwd?: string } = {}): Promise<CliRun> {
+export function runCli(
+  cli: string,
+  args: string[],
+  opts: { env?: Record<string, string>; killAfterMs?: number; cwd?: string } = {},
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const env = { ...process.env, ...opts.env };
@@ -59,7 +70,10 @@ export function runCli(cli: string, args: string[], opts: { env?: Record<string,
 export { listTree };
 
 /** sha256 of every regular file under `dir`, by relative path. */
-export async function snapshot(dir: string, skip: (rel: string) => boolean = () => false): Promise<Map<string, string>> {
+export async function snapshot(
+  dir: string,
+  skip: (rel: string) => boolean = () => false,
+): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const rel of await listTree(dir)) if (!skip(rel)) out.set(rel, await sha256File(join(dir, rel)));
   return out;
@@ -70,12 +84,14 @@ export const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), prefix));
 /** Runs `fn` over `items` with at most `n` at once. */
 export async function mapLimit<T>(items: T[], n: number, fn: (x: T, i: number) => Promise<void>): Promise<void> {
   let i = 0;
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
-    while (i < items.length) {
-      const k = i++;
-      await fn(items[k], k);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (i < items.length) {
+        const k = i++;
+        await fn(items[k], k);
+      }
+    }),
+  );
 }
 
 /** Whether this process may mount a tmpfs (root in a machine or a privileged container), or why not. */
@@ -107,7 +123,10 @@ export async function checkpointFacts(abs: string) {
     const recorded = record && getKey(record, 'tensors');
     return {
       tensors: fp.tensors.map(({ path, dtype, shape, digest }) => ({ path, dtype, shape, digest })),
-      copyKeys: DEFAULT_CONFIG.copyKeys.map((k) => { const v = meta && getKey(meta, k); return v ? typedForm(v) : (['missing'] as Typed); }),
+      copyKeys: DEFAULT_CONFIG.copyKeys.map((k) => {
+        const v = meta && getKey(meta, k);
+        return v ? typedForm(v) : (['missing'] as Typed);
+      }),
       crcFailures: fp.crcFailures.length,
       crcChecked: fp.crcChecked,
       unsafe: c.unsafe.length,
@@ -143,7 +162,12 @@ export async function rewriteCheckpoint(src: string, out: string, edit: (root: P
  * dropped from `spare` and a `_pad` string grown until the size matches (zip records are 64-byte
  * aligned, so the size moves in steps). For the "same size, same mtime, same inode" races.
  */
-export async function sameSizeVariant(src: string, scratchDir: string, edit: (meta: PyDict) => void, spare: string[] = []): Promise<Buffer> {
+export async function sameSizeVariant(
+  src: string,
+  scratchDir: string,
+  edit: (meta: PyDict) => void,
+  spare: string[] = [],
+): Promise<Buffer> {
   const want = (await stat(src)).size;
   await mkdir(scratchDir, { recursive: true });
   const scratch = join(scratchDir, basename(src)); // the archive folder inside is named after the file
@@ -162,7 +186,6 @@ export async function sameSizeVariant(src: string, scratchDir: string, edit: (me
   }
   throw new Error(`no variant of ${src} with its size`);
 }
-
 
 /** The pickle node of `callable(*args)`, as a hostile pickle's REDUCE decodes. */
 export function reduceOf(module: string, name: string, args: PyNode[]): PyObject {

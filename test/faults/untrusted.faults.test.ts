@@ -7,15 +7,23 @@
  * its mtime, and no file appears.
  */
 import { strict as assert } from 'node:assert';
-import { ChildProcess, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { lstatSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
+import { type MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 import { lockPath } from '../../server/src/engine/loraLock';
-import { CopyMapRequest, HistoryRequest, PlanRequest, RescanRequest, StatsRequest, SyncRequest, VerifyRequest } from '../../server/src/lsp/protocol';
+import {
+  CopyMapRequest,
+  HistoryRequest,
+  PlanRequest,
+  RescanRequest,
+  StatsRequest,
+  SyncRequest,
+  VerifyRequest,
+} from '../../server/src/lsp/protocol';
 import { copyFixtureWorkspace, sha256File } from '../support/files';
 import { sleep, startServer } from '../support/lspServer';
 import { addFigure } from './figures';
@@ -34,7 +42,8 @@ describe('untrusted workspace: the language server reads and reports, never writ
   /** Every file with its bytes and mtime (links not followed). */
   async function state(): Promise<Map<string, string>> {
     const m = new Map<string, string>();
-    for (const rel of await listTree(dir)) m.set(rel, `${await sha256File(join(dir, rel))} ${lstatSync(join(dir, rel), { bigint: true }).mtimeNs}`);
+    for (const rel of await listTree(dir))
+      m.set(rel, `${await sha256File(join(dir, rel))} ${lstatSync(join(dir, rel), { bigint: true }).mtimeNs}`);
     return m;
   }
 
@@ -45,12 +54,19 @@ describe('untrusted workspace: the language server reads and reports, never writ
     const temp = `Manchester_United/🎯_WIN_EXPERTS/.LoRA_A_4d5e6f.pt.lora-sync-tmp-${dead}-0badf00d`;
     await writeFile(join(dir, temp), 'half a file');
     await mkdir(join(dir, '.lora-sync', 'locks'), { recursive: true });
-    await writeFile(lockPath(dir, 'lora_a'), JSON.stringify({ pid: dead, host: hostname(), since: '2026-01-01T00:00:00Z', lora: 'lora_a' }));
-    leftovers.push(temp, '.lora-sync/locks/' + lockPath(dir, 'lora_a').split('/').pop());
+    await writeFile(
+      lockPath(dir, 'lora_a'),
+      JSON.stringify({ pid: dead, host: hostname(), since: '2026-01-01T00:00:00Z', lora: 'lora_a' }),
+    );
+    leftovers.push(temp, `.lora-sync/locks/${lockPath(dir, 'lora_a').split('/').pop()}`);
     // Auto-sync asked for, but the workspace is untrusted: it must stay off.
-    const s = await startServer(dir, { settings: { debounceMs: 50, settleMs: 200, autoSync: 'onSourceChange' }, watch: true, readOnly: true }, (p) => {
-      if (p.diagnostics.length) diagnosed++;
-    });
+    const s = await startServer(
+      dir,
+      { settings: { debounceMs: 50, settleMs: 200, autoSync: 'onSourceChange' }, watch: true, readOnly: true },
+      (p) => {
+        if (p.diagnostics.length) diagnosed++;
+      },
+    );
     ({ child, conn } = s);
   });
   after(async () => {
@@ -63,7 +79,12 @@ describe('untrusted workspace: the language server reads and reports, never writ
     assert.ok(diagnosed > 0, 'problems are reported');
     const before = await state();
     const refused = (e: unknown) => e instanceof ResponseError && /not trusted/.test(e.message);
-    for (const params of [{ all: true }, { lora: 'lora_a' }, { all: true, force: true }, { lora: 'LoRA_B', copies: ['💎_PERFECT_HYBRID_HALL/LoRA_B_b0b1b2.pt'] }]) {
+    for (const params of [
+      { all: true },
+      { lora: 'lora_a' },
+      { all: true, force: true },
+      { lora: 'LoRA_B', copies: ['💎_PERFECT_HYBRID_HALL/LoRA_B_b0b1b2.pt'] },
+    ]) {
       await assert.rejects(conn.sendRequest(SyncRequest, params), refused, JSON.stringify(params));
       addFigure('untrusted workspace', 'write requests refused', 1);
     }
@@ -84,6 +105,10 @@ describe('untrusted workspace: the language server reads and reports, never writ
     await sleep(2000); // settle + debounce + what auto-sync would have done
     assert.deepEqual(await state(), changed, 'something was written after the source changed');
     for (const l of leftovers) assert.ok(changed.has(l), `${l} was cleaned up: that is a write`);
-    assert.deepEqual([...changed.keys()].filter((k) => !before.has(k)), [], 'a file appeared');
+    assert.deepEqual(
+      [...changed.keys()].filter((k) => !before.has(k)),
+      [],
+      'a file appeared',
+    );
   });
 });

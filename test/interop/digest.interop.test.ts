@@ -14,13 +14,19 @@ import fg from 'fast-glob';
 const ROOT = join(__dirname, '..', '..');
 const PY = '/usr/bin/python3';
 
-interface Inspected { sound: boolean; hash_backend: string; tensors?: Array<{ path: string; digest: string }> }
+interface Inspected {
+  sound: boolean;
+  hash_backend: string;
+  tensors?: Array<{ path: string; digest: string }>;
+}
 
 function inspect(file: string, backend: 'native' | 'portable'): Inspected {
   let out: string;
   try {
     out = execFileSync(process.execPath, [join(ROOT, 'dist', 'cli.js'), 'inspect', file, '--json'], {
-      encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, NODE_OPTIONS: '', LORA_SYNC_HASH_BACKEND: backend === 'portable' ? 'portable' : '' },
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+      env: { ...process.env, NODE_OPTIONS: '', LORA_SYNC_HASH_BACKEND: backend === 'portable' ? 'portable' : '' },
     });
   } catch (e) {
     out = (e as { stdout?: string }).stdout ?? '';
@@ -35,11 +41,18 @@ describe('interop: tensor digests match an independent Python implementation', f
     dir = await mkdtemp(join(tmpdir(), 'lora-digest-'));
     execFileSync(PY, [join(__dirname, 'digest_dump.py'), 'write', join(dir, 'digest_cases.pt')]);
   });
-  after(async () => { await rm(dir, { recursive: true, force: true }); });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it('every tensor of every sound file, with both hashing backends', async () => {
-    const fixtures = (await readdir(join(ROOT, 'test', 'fixtures', 'torch'))).filter((f) => f.endsWith('.pt')).map((f) => join(ROOT, 'test', 'fixtures', 'torch', f));
-    const workspace = (await fg('**/*.pt', { cwd: join(ROOT, 'test', 'fixtures', 'workspace'), absolute: true })).slice(0, 40);
+    const fixtures = (await readdir(join(ROOT, 'test', 'fixtures', 'torch')))
+      .filter((f) => f.endsWith('.pt'))
+      .map((f) => join(ROOT, 'test', 'fixtures', 'torch', f));
+    const workspace = (await fg('**/*.pt', { cwd: join(ROOT, 'test', 'fixtures', 'workspace'), absolute: true })).slice(
+      0,
+      40,
+    );
     const candidates = [join(dir, 'digest_cases.pt'), ...fixtures, ...workspace];
     // Only files our reader calls sound go to torch.load (the unsafe fixtures would run code there).
     const ours = new Map<string, Inspected>();
@@ -49,7 +62,12 @@ describe('interop: tensor digests match an independent Python implementation', f
     }
     const files = [...ours.keys()].filter((f) => !/legacy|torchscript/.test(f)); // torch.load rebuilds those differently
     assert.ok(files.length >= 20, `only ${files.length} sound files to compare`);
-    const py = JSON.parse(execFileSync(PY, [join(__dirname, 'digest_dump.py'), 'dump', ...files], { encoding: 'utf8', maxBuffer: 64 << 20 })) as Record<string, Array<{ path: string; digest: string }>>;
+    const py = JSON.parse(
+      execFileSync(PY, [join(__dirname, 'digest_dump.py'), 'dump', ...files], {
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+      }),
+    ) as Record<string, Array<{ path: string; digest: string }>>;
     let compared = 0;
     for (const f of files) {
       const expected = new Map(py[f].map((t) => [t.path, t.digest]));

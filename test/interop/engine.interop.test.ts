@@ -14,7 +14,7 @@ import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
-import { CopyResult, SyncResult } from '../../server/src/engine/syncExecutor';
+import type { CopyResult, SyncResult } from '../../server/src/engine/syncExecutor';
 
 const PY = '/usr/bin/python3';
 const FIX = join(__dirname, '..', 'fixtures', 'workspace');
@@ -22,10 +22,21 @@ const FIXTURE_LIB = join(__dirname, '..', 'fixtures');
 const COPY_KEYS = ['team', 'specialization_key', 'score', 'match_count', 'exported_at'];
 
 type Typed = unknown[];
-interface TensorDesc { path: string; dtype: string; shape: number[]; sha256: string }
+interface TensorDesc {
+  path: string;
+  dtype: string;
+  shape: number[];
+  sha256: string;
+}
 interface Expected {
-  path: string; role: string | null; expect: string; source?: string | null; sync_blocked?: string;
-  unsafe_globals?: string[]; copy_keys?: Typed; source_tensors?: TensorDesc[];
+  path: string;
+  role: string | null;
+  expect: string;
+  source?: string | null;
+  sync_blocked?: string;
+  unsafe_globals?: string[];
+  copy_keys?: Typed;
+  source_tensors?: TensorDesc[];
 }
 interface Facts {
   error?: string;
@@ -35,7 +46,13 @@ interface Facts {
   copy_keys: Typed;
   sync_info?: { last_sync_match: Typed; sync_reason: Typed; lora_sync_type: string };
 }
-interface PairFacts { copy: Facts; source: Facts; key_sets_equal: boolean; all_equal: boolean; dtype_mismatches: string[] }
+interface PairFacts {
+  copy: Facts;
+  source: Facts;
+  key_sets_equal: boolean;
+  all_equal: boolean;
+  dtype_mismatches: string[];
+}
 
 /**
  * Loads each (copy, source) pair with torch.load and reports what torch sees: tensors of
@@ -100,7 +117,6 @@ for copy_path, source_path in json.load(open(sys.argv[1])):
 json.dump(result, sys.stdout)
 `;
 
-
 const sha256 = sha256File;
 
 describe('interop: engine sync results read by real torch.load', function () {
@@ -108,7 +124,8 @@ describe('interop: engine sync results read by real torch.load', function () {
   let tmp: string;
   let checker: string;
   let run = 0;
-  const expected: Expected[] = (JSON.parse(readFileSync(join(FIX, 'expected.json'), 'utf8')) as { files: Expected[] }).files;
+  const expected: Expected[] = (JSON.parse(readFileSync(join(FIX, 'expected.json'), 'utf8')) as { files: Expected[] })
+    .files;
   const byPath = new Map(expected.map((e) => [e.path, e]));
 
   before(async () => {
@@ -134,14 +151,16 @@ describe('interop: engine sync results read by real torch.load', function () {
   }
 
   function torchFacts(pairs: Array<[string, string]>): Record<string, PairFacts> {
-    for (const [c, s] of pairs) for (const p of [c, s]) {
-      const e = [...byPath.values()].find((x) => p.normalize('NFC').endsWith('/' + x.path));
-      assert.ok(e && !e.unsafe_globals && e.expect !== 'UNSAFE', `refusing to give ${p} to torch.load`);
-    }
+    for (const [c, s] of pairs)
+      for (const p of [c, s]) {
+        const e = [...byPath.values()].find((x) => p.normalize('NFC').endsWith(`/${x.path}`));
+        assert.ok(e && !e.unsafe_globals && e.expect !== 'UNSAFE', `refusing to give ${p} to torch.load`);
+      }
     const job = join(tmp, `pairs-${run}.json`);
     writeFileSync(job, JSON.stringify(pairs));
     const out = execFileSync(PY, [checker, job], {
-      encoding: 'utf8', maxBuffer: 64 << 20,
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
       env: { ...process.env, PYTHONHASHSEED: '0', PYTHONDONTWRITEBYTECODE: '1', FIXTURE_LIB },
     });
     return JSON.parse(out);
@@ -155,11 +174,20 @@ describe('interop: engine sync results read by real torch.load', function () {
     assert.ok(f.all_equal, `${e.path}: torch.equal is false for some tensor`);
     assert.deepEqual(f.dtype_mismatches, [], `${e.path}: dtypes differ from the source's`);
     assert.deepEqual(f.copy.tensors, f.source.tensors, `${e.path}: tensor bytes differ from the source's`);
-    if (e.source_tensors) assert.deepEqual(f.copy.tensors, e.source_tensors, `${e.path}: tensors differ from expected.json's source_tensors`);
+    if (e.source_tensors)
+      assert.deepEqual(
+        f.copy.tensors,
+        e.source_tensors,
+        `${e.path}: tensors differ from expected.json's source_tensors`,
+      );
     assert.deepEqual(f.copy.top_keys, f.source.top_keys, `${e.path}: top-level keys`);
     assert.deepEqual(f.copy.copy_keys, e.copy_keys, `${e.path}: per-copy keys changed`);
     assert.deepEqual(f.copy.general, f.source.general, `${e.path}: general metadata differs from the source's`);
-    assert.deepEqual(f.copy.sync_info, { last_sync_match: ['int', '51'], sync_reason: ['str', 'LEARNING_UPDATE'], lora_sync_type: 'dict' }, `${e.path}: sync_info`);
+    assert.deepEqual(
+      f.copy.sync_info,
+      { last_sync_match: ['int', '51'], sync_reason: ['str', 'LEARNING_UPDATE'], lora_sync_type: 'dict' },
+      `${e.path}: sync_info`,
+    );
   }
 
   function outcomes(res: SyncResult): Map<string, CopyResult> {
@@ -167,15 +195,33 @@ describe('interop: engine sync results read by real torch.load', function () {
   }
 
   /** Files a sync must never write, whatever the options: byte-identical afterwards. */
-  async function assertUntouched(onDisk: Map<string, string>, before: Map<string, string>, written: Set<string>): Promise<void> {
-    const mustKeep = expected.filter((e) => e.sync_blocked || ['UNSAFE', 'CORRUPT', 'ORPHAN', 'SOURCE', 'DUPLICATE_SOURCE', 'UNRECOGNIZED', 'IN_SYNC'].includes(e.expect));
-    assert.ok(mustKeep.some((e) => e.expect === 'UNSAFE') && mustKeep.some((e) => e.expect === 'CORRUPT') && mustKeep.some((e) => e.expect === 'ORPHAN') && mustKeep.some((e) => e.sync_blocked));
+  async function assertUntouched(
+    onDisk: Map<string, string>,
+    before: Map<string, string>,
+    written: Set<string>,
+  ): Promise<void> {
+    const mustKeep = expected.filter(
+      (e) =>
+        e.sync_blocked ||
+        ['UNSAFE', 'CORRUPT', 'ORPHAN', 'SOURCE', 'DUPLICATE_SOURCE', 'UNRECOGNIZED', 'IN_SYNC'].includes(e.expect),
+    );
+    assert.ok(
+      mustKeep.some((e) => e.expect === 'UNSAFE') &&
+        mustKeep.some((e) => e.expect === 'CORRUPT') &&
+        mustKeep.some((e) => e.expect === 'ORPHAN') &&
+        mustKeep.some((e) => e.sync_blocked),
+    );
     for (const e of mustKeep) {
-      assert.ok(!written.has(e.path), `${e.path} (${e.expect}${e.sync_blocked ? `, blocked: ${e.sync_blocked}` : ''}) was written`);
+      assert.ok(
+        !written.has(e.path),
+        `${e.path} (${e.expect}${e.sync_blocked ? `, blocked: ${e.sync_blocked}` : ''}) was written`,
+      );
       assert.equal(await sha256(onDisk.get(e.path)!), before.get(e.path), `${e.path} (${e.expect}) changed`);
     }
     // And generally: only what the sync reports as written differs.
-    for (const [nfc, abs] of onDisk) if (!written.has(nfc)) assert.equal(await sha256(abs), before.get(nfc), `${nfc} changed but was not reported written`);
+    for (const [nfc, abs] of onDisk)
+      if (!written.has(nfc))
+        assert.equal(await sha256(abs), before.get(nfc), `${nfc} changed but was not reported written`);
   }
 
   it('STALE and METADATA_DRIFT copies load with the source tensors, their own keys and a new sync_info', async () => {
@@ -187,7 +233,8 @@ describe('interop: engine sync results read by real torch.load', function () {
     const out = outcomes(res);
     const targets = expected.filter((e) => (e.expect === 'STALE' || e.expect === 'METADATA_DRIFT') && !e.sync_blocked);
     assert.deepEqual(targets.map((e) => e.expect).sort(), ['METADATA_DRIFT', 'STALE', 'STALE', 'STALE']);
-    for (const e of targets) assert.equal(out.get(e.path)?.outcome, 'synced', `${e.path}: ${JSON.stringify(out.get(e.path))}`);
+    for (const e of targets)
+      assert.equal(out.get(e.path)?.outcome, 'synced', `${e.path}: ${JSON.stringify(out.get(e.path))}`);
     const written = new Set([...out.values()].filter((c) => c.outcome === 'synced').map((c) => c.path));
     assert.deepEqual([...written].sort(), targets.map((e) => e.path).sort());
 
@@ -206,7 +253,8 @@ describe('interop: engine sync results read by real torch.load', function () {
     const plan = ws.plan({ force: true });
     const forced = plan.flatMap((l) => l.copies.filter((c) => c.action === 'force'));
     const forcedPaths = new Set(forced.map((c) => c.path));
-    for (const e of expected.filter((x) => x.expect === 'DIVERGED' || x.expect === 'DTYPE_MISMATCH')) assert.ok(forcedPaths.has(e.path), `${e.path} is not forced by the plan`);
+    for (const e of expected.filter((x) => x.expect === 'DIVERGED' || x.expect === 'DTYPE_MISMATCH'))
+      assert.ok(forcedPaths.has(e.path), `${e.path} is not forced by the plan`);
     const res = await ws.sync(plan, { reason: 'LEARNING_UPDATE', match: 51 });
     assert.equal(res.failed, 0);
     const out = outcomes(res);

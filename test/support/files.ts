@@ -17,19 +17,26 @@ export async function walk(dir: string, base = dir): Promise<string[]> {
   return out;
 }
 
-export const sha256File = async (p: string): Promise<string> => createHash('sha256').update(await readFile(p)).digest('hex');
-
+export const sha256File = async (p: string): Promise<string> =>
+  createHash('sha256')
+    .update(await readFile(p))
+    .digest('hex');
 
 const REPO = join(__dirname, '..', '..');
 
 /** Rebuilds dist/ when dist/cli.js is missing or older than any source it bundles; returns its path. */
 export function ensureBuilt(): string {
   const cli = join(REPO, 'dist', 'cli.js');
-  const newest = (dir: string): number => readdirSync(dir, { withFileTypes: true }).reduce((m, d) => {
-    const p = join(dir, d.name);
-    return Math.max(m, d.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }, 0);
-  if (!existsSync(cli) || statSync(cli).mtimeMs < Math.max(newest(join(REPO, 'server', 'src')), statSync(join(REPO, 'scripts', 'build.mjs')).mtimeMs)) {
+  const newest = (dir: string): number =>
+    readdirSync(dir, { withFileTypes: true }).reduce((m, d) => {
+      const p = join(dir, d.name);
+      return Math.max(m, d.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+    }, 0);
+  if (
+    !existsSync(cli) ||
+    statSync(cli).mtimeMs <
+      Math.max(newest(join(REPO, 'server', 'src')), statSync(join(REPO, 'scripts', 'build.mjs')).mtimeMs)
+  ) {
     execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'ignore' });
   }
   return cli;
@@ -51,7 +58,8 @@ export async function copyFixtureWorkspace(prefix: string): Promise<string> {
  */
 export async function overwriteKeepingKey(abs: string, bytes: Buffer): Promise<void> {
   const st = await lstat(abs, { bigint: true });
-  if (BigInt(bytes.length) !== st.size) throw new Error(`overwriteKeepingKey: ${bytes.length} bytes for a file of ${st.size}`);
+  if (BigInt(bytes.length) !== st.size)
+    throw new Error(`overwriteKeepingKey: ${bytes.length} bytes for a file of ${st.size}`);
   const fh = await open(abs, 'r+');
   try {
     await fh.write(bytes, 0, bytes.length, 0);
@@ -62,5 +70,6 @@ export async function overwriteKeepingKey(abs: string, bytes: Buffer): Promise<v
   const ns = (st.mtimeNs % 1_000_000_000n).toString().padStart(9, '0');
   execFileSync('touch', ['-m', '-d', `@${sec}.${ns}`, abs]);
   const after = await lstat(abs, { bigint: true });
-  if (after.mtimeNs !== st.mtimeNs || after.ino !== st.ino || after.size !== st.size) throw new Error('overwriteKeepingKey: the key changed');
+  if (after.mtimeNs !== st.mtimeNs || after.ino !== st.ino || after.size !== st.size)
+    throw new Error('overwriteKeepingKey: the key changed');
 }

@@ -3,9 +3,9 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
-import { PublishDiagnosticsParams } from 'vscode-languageserver-protocol';
+import type { PublishDiagnosticsParams } from 'vscode-languageserver-protocol';
 import { ensureBuilt } from './files';
-import { ServerStatus, StatusChangedNotification } from '../../server/src/lsp/protocol';
+import { type ServerStatus, StatusChangedNotification } from '../../server/src/lsp/protocol';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -20,19 +20,37 @@ export async function until<T>(what: string, ms: number, probe: () => T | undefi
 }
 
 /** `env`: extra environment for the server process (e.g. `LORA_SYNC_FAULTS`, the fault seam of io/faults.ts). */
-export async function startServer(dir: string, initializationOptions: object, onDiagnostics: (p: PublishDiagnosticsParams) => void, env: Record<string, string> = {}) {
+export async function startServer(
+  dir: string,
+  initializationOptions: object,
+  onDiagnostics: (p: PublishDiagnosticsParams) => void,
+  env: Record<string, string> = {},
+) {
   const server = join(ensureBuilt(), '..', 'server.js');
-  const child = spawn(process.execPath, [server, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [server, '--stdio'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   const log = { stderr: '', messages: [] as string[] };
   child.stderr!.on('data', (b) => (log.stderr += b));
   const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
   const statuses: ServerStatus[] = [];
   conn.onNotification('textDocument/publishDiagnostics', onDiagnostics);
-  conn.onNotification(StatusChangedNotification, (s: ServerStatus) => { statuses.push(s); });
-  conn.onNotification('window/logMessage', (m: { message: string }) => { log.messages.push(m.message); });
+  conn.onNotification(StatusChangedNotification, (s: ServerStatus) => {
+    statuses.push(s);
+  });
+  conn.onNotification('window/logMessage', (m: { message: string }) => {
+    log.messages.push(m.message);
+  });
   conn.listen();
   const uri = pathToFileURL(dir).toString();
-  await conn.sendRequest('initialize', { processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }], initializationOptions });
+  await conn.sendRequest('initialize', {
+    processId: process.pid,
+    rootUri: uri,
+    capabilities: {},
+    workspaceFolders: [{ uri, name: 'ws' }],
+    initializationOptions,
+  });
   await conn.sendNotification('initialized', {});
   await until('the first scan', 20000, () => statuses.some((s) => s.state === 'ready'));
   return { child, conn, statuses, log };

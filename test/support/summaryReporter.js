@@ -1,6 +1,6 @@
 // Mocha's spec reporter plus a closing line `N passed, N failed, N skipped` (the form CI reads),
 // and, when LORA_SYNC_TEST_TALLY names a file, the counts appended to it so .ci/run can add suites up.
-'use strict';
+
 const Mocha = require('mocha');
 const fs = require('node:fs');
 
@@ -11,7 +11,8 @@ class SummaryReporter extends Mocha.reporters.Spec {
       const s = runner.stats;
       const line = `${s.passes} passed, ${s.failures} failed, ${s.pending} skipped`;
       process.stdout.write(`\n${line}\n`);
-      if (process.env.LORA_SYNC_TEST_TALLY) fs.appendFileSync(process.env.LORA_SYNC_TEST_TALLY, `${s.passes} ${s.failures} ${s.pending}\n`);
+      if (process.env.LORA_SYNC_TEST_TALLY)
+        fs.appendFileSync(process.env.LORA_SYNC_TEST_TALLY, `${s.passes} ${s.failures} ${s.pending}\n`);
     });
   }
 }

@@ -10,18 +10,47 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openCheckpoint, withCheckpoint } from '../../server/src/formats/checkpoint';
-import { fingerprintCheckpoint, readTensorBytes, metadataDigest, tensorTypedLookup } from '../../server/src/formats/fingerprint';
-import { typedForm, Typed } from '../../server/src/formats/pyValue';
+import {
+  fingerprintCheckpoint,
+  readTensorBytes,
+  metadataDigest,
+  tensorTypedLookup,
+} from '../../server/src/formats/fingerprint';
+import { typedForm, type Typed } from '../../server/src/formats/pyValue';
 import { FormatError } from '../../server/src/formats/errors';
 import { decodePickle } from '../../server/src/formats/pickle/decoder';
 import { encodePickle } from '../../server/src/formats/pickle/encoder';
-import { getKey, PyNode } from '../../server/src/formats/pickle/nodes';
+import { getKey, type PyNode } from '../../server/src/formats/pickle/nodes';
 import { writeTorchCheckpoint, storageSourcesOf } from '../../server/src/formats/torch/ptWriter';
 
 const FIX = join(__dirname, '..', 'fixtures', 'torch');
-interface ManifestTensor { path: string; dtype: string; shape: number[]; stride: number[]; storage_offset: number; storage_key: string; numel_storage: number; sha256: string; requires_grad: boolean; parameter: boolean }
-interface ManifestEntry { file: string; format?: string; prefix?: string | null; records?: string[] | null; tensors?: ManifestTensor[]; meta?: Typed; expect?: string; globals?: string[]; ordereddict_metadata?: Typed; legacy_storage_keys?: string[] }
-const manifest: { fixtures: ManifestEntry[] } = JSON.parse(require('node:fs').readFileSync(join(FIX, 'manifest.json'), 'utf8'));
+interface ManifestTensor {
+  path: string;
+  dtype: string;
+  shape: number[];
+  stride: number[];
+  storage_offset: number;
+  storage_key: string;
+  numel_storage: number;
+  sha256: string;
+  requires_grad: boolean;
+  parameter: boolean;
+}
+interface ManifestEntry {
+  file: string;
+  format?: string;
+  prefix?: string | null;
+  records?: string[] | null;
+  tensors?: ManifestTensor[];
+  meta?: Typed;
+  expect?: string;
+  globals?: string[];
+  ordereddict_metadata?: Typed;
+  legacy_storage_keys?: string[];
+}
+const manifest: { fixtures: ManifestEntry[] } = JSON.parse(
+  require('node:fs').readFileSync(join(FIX, 'manifest.json'), 'utf8'),
+);
 const loadable = manifest.fixtures.filter((f) => !f.expect);
 
 async function expectFormatError(p: Promise<unknown>, codes: string[]): Promise<FormatError> {
@@ -38,7 +67,16 @@ async function expectFormatError(p: Promise<unknown>, codes: string[]): Promise<
 describe('checkpoint model vs torch ground truth', () => {
   it('the manifest covers what the issue names', () => {
     const files = manifest.fixtures.map((f) => f.file);
-    for (const f of ['seed_source.pt', 'dtypes.pt', 'views.pt', 'parameter.pt', 'state_dict.pt', 'legacy.pt', 'archive_prefix.pt', 'scalars_empty.pt']) {
+    for (const f of [
+      'seed_source.pt',
+      'dtypes.pt',
+      'views.pt',
+      'parameter.pt',
+      'state_dict.pt',
+      'legacy.pt',
+      'archive_prefix.pt',
+      'scalars_empty.pt',
+    ]) {
       assert.ok(files.includes(f), f);
     }
     assert.ok(loadable.length >= 14);
@@ -50,17 +88,27 @@ describe('checkpoint model vs torch ground truth', () => {
         const fmt = { zip: 'torch-zip', legacy: 'torch-legacy', torchscript: 'torchscript' }[f.format!];
         assert.equal(c.format, fmt);
         if (f.prefix) assert.equal(c.prefix, f.prefix);
-        if (f.records) assert.deepEqual(c.records!.map((r) => r.name), f.records);
+        if (f.records)
+          assert.deepEqual(
+            c.records!.map((r) => r.name),
+            f.records,
+          );
         if (f.format === 'torchscript') {
           // torch.load hands these to torch.jit.load, which returns a module (the manifest lists no tensors);
           // we still see the tensors kept in the module's pickled state, and the TorchScript classes it names.
-          assert.deepEqual(c.tensors.map((t) => t.path), ['$state.scale', '$state.offset']);
+          assert.deepEqual(
+            c.tensors.map((t) => t.path),
+            ['$state.scale', '$state.offset'],
+          );
           assert.ok(c.globals.some((g) => g.module.startsWith('__torch__')));
           return;
         }
         assert.deepEqual(c.unsafe, []);
         const expected = f.tensors!;
-        assert.deepEqual(c.tensors.map((t) => t.path), expected.map((t) => t.path));
+        assert.deepEqual(
+          c.tensors.map((t) => t.path),
+          expected.map((t) => t.path),
+        );
         for (let i = 0; i < expected.length; i++) {
           const e = expected[i];
           const t = c.tensors[i];
@@ -80,7 +128,10 @@ describe('checkpoint model vs torch ground truth', () => {
         // Metadata: the whole tree in the manifest's exact typed form.
         const paths = new Map<PyNode, Typed>();
         for (const t of c.tensors) paths.set(t.wrapper ?? t.node!, [t.parameter ? 'parameter' : 'tensor', t.path]);
-        assert.deepEqual(typedForm(c.root!, (n) => paths.get(n)), f.meta);
+        assert.deepEqual(
+          typedForm(c.root!, (n) => paths.get(n)),
+          f.meta,
+        );
         const fp = await fingerprintCheckpoint(c);
         assert.deepEqual(fp.crcFailures, []);
         assert.equal(fp.tensors.length, expected.length);
@@ -96,13 +147,23 @@ describe('checkpoint model vs torch ground truth', () => {
       assert.equal(c.tensors.find((t) => t.path === 't')!.contiguous, false);
     });
     // seed_copy has the same tensors as seed_source: same digests; its metadata differs only by copy keys.
-    const a = await withCheckpoint(join(FIX, 'seed_source.pt'), async (c) => ({ fp: await fingerprintCheckpoint(c), md: await metadataDigest(getKey(c.root!, 'metadata')!, ['sync_info'], tensorTypedLookup(c)) }));
+    const a = await withCheckpoint(join(FIX, 'seed_source.pt'), async (c) => ({
+      fp: await fingerprintCheckpoint(c),
+      md: await metadataDigest(getKey(c.root!, 'metadata')!, ['sync_info'], tensorTypedLookup(c)),
+    }));
     const b = await withCheckpoint(join(FIX, 'seed_copy.pt'), async (c) => ({
       fp: await fingerprintCheckpoint(c),
-      md: await metadataDigest(getKey(c.root!, 'metadata')!, ['sync_info', 'team', 'specialization_key', 'score', 'match_count', 'exported_at'], tensorTypedLookup(c)),
+      md: await metadataDigest(
+        getKey(c.root!, 'metadata')!,
+        ['sync_info', 'team', 'specialization_key', 'score', 'match_count', 'exported_at'],
+        tensorTypedLookup(c),
+      ),
       mdAll: await metadataDigest(getKey(c.root!, 'metadata')!, ['sync_info'], tensorTypedLookup(c)),
     }));
-    assert.deepEqual(a.fp.tensors.map((t) => t.digest), b.fp.tensors.map((t) => t.digest));
+    assert.deepEqual(
+      a.fp.tensors.map((t) => t.digest),
+      b.fp.tensors.map((t) => t.digest),
+    );
     assert.equal(a.md, b.md);
     assert.notEqual(a.md, b.mdAll);
   });
@@ -117,7 +178,11 @@ describe('checkpoint model vs torch ground truth', () => {
   it('unsafe files list the globals that would run, and nothing else', async () => {
     for (const f of manifest.fixtures.filter((x) => x.expect === 'unsafe')) {
       await withCheckpoint(join(FIX, f.file), async (c) => {
-        assert.deepEqual(c.unsafe.map((u) => u.global), f.globals!.map((g) => g.replace(' ', '.')), f.file);
+        assert.deepEqual(
+          c.unsafe.map((u) => u.global),
+          f.globals!.map((g) => g.replace(' ', '.')),
+          f.file,
+        );
       });
     }
   });
@@ -128,7 +193,10 @@ describe('checkpoint model vs torch ground truth', () => {
     await expectFormatError(openCheckpoint(join(FIX, 'truncated.pt')), ['ZIP_TRUNCATED', 'ZIP_BAD_STRUCTURE']);
     await withCheckpoint(join(FIX, 'bad_crc.pt'), async (c) => {
       const fp = await fingerprintCheckpoint(c);
-      assert.deepEqual(fp.crcFailures.map((x) => x.record), ['seed_source/data/0']);
+      assert.deepEqual(
+        fp.crcFailures.map((x) => x.record),
+        ['seed_source/data/0'],
+      );
     });
   });
 
@@ -145,7 +213,11 @@ describe('checkpoint model vs torch ground truth', () => {
         await fh.close();
         try {
           const c = await openCheckpoint(p);
-          try { await fingerprintCheckpoint(c); } finally { await c.close(); }
+          try {
+            await fingerprintCheckpoint(c);
+          } finally {
+            await c.close();
+          }
           assert.fail(`truncated to ${n} bytes and still opened`);
         } catch (e) {
           assert.ok(e instanceof FormatError, `length ${n}: ${(e as Error).stack}`);

@@ -14,7 +14,7 @@ function run(...args: string[]) {
 }
 
 describe('lora-sync inspect (CLI)', () => {
-  before(function () {
+  before(() => {
     if (!existsSync(CLI)) throw new Error('dist/cli.js is missing: run `npm run build` (npm test does)');
   });
 
@@ -25,7 +25,15 @@ describe('lora-sync inspect (CLI)', () => {
     assert.equal(j.sound, true);
     assert.equal(j.format, 'torch-zip');
     assert.equal(j.prefix, 'seed_source');
-    assert.deepEqual(j.tensors.map((t: { path: string }) => t.path), ['lora_params.layers.0.lora_A', 'lora_params.layers.0.lora_B', 'lora_params.layers.1.lora_A', 'lora_params.layers.1.lora_B']);
+    assert.deepEqual(
+      j.tensors.map((t: { path: string }) => t.path),
+      [
+        'lora_params.layers.0.lora_A',
+        'lora_params.layers.0.lora_B',
+        'lora_params.layers.1.lora_A',
+        'lora_params.layers.1.lora_B',
+      ],
+    );
     assert.equal(j.tensors[0].dtype, 'float32');
     const m = j.metadata.metadata;
     assert.deepEqual(m.shape, { $tuple: [4, 8] });
@@ -52,7 +60,10 @@ describe('lora-sync inspect (CLI)', () => {
     assert.equal(r.code, 1);
     const j = JSON.parse(r.out);
     assert.equal(j.safety.safe, false);
-    assert.deepEqual(j.safety.unsafe.map((u: { global: string }) => u.global), ['posix.system']);
+    assert.deepEqual(
+      j.safety.unsafe.map((u: { global: string }) => u.global),
+      ['posix.system'],
+    );
   });
 
   it('corrupt files: exit 1 with the code and a message naming what is wrong, no stack trace', () => {
@@ -62,7 +73,10 @@ describe('lora-sync inspect (CLI)', () => {
     assert.doesNotMatch(t.out + t.err, /\bat .*\.js:\d+/);
     const c = run('inspect', join(FIX, 'bad_crc.pt'), '--json');
     assert.equal(c.code, 1);
-    assert.deepEqual(JSON.parse(c.out).crc.failures.map((f: { record: string }) => f.record), ['seed_source/data/0']);
+    assert.deepEqual(
+      JSON.parse(c.out).crc.failures.map((f: { record: string }) => f.record),
+      ['seed_source/data/0'],
+    );
     const e = run('inspect', join(FIX, 'empty.pt'), '--json');
     assert.equal(e.code, 1);
     assert.equal(JSON.parse(e.out).error.code, 'EMPTY_FILE');
@@ -85,7 +99,10 @@ describe('lora-sync inspect (CLI)', () => {
   it('--version names the digest algorithm and the hashers in use', () => {
     const r = run('--version');
     assert.equal(r.code, 0);
-    assert.match(r.out, /^lora-sync \d+\.\d+\.\d+ \(digests xxh64-4MiB-leaves\+sha256-128, hashing (native|portable)\)\n$/);
+    assert.match(
+      r.out,
+      /^lora-sync \d+\.\d+\.\d+ \(digests xxh64-4MiB-leaves\+sha256-128, hashing (native|portable)\)\n$/,
+    );
   });
 
   it('usage errors exit 2', () => {

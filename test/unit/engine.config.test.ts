@@ -17,19 +17,27 @@ const FIX = join(__dirname, '..', 'fixtures', 'workspace');
 
 describe('engine configuration', () => {
   let dir: string;
-  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'lora-cfg-')); });
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lora-cfg-'));
+  });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
   it('defaults fit the seed; lora-sync.json overrides; unknown keys and bad types are errors', async () => {
     assert.deepEqual(await loadConfig(dir), DEFAULT_CONFIG);
-    await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ sourceFolders: ['CENTRAL'], copyKeys: ['team'], backups: false }));
+    await writeFile(
+      join(dir, 'lora-sync.json'),
+      JSON.stringify({ sourceFolders: ['CENTRAL'], copyKeys: ['team'], backups: false }),
+    );
     const c = await loadConfig(dir);
     assert.deepEqual(c.sourceFolders, ['CENTRAL']);
     assert.deepEqual(c.copyKeys, ['team']);
     assert.equal(c.backups, false);
     assert.deepEqual(c.include, DEFAULT_CONFIG.include);
     await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ sourceFolder: ['x'] }));
-    await assert.rejects(loadConfig(dir), (e: Error) => e instanceof ConfigError && /unknown option "sourceFolder"/.test(e.message));
+    await assert.rejects(
+      loadConfig(dir),
+      (e: Error) => e instanceof ConfigError && /unknown option "sourceFolder"/.test(e.message),
+    );
     await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ copyKeys: 'team' }));
     await assert.rejects(loadConfig(dir), ConfigError);
     await writeFile(join(dir, 'lora-sync.json'), '{ not json');
@@ -42,7 +50,10 @@ describe('engine configuration', () => {
   it('a custom source folder and exclude are honoured by the scan', async () => {
     await cp(FIX, dir, { recursive: true });
     // Sources now live in "⭐_AKTIF_EN_IYILER" only if configured: call the central folder something else.
-    await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ sourceFolders: ['NEWTON_HALL'], exclude: ['**/.git/**', '**/.lora-sync/**', 'backup/**'] }));
+    await writeFile(
+      join(dir, 'lora-sync.json'),
+      JSON.stringify({ sourceFolders: ['NEWTON_HALL'], exclude: ['**/.git/**', '**/.lora-sync/**', 'backup/**'] }),
+    );
     const ws = await Workspace.open(dir);
     await ws.scan();
     const r = await ws.report();
@@ -54,24 +65,42 @@ describe('engine configuration', () => {
 
 describe('engine with safetensors LoRAs', () => {
   let dir: string;
-  before(async () => { dir = await mkdtemp(join(tmpdir(), 'lora-st-')); });
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lora-st-'));
+  });
   after(() => rm(dir, { recursive: true, force: true }));
 
   async function write(path: string, seed: number, md: Record<string, string>) {
     const r = prng(seed);
     const fh = await open(path, 'w');
-    await writeSafetensors(fh, [
-      { name: 'layers.0.lora_A', dtype: 'F32', shape: [4, 8], data: randomF32(r, 32) },
-      { name: 'layers.0.lora_B', dtype: 'F32', shape: [8, 4], data: randomF32(r, 32) },
-    ], md);
+    await writeSafetensors(
+      fh,
+      [
+        { name: 'layers.0.lora_A', dtype: 'F32', shape: [4, 8], data: randomF32(r, 32) },
+        { name: 'layers.0.lora_B', dtype: 'F32', shape: [8, 4], data: randomF32(r, 32) },
+      ],
+      md,
+    );
     await fh.close();
   }
 
-  it('statuses and a sync that keeps the copy\'s own keys', async () => {
+  it("statuses and a sync that keeps the copy's own keys", async () => {
     await mkdir(join(dir, '⭐_AKTIF_EN_IYILER'));
     await mkdir(join(dir, 'Liverpool'));
-    await write(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_S.safetensors'), 2, { id: 'lora_s', name: 'LoRA_S', generation: '7', sync_info: JSON.stringify({ last_sync_match: 50 }) });
-    await write(join(dir, 'Liverpool/LoRA_S_aa11bb.safetensors'), 1, { id: 'lora_s', name: 'LoRA_S', generation: '6', team: 'Liverpool', score: '0.9', sync_info: JSON.stringify({ last_sync_match: 45 }) });
+    await write(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_S.safetensors'), 2, {
+      id: 'lora_s',
+      name: 'LoRA_S',
+      generation: '7',
+      sync_info: JSON.stringify({ last_sync_match: 50 }),
+    });
+    await write(join(dir, 'Liverpool/LoRA_S_aa11bb.safetensors'), 1, {
+      id: 'lora_s',
+      name: 'LoRA_S',
+      generation: '6',
+      team: 'Liverpool',
+      score: '0.9',
+      sync_info: JSON.stringify({ last_sync_match: 45 }),
+    });
     const ws = await Workspace.open(dir);
     await ws.scan();
     assert.equal(ws.status('Liverpool/LoRA_S_aa11bb.safetensors')!.status, 'STALE');
@@ -83,7 +112,12 @@ describe('engine with safetensors LoRAs', () => {
     assert.equal(st.metadata!.score, '0.9');
     assert.equal(st.metadata!.generation, '7');
     assert.equal(JSON.parse(st.metadata!.sync_info).last_sync_match, 51);
-    const bytes = async (p: string) => withCheckpoint(join(dir, p), async (c) => Buffer.concat(await Promise.all(c.tensors.map((t) => readTensorBytes(c, t)))));
-    assert.ok((await bytes('Liverpool/LoRA_S_aa11bb.safetensors')).equals(await bytes('⭐_AKTIF_EN_IYILER/LoRA_S.safetensors')));
+    const bytes = async (p: string) =>
+      withCheckpoint(join(dir, p), async (c) =>
+        Buffer.concat(await Promise.all(c.tensors.map((t) => readTensorBytes(c, t)))),
+      );
+    assert.ok(
+      (await bytes('Liverpool/LoRA_S_aa11bb.safetensors')).equals(await bytes('⭐_AKTIF_EN_IYILER/LoRA_S.safetensors')),
+    );
   });
 });

@@ -14,13 +14,23 @@ import { trainerStep } from '../../server/src/demo/trainerStep';
 import { withCheckpoint } from '../../server/src/formats/checkpoint';
 import { readTensorBytes } from '../../server/src/formats/fingerprint';
 import { getKey, mappingEntries } from '../../server/src/formats/pickle/nodes';
-import { typedForm, Typed } from '../../server/src/formats/pyValue';
+import { typedForm, type Typed } from '../../server/src/formats/pyValue';
 import { compareWithSource, statusOf } from '../../server/src/engine/statusRules';
-import { FileEntry } from '../../server/src/engine/loraFile';
+import type { FileEntry } from '../../server/src/engine/loraFile';
 import { DIGEST_ALG } from '../../server/src/formats/fingerprint';
 
 const FIX = join(__dirname, '..', 'fixtures', 'workspace');
-interface Expected { path: string; lora_id: string | null; lora_name?: string; role: string | null; expect: string; copy_keys?: Record<string, Typed>; source?: string; sync_blocked?: string; source_tensors?: Array<{ path: string; sha256: string }> }
+interface Expected {
+  path: string;
+  lora_id: string | null;
+  lora_name?: string;
+  role: string | null;
+  expect: string;
+  copy_keys?: Record<string, Typed>;
+  source?: string;
+  sync_blocked?: string;
+  source_tensors?: Array<{ path: string; sha256: string }>;
+}
 const expected: { files: Expected[] } = JSON.parse(require('node:fs').readFileSync(join(FIX, 'expected.json'), 'utf8'));
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -45,7 +55,9 @@ async function copyKeysOf(path: string): Promise<Record<string, Typed>> {
   return withCheckpoint(path, async (c) => {
     const meta = getKey(c.root!, 'metadata')!;
     const out: Record<string, Typed> = {};
-    for (const [k, v] of mappingEntries(meta)!) if (k.kind === 'str' && ['team', 'specialization_key', 'score', 'match_count', 'exported_at'].includes(k.value)) out[k.value] = typedForm(v);
+    for (const [k, v] of mappingEntries(meta)!)
+      if (k.kind === 'str' && ['team', 'specialization_key', 'score', 'match_count', 'exported_at'].includes(k.value))
+        out[k.value] = typedForm(v);
     return out;
   });
 }
@@ -53,7 +65,9 @@ async function copyKeysOf(path: string): Promise<Record<string, Typed>> {
 describe('engine on a torch-written workspace', function () {
   this.timeout(60000);
   const dirs: string[] = [];
-  after(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }); });
+  after(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
 
   it('gives every file the status expected.json names', async () => {
     const { dir, ws } = await fresh();
@@ -66,8 +80,10 @@ describe('engine on a torch-written workspace', function () {
       assert.ok(f, `missing ${e.path}`);
       assert.equal(f.status, e.expect, `${e.path}: ${f.message}`);
       if (e.role) assert.equal(f.role, e.role, e.path);
-      if (e.expect !== 'UNRECOGNIZED' && e.expect !== 'CORRUPT' && e.lora_id) assert.equal(f.lora_id, e.lora_id, e.path);
-      if (f.status !== 'SOURCE' && f.status !== 'IN_SYNC' && f.status !== 'UNRECOGNIZED') assert.ok(f.issues.length > 0, `${e.path} has issues`);
+      if (e.expect !== 'UNRECOGNIZED' && e.expect !== 'CORRUPT' && e.lora_id)
+        assert.equal(f.lora_id, e.lora_id, e.path);
+      if (f.status !== 'SOURCE' && f.status !== 'IN_SYNC' && f.status !== 'UNRECOGNIZED')
+        assert.ok(f.issues.length > 0, `${e.path} has issues`);
     }
     // identity by file name when the metadata has no id
     assert.equal(got.get('💎_PERFECT_HYBRID_HALL/LoRA_I_0a1b2c.pt')!.lora_id, 'name:LoRA_I');
@@ -80,7 +96,10 @@ describe('engine on a torch-written workspace', function () {
     // a corrupt copy is still shown under its LoRA, found by its file name
     assert.ok(r.loras.find((l) => l.id === 'lora_f')!.copies.some((c) => c.status === 'CORRUPT'));
     // messages name what is wrong and where the source is
-    assert.match(got.get('Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt')!.message, /^stale: 4 of 4 tensors differ from ⭐_AKTIF_EN_IYILER\/LoRA_A\.pt, last synced at match 45, source at match 50$/);
+    assert.match(
+      got.get('Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt')!.message,
+      /^stale: 4 of 4 tensors differ from ⭐_AKTIF_EN_IYILER\/LoRA_A\.pt, last synced at match 45, source at match 50$/,
+    );
     // the seed's verify_sync_integrity shape
     const v = ws.verify(['lora_a']);
     assert.equal(v.is_consistent, false);
@@ -88,7 +107,7 @@ describe('engine on a torch-written workspace', function () {
     assert.equal(ws.verify(['lora_h']).is_consistent, true);
   });
 
-  it('sync writes STALE and drifted copies with the source tensors and keeps each copy\'s own keys exactly; nothing else is touched', async () => {
+  it("sync writes STALE and drifted copies with the source tensors and keeps each copy's own keys exactly; nothing else is touched", async () => {
     const { dir, ws } = await fresh();
     dirs.push(dir);
     const all = expected.files.map((e) => e.path);
@@ -96,9 +115,14 @@ describe('engine on a torch-written workspace', function () {
     const mtimes = new Map<string, number>();
     for (const f of all) mtimes.set(f, (await stat(ws.abs(f))).mtimeMs);
     const keysBefore = new Map<string, Record<string, Typed>>();
-    for (const e of expected.files.filter((x) => x.copy_keys && (x.expect === 'STALE' || x.expect === 'METADATA_DRIFT'))) keysBefore.set(e.path, await copyKeysOf(ws.abs(e.path)));
+    for (const e of expected.files.filter(
+      (x) => x.copy_keys && (x.expect === 'STALE' || x.expect === 'METADATA_DRIFT'),
+    ))
+      keysBefore.set(e.path, await copyKeysOf(ws.abs(e.path)));
     const res = await ws.sync(ws.plan(), { reason: 'LEARNING_UPDATE', match: 51 });
-    const writable = expected.files.filter((e) => (e.expect === 'STALE' || e.expect === 'METADATA_DRIFT') && !e.sync_blocked);
+    const writable = expected.files.filter(
+      (e) => (e.expect === 'STALE' || e.expect === 'METADATA_DRIFT') && !e.sync_blocked,
+    );
     assert.equal(res.synced, writable.length);
     assert.equal(res.failed, 0);
     for (const e of expected.files) {
@@ -109,8 +133,17 @@ describe('engine on a torch-written workspace', function () {
     for (const e of writable) {
       assert.deepEqual(await copyKeysOf(ws.abs(e.path)), keysBefore.get(e.path), `${e.path} keeps its own keys`);
       await withCheckpoint(ws.abs(e.path), async (c) => {
-        const got = await Promise.all(c.tensors.map(async (t) => ({ path: t.path.replace(/^lora_params\./, ''), sha256: sha(await readTensorBytes(c, t)) })));
-        assert.deepEqual(got, e.source_tensors!.map(({ path, sha256 }) => ({ path, sha256 })), `${e.path} has the source's tensors`);
+        const got = await Promise.all(
+          c.tensors.map(async (t) => ({
+            path: t.path.replace(/^lora_params\./, ''),
+            sha256: sha(await readTensorBytes(c, t)),
+          })),
+        );
+        assert.deepEqual(
+          got,
+          e.source_tensors!.map(({ path, sha256 }) => ({ path, sha256 })),
+          `${e.path} has the source's tensors`,
+        );
         const info = getKey(getKey(c.root!, 'metadata')!, 'sync_info')!;
         assert.deepEqual(typedForm(getKey(info, 'last_sync_match')!), ['int', '51']);
         assert.deepEqual(typedForm(getKey(info, 'sync_reason')!), ['str', 'LEARNING_UPDATE']);
@@ -119,7 +152,13 @@ describe('engine on a torch-written workspace', function () {
     }
     // history: one SYNC event per LoRA that was synced
     const { events } = await ws.history.read();
-    assert.deepEqual(events.filter((x) => x.event === 'SYNC').map((x) => x.lora_id).sort(), [...new Set(writable.map((e) => e.lora_id ?? `name:${e.lora_name}`))].sort());
+    assert.deepEqual(
+      events
+        .filter((x) => x.event === 'SYNC')
+        .map((x) => x.lora_id)
+        .sort(),
+      [...new Set(writable.map((e) => e.lora_id ?? `name:${e.lora_name}`))].sort(),
+    );
     assert.ok(events.every((x) => x.match_idx === 51 && x.reason === 'LEARNING_UPDATE'));
     // a second scan from disk agrees, and a second sync has nothing to write
     const again = await Workspace.open(dir);
@@ -157,7 +196,7 @@ describe('engine on a torch-written workspace', function () {
     const res = await ws.sync(ws.plan({ loras: ['lora_a'], force: true }), { reason: 'MANUAL' });
     const r = res.loras[0].copies.find((c) => c.path === diverged)!;
     assert.equal(r.outcome, 'synced');
-    assert.ok(r.backup && r.backup.startsWith('.lora-sync/backups/'));
+    assert.ok(r.backup?.startsWith('.lora-sync/backups/'));
     assert.ok((await readFile(join(dir, r.backup!))).equals(old), 'backup is the old file, byte for byte');
     assert.equal(ws.status(diverged)!.status, 'IN_SYNC');
     const { events } = await ws.history.read();
@@ -184,7 +223,10 @@ describe('engine on a torch-written workspace', function () {
     const { dir, ws } = await fresh();
     dirs.push(dir);
     const planB = ws.plan({ loras: ['lora_b'] });
-    await writeFile(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_B.pt'), await readFile(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_B.pt')));
+    await writeFile(
+      join(dir, '⭐_AKTIF_EN_IYILER/LoRA_B.pt'),
+      await readFile(join(dir, '⭐_AKTIF_EN_IYILER/LoRA_B.pt')),
+    );
     const rb = await ws.sync(planB, { reason: 'MANUAL' });
     const writes = rb.loras[0].copies.filter((c) => c.reason.includes('changed since the plan'));
     assert.ok(writes.length >= 1 && writes.every((c) => c.outcome === 'skipped'));
@@ -203,30 +245,84 @@ describe('engine on a torch-written workspace', function () {
 describe('status rules (pure, by table)', () => {
   const t = (name: string, digest: string, shape = [4, 16], dtype = 'float32') => ({ name, dtype, shape, digest });
   const entry = (over: Partial<FileEntry>): FileEntry => ({
-    path: 'x.pt', size: 1, mtimeMs: 1, mtimeNs: '1000000', ino: 1, kind: 'lora', role: 'copy', unsafeGlobals: [], loraId: 'l', name: 'L',
-    tensors: [t('a', '1'), t('b', '2')], tensorsDigest: 'T12', metaDigest: 'M', metaKeys: { 'metadata.x': '1' }, copyKeys: [], syncInfo: { lastSyncMatch: 50 }, ...over,
+    path: 'x.pt',
+    size: 1,
+    mtimeMs: 1,
+    mtimeNs: '1000000',
+    ino: 1,
+    kind: 'lora',
+    role: 'copy',
+    unsafeGlobals: [],
+    loraId: 'l',
+    name: 'L',
+    tensors: [t('a', '1'), t('b', '2')],
+    tensorsDigest: 'T12',
+    metaDigest: 'M',
+    metaKeys: { 'metadata.x': '1' },
+    copyKeys: [],
+    syncInfo: { lastSyncMatch: 50 },
+    ...over,
   });
   const src = entry({ path: 'src.pt', role: 'source' });
   const rows: Array<[string, Partial<FileEntry>, string]> = [
     ['equal tensors and metadata', {}, 'IN_SYNC'],
     ['equal tensors, other metadata', { metaDigest: 'M2', metaKeys: { 'metadata.x': '2' } }, 'METADATA_DRIFT'],
-    ['older match, other values', { tensors: [t('a', '9'), t('b', '2')], tensorsDigest: 'T92', syncInfo: { lastSyncMatch: 45 } }, 'STALE'],
+    [
+      'older match, other values',
+      { tensors: [t('a', '9'), t('b', '2')], tensorsDigest: 'T92', syncInfo: { lastSyncMatch: 45 } },
+      'STALE',
+    ],
     ['same match, other values', { tensors: [t('a', '9'), t('b', '2')], tensorsDigest: 'T92' }, 'DIVERGED'],
-    ['no sync_info, other values', { tensors: [t('a', '9'), t('b', '2')], tensorsDigest: 'T92', syncInfo: {} }, 'DIVERGED'],
+    [
+      'no sync_info, other values',
+      { tensors: [t('a', '9'), t('b', '2')], tensorsDigest: 'T92', syncInfo: {} },
+      'DIVERGED',
+    ],
     ['same match, a tensor missing', { tensors: [t('a', '1')], tensorsDigest: 'T1' }, 'PARAM_COUNT_MISMATCH'],
-    ['same match, an extra tensor', { tensors: [t('a', '1'), t('b', '2'), t('c', '3')], tensorsDigest: 'T123' }, 'PARAM_COUNT_MISMATCH'],
+    [
+      'same match, an extra tensor',
+      { tensors: [t('a', '1'), t('b', '2'), t('c', '3')], tensorsDigest: 'T123' },
+      'PARAM_COUNT_MISMATCH',
+    ],
     ['same match, other shape', { tensors: [t('a', '1', [4, 8]), t('b', '2')], tensorsDigest: 'Ts' }, 'SHAPE_MISMATCH'],
-    ['same match, float64 with equal values', { tensors: [t('a', '1', [4, 16], 'float64'), t('b', '2')], tensorsDigest: 'Td' }, 'DTYPE_MISMATCH'],
-    ['older match, structure changed', { tensors: [t('a', '1')], tensorsDigest: 'T1', syncInfo: { lastSyncMatch: 40 } }, 'STALE'],
-    ['our record: copy untouched since sync, newer match numbers', { tensors: [t('a', '9'), t('b', '2')], tensorsDigest: 'T92', syncInfo: { lastSyncMatch: 60, engine: { tensors: 'T92', alg: DIGEST_ALG } } }, 'STALE'],
-    ['our record: copy changed since sync, older match numbers', { tensors: [t('a', '9'), t('b', '2')], tensorsDigest: 'T92', syncInfo: { lastSyncMatch: 10, engine: { tensors: 'Tother', alg: DIGEST_ALG } } }, 'DIVERGED'],
+    [
+      'same match, float64 with equal values',
+      { tensors: [t('a', '1', [4, 16], 'float64'), t('b', '2')], tensorsDigest: 'Td' },
+      'DTYPE_MISMATCH',
+    ],
+    [
+      'older match, structure changed',
+      { tensors: [t('a', '1')], tensorsDigest: 'T1', syncInfo: { lastSyncMatch: 40 } },
+      'STALE',
+    ],
+    [
+      'our record: copy untouched since sync, newer match numbers',
+      {
+        tensors: [t('a', '9'), t('b', '2')],
+        tensorsDigest: 'T92',
+        syncInfo: { lastSyncMatch: 60, engine: { tensors: 'T92', alg: DIGEST_ALG } },
+      },
+      'STALE',
+    ],
+    [
+      'our record: copy changed since sync, older match numbers',
+      {
+        tensors: [t('a', '9'), t('b', '2')],
+        tensorsDigest: 'T92',
+        syncInfo: { lastSyncMatch: 10, engine: { tensors: 'Tother', alg: DIGEST_ALG } },
+      },
+      'DIVERGED',
+    ],
   ];
   for (const [what, over, want] of rows) {
     it(`${what} -> ${want}`, () => assert.equal(compareWithSource(entry(over), src).status, want));
   }
   it('corrupt and unsafe come first; a copy without a LoRA source is an orphan; two sources are duplicates', () => {
     const g = { id: 'l', name: 'L', sources: [src], copies: [], broken: [] };
-    assert.equal(statusOf(entry({ kind: 'corrupt', error: { code: 'ZIP_TRUNCATED', message: 'x' } }), g).status, 'CORRUPT');
+    assert.equal(
+      statusOf(entry({ kind: 'corrupt', error: { code: 'ZIP_TRUNCATED', message: 'x' } }), g).status,
+      'CORRUPT',
+    );
     assert.equal(statusOf(entry({ unsafeGlobals: ['posix.system'] }), g).status, 'UNSAFE');
     assert.equal(statusOf(entry({}), { ...g, sources: [] }).status, 'ORPHAN');
     const src2 = entry({ path: 'src2.pt', role: 'source' });
@@ -234,4 +330,3 @@ describe('status rules (pure, by table)', () => {
     assert.equal(statusOf(src, g).status, 'SOURCE');
   });
 });
-

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { allBackends, HashBackend } from '../../server/src/formats/hashBackend';
+import { allBackends, type HashBackend } from '../../server/src/formats/hashBackend';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -46,10 +46,18 @@ describe('hash backends', () => {
       const data = randomBytes(len);
       assert.equal(native.crc32(data), portable.crc32(data), `crc32 of ${len} bytes`);
       const cut = Math.floor(len / 3);
-      assert.equal(native.crc32(data.subarray(cut), native.crc32(data.subarray(0, cut))), portable.crc32(data), `chained crc32 of ${len}`);
+      assert.equal(
+        native.crc32(data.subarray(cut), native.crc32(data.subarray(0, cut))),
+        portable.crc32(data),
+        `chained crc32 of ${len}`,
+      );
       const whole = await xxh64Hex(portable, [data]);
       assert.equal(await xxh64Hex(native, [data]), whole, `xxh64 of ${len} bytes`);
-      assert.equal(await xxh64Hex(native, [data.subarray(0, cut), data.subarray(cut, cut + 5), data.subarray(cut + 5)]), whole, `streamed xxh64 of ${len}`);
+      assert.equal(
+        await xxh64Hex(native, [data.subarray(0, cut), data.subarray(cut, cut + 5), data.subarray(cut + 5)]),
+        whole,
+        `streamed xxh64 of ${len}`,
+      );
     }
   });
 
@@ -73,14 +81,24 @@ describe('hash backends', () => {
       await cp(join(ROOT, 'dist', 'cli.js'), join(dir, 'cli.js'));
       await cp(join(ROOT, 'dist', 'native'), join(dir, 'native'), { recursive: true });
       const file = join(ROOT, 'test', 'fixtures', 'torch', 'views.pt');
-      const run = (env: NodeJS.ProcessEnv = {}) => JSON.parse(execFileSync(process.execPath, [join(dir, 'cli.js'), 'inspect', file, '--json'], { encoding: 'utf8', cwd: dir, env: { ...process.env, NODE_OPTIONS: '', ...env } }));
+      const run = (env: NodeJS.ProcessEnv = {}) =>
+        JSON.parse(
+          execFileSync(process.execPath, [join(dir, 'cli.js'), 'inspect', file, '--json'], {
+            encoding: 'utf8',
+            cwd: dir,
+            env: { ...process.env, NODE_OPTIONS: '', ...env },
+          }),
+        );
       const withNative = run();
       if (process.platform === 'linux' && process.arch === 'x64') assert.equal(withNative.hash_backend, 'native');
       await rename(join(dir, 'native'), join(dir, 'elsewhere'));
       const without = run();
       assert.equal(without.hash_backend, 'portable');
       assert.ok(withNative.tensors.length >= 2);
-      assert.deepEqual(without.tensors.map((t: { digest: string }) => t.digest), withNative.tensors.map((t: { digest: string }) => t.digest));
+      assert.deepEqual(
+        without.tensors.map((t: { digest: string }) => t.digest),
+        withNative.tensors.map((t: { digest: string }) => t.digest),
+      );
       assert.equal(run({ LORA_SYNC_HASH_BACKEND: 'portable' }).hash_backend, 'portable');
     } finally {
       await rm(dir, { recursive: true, force: true });

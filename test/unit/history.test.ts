@@ -36,9 +36,23 @@ describe('engine/history', () => {
     assert.equal(await h.repair(), 0);
 
     const events: HistoryEvent[] = [
-      ev('lora_abc123', 'LoRA_Gen5_a3b2', { match_idx: 50, reason: 'LEARNING_UPDATE', synced_copies: 5, failed_copies: 0, total_copies: 5 }),
-      ev('lora_ç', '⭐_AKTIF_EN_IYILER/LoRA_İğüşöç', { event: 'VERIFY', consistent: false, files: ['💎_PERFECT_HYBRID_HALL/LoRA_A_abc123.pt', '🏛️_NEWTON_HALL/x.pt'] }),
-      ev('lora_nl', 'line\nbreak\u2028sep\u2029"quoted"\\', { event: 'FORCE_OVERWRITE', backup: '.lora-sync/backup/ä.pt', details: { nested: { a: [1, 'ü'] } } }),
+      ev('lora_abc123', 'LoRA_Gen5_a3b2', {
+        match_idx: 50,
+        reason: 'LEARNING_UPDATE',
+        synced_copies: 5,
+        failed_copies: 0,
+        total_copies: 5,
+      }),
+      ev('lora_ç', '⭐_AKTIF_EN_IYILER/LoRA_İğüşöç', {
+        event: 'VERIFY',
+        consistent: false,
+        files: ['💎_PERFECT_HYBRID_HALL/LoRA_A_abc123.pt', '🏛️_NEWTON_HALL/x.pt'],
+      }),
+      ev('lora_nl', 'line\nbreak\u2028sep\u2029"quoted"\\', {
+        event: 'FORCE_OVERWRITE',
+        backup: '.lora-sync/backup/ä.pt',
+        details: { nested: { a: [1, 'ü'] } },
+      }),
       ev('lora_r', 'Manchester_United/🆚_VS_Liverpool', { event: 'RESTORE', details: { big: 12n as unknown } }),
     ];
     await h.append(events.slice(0, 2));
@@ -70,13 +84,19 @@ describe('engine/history', () => {
     await fsp.appendFile(h.path, half);
 
     const before = await h.read();
-    assert.deepEqual(before.events.map((e) => e.name), ['A1', 'A2', 'B1']);
+    assert.deepEqual(
+      before.events.map((e) => e.name),
+      ['A1', 'A2', 'B1'],
+    );
     assert.equal(before.skippedLines, 1, 'read counts the torn tail');
 
     await h.append([ev('c', 'C1'), ev('c', 'C2')]);
     const after = await h.read();
     assert.equal(after.skippedLines, 0);
-    assert.deepEqual(after.events.map((e) => e.name), ['A1', 'A2', 'B1', 'C1', 'C2']);
+    assert.deepEqual(
+      after.events.map((e) => e.name),
+      ['A1', 'A2', 'B1', 'C1', 'C2'],
+    );
     assert.ok(!(await fsp.readFile(h.path, 'utf8')).includes(half));
     assert.equal((await rawLines(h)).length, 5);
   });
@@ -89,7 +109,10 @@ describe('engine/history', () => {
     const complete = JSON.stringify(ev('x', 'no-newline'));
     await fsp.appendFile(h.path, complete);
     const r = await h.read();
-    assert.deepEqual(r.events.map((e) => e.name), ['A1']);
+    assert.deepEqual(
+      r.events.map((e) => e.name),
+      ['A1'],
+    );
     assert.equal(r.skippedLines, 1);
     assert.equal(await h.repair(), Buffer.byteLength(complete));
     assert.equal(await h.repair(), 0, 'repair is idempotent');
@@ -100,7 +123,7 @@ describe('engine/history', () => {
     const h = new History(root);
     await h.append([ev('a', 'A1')]);
     const size = (await fsp.stat(h.path)).size;
-    await fsp.appendFile(h.path, '{"time":"' + 'z'.repeat(300_000));
+    await fsp.appendFile(h.path, `{"time":"${'z'.repeat(300_000)}`);
     assert.equal(await h.repair(), 300_009);
     assert.equal((await fsp.stat(h.path)).size, size);
 
@@ -109,7 +132,10 @@ describe('engine/history', () => {
     assert.equal(await h.repair(), 200_000);
     assert.equal((await fsp.stat(h.path)).size, 0);
     await h.append([ev('b', 'B1')]);
-    assert.deepEqual((await h.read()).events.map((e) => e.name), ['B1']);
+    assert.deepEqual(
+      (await h.read()).events.map((e) => e.name),
+      ['B1'],
+    );
   });
 
   it('skips and counts garbage lines in the middle, never throwing on content', async () => {
@@ -125,11 +151,14 @@ describe('engine/history', () => {
       '{"time":5,"event":"SYNC","lora_id":"a","name":"n"}', // time not a string
       '{"time":"t","event":"SYNC","lora_id":"a"', // cut
     ];
-    await fsp.appendFile(h.path, garbage.join('\n') + '\n\n   \n');
+    await fsp.appendFile(h.path, `${garbage.join('\n')}\n\n   \n`);
     await fsp.appendFile(h.path, Buffer.from([0xff, 0xfe, 0x00, 0x7b, 0x0a])); // invalid UTF-8 and a NUL
     await h.append([ev('b', 'last')]);
     const r = await h.read();
-    assert.deepEqual(r.events.map((e) => e.name), ['first', 'last']);
+    assert.deepEqual(
+      r.events.map((e) => e.name),
+      ['first', 'last'],
+    );
     assert.equal(r.skippedLines, garbage.length + 1, 'blank lines are not counted, garbage lines are');
   });
 
@@ -151,7 +180,10 @@ describe('engine/history', () => {
     assert.deepEqual(idx(await h.read({ loraId: 'nobody' })), []);
     // limit just past the batch trimming threshold (2*limit+1024) keeps the right window
     const w = await h.read({ limit: 1500 });
-    assert.deepEqual(idx(w), Array.from({ length: 1500 }, (_, i) => 3500 + i));
+    assert.deepEqual(
+      idx(w),
+      Array.from({ length: 1500 }, (_, i) => 3500 + i),
+    );
   });
 
   it('never interleaves 50 concurrent appends, even across two History objects and a torn start', async () => {
@@ -160,13 +192,15 @@ describe('engine/history', () => {
     await h1.append([ev('seed', 'seed')]);
     // A long torn tail makes every racing append want to truncate, and its backwards scan take many
     // reads: unserialised, a late truncate would cut lines another append has just written.
-    await fsp.appendFile(h1.path, '{"time":"torn' + 'x'.repeat(2 << 20));
+    await fsp.appendFile(h1.path, `{"time":"torn${'x'.repeat(2 << 20)}`);
     const rand = prng(7);
     const long = 'ş'.repeat(20_000);
     await Promise.all(
       Array.from({ length: 50 }, async (_, b) => {
         const n = 1 + Math.floor(rand() * 4);
-        const batch = Array.from({ length: n }, (_, k) => ev(`batch${b}`, `${long}${b}`, { match_idx: k, details: { n } }));
+        const batch = Array.from({ length: n }, (_, k) =>
+          ev(`batch${b}`, `${long}${b}`, { match_idx: k, details: { n } }),
+        );
         // Staggered starts put one append's repair between another's stat and write.
         for (let t = Math.floor(rand() * 12); t > 0; t--) await new Promise(setImmediate);
         return (b % 2 ? h2 : h1).append(batch);
@@ -263,15 +297,24 @@ for (;;) {
         }
         for (const [id, count] of kept) assert.equal(byRun.get(id)?.length ?? 0, count, `${id} changed later`);
         const mine = byRun.get(`run${run}`) ?? [];
-        assert.deepEqual(mine, Array.from({ length: mine.length }, (_, i) => i), `run ${run}: gaps or reordering`);
+        assert.deepEqual(
+          mine,
+          Array.from({ length: mine.length }, (_, i) => i),
+          `run ${run}: gaps or reordering`,
+        );
         assert.ok(mine.length >= reported, `run ${run}: reported ${reported} written, only ${mine.length} present`);
         kept.set(`run${run}`, mine.length);
       }
       return kept;
     };
-    const counts = (await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i)))).flatMap((m) => [...m.values()]);
+    const counts = (await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i)))).flatMap((m) => [
+      ...m.values(),
+    ]);
     assert.equal(counts.length, 20);
-    assert.ok(counts.filter((n) => n > 0).length >= 10, `most children should have written something: ${counts.join(',')}`);
+    assert.ok(
+      counts.filter((n) => n > 0).length >= 10,
+      `most children should have written something: ${counts.join(',')}`,
+    );
     // Informational: how many kills left a torn line (timing-dependent, usually 0; not asserted).
     console.log(`      crash test: ${torn}/20 kills left a torn line; events kept per run: ${counts.join(',')}`);
   });

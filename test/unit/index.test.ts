@@ -16,8 +16,6 @@ import { trainerStep } from '../../server/src/demo/trainerStep';
 import { entryPoolStats, shutdownEntryPool } from '../../server/src/engine/entryPool';
 import { availableParallelism } from 'node:os';
 
-
-
 describe('live index: cache and incremental updates', function () {
   this.timeout(60000);
   let dir: string;
@@ -83,7 +81,7 @@ describe('live index: cache and incremental updates', function () {
     await writeFile(join(dir, liveTemp), 'a live writer');
     const removed = await ws.removeStaleTempFiles([target]);
     assert.deepEqual(removed.sort(), [farTemp, nearTemp].sort());
-    assert.ok(existsSync(join(dir, liveTemp)), 'a live process\'s temporary file stays');
+    assert.ok(existsSync(join(dir, liveTemp)), "a live process's temporary file stays");
     await rm(join(dir, liveTemp));
   });
 
@@ -129,7 +127,10 @@ describe('live index: cache and incremental updates', function () {
     const ws = await Workspace.open(dir);
     await ws.scan();
     const plan = ws.plan();
-    assert.ok(plan.some((l) => l.copies.some((c) => c.path === rel && c.action === 'write')), 'the plan writes the STALE copy');
+    assert.ok(
+      plan.some((l) => l.copies.some((c) => c.path === rel && c.action === 'write')),
+      'the plan writes the STALE copy',
+    );
     // A hand edit of its tensors (same size) lands in the same tick: same key, other bytes, valid file.
     const c = await openCheckpoint(f);
     const rec = c.records!.find((r) => /\/data\/0$/.test(r.name))!;
@@ -139,7 +140,11 @@ describe('live index: cache and incremental updates', function () {
     // keep the file sound: fix the record's CRC in its data descriptor and central entry
     const oldCrc = rec.crc32;
     const newCrc = zlib.crc32(edited.subarray(rec.dataOffset, rec.dataOffset + rec.size));
-    const le = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n >>> 0); return b; };
+    const le = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(n >>> 0);
+      return b;
+    };
     for (let i = edited.indexOf(le(oldCrc)); i >= 0; i = edited.indexOf(le(oldCrc), i + 4)) le(newCrc).copy(edited, i);
     await overwriteKeepingKey(f, edited);
     const res = await ws.sync(plan, { reason: 'MANUAL' });
@@ -198,10 +203,16 @@ describe('live index: cache and incremental updates', function () {
     await unlink(join(dir, src));
     let ch = await ws.update([src]);
     // the source is gone: every copy of LoRA_A is an orphan now, nothing else changed
-    assert.deepEqual(ch.map((c) => c.path), [
-      'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt', 'İstanbul_Başakşehir/🎯_DRAW_EXPERTS/LoRA_A_0d0e0f.pt', '⭐_AKTIF_EN_IYILER/LoRA_A.pt',
-      '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt', '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt',
-    ].sort());
+    assert.deepEqual(
+      ch.map((c) => c.path),
+      [
+        'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt',
+        'İstanbul_Başakşehir/🎯_DRAW_EXPERTS/LoRA_A_0d0e0f.pt',
+        '⭐_AKTIF_EN_IYILER/LoRA_A.pt',
+        '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt',
+        '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt',
+      ].sort(),
+    );
     assert.ok(ch.filter((c) => c.path !== src).every((c) => c.after === 'ORPHAN'));
     assert.equal(ch.find((c) => c.path === src)!.after, undefined);
     await copyFile(saved, join(dir, src));
@@ -214,10 +225,19 @@ describe('live index: cache and incremental updates', function () {
     await mkdir(join(dir, 'Liverpool/🎯_WIN_EXPERTS'), { recursive: true });
     await rename(join(dir, from), join(dir, to));
     ch = await ws.update([join(dir, from), join(dir, to)]);
-    assert.deepEqual(ch, [{ path: to, before: undefined, after: 'IN_SYNC' }, { path: from, before: 'IN_SYNC', after: undefined }].sort((a, b) => (a.path < b.path ? -1 : 1)));
+    assert.deepEqual(
+      ch,
+      [
+        { path: to, before: undefined, after: 'IN_SYNC' },
+        { path: from, before: 'IN_SYNC', after: undefined },
+      ].sort((a, b) => (a.path < b.path ? -1 : 1)),
+    );
     // a promoted LoRA copied into a new hall: tracked at once, with its status
     await mkdir(join(dir, '🌟_EINSTEIN_HALL'));
-    await copyFile(join(dir, 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt'), join(dir, '🌟_EINSTEIN_HALL/LoRA_A_9f9f9f.pt'));
+    await copyFile(
+      join(dir, 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt'),
+      join(dir, '🌟_EINSTEIN_HALL/LoRA_A_9f9f9f.pt'),
+    );
     ch = await ws.update([join(dir, '🌟_EINSTEIN_HALL/LoRA_A_9f9f9f.pt')]);
     assert.deepEqual(ch, [{ path: '🌟_EINSTEIN_HALL/LoRA_A_9f9f9f.pt', before: undefined, after: 'STALE' }]);
     // an unchanged file: nothing to report, nothing read

@@ -5,18 +5,30 @@
  * and a missing file, and "Sync this copy" writing that copy alone.
  */
 import { strict as assert } from 'node:assert';
-import { ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createMessageConnection, MessageConnection, ResponseError, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import {
+  createMessageConnection,
+  type MessageConnection,
+  ResponseError,
+  StreamMessageReader,
+  StreamMessageWriter,
+} from 'vscode-jsonrpc/node';
 import { copyFixtureWorkspace, ensureBuilt } from '../support/files';
-import { InspectRequest, PlanRequest, ServerStatus, StatusChangedNotification, SyncRequest } from '../../server/src/lsp/protocol';
+import {
+  InspectRequest,
+  PlanRequest,
+  type ServerStatus,
+  StatusChangedNotification,
+  SyncRequest,
+} from '../../server/src/lsp/protocol';
 
 const STALE = 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt';
 const DRIFT = '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt';
-const DTYPE_NFD = 'Beşiktaş/🆚_VS_Galatasaray'.normalize('NFD') + '/LoRA_B_b9babb.pt';
+const DTYPE_NFD = `${'Beşiktaş/🆚_VS_Galatasaray'.normalize('NFD')}/LoRA_B_b9babb.pt`;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -27,20 +39,33 @@ describe('loraSync/inspect over the language server', function () {
   let conn: MessageConnection;
   let stderr = '';
   const uriOf = (rel: string) => pathToFileURL(join(dir, rel)).toString();
-  const sha = async (rel: string) => createHash('sha256').update(await readFile(join(dir, rel))).digest('hex');
+  const sha = async (rel: string) =>
+    createHash('sha256')
+      .update(await readFile(join(dir, rel)))
+      .digest('hex');
 
   before(async () => {
     dir = await copyFixtureWorkspace('lora-inspect-lsp-');
-    child = spawn(process.execPath, [join(ensureBuilt(), '..', 'server.js'), '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, [join(ensureBuilt(), '..', 'server.js'), '--stdio'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     child.stderr!.on('data', (b) => (stderr += b));
     conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
     const statuses: ServerStatus[] = [];
-    conn.onNotification(StatusChangedNotification, (s: ServerStatus) => { statuses.push(s); });
+    conn.onNotification(StatusChangedNotification, (s: ServerStatus) => {
+      statuses.push(s);
+    });
     conn.onNotification('textDocument/publishDiagnostics', () => undefined);
     conn.onNotification('window/logMessage', () => undefined);
     conn.listen();
     const uri = pathToFileURL(dir).toString();
-    await conn.sendRequest('initialize', { processId: process.pid, rootUri: uri, capabilities: {}, workspaceFolders: [{ uri, name: 'ws' }], initializationOptions: { watch: false } });
+    await conn.sendRequest('initialize', {
+      processId: process.pid,
+      rootUri: uri,
+      capabilities: {},
+      workspaceFolders: [{ uri, name: 'ws' }],
+      initializationOptions: { watch: false },
+    });
     await conn.sendNotification('initialized', {});
     for (let i = 0; !statuses.some((s) => s.state === 'ready'); i++) {
       if (i > 400) throw new Error(`the server did not get ready: ${stderr}`);
@@ -64,7 +89,10 @@ describe('loraSync/inspect over the language server', function () {
     assert.equal(m.source!.path, '⭐_AKTIF_EN_IYILER/LoRA_A.pt');
     assert.deepEqual(m.diff!.counts, { equal: 0, differs: 4, shape: 0, dtype: 0, missing: 0, extra: 0 });
     assert.equal(m.tensors[0].diff!.maxAbsDiff, 3.6665157079696655);
-    assert.equal(m.metadata!.children!.find((c) => c.key === 'metadata')!.children!.find((c) => c.key === 'team')!.mark, 'copy');
+    assert.equal(
+      m.metadata!.children!.find((c) => c.key === 'metadata')!.children!.find((c) => c.key === 'team')!.mark,
+      'copy',
+    );
   });
 
   it('takes the on-disk spelling of a path (NFD folders) and reports it in NFC', async () => {
@@ -75,22 +103,38 @@ describe('loraSync/inspect over the language server', function () {
   });
 
   it('refuses with a clear error a file outside the workspace folders, a non-file URI, a missing file', async () => {
-    const rejects = (params: object, re: RegExp) => assert.rejects(conn.sendRequest(InspectRequest, params as never), (e: unknown) => e instanceof ResponseError && re.test(e.message));
-    await rejects({ uri: pathToFileURL(join(__dirname, '..', 'fixtures', 'torch', 'seed_source.pt')).toString() }, /is not inside an open workspace folder/);
+    const rejects = (params: object, re: RegExp) =>
+      assert.rejects(
+        conn.sendRequest(InspectRequest, params as never),
+        (e: unknown) => e instanceof ResponseError && re.test(e.message),
+      );
+    await rejects(
+      { uri: pathToFileURL(join(__dirname, '..', 'fixtures', 'torch', 'seed_source.pt')).toString() },
+      /is not inside an open workspace folder/,
+    );
     await rejects({ uri: 'untitled:Untitled-1' }, /only files on disk/);
     await rejects({ uri: uriOf('nowhere/LoRA_Z.pt') }, /does not exist/);
     await rejects({}, /needs the uri/);
   });
 
-  it('plans and syncs one copy alone (copies), leaving the LoRA\'s other writable copy as it was', async () => {
+  it("plans and syncs one copy alone (copies), leaving the LoRA's other writable copy as it was", async () => {
     const plan = await conn.sendRequest(PlanRequest, { lora: 'lora_a', copies: [STALE] });
-    assert.deepEqual(plan.folders[0].plan.map((l) => l.copies.map((c) => [c.path, c.action])), [[[STALE, 'write']]]);
-    await assert.rejects(conn.sendRequest(SyncRequest, { lora: 'lora_a', copies: 'x' as never }), (e: unknown) => e instanceof ResponseError && /copies must be a list/.test(e.message));
+    assert.deepEqual(
+      plan.folders[0].plan.map((l) => l.copies.map((c) => [c.path, c.action])),
+      [[[STALE, 'write']]],
+    );
+    await assert.rejects(
+      conn.sendRequest(SyncRequest, { lora: 'lora_a', copies: 'x' as never }),
+      (e: unknown) => e instanceof ResponseError && /copies must be a list/.test(e.message),
+    );
     const drift = await sha(DRIFT);
     const stale = await sha(STALE);
     const res = await conn.sendRequest(SyncRequest, { lora: 'lora_a', copies: [STALE], reason: 'TEST' });
     assert.deepEqual([res.synced, res.failed, res.skipped, res.refused], [1, 0, 0, 0]);
-    assert.deepEqual(res.folders[0].loras.map((l) => l.copies.map((c) => c.path)), [[STALE]]);
+    assert.deepEqual(
+      res.folders[0].loras.map((l) => l.copies.map((c) => c.path)),
+      [[STALE]],
+    );
     assert.notEqual(await sha(STALE), stale, 'the copy was written');
     assert.equal(await sha(DRIFT), drift, 'the other writable copy (METADATA_DRIFT) was not');
     const after = await conn.sendRequest(InspectRequest, { uri: uriOf(STALE) });

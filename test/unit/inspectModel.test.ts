@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { writeSafetensors } from '../../server/src/formats/safetensors';
 import { copyFixtureWorkspace } from '../support/files';
 import { Workspace } from '../../server/src/engine/workspace';
-import { InspectError, InspectModel, inspectWorkspaceFile } from '../../server/src/engine/inspectModel';
+import { InspectError, type InspectModel, inspectWorkspaceFile } from '../../server/src/engine/inspectModel';
 import type { MetaNode } from '../../server/src/engine/metaTree';
 
 const PYTHON = '/usr/bin/python3';
@@ -63,11 +63,19 @@ describe('inspector view model (inspectWorkspaceFile)', function () {
     assert.equal(m.tracked, true);
     assert.equal(m.source, null);
     assert.equal(m.diff, null);
-    assert.deepEqual(m.tensors.map((t) => [t.name, t.dtype, t.shape, t.numel, t.bytes]), [
-      ['layers.0.lora_A', 'float32', [4, 16], 64, 256], ['layers.0.lora_B', 'float32', [16, 4], 64, 256],
-      ['layers.1.lora_A', 'float32', [4, 16], 64, 256], ['layers.1.lora_B', 'float32', [16, 4], 64, 256],
-    ]);
-    assert.deepEqual(m.tensors.map((t) => t.digest), ws.entry(SRC_A)!.tensors.map((t) => t.digest));
+    assert.deepEqual(
+      m.tensors.map((t) => [t.name, t.dtype, t.shape, t.numel, t.bytes]),
+      [
+        ['layers.0.lora_A', 'float32', [4, 16], 64, 256],
+        ['layers.0.lora_B', 'float32', [16, 4], 64, 256],
+        ['layers.1.lora_A', 'float32', [4, 16], 64, 256],
+        ['layers.1.lora_B', 'float32', [16, 4], 64, 256],
+      ],
+    );
+    assert.deepEqual(
+      m.tensors.map((t) => t.digest),
+      ws.entry(SRC_A)!.tensors.map((t) => t.digest),
+    );
     // [0.1, 0.2, np.float64(0.3)] in the file
     assert.deepEqual(m.fitness, { path: 'metadata.fitness_history', values: [0.1, 0.2, 0.3], total: 3 });
     assert.equal(at(m.metadata, 'lora_params').value, '4 tensors (see Tensors)');
@@ -75,26 +83,47 @@ describe('inspector view model (inspectWorkspaceFile)', function () {
     assert.equal(at(m.metadata, 'metadata', 'fitness_history', '2').type, 'numpy.float64');
     assert.equal(at(m.metadata, 'metadata', 'sync_info').mark, 'ignored');
     assert.ok(!at(m.metadata, 'metadata').children!.some((c) => c.mark === 'copy'), 'a source holds no copy keys');
-    assert.deepEqual(m.syncInfo, { lastSyncMatch: 50, lastSyncTime: '2025-12-04T10:00:00', reason: 'LEARNING_UPDATE', byLoraSync: false });
+    assert.deepEqual(m.syncInfo, {
+      lastSyncMatch: 50,
+      lastSyncTime: '2025-12-04T10:00:00',
+      reason: 'LEARNING_UPDATE',
+      byLoraSync: false,
+    });
   });
 
   it('a STALE copy: status in words, its source, per-tensor differences, its own keys marked with their Python values', async () => {
     const m = await inspect(STALE);
     assert.equal(m.role, 'copy');
     assert.equal(m.status, 'STALE');
-    assert.match(m.message, /^stale: 4 of 4 tensors differ from ⭐_AKTIF_EN_IYILER\/LoRA_A\.pt, last synced at match 45, source at match 50$/);
+    assert.match(
+      m.message,
+      /^stale: 4 of 4 tensors differ from ⭐_AKTIF_EN_IYILER\/LoRA_A\.pt, last synced at match 45, source at match 50$/,
+    );
     assert.deepEqual(m.source, { path: SRC_A, abs: join(dir, SRC_A), status: 'SOURCE' });
-    assert.deepEqual(m.issues.map((i) => i.type), ['PARAM_MISMATCH', 'PARAM_MISMATCH', 'PARAM_MISMATCH', 'PARAM_MISMATCH']);
+    assert.deepEqual(
+      m.issues.map((i) => i.type),
+      ['PARAM_MISMATCH', 'PARAM_MISMATCH', 'PARAM_MISMATCH', 'PARAM_MISMATCH'],
+    );
     assert.equal(m.diff!.against, SRC_A);
     assert.deepEqual(m.diff!.counts, { equal: 0, differs: 4, shape: 0, dtype: 0, missing: 0, extra: 0 });
     assert.equal(m.diff!.bytesRead, 2048);
     // real torch: (copy.double() - source.double()).abs().max()
-    assert.deepEqual(m.tensors.map((t) => t.diff!.maxAbsDiff), [3.6665157079696655, 2.6763240098953247, 3.1542152166366577, 4.332327723503113]);
+    assert.deepEqual(
+      m.tensors.map((t) => t.diff!.maxAbsDiff),
+      [3.6665157079696655, 2.6763240098953247, 3.1542152166366577, 4.332327723503113],
+    );
     const meta = at(m.metadata, 'metadata');
     const marked = meta.children!.filter((c) => c.mark === 'copy').map((c) => c.key);
     assert.deepEqual(marked, ['team', 'specialization_key', 'score', 'match_count', 'exported_at']);
     assert.equal(at(meta, 'score').type, 'tuple');
-    assert.deepEqual(at(meta, 'match_count').children!.map((c) => [c.key, c.type, c.value]), [['0', 'int', '12'], ['1', 'int', '7'], ['38', 'int', '1']]);
+    assert.deepEqual(
+      at(meta, 'match_count').children!.map((c) => [c.key, c.type, c.value]),
+      [
+        ['0', 'int', '12'],
+        ['1', 'int', '7'],
+        ['38', 'int', '1'],
+      ],
+    );
     assert.deepEqual([at(meta, 'exported_at').type, at(meta, 'exported_at').value], ['None', 'None']);
     assert.deepEqual(m.fitness!.values, [0.1, 0.2]);
     assert.equal(m.syncInfo!.lastSyncMatch, 45);
@@ -118,7 +147,13 @@ describe('inspector view model (inspectWorkspaceFile)', function () {
     assert.equal(m.diff!.counts.equal, 4);
     assert.equal(m.diff!.bytesRead, 0);
     const meta = at(m.metadata, 'metadata');
-    assert.deepEqual(meta.children!.filter((c) => c.mark === 'differs').map((c) => c.key).sort(), ['hand_note', 'life_energy']);
+    assert.deepEqual(
+      meta
+        .children!.filter((c) => c.mark === 'differs')
+        .map((c) => c.key)
+        .sort(),
+      ['hand_note', 'life_energy'],
+    );
   });
 
   it('CORRUPT files: a truncated one has a typed error and nothing else; a CRC failure still shows what is inside', async () => {
@@ -139,7 +174,10 @@ describe('inspector view model (inspectWorkspaceFile)', function () {
     assert.equal(c.error!.code, 'CRC_MISMATCH');
     assert.match(c.error!.message, /LoRA_F_f3f4f5\/data\/0/);
     assert.equal(c.tensors.length, 4);
-    assert.ok(c.tensors.every((r) => r.digest === undefined), 'no digest for bytes that failed their CRC');
+    assert.ok(
+      c.tensors.every((r) => r.digest === undefined),
+      'no digest for bytes that failed their CRC',
+    );
     assert.equal(at(c.metadata, 'metadata', 'team').mark, 'copy');
     assert.equal(c.diff, null);
   });
@@ -148,7 +186,10 @@ describe('inspector view model (inspectWorkspaceFile)', function () {
     const m = await inspect(UNSAFE_COPY);
     assert.equal(m.status, 'UNSAFE');
     assert.equal(m.safety.safe, false);
-    assert.deepEqual(m.safety.unsafe.map((u) => u.global), ['__builtin__.eval']);
+    assert.deepEqual(
+      m.safety.unsafe.map((u) => u.global),
+      ['__builtin__.eval'],
+    );
     assert.match(m.safety.unsafe[0].detail, /torch\.load would import and may call/);
     assert.match(m.message, /^unsafe: torch\.load would run code/);
     const walk = (n: MetaNode): MetaNode[] => [n, ...(n.children ?? []).flatMap(walk)];
@@ -159,7 +200,10 @@ describe('inspector view model (inspectWorkspaceFile)', function () {
 
     const s = await inspect(UNSAFE_SOURCE);
     assert.equal(s.role, 'source');
-    assert.deepEqual(s.safety.unsafe.map((u) => u.global), ['posix.system']);
+    assert.deepEqual(
+      s.safety.unsafe.map((u) => u.global),
+      ['posix.system'],
+    );
   });
 
   it('a text file named .pt and a plain state_dict are "not a LoRA"', async () => {
@@ -169,11 +213,14 @@ describe('inspector view model (inspectWorkspaceFile)', function () {
     assert.equal(t.format, null);
     const sd = await inspect('models/state_dict.pt');
     assert.equal(sd.role, 'not-lora');
-    assert.deepEqual(sd.tensors.map((r) => r.name), ['weight', 'bias']);
+    assert.deepEqual(
+      sd.tensors.map((r) => r.name),
+      ['weight', 'bias'],
+    );
     assert.equal(sd.fitness, null);
   });
 
-  it('a file the index does not track is read now, compared with its LoRA\'s source, and said to be untracked', async () => {
+  it("a file the index does not track is read now, compared with its LoRA's source, and said to be untracked", async () => {
     await mkdir(join(dir, '.hidden'), { recursive: true });
     await copyFile(ws.abs(STALE), join(dir, '.hidden', 'LoRA_A_4d5e6f.pt'));
     const m = await inspect('.hidden/LoRA_A_4d5e6f.pt');
@@ -182,7 +229,10 @@ describe('inspector view model (inspectWorkspaceFile)', function () {
     assert.match(m.message, /^not tracked/);
     assert.equal(m.role, 'copy');
     assert.equal(m.diff!.counts.differs, 4);
-    await assert.rejects(inspectWorkspaceFile(ws, join(dir, 'no_such.pt')), (e: unknown) => e instanceof InspectError && /does not exist/.test((e as Error).message));
+    await assert.rejects(
+      inspectWorkspaceFile(ws, join(dir, 'no_such.pt')),
+      (e: unknown) => e instanceof InspectError && /does not exist/.test((e as Error).message),
+    );
   });
 
   it('the model is small plain JSON: no tensor bytes, whatever the file', async () => {
@@ -227,16 +277,21 @@ torch.save(obj, sys.argv[1])
     await ws.scan();
     const m = await inspectWorkspaceFile(ws, target);
     assert.equal(m.status, 'UNSAFE');
-    assert.deepEqual(m.safety.unsafe.map((u) => u.global), ['posix.system']);
+    assert.deepEqual(
+      m.safety.unsafe.map((u) => u.global),
+      ['posix.system'],
+    );
     assert.equal(at(m.metadata, 'metadata', 'hook').type, 'posix.system');
     assert.equal(at(m.metadata, 'metadata', 'hook', 'args', '0').value, `touch '${marker}'`);
     assert.ok(!existsSync(marker), 'nothing was executed');
   });
 });
 
-describe('inspector view model of safetensors LoRAs', function () {
+describe('inspector view model of safetensors LoRAs', () => {
   let dir: string;
-  before(async () => { dir = await mkdtemp(join(tmpdir(), 'lora-inspect-st-')); });
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lora-inspect-st-'));
+  });
   after(() => rm(dir, { recursive: true, force: true }));
 
   async function write(rel: string, values: number[], md: Record<string, string>) {
@@ -248,15 +303,33 @@ describe('inspector view model of safetensors LoRAs', function () {
   }
 
   it('the __metadata__ strings as the tree (copy keys marked), fitness_history from its JSON, values compared', async () => {
-    await write('⭐_AKTIF_EN_IYILER/LoRA_S.safetensors', [1, 2, 3, 4], { id: 'lora_s', name: 'LoRA_S', fitness_history: '[0.5, 0.75, "x"]', sync_info: '{"last_sync_match": 50}' });
-    await write('Liverpool/LoRA_S_aa11bb.safetensors', [1, 2.5, 3, -4], { id: 'lora_s', name: 'LoRA_S', team: 'Liverpool', fitness_history: '[0.5]', sync_info: '{"last_sync_match": 45}' });
+    await write('⭐_AKTIF_EN_IYILER/LoRA_S.safetensors', [1, 2, 3, 4], {
+      id: 'lora_s',
+      name: 'LoRA_S',
+      fitness_history: '[0.5, 0.75, "x"]',
+      sync_info: '{"last_sync_match": 50}',
+    });
+    await write('Liverpool/LoRA_S_aa11bb.safetensors', [1, 2.5, 3, -4], {
+      id: 'lora_s',
+      name: 'LoRA_S',
+      team: 'Liverpool',
+      fitness_history: '[0.5]',
+      sync_info: '{"last_sync_match": 45}',
+    });
     const ws = await Workspace.open(dir);
     ws.setReadOnly();
     await ws.scan();
     const m = await inspectWorkspaceFile(ws, join(dir, 'Liverpool/LoRA_S_aa11bb.safetensors'));
     assert.equal(m.format, 'safetensors');
     assert.equal(m.status, 'STALE');
-    assert.deepEqual(m.tensors[0].diff, { name: 'layers.0.lora_A', kind: 'differs', compared: true, numel: 4, differing: 2, maxAbsDiff: 8 });
+    assert.deepEqual(m.tensors[0].diff, {
+      name: 'layers.0.lora_A',
+      kind: 'differs',
+      compared: true,
+      numel: 4,
+      differing: 2,
+      maxAbsDiff: 8,
+    });
     assert.equal(at(m.metadata, 'team').mark, 'copy');
     assert.equal(at(m.metadata, 'sync_info').mark, 'ignored');
     const s = await inspectWorkspaceFile(ws, join(dir, '⭐_AKTIF_EN_IYILER/LoRA_S.safetensors'));

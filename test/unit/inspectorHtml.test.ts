@@ -13,7 +13,14 @@ import { inspectWorkspaceFile } from '../../server/src/engine/inspectModel';
 import { withCheckpoint } from '../../server/src/formats/checkpoint';
 import { readTensorBytes } from '../../server/src/formats/fingerprint';
 import type { InspectResult } from '../../server/src/lsp/protocol';
-import { errorHtml, esc, fitnessSvg, inspectorHtml, loadingHtml, PageContext } from '../../client/src/inspector/inspectorHtml';
+import {
+  errorHtml,
+  esc,
+  fitnessSvg,
+  inspectorHtml,
+  loadingHtml,
+  type PageContext,
+} from '../../client/src/inspector/inspectorHtml';
 
 const SRC_A = '⭐_AKTIF_EN_IYILER/LoRA_A.pt';
 const STALE = 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt';
@@ -33,7 +40,10 @@ function assertStrictPage(html: string): void {
   const meta = /<meta http-equiv="Content-Security-Policy" content="([^"]*)">/.exec(html);
   assert.ok(meta, 'a CSP meta tag');
   const policy = meta[1].replace(/&#39;/g, "'");
-  assert.equal(policy, `default-src 'none'; style-src ${ctx.cspSource}; script-src 'nonce-${ctx.nonce}'; img-src ${ctx.cspSource} data:;`);
+  assert.equal(
+    policy,
+    `default-src 'none'; style-src ${ctx.cspSource}; script-src 'nonce-${ctx.nonce}'; img-src ${ctx.cspSource} data:;`,
+  );
   const scripts = html.match(/<script\b[^>]*>/g) ?? [];
   assert.ok(scripts.length >= 1);
   for (const s of scripts) assert.ok(s.includes(`nonce="${ctx.nonce}"`), s);
@@ -50,7 +60,11 @@ describe('inspector page (inspectorHtml)', function () {
   this.timeout(60000);
   let dir: string;
   let ws: Workspace;
-  const model = async (rel: string): Promise<InspectResult> => ({ uri: 'file:///ws', root: dir, ...(await inspectWorkspaceFile(ws, ws.abs(rel))) });
+  const model = async (rel: string): Promise<InspectResult> => ({
+    uri: 'file:///ws',
+    root: dir,
+    ...(await inspectWorkspaceFile(ws, ws.abs(rel))),
+  });
 
   before(async () => {
     dir = await copyFixtureWorkspace('lora-inspect-html-');
@@ -83,17 +97,23 @@ describe('inspector page (inspectorHtml)', function () {
     m.issues[0].detail = '<img src=y>';
     const html = inspectorHtml(m, ctx);
     assertStrictPage(html);
-    for (const bad of ['<script>alert', '<img src=x', '<img src=y', '<iframe', '<b>layers', '</section><script>']) assert.ok(!html.includes(bad), bad);
+    for (const bad of ['<script>alert', '<img src=x', '<img src=y', '<iframe', '<b>layers', '</section><script>'])
+      assert.ok(!html.includes(bad), bad);
     assert.ok(html.includes('&#34;&#60;script&#62;alert(1)&#60;/script&#62;&#34;'), 'the string shown as text, quoted');
     assert.ok(html.includes('&#34;&#62;&#60;img src=x onerror=alert(2)&#62;'));
     assert.ok(html.includes('&#60;b&#62;layers&#60;/b&#62;.0'));
-    assert.equal(esc(`<a href="x" title='y'>&</a>\``), '&#60;a href=&#34;x&#34; title=&#39;y&#39;&#62;&#38;&#60;/a&#62;&#96;');
+    assert.equal(
+      esc(`<a href="x" title='y'>&</a>\``),
+      '&#60;a href=&#34;x&#34; title=&#39;y&#39;&#62;&#38;&#60;/a&#62;&#96;',
+    );
   });
 
   it('holds no tensor bytes', async () => {
     const m = await model(STALE);
     const html = inspectorHtml(m, ctx);
-    const bytes = await withCheckpoint(ws.abs(STALE), async (c) => Promise.all(c.tensors.map((t) => readTensorBytes(c, t))));
+    const bytes = await withCheckpoint(ws.abs(STALE), async (c) =>
+      Promise.all(c.tensors.map((t) => readTensorBytes(c, t))),
+    );
     for (const b of bytes) {
       assert.ok(!html.includes(b.subarray(0, 12).toString('hex')), 'hex of tensor bytes');
       assert.ok(!html.includes(b.subarray(0, 12).toString('base64')), 'base64 of tensor bytes');
@@ -103,9 +123,11 @@ describe('inspector page (inspectorHtml)', function () {
     assert.ok(html.length < 40000, `${html.length} characters`);
   });
 
-  it('marks the copy\'s own keys and the ignored ones, with a legend', async () => {
+  it("marks the copy's own keys and the ignored ones, with a legend", async () => {
     const html = inspectorHtml(await model(STALE), ctx);
-    const copyKeys = [...html.matchAll(/<li class="marked copy">(?:<details[^>]*><summary>)?<span class="key">([^<]*)<\/span>/g)].map((x) => x[1]);
+    const copyKeys = [
+      ...html.matchAll(/<li class="marked copy">(?:<details[^>]*><summary>)?<span class="key">([^<]*)<\/span>/g),
+    ].map((x) => x[1]);
     assert.deepEqual(copyKeys, ['team', 'specialization_key', 'score', 'match_count', 'exported_at']);
     assert.ok(/<li class="marked ignored"><details[^>]*><summary><span class="key">sync_info<\/span>/.test(html));
     assert.ok(html.includes('class="legend'));
@@ -113,7 +135,7 @@ describe('inspector page (inspectorHtml)', function () {
     assert.ok(!source.includes('class="marked copy"'));
   });
 
-  it('says the status in words and each tensor\'s difference from the source', async () => {
+  it("says the status in words and each tensor's difference from the source", async () => {
     const html = inspectorHtml(await model(STALE), ctx);
     assert.ok(html.includes('Stale: the source moved on'));
     assert.ok(html.includes('stale: 4 of 4 tensors differ from ⭐_AKTIF_EN_IYILER/LoRA_A.pt'));
@@ -125,7 +147,8 @@ describe('inspector page (inspectorHtml)', function () {
   });
 
   it('offers sync as the status and trust allow', async () => {
-    const button = (html: string) => /<button type="button" data-action="syncCopy"[^>]*>[^<]*<\/button>/.exec(html)?.[0];
+    const button = (html: string) =>
+      /<button type="button" data-action="syncCopy"[^>]*>[^<]*<\/button>/.exec(html)?.[0];
     const stale = button(inspectorHtml(await model(STALE), ctx))!;
     assert.ok(stale && !stale.includes('disabled') && stale.includes('>Sync this copy<'), stale);
     const untrusted = button(inspectorHtml(await model(STALE), { ...ctx, canWrite: false }))!;
@@ -148,7 +171,7 @@ describe('inspector page (inspectorHtml)', function () {
     assert.equal(pts.length, 3);
     // Rising values (0.1, 0.2, 0.3): y falls left to right; x evenly spaced.
     assert.ok(pts[0][1] > pts[1][1] && pts[1][1] > pts[2][1]);
-    assert.ok(Math.abs((pts[1][0] - pts[0][0]) - (pts[2][0] - pts[1][0])) < 0.2);
+    assert.ok(Math.abs(pts[1][0] - pts[0][0] - (pts[2][0] - pts[1][0])) < 0.2);
     assert.ok(html.includes('3 values, last 0.3, best 0.3'));
     const gaps = fitnessSvg([1, 2, null, 3, 4, null, 5]);
     assert.equal(gaps.match(/<polyline/g)!.length, 2);

@@ -8,13 +8,16 @@ import { strict as assert } from 'node:assert';
 import { mkdir, rm, writeFile, copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
-import { LiveIndex, LiveEvent } from '../../server/src/engine/liveIndex';
+import { LiveIndex, type LiveEvent } from '../../server/src/engine/liveIndex';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 
 const SRC_A = '⭐_AKTIF_EN_IYILER/LoRA_A.pt';
 
-
-async function live(dir: string, cfg: object, watch = false): Promise<{ li: LiveIndex; events: LiveEvent[]; ws: Workspace }> {
+async function live(
+  dir: string,
+  cfg: object,
+  watch = false,
+): Promise<{ li: LiveIndex; events: LiveEvent[]; ws: Workspace }> {
   await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ debounceMs: 50, settleMs: 200, ...cfg }));
   const ws = await Workspace.open(dir);
   const events: LiveEvent[] = [];
@@ -37,7 +40,13 @@ describe('live loop and auto-sync', function () {
     await li.handle({ added: [], changed: [join(dir, SRC_A)], removed: [] });
     const st = events.find((e) => e.kind === 'statuses');
     assert.ok(st && st.kind === 'statuses');
-    assert.deepEqual(st.changes.filter((c) => c.after === 'STALE').map((c) => c.path).sort(), ['🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt', '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt']);
+    assert.deepEqual(
+      st.changes
+        .filter((c) => c.after === 'STALE')
+        .map((c) => c.path)
+        .sort(),
+      ['🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt', '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt'],
+    );
     assert.ok(!events.some((e) => e.kind === 'synced'));
     assert.equal(ws.status('💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt')!.status, 'STALE');
     await li.stop();
@@ -51,7 +60,12 @@ describe('live loop and auto-sync', function () {
     assert.ok(synced && synced.kind === 'synced');
     assert.equal(synced.reason, 'LEARNING_UPDATE');
     assert.deepEqual(synced.loras, ['lora_a']);
-    for (const p of ['💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt', 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt', '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt']) assert.equal(ws.status(p)!.status, 'IN_SYNC', p);
+    for (const p of [
+      '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt',
+      'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt',
+      '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt',
+    ])
+      assert.equal(ws.status(p)!.status, 'IN_SYNC', p);
     assert.equal(ws.status('İstanbul_Başakşehir/🎯_DRAW_EXPERTS/LoRA_A_0d0e0f.pt')!.status, 'DIVERGED');
     // other LoRAs' stale copies were not part of it
     assert.equal(ws.status('💎_PERFECT_HYBRID_HALL/LoRA_B_b0b1b2.pt')!.status, 'STALE');
@@ -91,9 +105,13 @@ describe('live loop and auto-sync', function () {
     const { li, events, ws } = await live(dir, { autoSync: 'onSourceChange' }, true);
     await trainerStep(join(dir, SRC_A), { match: 51 });
     const deadline = Date.now() + 15000;
-    while (!events.some((e) => e.kind === 'synced') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (!events.some((e) => e.kind === 'synced') && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     await li.idle();
-    assert.ok(events.some((e) => e.kind === 'synced'), `events: ${events.map((e) => e.kind).join(',')}`);
+    assert.ok(
+      events.some((e) => e.kind === 'synced'),
+      `events: ${events.map((e) => e.kind).join(',')}`,
+    );
     assert.equal(ws.status('💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt')!.status, 'IN_SYNC');
     await li.stop();
   });

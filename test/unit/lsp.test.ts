@@ -6,25 +6,43 @@
  * answered with errors, and a clean shutdown.
  */
 import { strict as assert } from 'node:assert';
-import { ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
-import { Diagnostic, DiagnosticSeverity } from 'vscode-languageserver-protocol';
+import type { MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
+import { type Diagnostic, DiagnosticSeverity } from 'vscode-languageserver-protocol';
 import { copyFixtureWorkspace } from '../support/files';
 import { startServer, until } from '../support/lspServer';
 import { trainerStep } from '../../server/src/demo/trainerStep';
-import { CopyMapRequest, ServerStatus, ServerStatusRequest, SyncRequest } from '../../server/src/lsp/protocol';
+import { CopyMapRequest, type ServerStatus, ServerStatusRequest, SyncRequest } from '../../server/src/lsp/protocol';
 
 const FIX = join(__dirname, '..', 'fixtures', 'workspace');
-interface Expected { path: string; expect: string; source?: string | null; sync_blocked?: string }
+interface Expected {
+  path: string;
+  expect: string;
+  source?: string | null;
+  sync_blocked?: string;
+}
 const expected: { files: Expected[] } = JSON.parse(require('node:fs').readFileSync(join(FIX, 'expected.json'), 'utf8'));
 const SOUND = new Set(['SOURCE', 'IN_SYNC', 'UNRECOGNIZED']);
-const ERRORS = new Set(['CORRUPT', 'UNSAFE', 'DIVERGED', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH', 'DUPLICATE_SOURCE']);
-const severity = (s: string) => (ERRORS.has(s) ? DiagnosticSeverity.Error : s === 'METADATA_DRIFT' ? DiagnosticSeverity.Information : DiagnosticSeverity.Warning);
+const ERRORS = new Set([
+  'CORRUPT',
+  'UNSAFE',
+  'DIVERGED',
+  'PARAM_COUNT_MISMATCH',
+  'SHAPE_MISMATCH',
+  'DTYPE_MISMATCH',
+  'DUPLICATE_SOURCE',
+]);
+const severity = (s: string) =>
+  ERRORS.has(s)
+    ? DiagnosticSeverity.Error
+    : s === 'METADATA_DRIFT'
+      ? DiagnosticSeverity.Information
+      : DiagnosticSeverity.Warning;
 
 describe('language server over stdio', function () {
   this.timeout(60000);
@@ -38,7 +56,10 @@ describe('language server over stdio', function () {
   let statuses: ServerStatus[] = [];
   const relOf = (uri: string) => relative(dir, fileURLToPath(uri)).split(sep).join('/').normalize('NFC');
   const problems = () => new Map([...current].filter(([, d]) => d.length));
-  const sha = async (rel: string) => createHash('sha256').update(await readFile(join(dir, rel))).digest('hex');
+  const sha = async (rel: string) =>
+    createHash('sha256')
+      .update(await readFile(join(dir, rel)))
+      .digest('hex');
 
   before(async () => {
     dir = await copyFixtureWorkspace('lora-lsp-');
@@ -102,13 +123,19 @@ describe('language server over stdio', function () {
   });
 
   it('rejects a bad request with an error and keeps running', async () => {
-    await assert.rejects(conn.sendRequest(SyncRequest, {}), (e: ResponseError<void>) => /lora .* or all/.test(e.message));
-    await assert.rejects(conn.sendRequest(SyncRequest, { lora: 'no_such_lora' }), (e: ResponseError<void>) => /no LoRA/.test(e.message));
+    await assert.rejects(conn.sendRequest(SyncRequest, {}), (e: ResponseError<void>) =>
+      /lora .* or all/.test(e.message),
+    );
+    await assert.rejects(conn.sendRequest(SyncRequest, { lora: 'no_such_lora' }), (e: ResponseError<void>) =>
+      /no LoRA/.test(e.message),
+    );
     assert.equal((await conn.sendRequest(ServerStatusRequest)).state, 'ready');
   });
 
   it('loraSync/sync all writes the STALE and drifted copies and clears their diagnostics; DIVERGED stays', async () => {
-    const writable = expected.files.filter((f) => (f.expect === 'STALE' || f.expect === 'METADATA_DRIFT') && !f.sync_blocked).map((f) => f.path);
+    const writable = expected.files
+      .filter((f) => (f.expect === 'STALE' || f.expect === 'METADATA_DRIFT') && !f.sync_blocked)
+      .map((f) => f.path);
     assert.ok(writable.length >= 4);
     const before = new Map(await Promise.all(writable.map(async (p) => [p, await sha(p)] as const)));
     const mark = published.length;
@@ -122,10 +149,13 @@ describe('language server over stdio', function () {
       assert.equal(outcomes.find((c) => c.path === p)?.outcome, 'synced', p);
     }
     // Each written copy gets an empty publish after the request was sent.
-    await until('the cleared diagnostics', 5000, () => writable.every((p) => published.slice(mark).some((x) => x.rel === p && x.diagnostics.length === 0)));
+    await until('the cleared diagnostics', 5000, () =>
+      writable.every((p) => published.slice(mark).some((x) => x.rel === p && x.diagnostics.length === 0)),
+    );
     const left = problems();
     for (const p of writable) assert.ok(!left.has(p), p);
-    for (const f of expected.files.filter((x) => x.expect === 'DIVERGED' || x.sync_blocked)) assert.equal(left.get(f.path)?.[0].code, f.expect, f.path);
+    for (const f of expected.files.filter((x) => x.expect === 'DIVERGED' || x.sync_blocked))
+      assert.equal(left.get(f.path)?.[0].code, f.expect, f.path);
   });
 
   it('a copy changed on disk gets a diagnostic through the watcher', async () => {
@@ -138,17 +168,23 @@ describe('language server over stdio', function () {
   });
 
   it('a settings change rebuilds the folder in place; invalid settings show as an error state', async () => {
-    const hall = expected.files.filter((f) => f.path.startsWith('🏛️_NEWTON_HALL/') && problems().has(f.path)).map((f) => f.path);
+    const hall = expected.files
+      .filter((f) => f.path.startsWith('🏛️_NEWTON_HALL/') && problems().has(f.path))
+      .map((f) => f.path);
     assert.ok(hall.length >= 2);
     const exclude = ['**/.git/**', '**/node_modules/**', '**/.lora-sync/**', '**/🏛️_NEWTON_HALL/**'];
-    await conn.sendNotification('workspace/didChangeConfiguration', { settings: { loraSync: { debounceMs: 50, settleMs: 200, exclude, editorOnlyKey: true } } });
+    await conn.sendNotification('workspace/didChangeConfiguration', {
+      settings: { loraSync: { debounceMs: 50, settleMs: 200, exclude, editorOnlyKey: true } },
+    });
     await until('the excluded folder cleared', 10000, () => hall.every((p) => !problems().has(p)));
     assert.ok(problems().has('İstanbul_Başakşehir/🎯_DRAW_EXPERTS/LoRA_A_0d0e0f.pt'));
     await conn.sendNotification('workspace/didChangeConfiguration', { settings: { loraSync: { debounceMs: -1 } } });
     const bad = await until('the error state', 10000, () => statuses.find((x) => x.state === 'error'));
     assert.match(bad.message!, /debounceMs/);
     assert.equal(problems().size, 0); // a folder that cannot be used shows no stale diagnostics
-    await conn.sendNotification('workspace/didChangeConfiguration', { settings: { loraSync: { debounceMs: 50, settleMs: 200 } } });
+    await conn.sendNotification('workspace/didChangeConfiguration', {
+      settings: { loraSync: { debounceMs: 50, settleMs: 200 } },
+    });
     await until('ready again', 10000, () => statuses.at(-1)?.state === 'ready' && problems().has(hall[0]));
   });
 
@@ -167,7 +203,9 @@ describe('language server: a history that cannot be written', function () {
   it('still syncs the copies, and says in the sync result that the history was not written', async () => {
     const dir = await copyFixtureWorkspace('lora-lsp-hist-');
     // The fault seam (server/src/io/faults.ts) fails the history append with ENOSPC, as a full disk would.
-    const { child, conn } = await startServer(dir, { watch: false }, () => undefined, { LORA_SYNC_FAULTS: 'ENOSPC@history:write' });
+    const { child, conn } = await startServer(dir, { watch: false }, () => undefined, {
+      LORA_SYNC_FAULTS: 'ENOSPC@history:write',
+    });
     try {
       const r = await conn.sendRequest(SyncRequest, { all: true });
       assert.ok(r.synced >= 3, 'the copies were written');

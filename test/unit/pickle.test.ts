@@ -150,7 +150,11 @@ for fn, expected in json.load(sys.stdin):
 print(json.dumps(bad))
 `;
 
-interface Case { name: string; file: string; render: string | null }
+interface Case {
+  name: string;
+  file: string;
+  render: string | null;
+}
 
 function hasPython(): boolean {
   return spawnSync(PYTHON, ['-c', 'import pickle'], { stdio: 'ignore' }).status === 0;
@@ -167,25 +171,37 @@ function floatHex(v: number): string {
 /** The same rendering as the Python generator's, with protocol-2 spellings of bytes/sets normalised. */
 function render(n: PyNode): string {
   switch (n.kind) {
-    case 'none': return 'None';
-    case 'bool': return n.value ? 'True' : 'False';
-    case 'int': return `int:${n.value}`;
-    case 'float': return 'float:' + floatHex(n.value);
-    case 'str': return 'str:' + utf16hex(n.value);
-    case 'bytes': return (n.bytearray ? 'bytearray:' : 'bytes:') + hex(n.value);
-    case 'list': return '[' + n.items.map(render).join(',') + ']';
-    case 'tuple': return '(' + n.items.map(render).join(',') + ')';
-    case 'dict': return '{' + n.entries.map(([k, v]) => render(k) + ':' + render(v)).join(',') + '}';
-    case 'set': return (n.frozen ? 'frozenset{' : 'set{') + n.items.map(render).sort().join(',') + '}';
-    case 'object': return renderObject(n);
-    default: throw new Error(`cannot render ${n.kind}`);
+    case 'none':
+      return 'None';
+    case 'bool':
+      return n.value ? 'True' : 'False';
+    case 'int':
+      return `int:${n.value}`;
+    case 'float':
+      return `float:${floatHex(n.value)}`;
+    case 'str':
+      return `str:${utf16hex(n.value)}`;
+    case 'bytes':
+      return (n.bytearray ? 'bytearray:' : 'bytes:') + hex(n.value);
+    case 'list':
+      return `[${n.items.map(render).join(',')}]`;
+    case 'tuple':
+      return `(${n.items.map(render).join(',')})`;
+    case 'dict':
+      return `{${n.entries.map(([k, v]) => `${render(k)}:${render(v)}`).join(',')}}`;
+    case 'set':
+      return `${(n.frozen ? 'frozenset{' : 'set{') + n.items.map(render).sort().join(',')}}`;
+    case 'object':
+      return renderObject(n);
+    default:
+      throw new Error(`cannot render ${n.kind}`);
   }
 }
 
 function renderObject(n: N.PyObject): string {
   const c = n.callable;
   if (c.kind !== 'global') throw new Error('cannot render object with non-global callable');
-  const name = c.module.replace('__builtin__', 'builtins') + '.' + c.name;
+  const name = `${c.module.replace('__builtin__', 'builtins')}.${c.name}`;
   const args = n.args.kind === 'tuple' ? n.args.items : [];
   const bytesOf = (a: PyNode[]): Uint8Array => {
     if (a.length === 0) return new Uint8Array(0);
@@ -194,27 +210,38 @@ function renderObject(n: N.PyObject): string {
     return Buffer.from(r.slice(r.indexOf(':') + 1), 'hex');
   };
   switch (name) {
-    case '_codecs.encode': return 'bytes:' + hex(bytesOf(args));
-    case 'builtins.bytes': return 'bytes:' + hex(bytesOf(args));
-    case 'builtins.bytearray': return 'bytearray:' + hex(bytesOf(args));
+    case '_codecs.encode':
+      return `bytes:${hex(bytesOf(args))}`;
+    case 'builtins.bytes':
+      return `bytes:${hex(bytesOf(args))}`;
+    case 'builtins.bytearray':
+      return `bytearray:${hex(bytesOf(args))}`;
     case 'builtins.set':
     case 'builtins.frozenset': {
       const items = args.length ? (args[0] as N.PyList).items : [];
-      return `${c.name}{` + items.map(render).sort().join(',') + '}';
+      return `${c.name}{${items.map(render).sort().join(',')}}`;
     }
     case 'collections.OrderedDict': {
       const entries = [...(n.setitems ?? [])];
       // INST/OBJ spell the call differently; only reduce with no args is an empty OrderedDict.
-      return 'odict{' + entries.map(([k, v]) => render(k) + ':' + render(v)).join(',') + '}';
+      return `odict{${entries.map(([k, v]) => `${render(k)}:${render(v)}`).join(',')}}`;
     }
-    default: throw new Error(`cannot render ${name}`);
+    default:
+      throw new Error(`cannot render ${name}`);
   }
 }
 
 function expectFormatError(fn: () => unknown, code: FormatErrorCode | FormatErrorCode[], msg?: RegExp): FormatError {
   let caught: unknown;
-  try { fn(); } catch (e) { caught = e; }
-  assert.ok(caught instanceof FormatError, `expected FormatError, got ${caught instanceof Error ? caught.stack : String(caught)}`);
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(
+    caught instanceof FormatError,
+    `expected FormatError, got ${caught instanceof Error ? caught.stack : String(caught)}`,
+  );
   const codes = Array.isArray(code) ? code : [code];
   assert.ok(codes.includes(caught.code), `expected ${codes.join('|')}, got ${caught.code}: ${caught.message}`);
   assert.match(caught.message, /offset \d+/);
@@ -228,13 +255,14 @@ function assertSameHex(actual: string, expected: string, label: string): void {
   let i = 0;
   while (i < actual.length && actual[i] === expected[i]) i++;
   const at = i >> 1;
-  assert.fail(`${label}: bytes differ at offset ${at} (lengths ${actual.length / 2} vs ${expected.length / 2}):\n` +
-    `  actual   …${actual.slice(Math.max(0, i - 40), i + 40)}\n  expected …${expected.slice(Math.max(0, i - 40), i + 40)}`);
+  assert.fail(
+    `${label}: bytes differ at offset ${at} (lengths ${actual.length / 2} vs ${expected.length / 2}):\n` +
+      `  actual   …${actual.slice(Math.max(0, i - 40), i + 40)}\n  expected …${expected.slice(Math.max(0, i - 40), i + 40)}`,
+  );
 }
 
 const bytes = (...parts: Array<string | number[] | Uint8Array>): Uint8Array =>
   Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : Buffer.from(p))));
-
 
 describe('pickle codec', function () {
   this.timeout(120_000);
@@ -282,8 +310,29 @@ describe('pickle codec', function () {
     });
 
     it('keeps ints exact and signed at every opcode boundary', () => {
-      const want = [0n, 1n, 255n, 256n, 65535n, 65536n, 2n ** 31n - 1n, -(2n ** 31n), 2n ** 31n, -(2n ** 31n) - 1n, -1n, -128n, -256n,
-        -(2n ** 40n), 2n ** 40n, 2n ** 63n, 2n ** 64n, 2n ** 70n, -(2n ** 70n), 2n ** 2000n, -(2n ** 2000n)];
+      const want = [
+        0n,
+        1n,
+        255n,
+        256n,
+        65535n,
+        65536n,
+        2n ** 31n - 1n,
+        -(2n ** 31n),
+        2n ** 31n,
+        -(2n ** 31n) - 1n,
+        -1n,
+        -128n,
+        -256n,
+        -(2n ** 40n),
+        2n ** 40n,
+        2n ** 63n,
+        2n ** 64n,
+        2n ** 70n,
+        -(2n ** 70n),
+        2n ** 2000n,
+        -(2n ** 2000n),
+      ];
       want.forEach((v, i) => {
         for (const p of ['p2', 'p0']) {
           const root = decodePickle(file(`int_${i}_${p}`)).root;
@@ -299,7 +348,10 @@ describe('pickle codec', function () {
       assert.ok(Object.is((floats.items[1] as N.PyFloat).value, -0));
       assert.ok(Number.isNaN((floats.items[5] as N.PyFloat).value));
       const tuples = N.getKey(d.root, 'tuples') as N.PyList;
-      assert.deepEqual(tuples.items.map((t) => t.kind), ['tuple', 'tuple', 'tuple', 'tuple', 'tuple']);
+      assert.deepEqual(
+        tuples.items.map((t) => t.kind),
+        ['tuple', 'tuple', 'tuple', 'tuple', 'tuple'],
+      );
       const strs = N.getKey(d.root, 'strs') as N.PyList;
       assert.equal((strs.items[6] as N.PyStr).value, '\ud800 lone \udfff');
       assert.equal((strs.items[9] as N.PyStr).value, '\ufeffbom', 'BOM must not be stripped');
@@ -325,7 +377,10 @@ describe('pickle codec', function () {
       assert.equal(od.setitems?.length, 2);
       assert.equal(N.mappingEntries(N.getKey(d2.root, 'odict1001')!)?.length, 1001);
       const d4 = decodePickle(file('value_p4'));
-      assert.deepEqual({ ...(N.getKey(d4.root, 'fset') as N.PySet), items: [] }, { kind: 'set', items: [], frozen: true, memo: true });
+      assert.deepEqual(
+        { ...(N.getKey(d4.root, 'fset') as N.PySet), items: [] },
+        { kind: 'set', items: [], frozen: true, memo: true },
+      );
       assert.equal((N.getKey(d4.root, 'set') as N.PySet).items.length, 3);
       const ba = (N.getKey(decodePickle(file('value_p5')).root, 'bytes') as N.PyList).items[3];
       assert.deepEqual(ba, { kind: 'bytes', value: new Uint8Array([0x78, 0x79]), bytearray: true, memo: true });
@@ -341,12 +396,20 @@ describe('pickle codec', function () {
       const io = inst.root as N.PyObject;
       assert.equal(io.how, 'inst');
       assert.equal(render(io.args), '(int:1,int:2)');
-      assert.deepEqual(inst.globals.map((g) => `${g.module}.${g.name}`), ['collections.OrderedDict']);
+      assert.deepEqual(
+        inst.globals.map((g) => `${g.module}.${g.name}`),
+        ['collections.OrderedDict'],
+      );
       assert.equal(io.memo, true);
       const obj = decodePickle(file('py1_obj')).root as N.PyObject;
       assert.equal(obj.how, 'obj');
       assert.equal(render(obj.args), '(int:1)');
-      assert.deepEqual(decodePickle(file('persid_text')).root, { kind: 'persid', pid: { kind: 'str', value: 'storage_7', memo: false }, binary: false, memo: false });
+      assert.deepEqual(decodePickle(file('persid_text')).root, {
+        kind: 'persid',
+        pid: { kind: 'str', value: 'storage_7', memo: false },
+        binary: false,
+        memo: false,
+      });
     });
 
     it('decodes torch.save data.pkl: state_dict _metadata, parameters, shared storages', function () {
@@ -354,9 +417,15 @@ describe('pickle codec', function () {
       const sd = decodePickle(file('torch_state_dict'));
       const root = sd.root as N.PyObject;
       assert.ok(N.isGlobal(root.callable, 'collections', 'OrderedDict'));
-      assert.deepEqual(N.mappingEntries(root)!.map(([k]) => (k as N.PyStr).value), ['0.weight', '0.bias', '1.weight', '1.bias', '2.weight']);
+      assert.deepEqual(
+        N.mappingEntries(root)!.map(([k]) => (k as N.PyStr).value),
+        ['0.weight', '0.bias', '1.weight', '1.bias', '2.weight'],
+      );
       assert.ok(N.getKey(root.state!, '_metadata'), 'BUILD state carries _metadata');
-      assert.deepEqual(sd.globals.map((g) => `${g.module}.${g.name}`), ['collections.OrderedDict', 'torch._utils._rebuild_tensor_v2', 'torch.FloatStorage']);
+      assert.deepEqual(
+        sd.globals.map((g) => `${g.module}.${g.name}`),
+        ['collections.OrderedDict', 'torch._utils._rebuild_tensor_v2', 'torch.FloatStorage'],
+      );
 
       const par = N.getKey(decodePickle(file('torch_parameter')).root, 'p') as N.PyObject;
       assert.ok(N.isGlobal(par.callable, 'torch._utils', '_rebuild_parameter'));
@@ -378,7 +447,7 @@ describe('pickle codec', function () {
       assert.equal((N.getKey(N.getKey(lora, 'meta')!, 'neg') as N.PyInt).value, -3n);
     });
 
-    it('decodes a ~0.9 MB pickle about as fast as CPython\'s C unpickler', () => {
+    it("decodes a ~0.9 MB pickle about as fast as CPython's C unpickler", () => {
       const buf = file('big_p2');
       assert.ok(buf.length > 800_000);
       let best = Infinity;
@@ -406,19 +475,48 @@ describe('pickle codec', function () {
     });
 
     it('writes code-built trees exactly as pickle.dumps(protocol=2) does', () => {
-      const od = (entries: Array<[PyNode, PyNode]>): N.PyObject =>
-        ({ kind: 'object', how: 'reduce', callable: N.global('collections', 'OrderedDict'), args: N.tuple([]), setitems: entries });
+      const od = (entries: Array<[PyNode, PyNode]>): N.PyObject => ({
+        kind: 'object',
+        how: 'reduce',
+        callable: N.global('collections', 'OrderedDict'),
+        args: N.tuple([]),
+        setitems: entries,
+      });
       // Python's equal str literals in one code object are one object: mirror that identity.
       const x = N.str('x');
       const a = N.str('a');
       const tree = N.dict([
-        [a, N.list([N.int(1), N.float(2.5), N.none(), N.bool(true), x, N.tuple([N.int(1), N.int(2)]), N.tuple([]),
-          { kind: 'bytes', value: Buffer.from('ab') }, { kind: 'bytes', value: new Uint8Array(0) },
-          { kind: 'bytes', value: Buffer.from('a') }, { kind: 'bytes', value: Buffer.from('a') },
-          { kind: 'set', items: [N.int(1), N.int(2)], frozen: false }, { kind: 'bytes', value: Buffer.from('z'), bytearray: true }])],
+        [
+          a,
+          N.list([
+            N.int(1),
+            N.float(2.5),
+            N.none(),
+            N.bool(true),
+            x,
+            N.tuple([N.int(1), N.int(2)]),
+            N.tuple([]),
+            { kind: 'bytes', value: Buffer.from('ab') },
+            { kind: 'bytes', value: new Uint8Array(0) },
+            { kind: 'bytes', value: Buffer.from('a') },
+            { kind: 'bytes', value: Buffer.from('a') },
+            { kind: 'set', items: [N.int(1), N.int(2)], frozen: false },
+            { kind: 'bytes', value: Buffer.from('z'), bytearray: true },
+          ]),
+        ],
         [N.str('k'), x], // the same constant object in the Python source below
-        [N.str('o'), N.list([od([]), od([[a, N.int(-(2 ** 40))]]), od(Array.from({ length: 1001 }, (_, i) => [N.int(i), N.int(i)] as [PyNode, PyNode]))])],
-        [N.str('big'), N.list([N.int(2n ** 70n), N.int(-(2n ** 31n)), N.int(65536), N.str('Manchester_United 🆚'), N.str('\ud800')])],
+        [
+          N.str('o'),
+          N.list([
+            od([]),
+            od([[a, N.int(-(2 ** 40))]]),
+            od(Array.from({ length: 1001 }, (_, i) => [N.int(i), N.int(i)] as [PyNode, PyNode])),
+          ]),
+        ],
+        [
+          N.str('big'),
+          N.list([N.int(2n ** 70n), N.int(-(2n ** 31n)), N.int(65536), N.str('Manchester_United 🆚'), N.str('\ud800')]),
+        ],
         [N.str('d'), N.dict(Array.from({ length: 2000 }, (_, i) => [N.int(i), N.list([])] as [PyNode, PyNode]))],
       ]);
       const script = String.raw`
@@ -432,9 +530,21 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
     });
 
     it('writes long ints like encode_long, LONG4 past 255 bytes', () => {
-      const script = 'import pickle,sys\nfor v in [2**31, -2**31-1, -2**40, 2**63, -2**63, 2**64-1, -128*2**32, 2**2040, -2**2040, 2**8000]: print(pickle.encode_long(v).hex())';
+      const script =
+        'import pickle,sys\nfor v in [2**31, -2**31-1, -2**40, 2**63, -2**63, 2**64-1, -128*2**32, 2**2040, -2**2040, 2**8000]: print(pickle.encode_long(v).hex())';
       const lines = execFileSync(PYTHON, ['-c', script], { encoding: 'utf8' }).trim().split('\n');
-      const vals = [2n ** 31n, -(2n ** 31n) - 1n, -(2n ** 40n), 2n ** 63n, -(2n ** 63n), 2n ** 64n - 1n, -128n * 2n ** 32n, 2n ** 2040n, -(2n ** 2040n), 2n ** 8000n];
+      const vals = [
+        2n ** 31n,
+        -(2n ** 31n) - 1n,
+        -(2n ** 40n),
+        2n ** 63n,
+        -(2n ** 63n),
+        2n ** 64n - 1n,
+        -128n * 2n ** 32n,
+        2n ** 2040n,
+        -(2n ** 2040n),
+        2n ** 8000n,
+      ];
       vals.forEach((v, i) => assert.equal(hex(encodeLong(v)), lines[i], String(v)));
       const big = encodePickle(N.int(2n ** 8000n));
       assert.equal(big[2], 0x8b, 'LONG4');
@@ -456,7 +566,11 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
         const c = cases.find((x) => x.name === name)!;
         add(name, decodePickle(fs.readFileSync(c.file)).root, c.render!);
       }
-      add('newobj_ex', decodePickle(file('newobj_ex_p4')).root, `Ex((int:1),{str:${utf16hex('k')}:str:${utf16hex('v')}})`);
+      add(
+        'newobj_ex',
+        decodePickle(file('newobj_ex_p4')).root,
+        `Ex((int:1),{str:${utf16hex('k')}:str:${utf16hex('v')}})`,
+      );
       const out = execFileSync(PYTHON, ['-c', LOADER], { input: JSON.stringify(jobs), encoding: 'utf8' });
       assert.deepEqual(JSON.parse(out), []);
     });
@@ -470,11 +584,14 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
       const notMemo: N.PyList = { kind: 'list', items: [], memo: false };
       const twice = decodePickle(encodePickle(N.list([notMemo, notMemo]))).root as N.PyList;
       assert.notEqual(twice.items[0], twice.items[1]);
-      assert.throws(() => {
-        const loop: N.PyList = { kind: 'list', items: [], memo: false };
-        loop.items.push(loop);
-        encodePickle(loop);
-      }, (e: unknown) => e instanceof FormatError && e.code === 'PICKLE_LIMIT');
+      assert.throws(
+        () => {
+          const loop: N.PyList = { kind: 'list', items: [], memo: false };
+          loop.items.push(loop);
+          encodePickle(loop);
+        },
+        (e: unknown) => e instanceof FormatError && e.code === 'PICKLE_LIMIT',
+      );
     });
   });
 
@@ -492,7 +609,12 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
 
     it('survives thousands of random byte flips with FormatError or a value, fast', () => {
       const rand = prng(0x5eed);
-      const sources = ['small_p2', 'small_p0', 'small_p4', ...(torchAvailable ? ['torch_views', 'torch_state_dict'] : [])].map(file);
+      const sources = [
+        'small_p2',
+        'small_p0',
+        'small_p4',
+        ...(torchAvailable ? ['torch_views', 'torch_state_dict'] : []),
+      ].map(file);
       let errors = 0;
       let worst = 0;
       for (let i = 0; i < 3000; i++) {
@@ -504,7 +626,8 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
         try {
           decodePickle(buf);
         } catch (e) {
-          if (!(e instanceof FormatError)) throw new Error(`iteration ${i}: ${e instanceof Error ? e.stack : String(e)}`);
+          if (!(e instanceof FormatError))
+            throw new Error(`iteration ${i}: ${e instanceof Error ? e.stack : String(e)}`);
           errors++;
         }
         worst = Math.max(worst, Number(process.hrtime.bigint() - t0) / 1e6);
@@ -516,7 +639,11 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
     it('rejects deep nesting built with a constant stack', () => {
       // l = []; repeat: m = [l]; l = m  (EMPTY_LIST BINPUT 1 BINGET 0 APPEND BINPUT 0 POP)
       const loop = Array.from({ length: 1000 }, () => bytes(']q\x01h\x00aq\x000')).reduce((a, b) => bytes(a, b));
-      expectFormatError(() => decodePickle(bytes('\x80\x02]q\x000', loop, 'h\x00.')), 'PICKLE_LIMIT', /deeper than 500/);
+      expectFormatError(
+        () => decodePickle(bytes('\x80\x02]q\x000', loop, 'h\x00.')),
+        'PICKLE_LIMIT',
+        /deeper than 500/,
+      );
       const tuples = bytes('\x80\x02)', '\x85'.repeat(10_000), '.');
       expectFormatError(() => decodePickle(tuples), 'PICKLE_LIMIT', /deeper/);
       assert.equal(decodePickle(tuples, { maxDepth: 20_000 }).root.kind, 'tuple');
@@ -537,13 +664,29 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
 
     it('rejects huge declared lengths before allocating', () => {
       expectFormatError(() => decodePickle(bytes('\x80\x02X\xff\xff\xff\xffabc.')), 'PICKLE_TRUNCATED');
-      expectFormatError(() => decodePickle(bytes('\x80\x04\x8d', [0, 0, 0, 0, 0, 0, 0, 0x40], 'abc.')), 'PICKLE_TRUNCATED');
-      expectFormatError(() => decodePickle(bytes('\x80\x05\x96', [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], '.')), 'PICKLE_TRUNCATED');
-      expectFormatError(() => decodePickle(bytes('\x80\x04\x95', [0, 0, 0, 0, 0, 0, 0x10, 0], '.')), 'PICKLE_TRUNCATED');
+      expectFormatError(
+        () => decodePickle(bytes('\x80\x04\x8d', [0, 0, 0, 0, 0, 0, 0, 0x40], 'abc.')),
+        'PICKLE_TRUNCATED',
+      );
+      expectFormatError(
+        () => decodePickle(bytes('\x80\x05\x96', [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], '.')),
+        'PICKLE_TRUNCATED',
+      );
+      expectFormatError(
+        () => decodePickle(bytes('\x80\x04\x95', [0, 0, 0, 0, 0, 0, 0x10, 0], '.')),
+        'PICKLE_TRUNCATED',
+      );
       expectFormatError(() => decodePickle(bytes('\x80\x02\x8b\xff\xff\xff\x7f\x01.')), 'PICKLE_TRUNCATED');
-      expectFormatError(() => decodePickle(bytes('\x80\x02\x8b\xd0\x07\x00\x00', new Uint8Array(2000), '.')), 'PICKLE_LIMIT', /integer of 2000 bytes/);
+      expectFormatError(
+        () => decodePickle(bytes('\x80\x02\x8b\xd0\x07\x00\x00', new Uint8Array(2000), '.')),
+        'PICKLE_LIMIT',
+        /integer of 2000 bytes/,
+      );
       expectFormatError(() => decodePickle(bytes('\x80\x02\x8b\xff\xff\xff\xff.')), 'PICKLE_BAD_OPCODE', /negative/);
-      expectFormatError(() => decodePickle(bytes('\x80\x02X\x14\x00\x00\x00', 'x'.repeat(20), '.'), { maxStringBytes: 10 }), 'PICKLE_LIMIT');
+      expectFormatError(
+        () => decodePickle(bytes('\x80\x02X\x14\x00\x00\x00', 'x'.repeat(20), '.'), { maxStringBytes: 10 }),
+        'PICKLE_LIMIT',
+      );
       expectFormatError(() => decodePickle(bytes('\x80\x02(((.'), { maxMarks: 2 }), 'PICKLE_LIMIT');
       expectFormatError(() => decodePickle(bytes('\x80\x02NNNN.'), { maxStack: 3 }), 'PICKLE_LIMIT');
       expectFormatError(() => decodePickle(bytes('\x80\x02Nq\x00q\x01q\x02.'), { maxMemo: 2 }), 'PICKLE_LIMIT');
@@ -554,7 +697,11 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
       expectFormatError(() => decodePickle(bytes('\x80\x02]q\x00h\x00a.')), 'PICKLE_LIMIT', /cyclic/);
       expectFormatError(() => decodePickle(bytes('\x80\x02]2a.')), 'PICKLE_LIMIT', /cyclic/); // DUP, no memo
       assert.equal(render(decodePickle(bytes('\x80\x02]2\x86.')).root), '([],[])'); // DUP shared, not cyclic
-      expectFormatError(() => decodePickle(bytes('\x80\x02cbuiltins\nobject\n)Rq\x00h\x00b.')), 'PICKLE_LIMIT', /cyclic/);
+      expectFormatError(
+        () => decodePickle(bytes('\x80\x02cbuiltins\nobject\n)Rq\x00h\x00b.')),
+        'PICKLE_LIMIT',
+        /cyclic/,
+      );
       expectFormatError(() => decodePickle(bytes('\x80\x02}q\x00(K\x01]h\x00ae.')), 'PICKLE_STACK'); // APPENDS onto dict
       expectFormatError(() => decodePickle(bytes('\x80\x02}q\x00K\x01]h\x00\x85as.')), 'PICKLE_LIMIT', /cyclic/);
     });

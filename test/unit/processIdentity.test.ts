@@ -3,7 +3,7 @@
  * start time in kernel ticks, and a live pid with another start time is another process.
  */
 import { strict as assert } from 'node:assert';
-import { spawn, ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { tempFileOwner, tempPathFor } from '../../server/src/io/atomicWrite';
 import { LockBusy, lockLora, lockPath } from '../../server/src/engine/loraLock';
 import { Workspace } from '../../server/src/engine/workspace';
 
-describe('process identity: pid and start time', function () {
+describe('process identity: pid and start time', () => {
   let dir: string;
   let child: ChildProcess;
   let ticks: number;
@@ -57,7 +57,7 @@ describe('process identity: pid and start time', function () {
     assert.deepEqual(tempFileOwner('.LoRA_A.pt.lora-sync-tmp-4242-0-0badf00d'), { pid: 4242 });
   });
 
-  it('a sweep removes a temporary file whose pid now belongs to another process, and keeps the live maker\'s', async () => {
+  it("a sweep removes a temporary file whose pid now belongs to another process, and keeps the live maker's", async () => {
     const ws = join(dir, 'ws');
     await mkdir(ws, { recursive: true });
     const reused = `.x.pt.lora-sync-tmp-${child.pid}-${ticks - 1}-00000001`;

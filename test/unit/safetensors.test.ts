@@ -108,7 +108,11 @@ else:
     print(json.dumps(res))
 `;
 
-interface PyDesc { torch: string; shape: number[]; sha256: string }
+interface PyDesc {
+  torch: string;
+  shape: number[];
+  sha256: string;
+}
 interface PyCheck {
   headerLen: number;
   padOk: boolean;
@@ -151,7 +155,7 @@ describe('safetensors', function () {
     dir = mkdtempSync(join(tmpdir(), 'safetensors-test-'));
     desc = JSON.parse(py('gen', dir)) as Record<string, PyDesc>;
   });
-  after(function () {
+  after(() => {
     if (!dir) return;
     rmSync(dir, { recursive: true, force: true });
   });
@@ -163,7 +167,11 @@ describe('safetensors', function () {
     return readSafetensorsFile(p);
   }
 
-  async function writeToFile(path: string, tensors: SafetensorsInput[], metadata?: Record<string, string> | null): Promise<number> {
+  async function writeToFile(
+    path: string,
+    tensors: SafetensorsInput[],
+    metadata?: Record<string, string> | null,
+  ): Promise<number> {
     const out = await open(path, 'w');
     try {
       return await writeSafetensors(out, tensors, metadata);
@@ -176,13 +184,17 @@ describe('safetensors', function () {
     return (await readFile(path)).subarray(begin, end);
   }
 
-  describe('reading files written by Python + torch', function () {
-    it('reads names, dtypes, shapes, metadata and exact byte ranges of ref.safetensors', async function () {
+  describe('reading files written by Python + torch', () => {
+    it('reads names, dtypes, shapes, metadata and exact byte ranges of ref.safetensors', async () => {
       const path = join(dir, 'ref.safetensors');
       const f = await readSafetensorsFile(path);
       const bytes = await readFile(path);
       const names = Object.keys(desc).filter((n) => n !== LORA);
-      assert.deepEqual(f.tensors.map((t) => t.name), [...names].reverse(), 'header order is kept');
+      assert.deepEqual(
+        f.tensors.map((t) => t.name),
+        [...names].reverse(),
+        'header order is kept',
+      );
       assert.deepEqual(f.metadata, { format: 'pt', note: 'caf\u00e9 "quoted" \\ back' });
       assert.equal(f.fileSize, bytes.length);
       assert.equal(f.dataStart, 8 + f.headerSize);
@@ -203,16 +215,19 @@ describe('safetensors', function () {
       assert.equal(byName.get('f32')?.begin, f.dataStart, 'first tensor in data order starts the buffer');
     });
 
-    it('reads a compact, non-ASCII header with no metadata', async function () {
+    it('reads a compact, non-ASCII header with no metadata', async () => {
       const path = join(dir, 'compact.safetensors');
       const f = await readSafetensorsFile(path);
       const bytes = await readFile(path);
       assert.equal(f.metadata, null);
-      assert.deepEqual(f.tensors.map((t) => t.name), ['bf16', LORA, 'empty']);
+      assert.deepEqual(
+        f.tensors.map((t) => t.name),
+        ['bf16', LORA, 'empty'],
+      );
       for (const t of f.tensors) assert.equal(sha256(bytes.subarray(t.begin, t.end)), desc[t.name].sha256);
     });
 
-    it('sniffs safetensors cheaply and rejects other heads', async function () {
+    it('sniffs safetensors cheaply and rejects other heads', async () => {
       const bytes = await readFile(join(dir, 'ref.safetensors'));
       assert.equal(isSafetensors(bytes.subarray(0, 16), bytes.length), true);
       assert.equal(isSafetensors(bytes.subarray(0, 8), bytes.length), false, 'needs 9 bytes');
@@ -222,8 +237,8 @@ describe('safetensors', function () {
     });
   });
 
-  describe('writing', function () {
-    it('writes a file that plain Python + torch reads back equal, with streamed and in-memory data', async function () {
+  describe('writing', () => {
+    it('writes a file that plain Python + torch reads back equal, with streamed and in-memory data', async () => {
       const src = join(dir, 'ref.safetensors');
       const f = await readSafetensorsFile(src);
       const fh = await open(src, 'r');
@@ -233,14 +248,18 @@ describe('safetensors', function () {
         const order = ['bool', 'bf16', 'scalar', 'empty', 'i64', 'f16', 'f32', 'f64', 'i32', 'i16', 'i8', 'u8'];
         for (const [i, name] of order.entries()) {
           const t = f.tensors.find((x) => x.name === name)!;
-          const data = i % 2 === 0
-            ? { fh, offset: t.begin, length: t.end - t.begin }
-            : await tensorBytes(src, t.begin, t.end);
+          const data =
+            i % 2 === 0 ? { fh, offset: t.begin, length: t.end - t.begin } : await tensorBytes(src, t.begin, t.end);
           inputs.push({ name, dtype: t.dtype, shape: t.shape, data });
         }
         const compact = await readSafetensorsFile(join(dir, 'compact.safetensors'));
         const lora = compact.tensors.find((t) => t.name === LORA)!;
-        inputs.push({ name: LORA, dtype: lora.dtype, shape: lora.shape, data: await tensorBytes(join(dir, 'compact.safetensors'), lora.begin, lora.end) });
+        inputs.push({
+          name: LORA,
+          dtype: lora.dtype,
+          shape: lora.shape,
+          data: await tensorBytes(join(dir, 'compact.safetensors'), lora.begin, lora.end),
+        });
 
         const out = join(dir, 'written.safetensors');
         const meta = { format: 'pt', 'k "q"': 'v\n\u00e9\u{1F3AF}', __proto__x: '' };
@@ -253,9 +272,10 @@ describe('safetensors', function () {
         assert.deepEqual(check.metadata, meta);
         assert.equal(check.bufferCovered, true);
         assert.equal(Object.keys(check.tensors).length, order.length + 1);
-        for (const [name, r] of Object.entries(check.tensors)) assert.equal(r.equal, true, `${name} (${r.dtype}) equals the torch original`);
-        assert.equal(check.tensors['bf16'].dtype, 'torch.bfloat16');
-        assert.equal(check.tensors['bool'].dtype, 'torch.bool');
+        for (const [name, r] of Object.entries(check.tensors))
+          assert.equal(r.equal, true, `${name} (${r.dtype}) equals the torch original`);
+        assert.equal(check.tensors.bf16.dtype, 'torch.bfloat16');
+        assert.equal(check.tensors.bool.dtype, 'torch.bool');
 
         // Our own reader accepts it, and reading + rewriting is byte-identical.
         const back = await readSafetensorsFile(out);
@@ -263,9 +283,16 @@ describe('safetensors', function () {
         const out2 = join(dir, 'rewritten.safetensors');
         const wfh = await open(out, 'r');
         try {
-          await writeToFile(out2, back.tensors.map((t) => ({
-            name: t.name, dtype: t.dtype, shape: t.shape, data: { fh: wfh, offset: t.begin, length: t.end - t.begin },
-          })), back.metadata);
+          await writeToFile(
+            out2,
+            back.tensors.map((t) => ({
+              name: t.name,
+              dtype: t.dtype,
+              shape: t.shape,
+              data: { fh: wfh, offset: t.begin, length: t.end - t.begin },
+            })),
+            back.metadata,
+          );
         } finally {
           await wfh.close();
         }
@@ -275,7 +302,7 @@ describe('safetensors', function () {
       }
     });
 
-    it('writes an empty file and a metadata-only file that read back', async function () {
+    it('writes an empty file and a metadata-only file that read back', async () => {
       const p = join(dir, 'empty.safetensors');
       assert.equal(await writeToFile(p, []), 16);
       assert.deepEqual((await readFile(p)).subarray(8).toString('latin1'), '{}      ');
@@ -287,9 +314,11 @@ describe('safetensors', function () {
       assert.deepEqual(check.metadata, {});
     });
 
-    it('refuses inputs that would make an invalid file', async function () {
+    it('refuses inputs that would make an invalid file', async () => {
       const p = join(dir, 'bad-input.safetensors');
-      const one = (over: Partial<SafetensorsInput>): SafetensorsInput[] => [{ name: 'a', dtype: 'F32', shape: [2], data: new Uint8Array(8), ...over }];
+      const one = (over: Partial<SafetensorsInput>): SafetensorsInput[] => [
+        { name: 'a', dtype: 'F32', shape: [2], data: new Uint8Array(8), ...over },
+      ];
       await expectFormatError(writeToFile(p, one({ data: new Uint8Array(7) })), 'SAFETENSORS_BAD_TENSOR', /7 bytes/);
       await expectFormatError(writeToFile(p, one({ shape: [-1] })), 'SAFETENSORS_BAD_TENSOR', /dimension/);
       await expectFormatError(writeToFile(p, one({ name: '__metadata__' })), 'SAFETENSORS_BAD_TENSOR', /reserved/);
@@ -299,14 +328,18 @@ describe('safetensors', function () {
       const src = await open(join(dir, 'compact.safetensors'), 'r');
       try {
         const { size } = await src.stat();
-        await expectFormatError(writeToFile(p, one({ data: { fh: src, offset: size - 4, length: 8 } })), 'SAFETENSORS_BAD_TENSOR', /ended 4 bytes early/);
+        await expectFormatError(
+          writeToFile(p, one({ data: { fh: src, offset: size - 4, length: 8 } })),
+          'SAFETENSORS_BAD_TENSOR',
+          /ended 4 bytes early/,
+        );
       } finally {
         await src.close();
       }
     });
   });
 
-  describe('hostile input', function () {
+  describe('hostile input', () => {
     /** Builds a file from header text (padded unless told not to) and a data buffer of `dataLen` bytes. */
     function build(header: string, dataLen: number, opts: { len?: bigint; pad?: boolean } = {}): Buffer {
       let h = Buffer.from(header, 'utf8');
@@ -315,22 +348,46 @@ describe('safetensors', function () {
       len.writeBigUInt64LE(opts.len ?? BigInt(h.length));
       return Buffer.concat([len, h, Buffer.alloc(dataLen, 0xab)]);
     }
-    const T = (offsets: string, shape = '[2]', dtype = 'F32') => `{"dtype":"${dtype}","shape":${shape},"data_offsets":${offsets}}`;
+    const T = (offsets: string, shape = '[2]', dtype = 'F32') =>
+      `{"dtype":"${dtype}","shape":${shape},"data_offsets":${offsets}}`;
     const ok = (h: string, dataLen: number) => readBytes(build(h, dataLen));
-    const bad = (h: string, dataLen: number, code: FormatErrorCode, re: RegExp) => expectFormatError(ok(h, dataLen), code, re);
+    const bad = (h: string, dataLen: number, code: FormatErrorCode, re: RegExp) =>
+      expectFormatError(ok(h, dataLen), code, re);
 
-    it('accepts the minimal valid shapes these cases are built from', async function () {
+    it('accepts the minimal valid shapes these cases are built from', async () => {
       assert.equal((await ok(`{"a":${T('[0,8]')},"b":${T('[8,16]')}}`, 16)).tensors.length, 2);
       assert.equal((await ok('{}', 0)).tensors.length, 0);
-      assert.equal((await ok(`{"e":${T('[0,0]', '[0,4]')},"a":${T('[0,8]')},"z":${T('[8,8]', '[3,0]')}}`, 8)).tensors.length, 3);
-      assert.equal((await ok(`{"a":${T('[0,2]', '[2]', 'F8_E4M3')},"b":${T('[2,4]', '[2]', 'F8_E5M2')},"c":${T('[4,12]', '[1]', 'U64')}}`, 12)).tensors[2].torchDtype, 'uint64');
-      assert.equal((await ok(`{"a\\"":${T('[0,8]')},"a\\\\":${T('[8,16]')}}`, 16)).tensors[1].name, 'a\\', 'escaped quote vs escaped backslash are different keys');
+      assert.equal(
+        (await ok(`{"e":${T('[0,0]', '[0,4]')},"a":${T('[0,8]')},"z":${T('[8,8]', '[3,0]')}}`, 8)).tensors.length,
+        3,
+      );
+      assert.equal(
+        (
+          await ok(
+            `{"a":${T('[0,2]', '[2]', 'F8_E4M3')},"b":${T('[2,4]', '[2]', 'F8_E5M2')},"c":${T('[4,12]', '[1]', 'U64')}}`,
+            12,
+          )
+        ).tensors[2].torchDtype,
+        'uint64',
+      );
+      assert.equal(
+        (await ok(`{"a\\"":${T('[0,8]')},"a\\\\":${T('[8,16]')}}`, 16)).tensors[1].name,
+        'a\\',
+        'escaped quote vs escaped backslash are different keys',
+      );
       assert.deepEqual((await ok(`{"__metadata__":{"__proto__":"x"}}`, 0)).metadata, JSON.parse('{"__proto__":"x"}'));
-      assert.equal((await ok(`{"__metadata__":null}`, 0)).metadata, null, 'null metadata is what Option<HashMap> allows');
-      assert.equal((await ok(`{"a":${T('[0,0]', '[9007199254740991,0]')}}`, 0)).tensors[0].shape[0], Number.MAX_SAFE_INTEGER);
+      assert.equal(
+        (await ok(`{"__metadata__":null}`, 0)).metadata,
+        null,
+        'null metadata is what Option<HashMap> allows',
+      );
+      assert.equal(
+        (await ok(`{"a":${T('[0,0]', '[9007199254740991,0]')}}`, 0)).tensors[0].shape[0],
+        Number.MAX_SAFE_INTEGER,
+      );
     });
 
-    it('rejects duplicate keys, including escape tricks', async function () {
+    it('rejects duplicate keys, including escape tricks', async () => {
       const dup = /duplicate key/;
       await bad(`{"a":${T('[0,8]')},"a":${T('[8,16]')}}`, 16, 'SAFETENSORS_BAD_HEADER', dup);
       await bad(`{"a\\"":${T('[0,8]')},"a\\u0022":${T('[8,16]')}}`, 16, 'SAFETENSORS_BAD_HEADER', dup);
@@ -339,11 +396,21 @@ describe('safetensors', function () {
       await bad(`{"a\\/b":${T('[0,8]')},"a/b":${T('[8,16]')}}`, 16, 'SAFETENSORS_BAD_HEADER', dup);
       await bad(`{"__metadata__":{},"\\u005f_metadata__":{}}`, 0, 'SAFETENSORS_BAD_HEADER', dup);
       await bad(`{"__metadata__":{"k":"1","k":"2"}}`, 0, 'SAFETENSORS_BAD_HEADER', dup);
-      await bad(`{"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 8, 'SAFETENSORS_BAD_HEADER', dup);
+      await bad(
+        `{"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}}`,
+        8,
+        'SAFETENSORS_BAD_HEADER',
+        dup,
+      );
     });
 
-    it('rejects gaps, overlaps, uncovered bytes and offsets outside the file', async function () {
-      await bad(`{"a":${T('[0,8]')},"b":${T('[12,20]')}}`, 20, 'SAFETENSORS_BAD_TENSOR', /gap of 4 bytes after tensor "a"/);
+    it('rejects gaps, overlaps, uncovered bytes and offsets outside the file', async () => {
+      await bad(
+        `{"a":${T('[0,8]')},"b":${T('[12,20]')}}`,
+        20,
+        'SAFETENSORS_BAD_TENSOR',
+        /gap of 4 bytes after tensor "a"/,
+      );
       await bad(`{"a":${T('[4,12]')}}`, 12, 'SAFETENSORS_BAD_TENSOR', /gap of 4 bytes at the start/);
       await bad(`{"a":${T('[0,8]')},"b":${T('[4,12]')}}`, 12, 'SAFETENSORS_BAD_TENSOR', /overlaps/);
       await bad(`{"a":${T('[0,8]')},"b":${T('[0,8]')}}`, 8, 'SAFETENSORS_BAD_TENSOR', /overlaps/);
@@ -362,7 +429,7 @@ describe('safetensors', function () {
       await bad(`{"a":${T('"0,8"')}}`, 8, 'SAFETENSORS_BAD_TENSOR', /two integers/);
     });
 
-    it('rejects wrong span sizes, bad shapes and bad dtypes', async function () {
+    it('rejects wrong span sizes, bad shapes and bad dtypes', async () => {
       await bad(`{"a":${T('[0,12]')}}`, 12, 'SAFETENSORS_BAD_TENSOR', /spans 12 bytes but shape \[2\] of F32 needs 8/);
       await bad(`{"a":${T('[0,8]', '[]')}}`, 8, 'SAFETENSORS_BAD_TENSOR', /needs 4/);
       await bad(`{"a":${T('[0,8]', '[-2]')}}`, 8, 'SAFETENSORS_BAD_TENSOR', /shape\[0\] is negative/);
@@ -372,17 +439,32 @@ describe('safetensors', function () {
       await bad(`{"a":${T('[0,8]', '2')}}`, 8, 'SAFETENSORS_BAD_TENSOR', /"shape" is not an array/);
       await bad(`{"a":${T('[0,8]', '[9007199254740992]')}}`, 8, 'SAFETENSORS_BAD_TENSOR', /too large/);
       // Product overflows a double: must still be caught exactly.
-      await bad(`{"a":${T('[0,8]', '[4294967296,4294967296,1]')}}`, 8, 'SAFETENSORS_BAD_TENSOR', /needs 73786976294838206464/);
+      await bad(
+        `{"a":${T('[0,8]', '[4294967296,4294967296,1]')}}`,
+        8,
+        'SAFETENSORS_BAD_TENSOR',
+        /needs 73786976294838206464/,
+      );
       await bad(`{"a":${T('[0,8]', '[2]', 'F32x')}}`, 8, 'SAFETENSORS_BAD_TENSOR', /unknown dtype "F32x"/);
       await bad(`{"a":${T('[0,8]', '[2]', 'f32')}}`, 8, 'SAFETENSORS_BAD_TENSOR', /unknown dtype/);
-      await bad(`{"a":{"dtype":4,"shape":[2],"data_offsets":[0,8]}}`, 8, 'SAFETENSORS_BAD_TENSOR', /"dtype" is not a string/);
+      await bad(
+        `{"a":{"dtype":4,"shape":[2],"data_offsets":[0,8]}}`,
+        8,
+        'SAFETENSORS_BAD_TENSOR',
+        /"dtype" is not a string/,
+      );
       await bad(`{"a":{"shape":[2],"data_offsets":[0,8]}}`, 8, 'SAFETENSORS_BAD_TENSOR', /exactly/);
-      await bad(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}}`, 8, 'SAFETENSORS_BAD_TENSOR', /unexpected field "extra"/);
+      await bad(
+        `{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}}`,
+        8,
+        'SAFETENSORS_BAD_TENSOR',
+        /unexpected field "extra"/,
+      );
       await bad(`{"a":[0,8]}`, 8, 'SAFETENSORS_BAD_TENSOR', /not an object/);
       await bad(`{"format":"pt"}`, 0, 'SAFETENSORS_BAD_TENSOR', /tensor "format": entry is not an object/);
     });
 
-    it('rejects bad metadata', async function () {
+    it('rejects bad metadata', async () => {
       await bad(`{"__metadata__":{"k":1}}`, 0, 'SAFETENSORS_BAD_HEADER', /value of "k" is not a string/);
       await bad(`{"__metadata__":{"k":null}}`, 0, 'SAFETENSORS_BAD_HEADER', /not a string/);
       await bad(`{"__metadata__":{"k":{"x":"y"}}}`, 0, 'SAFETENSORS_BAD_HEADER', /not a string/);
@@ -390,9 +472,13 @@ describe('safetensors', function () {
       await bad(`{"__metadata__":"k"}`, 0, 'SAFETENSORS_BAD_HEADER', /not an object/);
     });
 
-    it('rejects bad header lengths and header text', async function () {
+    it('rejects bad header lengths and header text', async () => {
       const h = `{"a":${T('[0,8]')}}`;
-      await expectFormatError(readBytes(build(h, 8, { len: 0xffffffffffffffffn })), 'SAFETENSORS_BAD_HEADER', /exceeds/);
+      await expectFormatError(
+        readBytes(build(h, 8, { len: 0xffffffffffffffffn })),
+        'SAFETENSORS_BAD_HEADER',
+        /exceeds/,
+      );
       await expectFormatError(readBytes(build(h, 8, { len: 100_000_001n })), 'SAFETENSORS_BAD_HEADER', /exceeds/);
       await expectFormatError(readBytes(build(h, 8, { len: 1000n })), 'SAFETENSORS_BAD_HEADER', /past the end/);
       await expectFormatError(readBytes(build('{}', 0, { len: 1n, pad: false })), 'SAFETENSORS_BAD_HEADER', /minimum/);
@@ -410,7 +496,7 @@ describe('safetensors', function () {
       await bad(`{"a\\udc00":${T('[0,8]')}}`, 8, 'SAFETENSORS_BAD_HEADER', /surrogate/);
       await bad(`{"a\tb":${T('[0,8]')}}`, 8, 'SAFETENSORS_BAD_HEADER', /control character/);
       await bad(`{"a":${T('[0,8]')}}\0\0\0`, 8, 'SAFETENSORS_BAD_HEADER', /after the JSON object/);
-      await bad('{"a":' + '['.repeat(5000) + ']'.repeat(5000) + '}', 0, 'SAFETENSORS_BAD_HEADER', /nested too deeply/);
+      await bad(`{"a":${'['.repeat(5000)}${']'.repeat(5000)}}`, 0, 'SAFETENSORS_BAD_HEADER', /nested too deeply/);
       const badUtf8 = Buffer.concat([Buffer.from('{"a\xff":', 'latin1'), Buffer.from(`${T('[0,8]')}}`)]);
       const file = build('', 8, { pad: false });
       const withBad = Buffer.concat([file.subarray(0, 8), badUtf8, file.subarray(8)]);
@@ -418,7 +504,7 @@ describe('safetensors', function () {
       await expectFormatError(readBytes(withBad), 'SAFETENSORS_BAD_HEADER', /UTF-8/);
     });
 
-    it('rejects every truncation of a valid file', async function () {
+    it('rejects every truncation of a valid file', async () => {
       const bytes = await readFile(join(dir, 'compact.safetensors'));
       const p = join(dir, 'trunc.safetensors');
       await writeFile(p, bytes);
@@ -426,7 +512,10 @@ describe('safetensors', function () {
       const codes = new Set<string>();
       for (let len = bytes.length - 1; len >= 0; len--) {
         await truncate(p, len);
-        const e = await readSafetensorsFile(p).then(() => null, (err: unknown) => err);
+        const e = await readSafetensorsFile(p).then(
+          () => null,
+          (err: unknown) => err,
+        );
         assert.ok(e instanceof FormatError, `truncated to ${len} bytes: ${String(e)}`);
         assert.ok(e.code === 'SAFETENSORS_BAD_HEADER' || e.code === 'SAFETENSORS_BAD_TENSOR', e.code);
         if (len < 8 + readHeaderLen(bytes)) assert.equal(e.code, 'SAFETENSORS_BAD_HEADER', `truncated to ${len} bytes`);
@@ -435,7 +524,7 @@ describe('safetensors', function () {
       assert.equal(codes.size, 2);
     });
 
-    it('never throws anything but FormatError on random byte flips (seeded)', async function () {
+    it('never throws anything but FormatError on random byte flips (seeded)', async () => {
       const bytes = await readFile(join(dir, 'ref.safetensors'));
       const p = join(dir, 'flip.safetensors');
       await writeFile(p, bytes);
@@ -443,9 +532,11 @@ describe('safetensors', function () {
       let seed = 0x2545f491;
       const rand = (n: number): number => {
         // xorshift32: deterministic so a failure is reproducible.
-        seed ^= seed << 13; seed >>>= 0;
+        seed ^= seed << 13;
+        seed >>>= 0;
         seed ^= seed >>> 17;
-        seed ^= seed << 5; seed >>>= 0;
+        seed ^= seed << 5;
+        seed >>>= 0;
         return seed % n;
       };
       const counts = { ok: 0, header: 0, tensor: 0 };

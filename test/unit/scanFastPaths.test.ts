@@ -17,17 +17,21 @@ import { FormatError } from '../../server/src/formats/errors';
 import { ZipReader } from '../../server/src/formats/zip/zipReader';
 import { decodePickle } from '../../server/src/formats/pickle/decoder';
 import * as N from '../../server/src/formats/pickle/nodes';
-import { PyNode } from '../../server/src/formats/pickle/nodes';
+import type { PyNode } from '../../server/src/formats/pickle/nodes';
 import { compareWithSource } from '../../server/src/engine/statusRules';
-import { FileEntry } from '../../server/src/engine/loraFile';
+import type { FileEntry } from '../../server/src/engine/loraFile';
 import { relPath, Workspace } from '../../server/src/engine/workspace';
 import { primarySource } from '../../server/src/engine/copyMap';
 import { copyFixtureWorkspace } from '../support/files';
 import { shutdownEntryPool } from '../../server/src/engine/entryPool';
 
 const FIX = join(__dirname, '..', 'fixtures', 'torch');
-const manifest: { fixtures: Array<{ file: string; expect?: string }> } = JSON.parse(readFileSync(join(FIX, 'manifest.json'), 'utf8'));
-const zipFixtures = manifest.fixtures.filter((f) => f.file.endsWith('.pt') && readFileSync(join(FIX, f.file)).subarray(0, 2).toString('latin1') === 'PK');
+const manifest: { fixtures: Array<{ file: string; expect?: string }> } = JSON.parse(
+  readFileSync(join(FIX, 'manifest.json'), 'utf8'),
+);
+const zipFixtures = manifest.fixtures.filter(
+  (f) => f.file.endsWith('.pt') && readFileSync(join(FIX, f.file)).subarray(0, 2).toString('latin1') === 'PK',
+);
 
 async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
   try {
@@ -63,19 +67,61 @@ describe('scan fast paths give what the general paths give', function () {
     }
     assert.ok(checked > 50, `only ${checked} subtrees checked`);
     const g = (m: string, n: string) => N.global(m, n);
-    const reduce = (callable: PyNode, args: PyNode[]): PyNode => ({ kind: 'object', how: 'reduce', callable, args: N.tuple(args) });
+    const reduce = (callable: PyNode, args: PyNode[]): PyNode => ({
+      kind: 'object',
+      how: 'reduce',
+      callable,
+      args: N.tuple(args),
+    });
     const odd: PyNode[] = [
-      N.none(), N.bool(true), N.bool(false), N.int(-(2n ** 70n)), N.float(-0), N.float(NaN), N.float(Infinity), N.float(1e-310),
-      N.str('quote " backslash \\ newline \n tab \t unicode ş ⭐ lone \ud800'), { kind: 'bytes', value: new Uint8Array([0, 255, 16]) },
-      N.list([]), N.tuple([N.int(1), N.str('a')]), N.dict([[N.int(1), N.str('one')], [N.tuple([]), N.none()]]),
-      { kind: 'set', items: [N.str('b'), N.str('a'), N.int(3)], frozen: false }, { kind: 'set', items: [], frozen: true },
-      g('os', 'system'), { kind: 'persid', pid: N.tuple([N.str('storage'), N.str('0')]), binary: true },
+      N.none(),
+      N.bool(true),
+      N.bool(false),
+      N.int(-(2n ** 70n)),
+      N.float(-0),
+      N.float(NaN),
+      N.float(Infinity),
+      N.float(1e-310),
+      N.str('quote " backslash \\ newline \n tab \t unicode ş ⭐ lone \ud800'),
+      { kind: 'bytes', value: new Uint8Array([0, 255, 16]) },
+      N.list([]),
+      N.tuple([N.int(1), N.str('a')]),
+      N.dict([
+        [N.int(1), N.str('one')],
+        [N.tuple([]), N.none()],
+      ]),
+      { kind: 'set', items: [N.str('b'), N.str('a'), N.int(3)], frozen: false },
+      { kind: 'set', items: [], frozen: true },
+      g('os', 'system'),
+      { kind: 'persid', pid: N.tuple([N.str('storage'), N.str('0')]), binary: true },
       reduce(g('_codecs', 'encode'), [N.str('\u00ff\u0001'), N.str('latin1')]),
       reduce(g('builtins', 'set'), [N.list([N.int(2), N.int(1)])]),
-      reduce(g('numpy.core.multiarray', 'scalar'), [reduce(g('numpy', 'dtype'), [N.str('f8'), N.bool(false), N.bool(true)]), { kind: 'bytes', value: new Uint8Array(8) }]),
-      reduce(g('datetime', 'datetime'), [{ kind: 'bytes', value: new Uint8Array([7, 233, 12, 4, 10, 50, 0, 0, 0, 1]) }]),
-      { kind: 'object', how: 'reduce', callable: g('collections', 'OrderedDict'), args: N.tuple([]), setitems: [[N.str('k'), N.int(1)]], state: N.dict([]) },
-      { kind: 'object', how: 'newobj_ex', callable: g('m', 'C'), args: N.tuple([N.int(1)]), kwargs: N.dict([[N.str('x'), N.int(2)]]), appends: [N.int(3)], setitems: [[N.str('y'), N.int(4)]], state: N.str('s'), extraStates: [N.int(5)] },
+      reduce(g('numpy.core.multiarray', 'scalar'), [
+        reduce(g('numpy', 'dtype'), [N.str('f8'), N.bool(false), N.bool(true)]),
+        { kind: 'bytes', value: new Uint8Array(8) },
+      ]),
+      reduce(g('datetime', 'datetime'), [
+        { kind: 'bytes', value: new Uint8Array([7, 233, 12, 4, 10, 50, 0, 0, 0, 1]) },
+      ]),
+      {
+        kind: 'object',
+        how: 'reduce',
+        callable: g('collections', 'OrderedDict'),
+        args: N.tuple([]),
+        setitems: [[N.str('k'), N.int(1)]],
+        state: N.dict([]),
+      },
+      {
+        kind: 'object',
+        how: 'newobj_ex',
+        callable: g('m', 'C'),
+        args: N.tuple([N.int(1)]),
+        kwargs: N.dict([[N.str('x'), N.int(2)]]),
+        appends: [N.int(3)],
+        setitems: [[N.str('y'), N.int(4)]],
+        state: N.str('s'),
+        extraStates: [N.int(5)],
+      },
       { kind: 'object', how: 'obj', callable: N.str('not a global'), args: N.tuple([]) },
     ];
     for (const n of odd) assert.equal(typedFormJson(n), JSON.stringify(typedForm(n, undefined, true)));
@@ -95,7 +141,10 @@ describe('scan fast paths give what the general paths give', function () {
         assert.deepEqual(a.records, b.records, f.file);
         try {
           for (const r of a.records) {
-            const [x, y] = await Promise.all([a.read(r).catch((e: FormatError) => e.code), b.read(r).catch((e: FormatError) => e.code)]);
+            const [x, y] = await Promise.all([
+              a.read(r).catch((e: FormatError) => e.code),
+              b.read(r).catch((e: FormatError) => e.code),
+            ]);
             assert.deepEqual(x, y, `${f.file} ${r.name}`);
             assert.deepEqual(await a.verifyCrc(r), await b.verifyCrc(r));
           }
@@ -115,7 +164,10 @@ describe('scan fast paths give what the general paths give', function () {
       const scratch = join(dir, 'v.pt');
       for (const v of variants) {
         await writeFile(scratch, v);
-        assert.equal(await codeOf(() => ZipReader.fromBytes(v)), await codeOf(ZipReader.open(scratch).then((z) => z.close())));
+        assert.equal(
+          await codeOf(() => ZipReader.fromBytes(v)),
+          await codeOf(ZipReader.open(scratch).then((z) => z.close())),
+        );
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -157,22 +209,54 @@ describe('scan fast paths give what the general paths give', function () {
 
   it('the pickle post-pass still runs wherever it can fail: leaf references past maxNodes, deep trees, shared containers', () => {
     // ['a', 'a', ... 20 times] through BINGET of one memoized str: 2 nodes created, 21 once expanded
-    const pk = Buffer.concat([Buffer.from('\x80\x02](X\x01\x00\x00\x00aq\x00', 'latin1'), Buffer.from('h\x00'.repeat(19), 'latin1'), Buffer.from('e.', 'latin1')]);
+    const pk = Buffer.concat([
+      Buffer.from('\x80\x02](X\x01\x00\x00\x00aq\x00', 'latin1'),
+      Buffer.from('h\x00'.repeat(19), 'latin1'),
+      Buffer.from('e.', 'latin1'),
+    ]);
     assert.equal((decodePickle(pk).root as N.PyList).items.length, 20);
-    assert.throws(() => decodePickle(pk, { maxNodes: 15 }), (e: FormatError) => e.code === 'PICKLE_LIMIT' && /once shared references are expanded/.test(e.message));
+    assert.throws(
+      () => decodePickle(pk, { maxNodes: 15 }),
+      (e: FormatError) => e.code === 'PICKLE_LIMIT' && /once shared references are expanded/.test(e.message),
+    );
     // a list holding itself: only a shared container can make a cycle
-    assert.throws(() => decodePickle(Buffer.from('\x80\x02]q\x00h\x00a.', 'latin1')), (e: FormatError) => e.code === 'PICKLE_LIMIT' && /cyclic/.test(e.message));
+    assert.throws(
+      () => decodePickle(Buffer.from('\x80\x02]q\x00h\x00a.', 'latin1')),
+      (e: FormatError) => e.code === 'PICKLE_LIMIT' && /cyclic/.test(e.message),
+    );
     // nested 30 deep with a depth limit of 20, no memo at all
-    const deep = Buffer.concat([Buffer.from('\x80\x02', 'latin1'), Buffer.from(']'.repeat(30), 'latin1'), Buffer.from('a'.repeat(29), 'latin1'), Buffer.from('.', 'latin1')]);
-    assert.throws(() => decodePickle(deep, { maxDepth: 20 }), (e: FormatError) => e.code === 'PICKLE_LIMIT' && /deeper than 20/.test(e.message));
+    const deep = Buffer.concat([
+      Buffer.from('\x80\x02', 'latin1'),
+      Buffer.from(']'.repeat(30), 'latin1'),
+      Buffer.from('a'.repeat(29), 'latin1'),
+      Buffer.from('.', 'latin1'),
+    ]);
+    assert.throws(
+      () => decodePickle(deep, { maxDepth: 20 }),
+      (e: FormatError) => e.code === 'PICKLE_LIMIT' && /deeper than 20/.test(e.message),
+    );
     assert.doesNotThrow(() => decodePickle(deep));
   });
 
   it('pairwise tensor comparison agrees with the lookup one, duplicate names included', () => {
     const t = (name: string, digest: string, shape = [4, 16]) => ({ name, dtype: 'float32', shape, digest });
     const entry = (path: string, tensors: FileEntry['tensors']): FileEntry => ({
-      path, size: 1, mtimeMs: 1, mtimeNs: '1000000', ino: 1, kind: 'lora', role: 'copy', unsafeGlobals: [], loraId: 'l', name: 'L',
-      tensors, tensorsDigest: 'T', metaDigest: 'M', metaKeys: {}, copyKeys: [], syncInfo: { lastSyncMatch: 50 },
+      path,
+      size: 1,
+      mtimeMs: 1,
+      mtimeNs: '1000000',
+      ino: 1,
+      kind: 'lora',
+      role: 'copy',
+      unsafeGlobals: [],
+      loraId: 'l',
+      name: 'L',
+      tensors,
+      tensorsDigest: 'T',
+      metaDigest: 'M',
+      metaKeys: {},
+      copyKeys: [],
+      syncInfo: { lastSyncMatch: 50 },
     });
     const src = entry('src.pt', [t('a', '1'), t('b', '2')]);
     assert.equal(compareWithSource(entry('c.pt', [t('a', '1'), t('b', '2')]), src).status, 'IN_SYNC');
@@ -189,8 +273,27 @@ describe('scan fast paths give what the general paths give', function () {
   it('relPath gives what path.relative gives, for clean and unclean paths', () => {
     const ref = (root: string, abs: string) => relative(root, abs).split(sep).join('/').normalize('NFC');
     const roots = ['/a/b', '/a/b/', '/', '/a/./b', '/a//b', 'a/b', '/a/b/..', '/a/.b', '/tmp/x'];
-    const rests = ['c.pt', 'c/d.pt', './c.pt', '../c.pt', 'c//d.pt', 'c/', '.c/d.pt', 'c/..d.pt', 'c/../d.pt', 'e\u0301.pt', 'ç/ş.pt', '', '/', 'c/.', 'c/..'];
-    for (const r of roots) for (const x of rests) for (const j of ['/', '//', '']) assert.equal(relPath(r, r + j + x), ref(r, r + j + x), JSON.stringify([r, r + j + x]));
+    const rests = [
+      'c.pt',
+      'c/d.pt',
+      './c.pt',
+      '../c.pt',
+      'c//d.pt',
+      'c/',
+      '.c/d.pt',
+      'c/..d.pt',
+      'c/../d.pt',
+      'e\u0301.pt',
+      'ç/ş.pt',
+      '',
+      '/',
+      'c/.',
+      'c/..',
+    ];
+    for (const r of roots)
+      for (const x of rests)
+        for (const j of ['/', '//', ''])
+          assert.equal(relPath(r, r + j + x), ref(r, r + j + x), JSON.stringify([r, r + j + x]));
   });
 
   describe('the compact cache', () => {
@@ -218,7 +321,11 @@ describe('scan fast paths give what the general paths give', function () {
       for (const g of map.loras.values()) {
         const src = primarySource(g);
         for (const c of g.copies) {
-          if (src && c.tensorsDigest === src.tensorsDigest && c.tensors.map((t) => t.name).join() === src.tensors.map((t) => t.name).join()) {
+          if (
+            src &&
+            c.tensorsDigest === src.tensorsDigest &&
+            c.tensors.map((t) => t.name).join() === src.tensors.map((t) => t.name).join()
+          ) {
             assert.equal(c.tensors, src.tensors, c.path);
             shared++;
           }

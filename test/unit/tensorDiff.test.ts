@@ -10,10 +10,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Checkpoint, openCheckpoint } from '../../server/src/formats/checkpoint';
+import { type Checkpoint, openCheckpoint } from '../../server/src/formats/checkpoint';
 import { DEFAULT_CONFIG } from '../../server/src/engine/config';
 import { readEntry } from '../../server/src/engine/loraFile';
-import { DiffOptions, diffTensors, TensorDiff } from '../../server/src/engine/tensorDiff';
+import { type DiffOptions, diffTensors, type TensorDiff } from '../../server/src/engine/tensorDiff';
 
 const PYTHON = '/usr/bin/python3';
 const WS = join(__dirname, '..', 'fixtures', 'workspace');
@@ -30,7 +30,10 @@ async function diff(dir: string, copy: string, source: string, opts: DiffOptions
       open.push(c);
       if (reads) {
         const read = c.fh.read.bind(c.fh) as (...a: unknown[]) => Promise<{ bytesRead: number }>;
-        (c.fh as unknown as { read: unknown }).read = async (...a: unknown[]) => { reads.push(a[2] as number); return read(...a); };
+        (c.fh as unknown as { read: unknown }).read = async (...a: unknown[]) => {
+          reads.push(a[2] as number);
+          return read(...a);
+        };
       }
       return { c, tensors: e.tensors };
     };
@@ -46,19 +49,24 @@ describe('tensorDiff on the torch-written fixture workspace', () => {
   it('an IN_SYNC copy: every tensor equal from the digests alone, no byte read', async () => {
     const reads: number[] = [];
     const r = await diff(WS, '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt', SRC_A, {}, reads);
-    assert.deepEqual(r.tensors.map((t) => t.kind), ['equal', 'equal', 'equal', 'equal']);
+    assert.deepEqual(
+      r.tensors.map((t) => t.kind),
+      ['equal', 'equal', 'equal', 'equal'],
+    );
     assert.equal(r.bytesRead, 0);
     // The copies are small (read whole into memory by the checkpoint reader); the diff itself adds no read.
     assert.equal(reads.length, 0);
   });
 
-  it('a STALE copy: every tensor differs, with torch\'s max |copy - source| and count', async () => {
+  it("a STALE copy: every tensor differs, with torch's max |copy - source| and count", async () => {
     const r = await diff(WS, 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt', SRC_A, { chunkBytes: 64 });
     // From real torch on the committed fixture:
     //   (a.double() - b.double()).abs().max(), (a != b).sum() for each tensor of lora_params
     const want: Record<string, number> = {
-      'layers.0.lora_A': 3.6665157079696655, 'layers.0.lora_B': 2.6763240098953247,
-      'layers.1.lora_A': 3.1542152166366577, 'layers.1.lora_B': 4.332327723503113,
+      'layers.0.lora_A': 3.6665157079696655,
+      'layers.0.lora_B': 2.6763240098953247,
+      'layers.1.lora_A': 3.1542152166366577,
+      'layers.1.lora_B': 4.332327723503113,
     };
     assert.equal(r.tensors.length, 4);
     for (const t of r.tensors) {
@@ -79,13 +87,18 @@ describe('tensorDiff on the torch-written fixture workspace', () => {
     assert.deepEqual([...shape.values()].filter((d) => d.kind === 'equal').length, 3);
 
     // This copy's folders are spelled NFD on disk (as macOS writes them).
-    const dtype = byName((await diff(WS, 'Beşiktaş/🆚_VS_Galatasaray'.normalize('NFD') + '/LoRA_B_b9babb.pt', SRC_B)).tensors);
+    const dtype = byName(
+      (await diff(WS, `${'Beşiktaş/🆚_VS_Galatasaray'.normalize('NFD')}/LoRA_B_b9babb.pt`, SRC_B)).tensors,
+    );
     assert.equal(dtype.get('layers.1.lora_B')!.kind, 'dtype');
     assert.equal(dtype.get('layers.1.lora_B')!.source!.dtype, 'float32');
 
     const count = await diff(WS, '🏛️_NEWTON_HALL/LoRA_B_b3b4b5.pt', SRC_B);
     const missing = count.tensors.filter((d) => d.kind === 'missing');
-    assert.deepEqual(missing.map((d) => d.name), ['layers.1.lora_B']);
+    assert.deepEqual(
+      missing.map((d) => d.name),
+      ['layers.1.lora_B'],
+    );
     assert.deepEqual(missing[0].source, { dtype: 'float32', shape: [16, 4] });
     assert.equal(count.bytesRead, 0);
   });
@@ -101,7 +114,10 @@ describe('tensorDiff on the torch-written fixture workspace', () => {
       assert.equal(t.maxAbsDiff, undefined);
       assert.match(t.note!, /budget/);
     }
-    const all = await diff(WS, 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt', SRC_A, { budgetBytes: 1024, unlimited: true });
+    const all = await diff(WS, 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt', SRC_A, {
+      budgetBytes: 1024,
+      unlimited: true,
+    });
     assert.equal(all.notCompared, 0);
   });
 });

@@ -8,17 +8,31 @@ import { statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { classifyWatchError, WatcherEvent, WatcherOptions, WatchChange, WorkspaceWatcher } from '../../server/src/engine/watcher';
+import {
+  classifyWatchError,
+  type WatcherEvent,
+  type WatcherOptions,
+  type WatchChange,
+  WorkspaceWatcher,
+} from '../../server/src/engine/watcher';
 import { atomicWrite } from '../../server/src/io/atomicWrite';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const INCLUDE = ['**/*.pt', '**/*.safetensors'];
 const FAST = { debounceMs: 80, settleMs: 150 };
 
-interface Harness { w: WorkspaceWatcher; events: WatcherEvent[]; changes: () => WatchChange[]; dir: string }
+interface Harness {
+  w: WorkspaceWatcher;
+  events: WatcherEvent[];
+  changes: () => WatchChange[];
+  dir: string;
+}
 
 async function withWatcher(
-  opts: Partial<WatcherOptions>, body: (h: Harness) => Promise<void>, setup?: (dir: string) => Promise<void>, onEvent?: (e: WatcherEvent) => void,
+  opts: Partial<WatcherOptions>,
+  body: (h: Harness) => Promise<void>,
+  setup?: (dir: string) => Promise<void>,
+  onEvent?: (e: WatcherEvent) => void,
 ): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'lora-watch-'));
   const events: WatcherEvent[] = [];
@@ -46,126 +60,162 @@ async function waitFor(what: string, pred: () => boolean, ms = 4000): Promise<vo
 
 /** Every change of all batches, merged, for asserting "nothing else was reported". */
 const all = (cs: WatchChange[]) => ({
-  added: cs.flatMap((c) => c.added).sort(), changed: cs.flatMap((c) => c.changed).sort(), removed: cs.flatMap((c) => c.removed).sort(),
+  added: cs.flatMap((c) => c.added).sort(),
+  changed: cs.flatMap((c) => c.changed).sort(),
+  removed: cs.flatMap((c) => c.removed).sort(),
 });
 
 describe('WorkspaceWatcher', function () {
   this.timeout(10000);
 
   it('does not report the initial files, then reports adds, changes, removals and renames in batches', async () => {
-    await withWatcher({}, async ({ dir, events, changes }) => {
-      assert.deepEqual(events, [{ kind: 'ready' }]);
-      const a = join(dir, 'a.pt'), b = join(dir, 'sub', 'b.safetensors'), c = join(dir, 'sub', 'c.safetensors');
-      await writeFile(b, 'bbbb');
-      await writeFile(a, 'a changed');
-      await waitFor('first batch', () => changes().length >= 1);
-      await sleep(300);
-      assert.deepEqual(changes(), [{ added: [b], changed: [a], removed: [] }]);
+    await withWatcher(
+      {},
+      async ({ dir, events, changes }) => {
+        assert.deepEqual(events, [{ kind: 'ready' }]);
+        const a = join(dir, 'a.pt'),
+          b = join(dir, 'sub', 'b.safetensors'),
+          c = join(dir, 'sub', 'c.safetensors');
+        await writeFile(b, 'bbbb');
+        await writeFile(a, 'a changed');
+        await waitFor('first batch', () => changes().length >= 1);
+        await sleep(300);
+        assert.deepEqual(changes(), [{ added: [b], changed: [a], removed: [] }]);
 
-      await unlink(a);
-      await waitFor('removal', () => changes().length >= 2);
-      assert.deepEqual(changes()[1], { added: [], changed: [], removed: [a] });
+        await unlink(a);
+        await waitFor('removal', () => changes().length >= 2);
+        assert.deepEqual(changes()[1], { added: [], changed: [], removed: [a] });
 
-      await rename(b, c);
-      await waitFor('rename', () => changes().length >= 3);
-      await sleep(300);
-      assert.deepEqual(changes().slice(2), [{ added: [c], changed: [], removed: [b] }]);
-    }, async (dir) => {
-      await mkdir(join(dir, 'sub'));
-      await writeFile(join(dir, 'a.pt'), 'a');
-      await writeFile(join(dir, 'old.pt'), 'untouched');
-    });
+        await rename(b, c);
+        await waitFor('rename', () => changes().length >= 3);
+        await sleep(300);
+        assert.deepEqual(changes().slice(2), [{ added: [c], changed: [], removed: [b] }]);
+      },
+      async (dir) => {
+        await mkdir(join(dir, 'sub'));
+        await writeFile(join(dir, 'a.pt'), 'a');
+        await writeFile(join(dir, 'old.pt'), 'untouched');
+      },
+    );
   });
 
   it('reports a file written slowly in chunks once, after it is complete (its size read in the callback is final)', async () => {
     const sizes: number[] = [];
     const onChange = (e: WatcherEvent) => {
-      if (e.kind === 'changes') for (const p of [...e.changes.added, ...e.changes.changed]) sizes.push(statSync(p).size);
+      if (e.kind === 'changes')
+        for (const p of [...e.changes.added, ...e.changes.changed]) sizes.push(statSync(p).size);
     };
     const chunk = Buffer.alloc(64 * 1024, 7);
     const chunks = 15;
-    await withWatcher({ debounceMs: 80, settleMs: 500 }, async ({ dir, changes }) => {
-      const target = join(dir, 'slow.pt');
-      const fh = await open(target, 'w');
-      for (let i = 0; i < chunks; i++) {
-        await fh.write(chunk);
-        await sleep(100);
-        assert.equal(changes().length, 0, `reported while still being written (chunk ${i})`);
-      }
-      await fh.close();
-      const done = Date.now();
-      await waitFor('the slow file', () => changes().length >= 1, 3000);
-      assert.ok(Date.now() - done >= 400, 'reported before the file held still for settleMs');
-      await sleep(400);
-      assert.deepEqual(all(changes()), { added: [target], changed: [], removed: [] });
-      assert.deepEqual(sizes, [chunk.length * chunks]);
-    }, undefined, onChange);
+    await withWatcher(
+      { debounceMs: 80, settleMs: 500 },
+      async ({ dir, changes }) => {
+        const target = join(dir, 'slow.pt');
+        const fh = await open(target, 'w');
+        for (let i = 0; i < chunks; i++) {
+          await fh.write(chunk);
+          await sleep(100);
+          assert.equal(changes().length, 0, `reported while still being written (chunk ${i})`);
+        }
+        await fh.close();
+        const done = Date.now();
+        await waitFor('the slow file', () => changes().length >= 1, 3000);
+        assert.ok(Date.now() - done >= 400, 'reported before the file held still for settleMs');
+        await sleep(400);
+        assert.deepEqual(all(changes()), { added: [target], changed: [], removed: [] });
+        assert.deepEqual(sizes, [chunk.length * chunks]);
+      },
+      undefined,
+      onChange,
+    );
   });
 
   it('reports an in-place rewrite of the same size as changed', async () => {
-    await withWatcher({}, async ({ dir, changes }) => {
-      const p = join(dir, 'same.pt');
-      await writeFile(p, 'BBBBBBBB');
-      await waitFor('the rewrite', () => changes().length >= 1);
-      assert.deepEqual(changes(), [{ added: [], changed: [p], removed: [] }]);
-    }, async (dir) => writeFile(join(dir, 'same.pt'), 'AAAAAAAA'));
+    await withWatcher(
+      {},
+      async ({ dir, changes }) => {
+        const p = join(dir, 'same.pt');
+        await writeFile(p, 'BBBBBBBB');
+        await waitFor('the rewrite', () => changes().length >= 1);
+        assert.deepEqual(changes(), [{ added: [], changed: [p], removed: [] }]);
+      },
+      async (dir) => writeFile(join(dir, 'same.pt'), 'AAAAAAAA'),
+    );
   });
 
   it('works with polling too (usePolling)', async () => {
-    await withWatcher({ usePolling: true }, async ({ dir, changes }) => {
-      const a = join(dir, 'a.pt'), b = join(dir, 'b.pt');
-      await writeFile(a, 'a, longer now');
-      await writeFile(b, 'b');
-      await waitFor('the batch', () => changes().length >= 1);
-      await unlink(a);
-      await waitFor('the removal', () => all(changes()).removed.length >= 1);
-      await sleep(300);
-      assert.deepEqual(all(changes()), { added: [b], changed: [a], removed: [a] });
-    }, async (dir) => writeFile(join(dir, 'a.pt'), 'a'));
+    await withWatcher(
+      { usePolling: true },
+      async ({ dir, changes }) => {
+        const a = join(dir, 'a.pt'),
+          b = join(dir, 'b.pt');
+        await writeFile(a, 'a, longer now');
+        await writeFile(b, 'b');
+        await waitFor('the batch', () => changes().length >= 1);
+        await unlink(a);
+        await waitFor('the removal', () => all(changes()).removed.length >= 1);
+        await sleep(300);
+        assert.deepEqual(all(changes()), { added: [b], changed: [a], removed: [a] });
+      },
+      async (dir) => writeFile(join(dir, 'a.pt'), 'a'),
+    );
   });
 
   it('reports an atomic replace (temp file renamed over the target) as one change of the target', async () => {
-    await withWatcher({}, async ({ dir, changes }) => {
-      const target = join(dir, 'copies', 'LoRA_A.pt');
-      // our own writer: a dot temp file beside the target, written slowly, then renamed over it
-      await atomicWrite(target, async (fh) => {
-        for (let i = 0; i < 4; i++) {
-          await fh.write(Buffer.alloc(4096, i));
-          await sleep(60);
-        }
-      }, { noSync: true });
-      // and a plain one by hand, as a trainer might do it
-      const tmp = join(dir, 'copies', 'LoRA_A.pt.tmp');
-      await writeFile(tmp, 'second version');
-      await rename(tmp, target);
-      await waitFor('the replace', () => changes().length >= 1);
-      await sleep(400);
-      assert.deepEqual(all(changes()), { added: [], changed: [target], removed: [] });
-      assert.equal(changes().length, 1);
-    }, async (dir) => {
-      await mkdir(join(dir, 'copies'));
-      await writeFile(join(dir, 'copies', 'LoRA_A.pt'), 'first version');
-    });
+    await withWatcher(
+      {},
+      async ({ dir, changes }) => {
+        const target = join(dir, 'copies', 'LoRA_A.pt');
+        // our own writer: a dot temp file beside the target, written slowly, then renamed over it
+        await atomicWrite(
+          target,
+          async (fh) => {
+            for (let i = 0; i < 4; i++) {
+              await fh.write(Buffer.alloc(4096, i));
+              await sleep(60);
+            }
+          },
+          { noSync: true },
+        );
+        // and a plain one by hand, as a trainer might do it
+        const tmp = join(dir, 'copies', 'LoRA_A.pt.tmp');
+        await writeFile(tmp, 'second version');
+        await rename(tmp, target);
+        await waitFor('the replace', () => changes().length >= 1);
+        await sleep(400);
+        assert.deepEqual(all(changes()), { added: [], changed: [target], removed: [] });
+        assert.equal(changes().length, 1);
+      },
+      async (dir) => {
+        await mkdir(join(dir, 'copies'));
+        await writeFile(join(dir, 'copies', 'LoRA_A.pt'), 'first version');
+      },
+    );
   });
 
   it('a path removed and then rewritten for longer than a batch may wait: the rest goes out, the path later as one change', async () => {
-    await withWatcher({}, async ({ dir, changes }) => {
-      const target = join(dir, 'target.pt'), other = join(dir, 'other.pt');
-      await unlink(target);
-      await sleep(150);
-      await writeFile(other, 'o');
-      const fh = await open(target, 'w');
-      const end = Date.now() + 2300; // past the batch deadline (2000 ms with these settings)
-      while (Date.now() < end) {
-        await fh.write('chunk');
-        await sleep(60);
-      }
-      await fh.close();
-      assert.deepEqual(changes(), [{ added: [other], changed: [], removed: [] }]);
-      await waitFor('the target', () => changes().length >= 2);
-      await sleep(200);
-      assert.deepEqual(changes().slice(1), [{ added: [], changed: [target], removed: [] }]);
-    }, async (dir) => writeFile(join(dir, 'target.pt'), 'old'));
+    await withWatcher(
+      {},
+      async ({ dir, changes }) => {
+        const target = join(dir, 'target.pt'),
+          other = join(dir, 'other.pt');
+        await unlink(target);
+        await sleep(150);
+        await writeFile(other, 'o');
+        const fh = await open(target, 'w');
+        const end = Date.now() + 2300; // past the batch deadline (2000 ms with these settings)
+        while (Date.now() < end) {
+          await fh.write('chunk');
+          await sleep(60);
+        }
+        await fh.close();
+        assert.deepEqual(changes(), [{ added: [other], changed: [], removed: [] }]);
+        await waitFor('the target', () => changes().length >= 2);
+        await sleep(200);
+        assert.deepEqual(changes().slice(1), [{ added: [], changed: [target], removed: [] }]);
+      },
+      async (dir) => writeFile(join(dir, 'target.pt'), 'old'),
+    );
   });
 
   it('reports nothing for a file added and removed within one batch', async () => {
@@ -182,33 +232,54 @@ describe('WorkspaceWatcher', function () {
   });
 
   it('ignores excluded folders (not even watched), dot paths, .lora-sync, node_modules and non-matching files', async () => {
-    await withWatcher({ exclude: ['**/runs/**', 'scratch'] }, async ({ dir, w, changes }) => {
-      const watchedDirs = Object.keys(w._watcherForTests()!.getWatched());
-      for (const d of ['runs', 'scratch', 'node_modules', '.git', '.lora-sync', '.hidden']) {
-        assert.ok(!watchedDirs.includes(join(dir, d)), `${d} is watched`);
-      }
-      assert.ok(watchedDirs.includes(join(dir, 'keep')), 'a normal folder is not watched');
-      const noise = [
-        'runs/x.pt', 'scratch/y.pt', 'keep/deep/runs/z.pt', 'node_modules/m.pt', 'keep/node_modules/n.pt', '.git/g.pt',
-        '.lora-sync/backups/b.pt', '.hidden/h.pt', 'keep/.dot.pt', '.LoRA_A.pt.lora-sync-tmp-1-abcd', 'notes.txt', 'keep/w.ptx',
-      ];
-      for (const rel of noise) {
-        await mkdir(join(dir, rel, '..'), { recursive: true });
-        await writeFile(join(dir, rel), 'noise');
-      }
-      const sentinel = join(dir, 'keep', 'sentinel.pt');
-      await sleep(100);
-      await writeFile(sentinel, 's');
-      await waitFor('the sentinel', () => changes().some((c) => c.added.includes(sentinel)));
-      await sleep(400);
-      assert.deepEqual(all(changes()), { added: [sentinel], changed: [], removed: [] });
-      // non-matching files are not watched either (only matching ones are tracked)
-      const tracked = w._watcherForTests()!.getWatched();
-      assert.deepEqual(tracked[dir]!.filter((n) => n.includes('.')), []);
-      assert.deepEqual(tracked[join(dir, 'keep')]!.filter((n) => n.includes('.')), ['sentinel.pt']);
-    }, async (dir) => {
-      for (const d of ['runs', 'scratch', 'node_modules', '.git', '.lora-sync', '.hidden', 'keep']) await mkdir(join(dir, d));
-    });
+    await withWatcher(
+      { exclude: ['**/runs/**', 'scratch'] },
+      async ({ dir, w, changes }) => {
+        const watchedDirs = Object.keys(w._watcherForTests()!.getWatched());
+        for (const d of ['runs', 'scratch', 'node_modules', '.git', '.lora-sync', '.hidden']) {
+          assert.ok(!watchedDirs.includes(join(dir, d)), `${d} is watched`);
+        }
+        assert.ok(watchedDirs.includes(join(dir, 'keep')), 'a normal folder is not watched');
+        const noise = [
+          'runs/x.pt',
+          'scratch/y.pt',
+          'keep/deep/runs/z.pt',
+          'node_modules/m.pt',
+          'keep/node_modules/n.pt',
+          '.git/g.pt',
+          '.lora-sync/backups/b.pt',
+          '.hidden/h.pt',
+          'keep/.dot.pt',
+          '.LoRA_A.pt.lora-sync-tmp-1-abcd',
+          'notes.txt',
+          'keep/w.ptx',
+        ];
+        for (const rel of noise) {
+          await mkdir(join(dir, rel, '..'), { recursive: true });
+          await writeFile(join(dir, rel), 'noise');
+        }
+        const sentinel = join(dir, 'keep', 'sentinel.pt');
+        await sleep(100);
+        await writeFile(sentinel, 's');
+        await waitFor('the sentinel', () => changes().some((c) => c.added.includes(sentinel)));
+        await sleep(400);
+        assert.deepEqual(all(changes()), { added: [sentinel], changed: [], removed: [] });
+        // non-matching files are not watched either (only matching ones are tracked)
+        const tracked = w._watcherForTests()!.getWatched();
+        assert.deepEqual(
+          tracked[dir]!.filter((n) => n.includes('.')),
+          [],
+        );
+        assert.deepEqual(
+          tracked[join(dir, 'keep')]!.filter((n) => n.includes('.')),
+          ['sentinel.pt'],
+        );
+      },
+      async (dir) => {
+        for (const d of ['runs', 'scratch', 'node_modules', '.git', '.lora-sync', '.hidden', 'keep'])
+          await mkdir(join(dir, d));
+      },
+    );
   });
 
   it('stops reporting after close()', async () => {
@@ -228,7 +299,9 @@ describe('watch errors', () => {
   const errno = (code: string, msg: string) => Object.assign(new Error(msg), { code });
 
   it('classifies ENOSPC as the watch limit, with the sysctl to raise it', () => {
-    const c = classifyWatchError(errno('ENOSPC', 'ENOSPC: System limit for number of file watchers reached, watch \'/w\''));
+    const c = classifyWatchError(
+      errno('ENOSPC', "ENOSPC: System limit for number of file watchers reached, watch '/w'"),
+    );
     assert.equal(c.code, 'WATCH_LIMIT');
     assert.match(c.message, /System limit for number of file watchers/);
     assert.match(c.advice, /sudo sysctl fs\.inotify\.max_user_watches=\d+/);
@@ -246,7 +319,11 @@ describe('watch errors', () => {
   it('classifies anything else (and non-errors) as OTHER', () => {
     assert.equal(classifyWatchError(errno('EACCES', 'permission denied')).code, 'OTHER');
     assert.equal(classifyWatchError(new Error('boom')).code, 'OTHER');
-    assert.deepEqual(classifyWatchError('weird'), { code: 'OTHER', message: 'weird', advice: classifyWatchError('x').advice });
+    assert.deepEqual(classifyWatchError('weird'), {
+      code: 'OTHER',
+      message: 'weird',
+      advice: classifyWatchError('x').advice,
+    });
     assert.equal(classifyWatchError(undefined).code, 'OTHER');
   });
 
@@ -260,7 +337,10 @@ describe('watch errors', () => {
       fsw.emit('error', errno('ENOSPC', 'ENOSPC: System limit for number of file watchers reached'));
       assert.equal(w.degraded, true);
       const errs = events.filter((e) => e.kind === 'error');
-      assert.deepEqual(errs.map((e) => e.kind === 'error' && e.code), ['OTHER', 'WATCH_LIMIT']);
+      assert.deepEqual(
+        errs.map((e) => e.kind === 'error' && e.code),
+        ['OTHER', 'WATCH_LIMIT'],
+      );
     });
   });
 });

@@ -20,7 +20,15 @@ const PY = '/usr/bin/python3';
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'zip');
 const HAS_TORCH = spawnSync(PY, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 
-interface PyRecord { name: string; size: number; csize: number; crc: number; offset: number; method: number; flags: number }
+interface PyRecord {
+  name: string;
+  size: number;
+  csize: number;
+  crc: number;
+  offset: number;
+  method: number;
+  flags: number;
+}
 type FixtureKey = 'lora' | 'weird' | 'small' | 'bytesio' | 'deflated' | 'bomb';
 type Manifest = Record<FixtureKey, { path: string; records: PyRecord[] }>;
 const TORCH_FILES: FixtureKey[] = ['lora', 'weird', 'small', 'bytesio'];
@@ -41,7 +49,6 @@ async function expectFormatError(p: Promise<unknown>, codes: FormatErrorCode[]):
   }
   assert.fail(`expected FormatError ${codes.join('|')}, got success`);
 }
-
 
 /** Offsets of central-directory entries in a small torch zip (32-bit fields, no comment). */
 function centralEntries(buf: Buffer): { at: number; name: string }[] {
@@ -94,8 +101,13 @@ async function openAndReadAll(file: string): Promise<void> {
         const z = await ZipReader.open(manifest[key].path);
         try {
           const got = z.records.map((r) => ({
-            name: r.name, size: r.size, csize: r.compressedSize, crc: r.crc32,
-            offset: r.localHeaderOffset, method: r.method, flags: r.flags,
+            name: r.name,
+            size: r.size,
+            csize: r.compressedSize,
+            crc: r.crc32,
+            offset: r.localHeaderOffset,
+            method: r.method,
+            flags: r.flags,
           }));
           assert.deepEqual(got, manifest[key].records, key);
           assert.equal(z.fileSize, fs.statSync(manifest[key].path).size);
@@ -111,7 +123,12 @@ async function openAndReadAll(file: string): Promise<void> {
     });
 
     it('sees the torch layout: prefixes, order, 64-byte aligned data, version record', async () => {
-      const prefixes: Record<string, string> = { lora: 'LoRA_🎯_x', weird: 'weird.name.v2', small: 'small', bytesio: 'archive' };
+      const prefixes: Record<string, string> = {
+        lora: 'LoRA_🎯_x',
+        weird: 'weird.name.v2',
+        small: 'small',
+        bytesio: 'archive',
+      };
       for (const key of TORCH_FILES) {
         const z = await ZipReader.open(manifest[key].path);
         try {
@@ -145,8 +162,14 @@ async function openAndReadAll(file: string): Promise<void> {
           assert.deepEqual(await defl.read(d), data, `inflated ${r.name}`);
           assert.equal((await defl.verifyCrc(d)).ok, true);
         }
-        assert.ok(defl.records.some((r) => r.method === 8 && r.compressedSize < r.size), 'fixture really is deflated');
-        assert.deepEqual(defl.records.map((r) => r.name), weird.records.map((r) => r.name).reverse());
+        assert.ok(
+          defl.records.some((r) => r.method === 8 && r.compressedSize < r.size),
+          'fixture really is deflated',
+        );
+        assert.deepEqual(
+          defl.records.map((r) => r.name),
+          weird.records.map((r) => r.name).reverse(),
+        );
       } finally {
         await weird.close();
         await defl.close();
@@ -201,7 +224,10 @@ async function openAndReadAll(file: string): Promise<void> {
           }));
           // Tiny chunks for one fixture so the multi-chunk copy path is exercised too.
           const res = await writeTorchZip(out, entries, key === 'lora' ? { chunkSize: 7 } : undefined);
-          assert.deepEqual(res.crcs, src.records.map((r) => r.crc32));
+          assert.deepEqual(
+            res.crcs,
+            src.records.map((r) => r.crc32),
+          );
           assert.equal(res.bytes, src.fileSize);
         } finally {
           await out.close();
@@ -232,13 +258,21 @@ async function openAndReadAll(file: string): Promise<void> {
       const keys = fs.readdirSync(path.join(parts, 'data')).sort();
       const entries: ZipEntry[] = [
         { name: 'built/data.pkl', source: { kind: 'buffer', data: fs.readFileSync(path.join(parts, 'data.pkl')) } },
-        ...keys.map((k): ZipEntry => ({ name: `built/data/${k}`, source: { kind: 'buffer', data: fs.readFileSync(path.join(parts, 'data', k)) } })),
+        ...keys.map(
+          (k): ZipEntry => ({
+            name: `built/data/${k}`,
+            source: { kind: 'buffer', data: fs.readFileSync(path.join(parts, 'data', k)) },
+          }),
+        ),
         { name: 'built/version', source: { kind: 'buffer', data: Buffer.from('3\n') } },
       ];
       const outPath = path.join(dir, 'built.pt');
       const out = await fsp.open(outPath, 'w');
       await writeTorchZip(out, entries).finally(() => out.close());
-      assert.equal(python([path.join(FIXTURES, 'pickle_parts.py'), 'check', outPath, path.join(parts, 'ref.pt')]).trim(), 'OK');
+      assert.equal(
+        python([path.join(FIXTURES, 'pickle_parts.py'), 'check', outPath, path.join(parts, 'ref.pt')]).trim(),
+        'OK',
+      );
       const z = await ZipReader.open(outPath);
       for (const r of z.records) assert.equal((await z.verifyCrc(r)).ok, true);
       await z.close();
@@ -249,13 +283,20 @@ async function openAndReadAll(file: string): Promise<void> {
       const out = await fsp.open(path.join(dir, 'bad-crc.pt'), 'w');
       try {
         const e = await expectFormatError(
-          writeTorchZip(out, [{ name: 'x/data/0', source: { kind: 'range', fh: srcFh, offset: 0, length: 100, expectedCrc32: 0x12345678 } }]),
+          writeTorchZip(out, [
+            {
+              name: 'x/data/0',
+              source: { kind: 'range', fh: srcFh, offset: 0, length: 100, expectedCrc32: 0x12345678 },
+            },
+          ]),
           ['CRC_MISMATCH'],
         );
         assert.equal(e.where, 'x/data/0');
         const size = (await srcFh.stat()).size;
         await expectFormatError(
-          writeTorchZip(out, [{ name: 'x/data/0', source: { kind: 'range', fh: srcFh, offset: size - 10, length: 100 } }]),
+          writeTorchZip(out, [
+            { name: 'x/data/0', source: { kind: 'range', fh: srcFh, offset: size - 10, length: 100 } },
+          ]),
           ['ZIP_TRUNCATED'],
         );
         await expectFormatError(
@@ -277,7 +318,11 @@ async function openAndReadAll(file: string): Promise<void> {
           const out2 = await fsp.open(path.join(dir, 'shrunk.pt'), 'w');
           try {
             await expectFormatError(
-              writeTorchZip(out2, [{ name: 'x/data/0', source: { kind: 'range', fh: bigFh, offset: 0, length: 8 * 1024 * 1024 } }], { chunkSize: 1024 * 1024 }),
+              writeTorchZip(
+                out2,
+                [{ name: 'x/data/0', source: { kind: 'range', fh: bigFh, offset: 0, length: 8 * 1024 * 1024 } }],
+                { chunkSize: 1024 * 1024 },
+              ),
               ['ZIP_TRUNCATED'],
             );
           } finally {
@@ -300,7 +345,10 @@ async function openAndReadAll(file: string): Promise<void> {
     it('every truncation of a small torch file is a FormatError', async () => {
       const raw = bytesOf('small');
       for (let len = 0; len < raw.length; len++) {
-        await expectFormatError(openAndReadAll(scratch(raw.subarray(0, len))), len === 0 ? ['EMPTY_FILE'] : ['ZIP_TRUNCATED', 'ZIP_BAD_STRUCTURE']);
+        await expectFormatError(
+          openAndReadAll(scratch(raw.subarray(0, len))),
+          len === 0 ? ['EMPTY_FILE'] : ['ZIP_TRUNCATED', 'ZIP_BAD_STRUCTURE'],
+        );
       }
     });
 
@@ -395,7 +443,10 @@ async function openAndReadAll(file: string): Promise<void> {
       });
 
       it('classic and zip64 end records that disagree', async () => {
-        await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt16LE(3, eocd() + 10) && b.writeUInt16LE(3, eocd() + 8))), ['ZIP_BAD_STRUCTURE']);
+        await expectFormatError(
+          ZipReader.open(mutate((b) => b.writeUInt16LE(3, eocd() + 10) && b.writeUInt16LE(3, eocd() + 8))),
+          ['ZIP_BAD_STRUCTURE'],
+        );
       });
 
       it('record size larger than the file, refused before allocating', async () => {
@@ -428,14 +479,19 @@ async function openAndReadAll(file: string): Promise<void> {
       });
 
       it('encrypted flag, unknown method, multi-disk', async () => {
-        await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt16LE(0x0809, cd[1].at + 8))), ['ZIP_UNSUPPORTED']);
+        await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt16LE(0x0809, cd[1].at + 8))), [
+          'ZIP_UNSUPPORTED',
+        ]);
         await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt16LE(12, cd[1].at + 10))), ['ZIP_UNSUPPORTED']);
         await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt16LE(1, eocd() + 4))), ['ZIP_UNSUPPORTED']);
         await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt32LE(2, z64eocd() + 16))), ['ZIP_UNSUPPORTED']);
       });
 
       it('comment-length lies', async () => {
-        await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt16LE(10, eocd() + 20))), ['ZIP_BAD_STRUCTURE', 'ZIP_TRUNCATED']);
+        await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt16LE(10, eocd() + 20))), [
+          'ZIP_BAD_STRUCTURE',
+          'ZIP_TRUNCATED',
+        ]);
         const withComment = Buffer.concat([raw, Buffer.from('hello comment')]);
         withComment.writeUInt16LE(5, eocd() + 20);
         await expectFormatError(ZipReader.open(scratch(withComment)), ['ZIP_BAD_STRUCTURE', 'ZIP_TRUNCATED']);
@@ -447,9 +503,20 @@ async function openAndReadAll(file: string): Promise<void> {
       });
 
       it('stored record with csize ≠ usize, bad local signature, local name ≠ central name', async () => {
-        await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt32LE(recs[1].size - 1, cd[1].at + 20))), ['ZIP_BAD_STRUCTURE']);
-        await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt32LE(0x04034b51, recs[1].localHeaderOffset))), ['ZIP_BAD_STRUCTURE']);
-        await expectFormatError(ZipReader.open(mutate((b) => { b[recs[1].localHeaderOffset + 30] ^= 1; })), ['ZIP_BAD_STRUCTURE']);
+        await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt32LE(recs[1].size - 1, cd[1].at + 20))), [
+          'ZIP_BAD_STRUCTURE',
+        ]);
+        await expectFormatError(ZipReader.open(mutate((b) => b.writeUInt32LE(0x04034b51, recs[1].localHeaderOffset))), [
+          'ZIP_BAD_STRUCTURE',
+        ]);
+        await expectFormatError(
+          ZipReader.open(
+            mutate((b) => {
+              b[recs[1].localHeaderOffset + 30] ^= 1;
+            }),
+          ),
+          ['ZIP_BAD_STRUCTURE'],
+        );
       });
 
       it('open limits: maxRecords, maxCentralDirBytes; read limit: maxBytes', async () => {
@@ -537,7 +604,10 @@ describe('zip64 layout (≥ 4 GiB rules, pure)', () => {
     assert.equal(c.readUInt32LE(24), 0xffffffff);
     assert.equal(c.readUInt32LE(42), 0);
     assert.equal(c.readUInt16LE(30), 20);
-    assert.deepEqual([c.readBigUInt64LE(46 + name.length + 4), c.readBigUInt64LE(46 + name.length + 12)], [BigInt(size), BigInt(size)]);
+    assert.deepEqual(
+      [c.readBigUInt64LE(46 + name.length + 4), c.readBigUInt64LE(46 + name.length + 12)],
+      [BigInt(size), BigInt(size)],
+    );
   });
 
   it('header offset ≥ 0xFFFFFFFF: local zip64 extra [offset]; both: [usize, 0, offset]', () => {
@@ -602,17 +672,30 @@ describe('zip64 layout (≥ 4 GiB rules, pure)', () => {
     }
     try {
       const z = await ZipReader.open(file);
-      assert.deepEqual(z.records.map((r) => [r.name, r.size, r.compressedSize]), [['big/data/0', G4 + 10, G4 + 10], ['big/data/1', 5, 5]]);
+      assert.deepEqual(
+        z.records.map((r) => [r.name, r.size, r.compressedSize]),
+        [
+          ['big/data/0', G4 + 10, G4 + 10],
+          ['big/data/1', 5, 5],
+        ],
+      );
       assert.ok(z.records[1].localHeaderOffset > G4);
       for (const r of z.records) assert.equal(r.dataOffset % 64, 0);
       assert.equal((await z.read(z.records[1])).toString(), 'tail!');
       await expectFormatError(z.read(z.records[0]), ['ZIP_UNSUPPORTED']);
       await z.close();
       if (HAS_TORCH) {
-        const py = JSON.parse(python(['-c',
-          'import json,sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); print(json.dumps([[i.filename,i.file_size,i.header_offset] for i in z.infolist()]))',
-          file])) as [string, number, number][];
-        assert.deepEqual(py, z.records.map((r) => [r.name, r.size, r.localHeaderOffset]));
+        const py = JSON.parse(
+          python([
+            '-c',
+            'import json,sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); print(json.dumps([[i.filename,i.file_size,i.header_offset] for i in z.infolist()]))',
+            file,
+          ]),
+        ) as [string, number, number][];
+        assert.deepEqual(
+          py,
+          z.records.map((r) => [r.name, r.size, r.localHeaderOffset]),
+        );
       }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

@@ -39,19 +39,27 @@ async function main(): Promise<number> {
     });
     await page.exposeFunction('codeAutomationExit', (code: number) => done(code));
     const remote = (p: string) => `vscode-remote://127.0.0.1:${cs.port}${p}`;
-    await page.goto(workbenchUrl(cs, ws, [
-      ['extensionDevelopmentPath', remote(REPO)],
-      ['extensionTestsPath', remote(join(REPO, 'out', 'test', 'vscode', 'suite', 'index.js'))],
-    ]));
+    await page.goto(
+      workbenchUrl(cs, ws, [
+        ['extensionDevelopmentPath', remote(REPO)],
+        ['extensionTestsPath', remote(join(REPO, 'out', 'test', 'vscode', 'suite', 'index.js'))],
+      ]),
+    );
     const timer = new Promise<number>((r) => setTimeout(() => r(-1), TIMEOUT_MS));
     const code = await Promise.race([exited, timer]);
     if (code === -1) console.error(`the extension-host suite did not finish within ${TIMEOUT_MS / 1000} s`);
-    const counts = await readFile(results, 'utf8').then((t) => JSON.parse(t) as { passed: number; failed: number; skipped: number }).catch(() => undefined);
+    const counts = await readFile(results, 'utf8')
+      .then((t) => JSON.parse(t) as { passed: number; failed: number; skipped: number })
+      .catch(() => undefined);
     if (!counts) {
-      console.error('the suite wrote no results: it did not run in the extension host. code-server said:\n' + cs.output().slice(-4000));
+      console.error(
+        `the suite wrote no results: it did not run in the extension host. code-server said:\n${cs.output().slice(-4000)}`,
+      );
       return 1;
     }
-    console.log(`\nextension host (code-server): ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+    console.log(
+      `\nextension host (code-server): ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`,
+    );
     return code === 0 && counts.failed === 0 && counts.passed > 0 ? 0 : 1;
   } finally {
     await browser.close();
@@ -61,7 +69,10 @@ async function main(): Promise<number> {
   }
 }
 
-main().then((code) => process.exit(code), (e) => {
-  console.error(e instanceof Error ? e.stack : e);
-  process.exit(1);
-});
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(e instanceof Error ? e.stack : e);
+    process.exit(1);
+  },
+);

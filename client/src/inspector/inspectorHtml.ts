@@ -55,11 +55,15 @@ export function loadingHtml(ctx: PageContext, file: string): string {
 
 /** The request failed (server not running, file outside the workspace folders, ...). */
 export function errorHtml(ctx: PageContext, file: string, message: string): string {
-  return page(ctx, file, `<main class="message">
+  return page(
+    ctx,
+    file,
+    `<main class="message">
 <h1>${esc(file)}</h1>
 <div class="banner error" role="alert"><strong>The LoRA inspector cannot show this file.</strong><p>${esc(message)}</p></div>
 <p><button type="button" data-action="refresh">Try again</button></p>
-</main>`);
+</main>`,
+  );
 }
 
 const STATUS_WORDS: Record<string, string> = {
@@ -79,12 +83,27 @@ const STATUS_WORDS: Record<string, string> = {
 };
 
 const SEVERITY: Record<string, 'ok' | 'info' | 'warn' | 'error'> = {
-  SOURCE: 'ok', IN_SYNC: 'ok', UNRECOGNIZED: 'info', METADATA_DRIFT: 'info', STALE: 'warn', ORPHAN: 'warn',
-  DIVERGED: 'error', PARAM_COUNT_MISMATCH: 'error', SHAPE_MISMATCH: 'error', DTYPE_MISMATCH: 'error',
-  CORRUPT: 'error', UNSAFE: 'error', DUPLICATE_SOURCE: 'error',
+  SOURCE: 'ok',
+  IN_SYNC: 'ok',
+  UNRECOGNIZED: 'info',
+  METADATA_DRIFT: 'info',
+  STALE: 'warn',
+  ORPHAN: 'warn',
+  DIVERGED: 'error',
+  PARAM_COUNT_MISMATCH: 'error',
+  SHAPE_MISMATCH: 'error',
+  DTYPE_MISMATCH: 'error',
+  CORRUPT: 'error',
+  UNSAFE: 'error',
+  DUPLICATE_SOURCE: 'error',
 };
 
-const ROLE_WORDS: Record<string, string> = { source: 'source', copy: 'copy', unreadable: 'unreadable', 'not-lora': 'not a LoRA' };
+const ROLE_WORDS: Record<string, string> = {
+  source: 'source',
+  copy: 'copy',
+  unreadable: 'unreadable',
+  'not-lora': 'not a LoRA',
+};
 
 /** Statuses a sync writes, and those it writes only when forced (after a confirmation). */
 const WRITABLE = new Set(['STALE', 'METADATA_DRIFT']);
@@ -95,7 +114,10 @@ export function bytesText(n: number): string {
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let v = n / 1024;
   let i = 0;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
   return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
 }
 
@@ -129,20 +151,31 @@ function header(m: InspectResult, ctx: PageContext): string {
   const status = m.status ?? 'UNTRACKED';
   const sev = SEVERITY[status] ?? 'info';
   const id = m.identity;
-  const who = id.name || id.id
-    ? `<span class="name">${esc(id.name ?? '')}</span>${id.id ? ` <code>${esc(id.id)}</code>` : ''}${id.from === 'filename' ? ' <span class="muted">(identity from the file name)</span>' : ''}`
-    : '<span class="muted">no LoRA identity</span>';
+  const who =
+    id.name || id.id
+      ? `<span class="name">${esc(id.name ?? '')}</span>${id.id ? ` <code>${esc(id.id)}</code>` : ''}${id.from === 'filename' ? ' <span class="muted">(identity from the file name)</span>' : ''}`
+      : '<span class="muted">no LoRA identity</span>';
   const buttons: string[] = [];
   if (m.role === 'copy') {
     const can = ctx.canWrite && m.tracked && m.status !== null && (WRITABLE.has(m.status) || FORCEABLE.has(m.status));
     const force = m.status !== null && FORCEABLE.has(m.status);
-    const why = !ctx.canWrite ? 'The workspace is not trusted: LoRA Sync does not write here'
-      : !m.tracked ? 'This file is not tracked by LoRA Sync'
-      : can ? (force ? 'Overwrite this copy with its source (a backup is kept); asks first' : 'Write the source\'s tensors and general metadata into this copy, keeping its own keys')
-      : `Nothing to sync (${m.status ?? 'no status'})`;
-    buttons.push(`<button type="button" data-action="syncCopy" title="${esc(why)}"${can ? '' : ' disabled'}>${force ? 'Force sync this copy…' : 'Sync this copy'}</button>`);
+    const why = !ctx.canWrite
+      ? 'The workspace is not trusted: LoRA Sync does not write here'
+      : !m.tracked
+        ? 'This file is not tracked by LoRA Sync'
+        : can
+          ? force
+            ? 'Overwrite this copy with its source (a backup is kept); asks first'
+            : "Write the source's tensors and general metadata into this copy, keeping its own keys"
+          : `Nothing to sync (${m.status ?? 'no status'})`;
+    buttons.push(
+      `<button type="button" data-action="syncCopy" title="${esc(why)}"${can ? '' : ' disabled'}>${force ? 'Force sync this copy…' : 'Sync this copy'}</button>`,
+    );
   }
-  if (m.source) buttons.push(`<button type="button" class="secondary" data-action="openSource" title="${esc(m.source.path)}">Open source</button>`);
+  if (m.source)
+    buttons.push(
+      `<button type="button" class="secondary" data-action="openSource" title="${esc(m.source.path)}">Open source</button>`,
+    );
   buttons.push('<button type="button" class="secondary" data-action="reveal">Reveal in Explorer</button>');
   buttons.push('<button type="button" class="secondary" data-action="refresh">Refresh</button>');
   return `<header>
@@ -157,12 +190,23 @@ function header(m: InspectResult, ctx: PageContext): string {
 
 function banners(m: InspectResult): string {
   const out: string[] = [];
-  if (m.changedOnDisk) out.push('<div class="banner info" role="status">This file changed since LoRA Sync last read it. The view follows once it has settled.</div>');
-  if (!m.tracked) out.push('<div class="banner info" role="status">Not tracked: this file is outside the include/exclude globs or in a hidden folder. Shown for inspection only.</div>');
-  if (m.error) out.push(`<div class="banner error" role="alert"><strong>${esc(m.error.code)}</strong> ${esc(m.error.message)}</div>`);
+  if (m.changedOnDisk)
+    out.push(
+      '<div class="banner info" role="status">This file changed since LoRA Sync last read it. The view follows once it has settled.</div>',
+    );
+  if (!m.tracked)
+    out.push(
+      '<div class="banner info" role="status">Not tracked: this file is outside the include/exclude globs or in a hidden folder. Shown for inspection only.</div>',
+    );
+  if (m.error)
+    out.push(
+      `<div class="banner error" role="alert"><strong>${esc(m.error.code)}</strong> ${esc(m.error.message)}</div>`,
+    );
   if (!m.safety.safe) {
     const items = m.safety.unsafe.map((u) => `<li><code>${esc(u.global)}</code>: ${esc(u.detail)}</li>`).join('');
-    out.push(`<div class="banner error" role="alert"><strong>Unsafe: never load this file with torch.load.</strong> Its pickle names code outside the data-only allowlist. LoRA Sync read it without running anything, never writes it and never copies it.<ul>${items}</ul></div>`);
+    out.push(
+      `<div class="banner error" role="alert"><strong>Unsafe: never load this file with torch.load.</strong> Its pickle names code outside the data-only allowlist. LoRA Sync read it without running anything, never writes it and never copies it.<ul>${items}</ul></div>`,
+    );
   }
   return out.join('\n');
 }
@@ -174,7 +218,9 @@ function statusSection(m: InspectResult): string {
   const issues = shown.length
     ? `<ul class="issues">${shown.map((i) => `<li><code>${esc(i.type)}</code>${i.param ? ` <span class="param">${esc(i.param)}</span>` : ''}: ${esc(i.detail)}</li>`).join('')}${m.issues.length > shown.length ? `<li class="muted">… ${m.issues.length - shown.length} more</li>` : ''}</ul>`
     : '';
-  const source = m.source ? `<p>Source: <code>${esc(m.source.path)}</code>${m.source.status && m.source.status !== 'SOURCE' ? ` <span class="badge status ${SEVERITY[m.source.status] ?? 'info'}">${esc(m.source.status)}</span>` : ''}</p>` : '';
+  const source = m.source
+    ? `<p>Source: <code>${esc(m.source.path)}</code>${m.source.status && m.source.status !== 'SOURCE' ? ` <span class="badge status ${SEVERITY[m.source.status] ?? 'info'}">${esc(m.source.status)}</span>` : ''}</p>`
+    : '';
   return `<section class="status ${SEVERITY[status] ?? 'info'}" aria-label="Status">
 <h2>${esc(words)}</h2>
 <p class="message">${esc(m.message)}</p>
@@ -215,9 +261,13 @@ export function fitnessSvg(values: Array<number | null>): string {
   if (!pts.length) return '<p class="muted">No numeric values.</p>';
   let min = Math.min(...pts.map((p) => p.v));
   let max = Math.max(...pts.map((p) => p.v));
-  if (min === max) { min -= 1; max += 1; }
+  if (min === max) {
+    min -= 1;
+    max += 1;
+  }
   const n = values.length;
-  const x = (i: number) => PAD.left + (n === 1 ? (CHART_W - PAD.left - PAD.right) / 2 : (i / (n - 1)) * (CHART_W - PAD.left - PAD.right));
+  const x = (i: number) =>
+    PAD.left + (n === 1 ? (CHART_W - PAD.left - PAD.right) / 2 : (i / (n - 1)) * (CHART_W - PAD.left - PAD.right));
   const y = (v: number) => PAD.top + (1 - (v - min) / (max - min)) * (CHART_H - PAD.top - PAD.bottom);
   const step = Math.max(1, Math.ceil(n / MAX_POINTS));
   const shown: number[] = [];
@@ -228,7 +278,10 @@ export function fitnessSvg(values: Array<number | null>): string {
   let run: string[] = [];
   const flush = () => {
     if (run.length > 1) lines.push(`<polyline class="chart-line" fill="none" points="${run.join(' ')}"/>`);
-    else if (run.length === 1) { const [cx, cy] = run[0].split(','); lines.push(`<circle class="chart-dot" cx="${cx}" cy="${cy}" r="2"/>`); }
+    else if (run.length === 1) {
+      const [cx, cy] = run[0].split(',');
+      lines.push(`<circle class="chart-dot" cx="${cx}" cy="${cy}" r="2"/>`);
+    }
     run = [];
   };
   for (const i of shown) {
@@ -237,13 +290,23 @@ export function fitnessSvg(values: Array<number | null>): string {
     else run.push(`${x(i).toFixed(1)},${y(v).toFixed(1)}`);
   }
   flush();
-  const dots = n <= 60 ? pts.map((p) => `<circle class="chart-dot" cx="${x(p.i).toFixed(1)}" cy="${y(p.v).toFixed(1)}" r="2.5"><title>#${p.i}: ${esc(numText(p.v))}</title></circle>`).join('') : '';
-  const axis = `<line class="chart-axis" x1="${PAD.left}" y1="${PAD.top}" x2="${PAD.left}" y2="${CHART_H - PAD.bottom}"/>`
-    + `<line class="chart-axis" x1="${PAD.left}" y1="${CHART_H - PAD.bottom}" x2="${CHART_W - PAD.right}" y2="${CHART_H - PAD.bottom}"/>`;
-  const labels = `<text class="chart-label" x="${PAD.left - 4}" y="${PAD.top + 8}" text-anchor="end">${esc(numText(max))}</text>`
-    + `<text class="chart-label" x="${PAD.left - 4}" y="${CHART_H - PAD.bottom}" text-anchor="end">${esc(numText(min))}</text>`
-    + `<text class="chart-label" x="${PAD.left}" y="${CHART_H - 6}">0</text>`
-    + `<text class="chart-label" x="${CHART_W - PAD.right}" y="${CHART_H - 6}" text-anchor="end">${esc(n - 1)}</text>`;
+  const dots =
+    n <= 60
+      ? pts
+          .map(
+            (p) =>
+              `<circle class="chart-dot" cx="${x(p.i).toFixed(1)}" cy="${y(p.v).toFixed(1)}" r="2.5"><title>#${p.i}: ${esc(numText(p.v))}</title></circle>`,
+          )
+          .join('')
+      : '';
+  const axis =
+    `<line class="chart-axis" x1="${PAD.left}" y1="${PAD.top}" x2="${PAD.left}" y2="${CHART_H - PAD.bottom}"/>` +
+    `<line class="chart-axis" x1="${PAD.left}" y1="${CHART_H - PAD.bottom}" x2="${CHART_W - PAD.right}" y2="${CHART_H - PAD.bottom}"/>`;
+  const labels =
+    `<text class="chart-label" x="${PAD.left - 4}" y="${PAD.top + 8}" text-anchor="end">${esc(numText(max))}</text>` +
+    `<text class="chart-label" x="${PAD.left - 4}" y="${CHART_H - PAD.bottom}" text-anchor="end">${esc(numText(min))}</text>` +
+    `<text class="chart-label" x="${PAD.left}" y="${CHART_H - 6}">0</text>` +
+    `<text class="chart-label" x="${CHART_W - PAD.right}" y="${CHART_H - 6}" text-anchor="end">${esc(n - 1)}</text>`;
   const desc = `fitness over ${n} steps, from ${numText(pts[0].v)} to ${numText(pts[pts.length - 1].v)}, min ${numText(Math.min(...pts.map((p) => p.v)))}, max ${numText(Math.max(...pts.map((p) => p.v)))}`;
   return `<svg class="chart" viewBox="0 0 ${CHART_W} ${CHART_H}" role="img" aria-label="${esc(desc)}"><title>${esc(desc)}</title>${axis}${lines.join('')}${dots}${labels}</svg>`;
 }
@@ -266,15 +329,23 @@ const DIFF_RANK: Record<string, number> = { missing: 0, extra: 1, shape: 2, dtyp
 
 export function diffText(d: TensorDiff): string {
   switch (d.kind) {
-    case 'equal': return 'equal';
-    case 'missing': return 'missing from this copy';
-    case 'extra': return 'only in this copy';
-    case 'shape': return `shape differs: source ${shapeText(d.source?.shape ?? [])}`;
-    case 'dtype': return `dtype differs: source ${d.source?.dtype ?? '?'}`;
+    case 'equal':
+      return 'equal';
+    case 'missing':
+      return 'missing from this copy';
+    case 'extra':
+      return 'only in this copy';
+    case 'shape':
+      return `shape differs: source ${shapeText(d.source?.shape ?? [])}`;
+    case 'dtype':
+      return `dtype differs: source ${d.source?.dtype ?? '?'}`;
     case 'differs': {
       if (!d.compared) return `differs (digest)${d.note ? `: ${d.note}` : ''}`;
       const max = d.maxAbsDiff === 'inf' ? '∞' : numText(d.maxAbsDiff ?? 0);
-      const count = d.differing !== undefined && d.numel !== undefined ? `, ${thousands(d.differing)} of ${thousands(d.numel)} elements` : '';
+      const count =
+        d.differing !== undefined && d.numel !== undefined
+          ? `, ${thousands(d.differing)} of ${thousands(d.numel)} elements`
+          : '';
       const nan = d.nanMismatches ? `, ${thousands(d.nanMismatches)} NaN on one side` : '';
       return `max |Δ| ${max}${count}${nan}${d.note ? ` (${d.note})` : ''}`;
     }
@@ -283,8 +354,12 @@ export function diffText(d: TensorDiff): string {
 
 function tensorRow(r: TensorRow, i: number, withDiff: boolean): string {
   const d = r.diff;
-  const delta = d?.kind === 'differs' && d.compared ? (d.maxAbsDiff === 'inf' ? Number.MAX_VALUE : d.maxAbsDiff ?? 0) : -1;
-  const flags = [r.parameter ? 'Parameter' : '', r.view ? 'view' : ''].filter(Boolean).map((f) => ` <span class="flag">${f}</span>`).join('');
+  const delta =
+    d?.kind === 'differs' && d.compared ? (d.maxAbsDiff === 'inf' ? Number.MAX_VALUE : (d.maxAbsDiff ?? 0)) : -1;
+  const flags = [r.parameter ? 'Parameter' : '', r.view ? 'view' : '']
+    .filter(Boolean)
+    .map((f) => ` <span class="flag">${f}</span>`)
+    .join('');
   const cells = [
     `<td class="name">${esc(r.name || '<root>')}${flags}</td>`,
     `<td>${esc(r.dtype)}</td>`,
@@ -299,26 +374,47 @@ function tensorRow(r: TensorRow, i: number, withDiff: boolean): string {
 }
 
 function tensorSection(m: InspectResult): string {
-  if (!m.tensors.length) return `<section aria-label="Tensors"><h2>Tensors</h2><p class="muted">${m.error ? 'None could be read.' : 'This file holds no tensors.'}</p></section>`;
+  if (!m.tensors.length)
+    return `<section aria-label="Tensors"><h2>Tensors</h2><p class="muted">${m.error ? 'None could be read.' : 'This file holds no tensors.'}</p></section>`;
   const withDiff = !!m.diff;
   const total = m.tensors.filter((t) => !t.absent).reduce((n, t) => n + t.bytes, 0);
-  let summary = esc(`${plural(m.tensors.filter((t) => !t.absent).length + m.tensorsLeftOut, 'tensor')}, ${bytesText(total)}`);
+  let summary = esc(
+    `${plural(m.tensors.filter((t) => !t.absent).length + m.tensorsLeftOut, 'tensor')}, ${bytesText(total)}`,
+  );
   let diffLine = '';
   if (m.diff) {
     const c = m.diff.counts;
     const parts = [
-      c.equal ? `${c.equal} equal` : '', c.differs ? `${c.differs} differ` : '', c.shape ? `${c.shape} shape` : '',
-      c.dtype ? `${c.dtype} dtype` : '', c.missing ? `${c.missing} missing` : '', c.extra ? `${c.extra} extra` : '',
+      c.equal ? `${c.equal} equal` : '',
+      c.differs ? `${c.differs} differ` : '',
+      c.shape ? `${c.shape} shape` : '',
+      c.dtype ? `${c.dtype} dtype` : '',
+      c.missing ? `${c.missing} missing` : '',
+      c.extra ? `${c.extra} extra` : '',
     ].filter(Boolean);
     summary += `; against <code>${esc(m.diff.against)}</code>: ${esc(parts.join(', ') || 'nothing to compare')}`;
     const budget = m.diff.budgetBytes === null ? 'no read limit' : `read limit ${bytesText(m.diff.budgetBytes)}`;
-    diffLine = `<p class="muted">Values compared by streaming both files: ${esc(bytesText(m.diff.bytesRead))} read (${esc(budget)}).${m.diff.note ? ` ${esc(m.diff.note)}.` : ''}`
-      + (m.diff.notCompared ? ` ${esc(plural(m.diff.notCompared, 'tensor'))} known to differ by digest only. <button type="button" class="secondary small" data-action="compareAll">Compare all values</button>` : '')
-      + '</p>';
+    diffLine =
+      `<p class="muted">Values compared by streaming both files: ${esc(bytesText(m.diff.bytesRead))} read (${esc(budget)}).${m.diff.note ? ` ${esc(m.diff.note)}.` : ''}` +
+      (m.diff.notCompared
+        ? ` ${esc(plural(m.diff.notCompared, 'tensor'))} known to differ by digest only. <button type="button" class="secondary small" data-action="compareAll">Compare all values</button>`
+        : '') +
+      '</p>';
   }
-  const th = (key: string, label: string, cls = '') => `<th scope="col" data-sort="${key}"${cls ? ` class="${cls}"` : ''} tabindex="0" aria-sort="none">${label}</th>`;
-  const head = [th('name', 'Name'), th('dtype', 'dtype'), th('numel', 'Shape'), th('numel', 'Elements', 'num'), th('bytes', 'Size', 'num'), '<th scope="col">Digest</th>', withDiff ? th('diff', 'Against the source') : ''].join('');
-  const left = m.tensorsLeftOut ? `<p class="muted">… ${esc(plural(m.tensorsLeftOut, 'more tensor'))} not listed.</p>` : '';
+  const th = (key: string, label: string, cls = '') =>
+    `<th scope="col" data-sort="${key}"${cls ? ` class="${cls}"` : ''} tabindex="0" aria-sort="none">${label}</th>`;
+  const head = [
+    th('name', 'Name'),
+    th('dtype', 'dtype'),
+    th('numel', 'Shape'),
+    th('numel', 'Elements', 'num'),
+    th('bytes', 'Size', 'num'),
+    '<th scope="col">Digest</th>',
+    withDiff ? th('diff', 'Against the source') : '',
+  ].join('');
+  const left = m.tensorsLeftOut
+    ? `<p class="muted">… ${esc(plural(m.tensorsLeftOut, 'more tensor'))} not listed.</p>`
+    : '';
   return `<section aria-label="Tensors">
 <h2>Tensors <span class="muted">${summary}</span></h2>
 ${diffLine}
@@ -337,7 +433,7 @@ ${left}
 
 const MARK_WORDS: Record<string, string> = { copy: 'copy key', ignored: 'ignored', differs: 'differs from source' };
 const MARK_TITLES: Record<string, string> = {
-  copy: 'This copy\'s own key: a sync keeps it as it is',
+  copy: "This copy's own key: a sync keeps it as it is",
   ignored: 'Left out of the comparison with the source',
   differs: 'Differs from the source',
 };
@@ -349,7 +445,9 @@ function valueText(n: MetaNode): string {
 
 function metaNode(n: MetaNode, depth: number): string {
   const key = n.key !== undefined ? `<span class="key">${esc(n.key)}</span>` : '';
-  const mark = n.mark ? ` <span class="badge mark ${n.mark}" title="${esc(MARK_TITLES[n.mark])}">${esc(MARK_WORDS[n.mark])}</span>` : '';
+  const mark = n.mark
+    ? ` <span class="badge mark ${n.mark}" title="${esc(MARK_TITLES[n.mark])}">${esc(MARK_WORDS[n.mark])}</span>`
+    : '';
   const type = `<span class="type">${esc(n.type)}</span>`;
   const cls = n.mark ? ` class="marked ${n.mark}"` : '';
   if (!n.children) {
@@ -364,9 +462,10 @@ function metaNode(n: MetaNode, depth: number): string {
 
 function metadataSection(m: InspectResult): string {
   if (!m.metadata) return '';
-  const legend = m.role === 'copy' || m.copyKeys.length
-    ? `<p class="legend muted"><span class="badge mark copy">copy key</span> kept by a sync (${esc(m.copyKeys.join(', '))}) · <span class="badge mark ignored">ignored</span> left out of the comparison (${esc(m.ignoreKeys.join(', ') || 'none')}) · <span class="badge mark differs">differs from source</span></p>`
-    : '';
+  const legend =
+    m.role === 'copy' || m.copyKeys.length
+      ? `<p class="legend muted"><span class="badge mark copy">copy key</span> kept by a sync (${esc(m.copyKeys.join(', '))}) · <span class="badge mark ignored">ignored</span> left out of the comparison (${esc(m.ignoreKeys.join(', ') || 'none')}) · <span class="badge mark differs">differs from source</span></p>`
+      : '';
   return `<section aria-label="Metadata">
 <h2>Metadata</h2>
 ${legend}

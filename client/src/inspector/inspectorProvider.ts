@@ -9,14 +9,23 @@
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import {
-  CancellationTokenSource, commands, CustomDocument, CustomReadonlyEditorProvider, Disposable, languages, RelativePattern, Uri,
-  WebviewPanel, window, workspace,
+  CancellationTokenSource,
+  commands,
+  type CustomDocument,
+  type CustomReadonlyEditorProvider,
+  Disposable,
+  languages,
+  RelativePattern,
+  Uri,
+  type WebviewPanel,
+  window,
+  workspace,
 } from 'vscode';
-import { InspectRequest, InspectResult } from '../../../server/src/lsp/protocol';
-import { CopyMapStore } from '../copyMapStore';
+import { InspectRequest, type InspectResult } from '../../../server/src/lsp/protocol';
+import type { CopyMapStore } from '../copyMapStore';
 import { errorText } from '../progress';
-import { ServerClient } from '../serverClient';
-import { errorHtml, inspectorHtml, loadingHtml, PageContext } from './inspectorHtml';
+import type { ServerClient } from '../serverClient';
+import { errorHtml, inspectorHtml, loadingHtml, type PageContext } from './inspectorHtml';
 
 export const INSPECTOR_VIEW_TYPE = 'loraSync.inspector';
 
@@ -36,7 +45,11 @@ export function registerInspector(extensionUri: Uri, server: ServerClient, store
 }
 
 class InspectorProvider implements CustomReadonlyEditorProvider {
-  constructor(private readonly extensionUri: Uri, private readonly server: ServerClient, private readonly store: CopyMapStore) {}
+  constructor(
+    private readonly extensionUri: Uri,
+    private readonly server: ServerClient,
+    private readonly store: CopyMapStore,
+  ) {}
 
   openCustomDocument(uri: Uri): CustomDocument {
     return { uri, dispose: () => undefined };
@@ -64,28 +77,42 @@ class InspectorView implements Disposable {
   private reportKey: string | undefined;
   private readonly name: string;
 
-  constructor(private readonly uri: Uri, private readonly panel: WebviewPanel, private readonly extensionUri: Uri, private readonly server: ServerClient, private readonly store: CopyMapStore) {
+  constructor(
+    private readonly uri: Uri,
+    private readonly panel: WebviewPanel,
+    private readonly extensionUri: Uri,
+    private readonly server: ServerClient,
+    private readonly store: CopyMapStore,
+  ) {
     this.name = path.basename(uri.fsPath);
     const media = Uri.joinPath(extensionUri, 'media');
     panel.webview.options = { enableScripts: true, localResourceRoots: [media] };
     panel.webview.html = loadingHtml(this.context(), this.name);
     this.disposables.push(
       panel.webview.onDidReceiveMessage((m: WebviewMessage) => void this.onMessage(m)),
-      panel.onDidChangeViewState(() => { if (panel.visible && this.dirty) this.schedule(); }),
+      panel.onDidChangeViewState(() => {
+        if (panel.visible && this.dirty) this.schedule();
+      }),
       this.watch(uri),
       languages.onDidChangeDiagnostics((e) => {
         if (e.uris.some((u) => this.concerns(u))) this.schedule();
       }),
       store.onDidChange(() => {
         const key = this.copyMapKey();
-        if (key !== this.reportKey) { this.reportKey = key; this.schedule(); }
+        if (key !== this.reportKey) {
+          this.reportKey = key;
+          this.schedule();
+        }
       }),
-      server.onDidChangeStatus((s) => { if (this.failed && s.state === 'ready') this.schedule(); }),
+      server.onDidChangeStatus((s) => {
+        if (this.failed && s.state === 'ready') this.schedule();
+      }),
     );
   }
 
   private context(): PageContext {
-    const media = (f: string) => this.panel.webview.asWebviewUri(Uri.joinPath(this.extensionUri, 'media', f)).toString();
+    const media = (f: string) =>
+      this.panel.webview.asWebviewUri(Uri.joinPath(this.extensionUri, 'media', f)).toString();
     return {
       cspSource: this.panel.webview.cspSource,
       nonce: randomBytes(16).toString('base64'),
@@ -101,7 +128,9 @@ class InspectorView implements Disposable {
   }
 
   private watch(u: Uri): Disposable {
-    const w = workspace.createFileSystemWatcher(new RelativePattern(Uri.file(path.dirname(u.fsPath)), path.basename(u.fsPath)));
+    const w = workspace.createFileSystemWatcher(
+      new RelativePattern(Uri.file(path.dirname(u.fsPath)), path.basename(u.fsPath)),
+    );
     const changed = () => this.schedule();
     return Disposable.from(w, w.onDidChange(changed), w.onDidCreate(changed), w.onDidDelete(changed));
   }
@@ -111,7 +140,9 @@ class InspectorView implements Disposable {
     const folder = workspace.getWorkspaceFolder(this.uri);
     if (!folder) return undefined;
     const rel = path.relative(folder.uri.fsPath, this.uri.fsPath).split(path.sep).join('/').normalize('NFC');
-    const f = this.store.result?.folders.find((x) => x.uri === folder.uri.toString())?.files.find((x) => x.path === rel);
+    const f = this.store.result?.folders
+      .find((x) => x.uri === folder.uri.toString())
+      ?.files.find((x) => x.path === rel);
     return f ? `${f.status}\u0000${f.message}` : undefined;
   }
 
@@ -181,7 +212,8 @@ class InspectorView implements Disposable {
         await this.refresh();
         break;
       case 'openSource':
-        if (this.model?.source) await commands.executeCommand('vscode.openWith', Uri.file(this.model.source.abs), INSPECTOR_VIEW_TYPE);
+        if (this.model?.source)
+          await commands.executeCommand('vscode.openWith', Uri.file(this.model.source.abs), INSPECTOR_VIEW_TYPE);
         break;
       case 'reveal':
         await commands.executeCommand('revealInExplorer', this.uri);

@@ -1,17 +1,20 @@
 /** `lora-sync status|verify|sync|history|stats`: the engine from the command line. */
 import { resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
-import { Workspace, StatusReport } from '../engine/workspace';
-import { planCounts, PlannedLora } from '../engine/syncPlanner';
+import { Workspace, type StatusReport } from '../engine/workspace';
+import { planCounts, type PlannedLora } from '../engine/syncPlanner';
 import { SOUND } from '../engine/statusRules';
-import { SyncResult } from '../engine/syncExecutor';
+import type { SyncResult } from '../engine/syncExecutor';
 import { ConfigError } from '../engine/config';
 
 export class CliUsageError extends Error {}
 
-export interface Common { root?: string; json?: boolean }
+export interface Common {
+  root?: string;
+  json?: boolean;
+}
 
-const out = (s: string) => process.stdout.write(s + '\n');
+const out = (s: string) => process.stdout.write(`${s}\n`);
 
 export async function openWorkspace(root: string | undefined): Promise<Workspace> {
   const dir = resolve(root ?? '.');
@@ -26,19 +29,36 @@ export async function openWorkspace(root: string | undefined): Promise<Workspace
 }
 
 const ICON: Record<string, string> = {
-  SOURCE: '●', IN_SYNC: '✓', STALE: '↻', DIVERGED: '⚠', METADATA_DRIFT: '≈', PARAM_COUNT_MISMATCH: '✗', SHAPE_MISMATCH: '✗',
-  DTYPE_MISMATCH: '✗', CORRUPT: '✗', UNSAFE: '☠', ORPHAN: '?', DUPLICATE_SOURCE: '⚠', UNRECOGNIZED: '·',
+  SOURCE: '●',
+  IN_SYNC: '✓',
+  STALE: '↻',
+  DIVERGED: '⚠',
+  METADATA_DRIFT: '≈',
+  PARAM_COUNT_MISMATCH: '✗',
+  SHAPE_MISMATCH: '✗',
+  DTYPE_MISMATCH: '✗',
+  CORRUPT: '✗',
+  UNSAFE: '☠',
+  ORPHAN: '?',
+  DUPLICATE_SOURCE: '⚠',
+  UNRECOGNIZED: '·',
 };
 
 export function formatStatus(r: StatusReport, all: boolean): string {
   const lines: string[] = [];
   const s = r.stats;
-  lines.push(`${r.root}: ${s.total_loras_tracked} LoRAs, ${s.total_copies_tracked} copies, ${s.files} files (${s.unrecognized} not LoRA checkpoints)`);
-  const counts = Object.entries(s.by_status).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(' · ');
+  lines.push(
+    `${r.root}: ${s.total_loras_tracked} LoRAs, ${s.total_copies_tracked} copies, ${s.files} files (${s.unrecognized} not LoRA checkpoints)`,
+  );
+  const counts = Object.entries(s.by_status)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(' · ');
   lines.push(`  ${counts}`);
   const problems = r.files.filter((f) => f.status !== 'UNRECOGNIZED' && !SOUND.has(f.status as never));
   if (!problems.length) lines.push('  every copy is in sync');
-  for (const f of all ? r.files : problems) lines.push(`  ${ICON[f.status] ?? ' '} ${f.status.padEnd(20)} ${f.path}\n      ${f.message}`);
+  for (const f of all ? r.files : problems)
+    lines.push(`  ${ICON[f.status] ?? ' '} ${f.status.padEnd(20)} ${f.path}\n      ${f.message}`);
   return lines.join('\n');
 }
 
@@ -58,7 +78,9 @@ export async function cmdVerify(o: Common & { lora?: string }): Promise<number> 
   await ws.recordVerify(v);
   if (o.json) out(JSON.stringify(v, null, 2));
   else {
-    out(`${v.is_consistent ? 'consistent' : 'NOT consistent'}: ${v.loras.filter((l) => l.is_consistent).length} of ${v.loras.length} LoRAs consistent, ${v.issues.length} issues`);
+    out(
+      `${v.is_consistent ? 'consistent' : 'NOT consistent'}: ${v.loras.filter((l) => l.is_consistent).length} of ${v.loras.length} LoRAs consistent, ${v.issues.length} issues`,
+    );
     for (const l of v.loras.filter((x) => !x.is_consistent)) {
       out(`  ${l.name} (${l.id})`);
       for (const i of l.issues) out(`    ${i.type.padEnd(18)} ${i.file}${i.param ? ` [${i.param}]` : ''}: ${i.detail}`);
@@ -82,20 +104,33 @@ export function formatPlan(plan: PlannedLora[]): string {
   for (const l of plan) {
     const acts = l.copies.filter((c) => c.action !== 'skip');
     if (!acts.length && !l.blocked) continue;
-    lines.push(`  ${l.name} (${l.id})${l.source ? ` from ${l.source}` : ''}${l.blocked ? ` — BLOCKED: ${l.blocked}` : ''}`);
+    lines.push(
+      `  ${l.name} (${l.id})${l.source ? ` from ${l.source}` : ''}${l.blocked ? ` — BLOCKED: ${l.blocked}` : ''}`,
+    );
     for (const c of acts) lines.push(`    ${c.action.padEnd(6)} ${c.path}  (${c.status}: ${c.why})`);
   }
   return lines.join('\n');
 }
 
 export function formatSync(r: SyncResult): string {
-  const lines = [`${r.cancelled ? 'cancelled: ' : ''}${r.synced} synced, ${r.failed} failed, ${r.skipped} skipped, ${r.refused} refused`];
-  for (const l of r.loras) for (const c of l.copies) if (c.outcome === 'failed' || c.outcome === 'refused' || (c.outcome === 'skipped' && c.reason !== 'already in sync')) lines.push(`  ${c.outcome.padEnd(8)} ${c.path}: ${c.reason}`);
+  const lines = [
+    `${r.cancelled ? 'cancelled: ' : ''}${r.synced} synced, ${r.failed} failed, ${r.skipped} skipped, ${r.refused} refused`,
+  ];
+  for (const l of r.loras)
+    for (const c of l.copies)
+      if (
+        c.outcome === 'failed' ||
+        c.outcome === 'refused' ||
+        (c.outcome === 'skipped' && c.reason !== 'already in sync')
+      )
+        lines.push(`  ${c.outcome.padEnd(8)} ${c.path}: ${c.reason}`);
   if (r.historyError) lines.push(`  warning: ${r.historyError}`);
   return lines.join('\n');
 }
 
-export async function cmdSync(o: Common & { lora?: string; all?: boolean; reason?: string; match?: string; force?: boolean; dryRun?: boolean }): Promise<number> {
+export async function cmdSync(
+  o: Common & { lora?: string; all?: boolean; reason?: string; match?: string; force?: boolean; dryRun?: boolean },
+): Promise<number> {
   if (!o.lora && !o.all) throw new CliUsageError('sync needs --lora ID or --all');
   if (o.lora && o.all) throw new CliUsageError('sync takes --lora ID or --all, not both');
   const match = o.match !== undefined ? Number(o.match) : undefined;
@@ -108,11 +143,28 @@ export async function cmdSync(o: Common & { lora?: string; all?: boolean; reason
     return 0;
   }
   let cancelled = false;
-  const onSig = () => { cancelled = true; };
+  const onSig = () => {
+    cancelled = true;
+  };
   process.once('SIGINT', onSig);
   try {
-    const r = await ws.sync(plan, { reason: o.reason ?? (o.all ? 'FULL_SYNC' : 'MANUAL'), match, cancelled: () => cancelled });
-    out(o.json ? JSON.stringify({ plan, result: { ...r, loras: r.loras.map((l) => ({ ...l, copies: l.copies.map(({ entry: _e, ...c }) => c) })) } }, null, 2) : formatSync(r));
+    const r = await ws.sync(plan, {
+      reason: o.reason ?? (o.all ? 'FULL_SYNC' : 'MANUAL'),
+      match,
+      cancelled: () => cancelled,
+    });
+    out(
+      o.json
+        ? JSON.stringify(
+            {
+              plan,
+              result: { ...r, loras: r.loras.map((l) => ({ ...l, copies: l.copies.map(({ entry: _e, ...c }) => c) })) },
+            },
+            null,
+            2,
+          )
+        : formatSync(r),
+    );
     return r.failed || r.cancelled || r.historyError ? 1 : 0;
   } finally {
     process.off('SIGINT', onSig);
@@ -128,8 +180,17 @@ export async function cmdHistory(o: Common & { lora?: string; limit?: string }):
   else {
     if (!events.length) out('no history yet');
     for (const e of events) {
-      const counts = e.event === 'SYNC' ? ` synced ${e.synced_copies}/${e.total_copies}, failed ${e.failed_copies}` : e.event === 'VERIFY' ? ` ${e.consistent ? 'consistent' : 'inconsistent'}` : e.backup ? ` backup ${e.backup}` : '';
-      out(`${e.time}  ${e.event.padEnd(15)} ${e.name} (${e.lora_id})${e.match_idx !== undefined ? ` match ${e.match_idx}` : ''}${e.reason ? ` ${e.reason}` : ''}${counts}`);
+      const counts =
+        e.event === 'SYNC'
+          ? ` synced ${e.synced_copies}/${e.total_copies}, failed ${e.failed_copies}`
+          : e.event === 'VERIFY'
+            ? ` ${e.consistent ? 'consistent' : 'inconsistent'}`
+            : e.backup
+              ? ` backup ${e.backup}`
+              : '';
+      out(
+        `${e.time}  ${e.event.padEnd(15)} ${e.name} (${e.lora_id})${e.match_idx !== undefined ? ` match ${e.match_idx}` : ''}${e.reason ? ` ${e.reason}` : ''}${counts}`,
+      );
     }
     if (skippedLines) out(`(${skippedLines} unreadable line(s) skipped)`);
   }
@@ -156,31 +217,62 @@ export async function cmdWatch(o: Common & { poll?: boolean }): Promise<number> 
   const ws = await openWorkspace(o.root);
   const { LiveIndex } = await import('../engine/liveIndex');
   const time = () => new Date().toISOString().slice(11, 19);
-  const live = new LiveIndex(ws, (e) => {
-    if (o.json) return out(JSON.stringify({ time: new Date().toISOString(), ...e, ...(e.kind === 'synced' ? { result: { synced: e.result.synced, failed: e.result.failed, skipped: e.result.skipped, refused: e.result.refused } } : {}) }));
-    switch (e.kind) {
-      case 'scanned':
-        if (e.full) out(`${time()} watching ${ws.root}: ${e.summary.files} files (${e.summary.read} read, ${e.summary.reused} from the cache)`);
-        break;
-      case 'statuses':
-        for (const c of e.changes) out(`${time()} ${(c.before ?? 'new').padEnd(20)} → ${(c.after ?? 'gone').padEnd(20)} ${c.path}`);
-        break;
-      case 'synced':
-        out(`${time()} auto-sync (${e.reason}): ${e.result.synced} synced, ${e.result.failed} failed${e.result.failed ? ': ' + e.result.loras.flatMap((l) => l.copies.filter((c) => c.outcome === 'failed').map((c) => `${c.path} (${c.reason})`)).join('; ') : ''}`);
-        break;
-      case 'verified':
-        out(`${time()} verify: ${e.consistent ? 'consistent' : `${e.issues} issues`}`);
-        break;
-      case 'watch-error':
-        out(`${time()} file watching failed (${e.code}): ${e.message}\n         ${e.advice}\n         falling back to a full reconcile every ${Math.min(ws.cfg.reconcileSeconds || 30, 30)} s`);
-        break;
-      case 'error':
-        out(`${time()} error: ${e.message}`);
-        break;
-    }
-  }, { usePolling: o.poll });
+  const live = new LiveIndex(
+    ws,
+    (e) => {
+      if (o.json)
+        return out(
+          JSON.stringify({
+            time: new Date().toISOString(),
+            ...e,
+            ...(e.kind === 'synced'
+              ? {
+                  result: {
+                    synced: e.result.synced,
+                    failed: e.result.failed,
+                    skipped: e.result.skipped,
+                    refused: e.result.refused,
+                  },
+                }
+              : {}),
+          }),
+        );
+      switch (e.kind) {
+        case 'scanned':
+          if (e.full)
+            out(
+              `${time()} watching ${ws.root}: ${e.summary.files} files (${e.summary.read} read, ${e.summary.reused} from the cache)`,
+            );
+          break;
+        case 'statuses':
+          for (const c of e.changes)
+            out(`${time()} ${(c.before ?? 'new').padEnd(20)} → ${(c.after ?? 'gone').padEnd(20)} ${c.path}`);
+          break;
+        case 'synced':
+          out(
+            `${time()} auto-sync (${e.reason}): ${e.result.synced} synced, ${e.result.failed} failed${e.result.failed ? `: ${e.result.loras.flatMap((l) => l.copies.filter((c) => c.outcome === 'failed').map((c) => `${c.path} (${c.reason})`)).join('; ')}` : ''}`,
+          );
+          break;
+        case 'verified':
+          out(`${time()} verify: ${e.consistent ? 'consistent' : `${e.issues} issues`}`);
+          break;
+        case 'watch-error':
+          out(
+            `${time()} file watching failed (${e.code}): ${e.message}\n         ${e.advice}\n         falling back to a full reconcile every ${Math.min(ws.cfg.reconcileSeconds || 30, 30)} s`,
+          );
+          break;
+        case 'error':
+          out(`${time()} error: ${e.message}`);
+          break;
+      }
+    },
+    { usePolling: o.poll },
+  );
   await live.start();
-  if (!o.json) out(`${time()} auto-sync: ${ws.cfg.autoSync}${ws.cfg.fullSyncEvery ? `, full sync every ${ws.cfg.fullSyncEvery} source updates` : ''}; Ctrl-C to stop`);
+  if (!o.json)
+    out(
+      `${time()} auto-sync: ${ws.cfg.autoSync}${ws.cfg.fullSyncEvery ? `, full sync every ${ws.cfg.fullSyncEvery} source updates` : ''}; Ctrl-C to stop`,
+    );
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

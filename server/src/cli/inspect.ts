@@ -1,10 +1,10 @@
 /** `lora-sync inspect FILE [--json]`: what a checkpoint holds, whether it is intact and safe to load. */
-import { openCheckpoint, Checkpoint } from '../formats/checkpoint';
-import { fingerprintCheckpoint, CheckpointFingerprint, DIGEST_ALG } from '../formats/fingerprint';
+import { openCheckpoint, type Checkpoint } from '../formats/checkpoint';
+import { fingerprintCheckpoint, type CheckpointFingerprint, DIGEST_ALG } from '../formats/fingerprint';
 import { hashBackend } from '../formats/hashBackend';
 import { isFormatError } from '../formats/errors';
-import { toJson, Json, JsonFloat, stringifyJson } from '../formats/pyValue';
-import { PyNode } from '../formats/pickle/nodes';
+import { toJson, type Json, JsonFloat, stringifyJson } from '../formats/pyValue';
+import type { PyNode } from '../formats/pickle/nodes';
 
 export interface InspectReport {
   file: string;
@@ -19,7 +19,16 @@ export interface InspectReport {
   digest_alg?: string;
   /** Which hashers computed the digests: 'native' or 'portable' (same values either way). */
   hash_backend?: string;
-  tensors?: Array<{ path: string; dtype: string; shape: number[]; bytes: number; digest: string; parameter?: boolean; requires_grad?: boolean; contiguous: boolean }>;
+  tensors?: Array<{
+    path: string;
+    dtype: string;
+    shape: number[];
+    bytes: number;
+    digest: string;
+    parameter?: boolean;
+    requires_grad?: boolean;
+    contiguous: boolean;
+  }>;
   metadata?: Json;
   error?: { code: string; message: string };
 }
@@ -39,12 +48,22 @@ export async function inspectFile(path: string, display: string = path): Promise
     try {
       fp = await fingerprintCheckpoint(c);
     } catch (e) {
-      if (isFormatError(e)) return { file: display, sound: false, format: c.format, size: c.fileSize, error: { code: e.code, message: e.message } };
+      if (isFormatError(e))
+        return {
+          file: display,
+          sound: false,
+          format: c.format,
+          size: c.fileSize,
+          error: { code: e.code, message: e.message },
+        };
       throw e;
     }
     const byNode = new Map<PyNode, Json>();
     c.tensors.forEach((t, i) => {
-      if (t.node) byNode.set(t.wrapper ?? t.node, { [t.parameter ? '$parameter' : '$tensor']: { dtype: t.dtype, shape: t.shape, digest: fp.tensors[i].digest } });
+      if (t.node)
+        byNode.set(t.wrapper ?? t.node, {
+          [t.parameter ? '$parameter' : '$tensor']: { dtype: t.dtype, shape: t.shape, digest: fp.tensors[i].digest },
+        });
     });
     const metadata: Json = c.root ? toJson(c.root, (n) => byNode.get(n)) : (c.safetensorsMetadata ?? null);
     const crcOk = fp.crcFailures.length === 0;
@@ -56,13 +75,31 @@ export async function inspectFile(path: string, display: string = path): Promise
       prefix: c.prefix,
       version: c.version,
       records: c.records?.map((r) => ({ name: r.name, size: r.size, crc32: hex32(r.crc32) })),
-      crc: { checked: fp.crcChecked, ok: crcOk, failures: fp.crcFailures.map((f) => ({ record: f.record, expected: hex32(f.expected), actual: hex32(f.actual) })) },
-      safety: { safe: c.unsafe.length === 0, globals: c.globals.map((g) => `${g.module}.${g.name}`), unsafe: c.unsafe.map((u) => ({ global: u.global, detail: u.detail })) },
+      crc: {
+        checked: fp.crcChecked,
+        ok: crcOk,
+        failures: fp.crcFailures.map((f) => ({
+          record: f.record,
+          expected: hex32(f.expected),
+          actual: hex32(f.actual),
+        })),
+      },
+      safety: {
+        safe: c.unsafe.length === 0,
+        globals: c.globals.map((g) => `${g.module}.${g.name}`),
+        unsafe: c.unsafe.map((u) => ({ global: u.global, detail: u.detail })),
+      },
       digest_alg: DIGEST_ALG,
       hash_backend: hashBackend().name,
       tensors: c.tensors.map((t, i) => ({
-        path: t.path, dtype: t.dtype, shape: t.shape, bytes: t.byteLength, digest: fp.tensors[i].digest,
-        contiguous: t.contiguous, ...(t.parameter ? { parameter: true } : {}), ...(t.requiresGrad ? { requires_grad: true } : {}),
+        path: t.path,
+        dtype: t.dtype,
+        shape: t.shape,
+        bytes: t.byteLength,
+        digest: fp.tensors[i].digest,
+        contiguous: t.contiguous,
+        ...(t.parameter ? { parameter: true } : {}),
+        ...(t.requiresGrad ? { requires_grad: true } : {}),
       })),
       metadata,
     };
@@ -72,8 +109,10 @@ export async function inspectFile(path: string, display: string = path): Promise
 }
 
 const FORMAT_NAMES: Record<string, string> = {
-  'torch-zip': 'torch zip checkpoint', 'torch-legacy': 'legacy torch checkpoint (pre-1.6 format)',
-  torchscript: 'TorchScript archive', safetensors: 'safetensors file',
+  'torch-zip': 'torch zip checkpoint',
+  'torch-legacy': 'legacy torch checkpoint (pre-1.6 format)',
+  torchscript: 'TorchScript archive',
+  safetensors: 'safetensors file',
 };
 
 export function formatInspect(r: InspectReport): string {
@@ -83,7 +122,8 @@ export function formatInspect(r: InspectReport): string {
     return lines.join('\n');
   }
   lines.push(`${r.file}: ${FORMAT_NAMES[r.format!] ?? r.format}, ${r.size!.toLocaleString('en-US')} bytes`);
-  if (r.prefix !== undefined) lines.push(`  archive folder: ${r.prefix}/  version: ${r.version}  records: ${r.records!.length}`);
+  if (r.prefix !== undefined)
+    lines.push(`  archive folder: ${r.prefix}/  version: ${r.version}  records: ${r.records!.length}`);
   if (r.crc!.checked) {
     lines.push(r.crc!.ok ? '  CRC32: all records good' : `  CRC32: ${r.crc!.failures.length} record(s) damaged`);
     for (const f of r.crc!.failures) lines.push(`    ${f.record}: stored ${f.expected}, computed ${f.actual}`);
@@ -96,11 +136,20 @@ export function formatInspect(r: InspectReport): string {
   lines.push(`  tensors (${r.tensors!.length}, digests ${r.digest_alg}):`);
   const w = Math.max(4, ...r.tensors!.map((t) => t.path.length));
   for (const t of r.tensors!) {
-    const flags = [t.parameter ? 'Parameter' : '', t.requires_grad ? 'requires_grad' : '', t.contiguous ? '' : 'view'].filter(Boolean).join(',');
-    lines.push(`    ${(t.path || '<root>').padEnd(w)}  ${t.dtype.padEnd(8)}  [${t.shape.join(', ')}]  ${t.bytes} B  ${t.digest.slice(0, 16)}${flags ? '  ' + flags : ''}`);
+    const flags = [t.parameter ? 'Parameter' : '', t.requires_grad ? 'requires_grad' : '', t.contiguous ? '' : 'view']
+      .filter(Boolean)
+      .join(',');
+    lines.push(
+      `    ${(t.path || '<root>').padEnd(w)}  ${t.dtype.padEnd(8)}  [${t.shape.join(', ')}]  ${t.bytes} B  ${t.digest.slice(0, 16)}${flags ? `  ${flags}` : ''}`,
+    );
   }
   lines.push('  metadata:');
-  lines.push(stringifyJson(shortTensors(r.metadata ?? null), 2, 72).split('\n').map((l) => '    ' + l).join('\n'));
+  lines.push(
+    stringifyJson(shortTensors(r.metadata ?? null), 2, 72)
+      .split('\n')
+      .map((l) => `    ${l}`)
+      .join('\n'),
+  );
   lines.push(r.sound ? 'sound' : 'NOT SOUND');
   return lines.join('\n');
 }
@@ -111,7 +160,8 @@ function shortTensors(v: Json): Json {
   if (v && typeof v === 'object' && !(v instanceof JsonFloat)) {
     const o = v as { [k: string]: Json };
     const t = (o.$tensor ?? o.$parameter) as { dtype: string; shape: number[]; digest: string } | undefined;
-    if (t && Object.keys(o).length === 1) return `<${o.$parameter ? 'Parameter ' : ''}${t.dtype} [${t.shape.join(', ')}] ${t.digest.slice(0, 16)}>`;
+    if (t && Object.keys(o).length === 1)
+      return `<${o.$parameter ? 'Parameter ' : ''}${t.dtype} [${t.shape.join(', ')}] ${t.digest.slice(0, 16)}>`;
     if (o.constructor !== Object) return v;
     return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, shortTensors(x)]));
   }

@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { stat } from 'node:fs/promises';
 import { inspectFile, formatInspect } from './inspect';
-import { stringifyJson, Json } from '../formats/pyValue';
+import { stringifyJson, type Json } from '../formats/pyValue';
 import { runDemo } from './demo';
 import { version } from '../../../package.json';
 import { DIGEST_ALG } from '../formats/fingerprint';
@@ -35,7 +35,7 @@ class UsageError extends CliUsageError {}
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    process.stdout.write(USAGE + '\n');
+    process.stdout.write(`${USAGE}\n`);
     return cmd ? 0 : 2;
   }
   if (cmd === '--version' || cmd === '-V') {
@@ -51,26 +51,48 @@ async function main(argv: string[]): Promise<number> {
       if (!st) throw new UsageError(`${file}: no such file`);
       if (!st.isFile()) throw new UsageError(`${file}: not a regular file`);
       const r = await inspectFile(file);
-      process.stdout.write((values.json ? stringifyJson(r as unknown as Json, 2) : formatInspect(r)) + '\n');
+      process.stdout.write(`${values.json ? stringifyJson(r as unknown as Json, 2) : formatInspect(r)}\n`);
       return r.sound ? 0 : 1;
     }
     case 'status': {
-      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' } }, false);
+      const { values } = parse(
+        rest,
+        { root: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' } },
+        false,
+      );
       return cmdStatus(values as never);
     }
     case 'verify': {
-      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' } }, false);
+      const { values } = parse(
+        rest,
+        { root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' } },
+        false,
+      );
       return cmdVerify(values as never);
     }
     case 'sync': {
-      const { values } = parse(rest, {
-        root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' }, all: { type: 'boolean' }, reason: { type: 'string' },
-        match: { type: 'string' }, force: { type: 'boolean' }, 'dry-run': { type: 'boolean' },
-      }, false);
+      const { values } = parse(
+        rest,
+        {
+          root: { type: 'string' },
+          json: { type: 'boolean' },
+          lora: { type: 'string' },
+          all: { type: 'boolean' },
+          reason: { type: 'string' },
+          match: { type: 'string' },
+          force: { type: 'boolean' },
+          'dry-run': { type: 'boolean' },
+        },
+        false,
+      );
       return cmdSync({ ...(values as Record<string, unknown>), dryRun: values['dry-run'] as boolean | undefined });
     }
     case 'history': {
-      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' }, limit: { type: 'string' } }, false);
+      const { values } = parse(
+        rest,
+        { root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' }, limit: { type: 'string' } },
+        false,
+      );
       return cmdHistory(values as never);
     }
     case 'stats': {
@@ -78,7 +100,11 @@ async function main(argv: string[]): Promise<number> {
       return cmdStats(values as never);
     }
     case 'watch': {
-      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' }, poll: { type: 'boolean' } }, false);
+      const { values } = parse(
+        rest,
+        { root: { type: 'string' }, json: { type: 'boolean' }, poll: { type: 'boolean' } },
+        false,
+      );
       return cmdWatch(values as never);
     }
     case 'demo': {
@@ -102,7 +128,9 @@ function parse(args: string[], options: Record<string, { type: 'boolean' | 'stri
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (e) => {
     if (e instanceof CliUsageError) {
       process.stderr.write(`lora-sync: ${e.message}\n\n${USAGE}\n`);

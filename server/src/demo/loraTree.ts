@@ -4,8 +4,8 @@
  * project's own writer; real torch loads them (the interop suite checks).
  */
 import * as N from '../formats/pickle/nodes';
-import { PyNode } from '../formats/pickle/nodes';
-import { TorchDtype, storageClassOf } from '../formats/dtypes';
+import type { PyNode } from '../formats/pickle/nodes';
+import { type TorchDtype, storageClassOf } from '../formats/dtypes';
 
 /** Globals and strings shared the way Python's memo shares them (one object, many references). */
 export class TreeBuilder {
@@ -25,11 +25,24 @@ export class TreeBuilder {
     if (!clsNode) this.storageClasses.set(cls, (clsNode = N.global('torch', cls)));
     const numel = shape.reduce((a, b) => a * b, 1);
     const stride = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
-    const pid: N.PyPersId = { kind: 'persid', binary: true, pid: N.tuple([this.storageTag, clsNode, N.str(key), this.cpu, N.int(numel)]) };
+    const pid: N.PyPersId = {
+      kind: 'persid',
+      binary: true,
+      pid: N.tuple([this.storageTag, clsNode, N.str(key), this.cpu, N.int(numel)]),
+    };
     const hooks: N.PyObject = { kind: 'object', how: 'reduce', callable: this.ordered, args: N.tuple([]) };
     return {
-      kind: 'object', how: 'reduce', callable: this.rebuild,
-      args: N.tuple([pid, N.int(0), N.tuple(shape.map((d) => N.int(d))), N.tuple(stride.map((d) => N.int(d))), N.bool(false), hooks]),
+      kind: 'object',
+      how: 'reduce',
+      callable: this.rebuild,
+      args: N.tuple([
+        pid,
+        N.int(0),
+        N.tuple(shape.map((d) => N.int(d))),
+        N.tuple(stride.map((d) => N.int(d))),
+        N.bool(false),
+        hooks,
+      ]),
     };
   }
 }

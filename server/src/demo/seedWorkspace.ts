@@ -6,7 +6,7 @@
 import { mkdir, open, truncate, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as N from '../formats/pickle/nodes';
-import { PyNode } from '../formats/pickle/nodes';
+import type { PyNode } from '../formats/pickle/nodes';
 import { writeTorchCheckpoint, torchPrefixFor } from '../formats/torch/ptWriter';
 import { atomicWrite } from '../io/atomicWrite';
 import { TreeBuilder, prng, randomF32, py, pyFloat } from './loraTree';
@@ -14,12 +14,33 @@ import { TreeBuilder, prng, randomF32, py, pyFloat } from './loraTree';
 export const SOURCE_FOLDER = '⭐_AKTIF_EN_IYILER';
 export const HALLS = ['💎_PERFECT_HYBRID_HALL', '🌟_EINSTEIN_HALL', '🏛️_NEWTON_HALL'];
 const TEAMS = [
-  'Manchester_United', 'Liverpool', 'Beşiktaş', 'Fenerbahçe', 'Galatasaray', 'İstanbul_Başakşehir', 'Bayern_München',
-  'Atlético_Madrid', 'Borussia_Mönchengladbach', 'Paris_Saint-Germain', 'Olympique_Lyonnais', 'Real_Madrid', 'Internazionale',
-  'AC_Milan', 'Trabzonspor', 'Göztepe', 'Sporting_CP', 'Ajax', 'Celtic', 'Club_Brugge',
+  'Manchester_United',
+  'Liverpool',
+  'Beşiktaş',
+  'Fenerbahçe',
+  'Galatasaray',
+  'İstanbul_Başakşehir',
+  'Bayern_München',
+  'Atlético_Madrid',
+  'Borussia_Mönchengladbach',
+  'Paris_Saint-Germain',
+  'Olympique_Lyonnais',
+  'Real_Madrid',
+  'Internazionale',
+  'AC_Milan',
+  'Trabzonspor',
+  'Göztepe',
+  'Sporting_CP',
+  'Ajax',
+  'Celtic',
+  'Club_Brugge',
 ];
 const SPECS = ['🎯_WIN_EXPERTS', '🎯_DRAW_EXPERTS', '🎯_GOAL_EXPERTS'];
-const SPEC_KEYS: Record<string, string> = { '🎯_WIN_EXPERTS': 'WIN_EXPERT', '🎯_DRAW_EXPERTS': 'DRAW_EXPERT', '🎯_GOAL_EXPERTS': 'GOAL_EXPERT' };
+const SPEC_KEYS: Record<string, string> = {
+  '🎯_WIN_EXPERTS': 'WIN_EXPERT',
+  '🎯_DRAW_EXPERTS': 'DRAW_EXPERT',
+  '🎯_GOAL_EXPERTS': 'GOAL_EXPERT',
+};
 
 export interface SeedOptions {
   loras?: number;
@@ -32,10 +53,26 @@ export interface SeedOptions {
   problems?: Partial<Record<'stale' | 'diverged' | 'drift' | 'corrupt' | 'unsafe' | 'orphan', number>>;
 }
 
-export interface SeedFile { path: string; lora: string; role: 'source' | 'copy'; expect: string }
-export interface SeedResult { root: string; files: SeedFile[]; loras: number; copies: number; bytes: number }
+export interface SeedFile {
+  path: string;
+  lora: string;
+  role: 'source' | 'copy';
+  expect: string;
+}
+export interface SeedResult {
+  root: string;
+  files: SeedFile[];
+  loras: number;
+  copies: number;
+  bytes: number;
+}
 
-interface LoraSpec { id: string; name: string; generation: number; match: number }
+interface LoraSpec {
+  id: string;
+  name: string;
+  generation: number;
+  match: number;
+}
 
 function hex(rand: () => number, n: number): string {
   let s = '';
@@ -43,7 +80,12 @@ function hex(rand: () => number, n: number): string {
   return s;
 }
 
-function metadataFor(l: LoraSpec, rand: () => number, match: number, copy?: { team: string; spec: string; score: number; matches: number }): PyNode {
+function metadataFor(
+  l: LoraSpec,
+  rand: () => number,
+  match: number,
+  copy?: { team: string; spec: string; score: number; matches: number },
+): PyNode {
   const fitness = Array.from({ length: 6 }, () => pyFloat(Math.round(rand() * 1000) / 1000));
   const meta: Record<string, unknown> = {
     id: l.id,
@@ -55,7 +97,11 @@ function metadataFor(l: LoraSpec, rand: () => number, match: number, copy?: { te
     _tes_scores: { tactical: pyFloat(0.81), emotional: pyFloat(0.66), strategic: pyFloat(0.9) },
     _lazarus_lambda: pyFloat(0.87),
     _langevin_temp: pyFloat(0.015),
-    sync_info: { last_sync_match: match, last_sync_time: `2025-12-04T10:${String(match % 60).padStart(2, '0')}:00`, sync_reason: 'LEARNING_UPDATE' },
+    sync_info: {
+      last_sync_match: match,
+      last_sync_time: `2025-12-04T10:${String(match % 60).padStart(2, '0')}:00`,
+      sync_reason: 'LEARNING_UPDATE',
+    },
   };
   if (copy) {
     meta.team = copy.team;
@@ -67,7 +113,14 @@ function metadataFor(l: LoraSpec, rand: () => number, match: number, copy?: { te
   return py(meta);
 }
 
-async function writeLora(path: string, l: LoraSpec, seedOfTensors: number, meta: PyNode, rank: number, width: number): Promise<number> {
+async function writeLora(
+  path: string,
+  _l: LoraSpec,
+  seedOfTensors: number,
+  meta: PyNode,
+  rank: number,
+  width: number,
+): Promise<number> {
   const b = new TreeBuilder();
   const r = prng(seedOfTensors);
   const params: Array<[PyNode, PyNode]> = [];
@@ -75,9 +128,16 @@ async function writeLora(path: string, l: LoraSpec, seedOfTensors: number, meta:
     params.push([N.str(`layers.${layer}.lora_A`), b.tensor('float32', [rank, width], randomF32(r, rank * width))]);
     params.push([N.str(`layers.${layer}.lora_B`), b.tensor('float32', [width, rank], randomF32(r, rank * width))]);
   }
-  const root = N.dict([[N.str('lora_params'), N.dict(params)], [N.str('metadata'), meta]]);
+  const root = N.dict([
+    [N.str('lora_params'), N.dict(params)],
+    [N.str('metadata'), meta],
+  ]);
   const storages = new Map([...b.storages].map(([k, data]) => [k, { kind: 'buffer' as const, data }]));
-  const { bytes } = await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root, storages }), { noSync: true });
+  const { bytes } = await atomicWrite(
+    path,
+    (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root, storages }),
+    { noSync: true },
+  );
   return bytes;
 }
 
@@ -124,7 +184,13 @@ export async function generateSeedWorkspace(root: string, opts: SeedOptions = {}
     const l = c % nLoras;
     plan.push({ l, folder: folders[(c * 7 + Math.floor(c / nLoras)) % folders.length] });
   }
-  const kinds: Array<[string, number]> = [['stale', problems.stale ?? 0], ['diverged', problems.diverged ?? 0], ['drift', problems.drift ?? 0], ['corrupt', problems.corrupt ?? 0], ['unsafe', problems.unsafe ?? 0]];
+  const kinds: Array<[string, number]> = [
+    ['stale', problems.stale ?? 0],
+    ['diverged', problems.diverged ?? 0],
+    ['drift', problems.drift ?? 0],
+    ['corrupt', problems.corrupt ?? 0],
+    ['unsafe', problems.unsafe ?? 0],
+  ];
   const spoil = new Map<number, string>();
   let next = 0;
   for (const [kind, n] of kinds) {
@@ -141,8 +207,13 @@ export async function generateSeedWorkspace(root: string, opts: SeedOptions = {}
     const path = join(dir, `${l.name}_${hex(rand, 6)}.pt`);
     const team = folder.split('/')[0].normalize('NFC');
     const spec = folder.split('/')[1] ?? folder;
-    const copyKeys = { team: HALLS.includes(folder) ? 'HALL_OF_FAME' : team, spec: SPEC_KEYS[spec] ?? spec, score: Math.round(rand() * 100) / 100, matches: 40 + Math.floor(rand() * 100) };
-    const kind = li >= nLoras - orphanCount ? 'orphan' : spoil.get(c) ?? 'in_sync';
+    const copyKeys = {
+      team: HALLS.includes(folder) ? 'HALL_OF_FAME' : team,
+      spec: SPEC_KEYS[spec] ?? spec,
+      score: Math.round(rand() * 100) / 100,
+      matches: 40 + Math.floor(rand() * 100),
+    };
+    const kind = li >= nLoras - orphanCount ? 'orphan' : (spoil.get(c) ?? 'in_sync');
     let tensorSeed = 1000 + li;
     let meta = metadataFor(l, prng(li), l.match, copyKeys);
     let expect = 'IN_SYNC';
@@ -156,7 +227,8 @@ export async function generateSeedWorkspace(root: string, opts: SeedOptions = {}
         tensorSeed = 900_000 + c;
         expect = 'DIVERGED';
         break;
-      case 'drift': { // same tensors, general metadata edited by hand
+      case 'drift': {
+        // same tensors, general metadata edited by hand
         const m = metadataFor(l, prng(li), l.match, copyKeys);
         (m as N.PyDict).entries.push([N.str('life_energy_override'), N.float(0.5)]);
         meta = m;
@@ -165,7 +237,12 @@ export async function generateSeedWorkspace(root: string, opts: SeedOptions = {}
       }
       case 'unsafe': {
         const m = metadataFor(l, prng(li), l.match, copyKeys);
-        const evil: N.PyObject = { kind: 'object', how: 'reduce', callable: N.global('posix', 'system'), args: N.tuple([N.str('true')]) };
+        const evil: N.PyObject = {
+          kind: 'object',
+          how: 'reduce',
+          callable: N.global('posix', 'system'),
+          args: N.tuple([N.str('true')]),
+        };
         (m as N.PyDict).entries.push([N.str('hook'), evil]);
         meta = m;
         expect = 'UNSAFE';

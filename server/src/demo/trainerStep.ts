@@ -12,8 +12,10 @@ import { atomicWrite } from '../io/atomicWrite';
 
 export async function trainerStep(path: string, opts: { match?: number; tensor?: string } = {}): Promise<void> {
   await withCheckpoint(path, async (c) => {
-    const t = opts.tensor ? c.tensors.find((x) => x.path === opts.tensor || x.path === `lora_params.${opts.tensor}`) : c.tensors[0];
-    if (!t || t.dtype !== 'float32') throw new Error(`${path}: no float32 tensor ${opts.tensor ?? ''}`);
+    const t = opts.tensor
+      ? c.tensors.find((x) => x.path === opts.tensor || x.path === `lora_params.${opts.tensor}`)
+      : c.tensors[0];
+    if (t?.dtype !== 'float32') throw new Error(`${path}: no float32 tensor ${opts.tensor ?? ''}`);
     const data = Buffer.from(await readTensorBytes(c, t));
     for (let i = 0; i < data.length; i += 4) data.writeFloatLE(data.readFloatLE(i) * 0.5 + 0.01, i);
     const storages = storageSourcesOf(c);
@@ -26,6 +28,8 @@ export async function trainerStep(path: string, opts: { match?: number; tensor?:
         else info.entries.push([N.str('last_sync_match'), N.int(opts.match)]);
       }
     }
-    await atomicWrite(path, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root: c.root!, storages }));
+    await atomicWrite(path, (fh) =>
+      writeTorchCheckpoint(fh, { prefix: torchPrefixFor(path), root: c.root!, storages }),
+    );
   });
 }

@@ -62,7 +62,11 @@ export function mergeConfig(base: EngineConfig, patch: unknown, where: string): 
   const out: EngineConfig = { ...base };
   for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
     switch (k) {
-      case 'include': case 'exclude': case 'sourceFolders': case 'copyKeys': case 'ignoreKeys':
+      case 'include':
+      case 'exclude':
+      case 'sourceFolders':
+      case 'copyKeys':
+      case 'ignoreKeys':
         if (!isStringArray(v)) throw new ConfigError(`${where}: "${k}" must be a list of strings`);
         out[k] = v.map((s) => s.normalize('NFC'));
         break;
@@ -71,11 +75,16 @@ export function mergeConfig(base: EngineConfig, patch: unknown, where: string): 
         out.backups = v;
         break;
       case 'autoSync':
-        if (v !== 'off' && v !== 'onSourceChange') throw new ConfigError(`${where}: "autoSync" must be "off" or "onSourceChange"`);
+        if (v !== 'off' && v !== 'onSourceChange')
+          throw new ConfigError(`${where}: "autoSync" must be "off" or "onSourceChange"`);
         out.autoSync = v;
         break;
-      case 'fullSyncEvery': case 'debounceMs': case 'settleMs': case 'reconcileSeconds':
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(`${where}: "${k}" must be a whole number ≥ 0`);
+      case 'fullSyncEvery':
+      case 'debounceMs':
+      case 'settleMs':
+      case 'reconcileSeconds':
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+          throw new ConfigError(`${where}: "${k}" must be a whole number ≥ 0`);
         out[k] = v;
         break;
       case '$schema':
@@ -84,7 +93,8 @@ export function mergeConfig(base: EngineConfig, patch: unknown, where: string): 
         throw new ConfigError(`${where}: unknown option "${k}" (known: ${Object.keys(DEFAULT_CONFIG).join(', ')})`);
     }
   }
-  if (out.sourceFolders.some((s) => s === '')) throw new ConfigError(`${where}: "sourceFolders" entries must not be empty`);
+  if (out.sourceFolders.some((s) => s === ''))
+    throw new ConfigError(`${where}: "sourceFolders" entries must not be empty`);
   return out;
 }
 

@@ -4,7 +4,7 @@
  * checkpoints are listed as unrecognized; unreadable files are attached to the LoRA their file name
  * points at (a truncated `LoRA_A_abc123.pt` still belongs to LoRA_A).
  */
-import { FileEntry, nameFromFile } from './loraFile';
+import { type FileEntry, nameFromFile } from './loraFile';
 
 export interface LoraGroup {
   id: string;
@@ -64,19 +64,24 @@ export class CopyIndex {
       } else this.unattached.set(e.path, e);
     } else {
       let g = this.groups.get(e.loraId);
-      if (!g) this.groups.set(e.loraId, (g = { id: e.loraId, name: e.name ?? e.loraId, sources: [], copies: [], broken: [] }));
+      if (!g)
+        this.groups.set(
+          e.loraId,
+          (g = { id: e.loraId, name: e.name ?? e.loraId, sources: [], copies: [], broken: [] }),
+        );
       (e.role === 'source' ? g.sources : g.copies).push(e);
       if (e.role === 'source' && e.name) g.name = e.name;
       this.groupOfPath.set(e.path, g);
       touched.push(g);
       // Unreadable files waiting for a LoRA of their name now have one.
-      if (this.unattached.size) for (const u of [...this.unattached.values()]) {
-        if (this.fileName(u) === g.name || this.fileName(u) === this.fileName(e)) {
-          this.unattached.delete(u.path);
-          g.broken.push(u);
-          this.groupOfPath.set(u.path, g);
+      if (this.unattached.size)
+        for (const u of [...this.unattached.values()]) {
+          if (this.fileName(u) === g.name || this.fileName(u) === this.fileName(e)) {
+            this.unattached.delete(u.path);
+            g.broken.push(u);
+            this.groupOfPath.set(u.path, g);
+          }
         }
-      }
     }
     return unique(touched);
   }
@@ -104,9 +109,18 @@ export class CopyIndex {
 
   /** A sorted, stable view for reports. */
   snapshot(): CopyMap {
-    const loras = [...this.groups.values()].map((g) => ({ ...g, sources: [...g.sources].sort(byPath), copies: [...g.copies].sort(byPath), broken: [...g.broken].sort(byPath) }));
+    const loras = [...this.groups.values()].map((g) => ({
+      ...g,
+      sources: [...g.sources].sort(byPath),
+      copies: [...g.copies].sort(byPath),
+      broken: [...g.broken].sort(byPath),
+    }));
     loras.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.id < b.id ? -1 : 1));
-    return { loras: new Map(loras.map((g) => [g.id, g])), unrecognized: [...this.unrecognized.values()].sort(byPath), unattached: [...this.unattached.values()].sort(byPath) };
+    return {
+      loras: new Map(loras.map((g) => [g.id, g])),
+      unrecognized: [...this.unrecognized.values()].sort(byPath),
+      unattached: [...this.unattached.values()].sort(byPath),
+    };
   }
 }
 
@@ -131,5 +145,10 @@ export function buildCopyMap(entries: Iterable<FileEntry>, isSource: (path: stri
 export function primarySource(g: LoraGroup): FileEntry | undefined {
   const usable = g.sources.filter((s) => s.kind === 'lora');
   if (usable.length <= 1) return usable[0];
-  return [...usable].sort((a, b) => (b.syncInfo.lastSyncMatch ?? -Infinity) - (a.syncInfo.lastSyncMatch ?? -Infinity) || b.mtimeMs - a.mtimeMs || (a.path < b.path ? -1 : 1))[0];
+  return [...usable].sort(
+    (a, b) =>
+      (b.syncInfo.lastSyncMatch ?? -Infinity) - (a.syncInfo.lastSyncMatch ?? -Infinity) ||
+      b.mtimeMs - a.mtimeMs ||
+      (a.path < b.path ? -1 : 1),
+  )[0];
 }

@@ -8,7 +8,7 @@
  * An interner lives for one batch (a scan, a cache load) and is then dropped, so it never holds on
  * to what the index no longer has.
  */
-import { FileEntry, TensorEntry } from './loraFile';
+import type { FileEntry, TensorEntry } from './loraFile';
 
 const sameShape = (a: number[], b: number[]) => a === b || (a.length === b.length && a.every((d, i) => d === b[i]));
 
@@ -17,7 +17,8 @@ function sameTensors(a: TensorEntry[], b: TensorEntry[]): boolean {
   for (let i = 0; i < a.length; i++) {
     const x = a[i];
     const y = b[i];
-    if (x !== y && (x.name !== y.name || x.dtype !== y.dtype || x.digest !== y.digest || !sameShape(x.shape, y.shape))) return false;
+    if (x !== y && (x.name !== y.name || x.dtype !== y.dtype || x.digest !== y.digest || !sameShape(x.shape, y.shape)))
+      return false;
   }
   return true;
 }
@@ -58,7 +59,12 @@ export class EntryInterner {
     if (!list.length) return list;
     const known = this.tensorLists.get(digest);
     if (known && sameTensors(known, list)) return known;
-    const own = list.map((t) => ({ name: this.str(t.name), dtype: this.str(t.dtype), shape: this.shape(t.shape), digest: t.digest }));
+    const own = list.map((t) => ({
+      name: this.str(t.name),
+      dtype: this.str(t.dtype),
+      shape: this.shape(t.shape),
+      digest: t.digest,
+    }));
     if (!known) this.tensorLists.set(digest, own);
     return own;
   }

@@ -8,12 +8,16 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { EngineConfig } from './config';
-import { FileEntry, readEntry } from './loraFile';
+import type { EngineConfig } from './config';
+import { type FileEntry, readEntry } from './loraFile';
 import type { FileKey } from './indexCache';
 
 /** A file to read, with the key the caller saw (see readEntry). */
-export interface FileToRead { abs: string; rel: string; key?: FileKey }
+export interface FileToRead {
+  abs: string;
+  rel: string;
+  key?: FileKey;
+}
 
 export type ReadResult = { ok: true; entry: FileEntry } | { ok: false; code: string; message: string };
 
@@ -117,7 +121,15 @@ async function readHere(cfg: EngineConfig, files: FileToRead[]): Promise<ReadRes
  * one queue, so a slow batch (a 200 MB file) never holds the others back. `each` (main thread) maps
  * each result as its batch arrives.
  */
-export async function readEntries(cfg: EngineConfig, files: FileToRead[], opts: { useWorkers?: boolean; onBatch?: (n: number) => void; each?: (r: ReadResult, f: FileToRead) => ReadResult } = {}): Promise<ReadResult[]> {
+export async function readEntries(
+  cfg: EngineConfig,
+  files: FileToRead[],
+  opts: {
+    useWorkers?: boolean;
+    onBatch?: (n: number) => void;
+    each?: (r: ReadResult, f: FileToRead) => ReadResult;
+  } = {},
+): Promise<ReadResult[]> {
   const out = new Array<ReadResult>(files.length);
   const useWorkers = opts.useWorkers ?? files.length >= POOL_MIN_FILES;
   const ws = useWorkers ? pool() : [];
@@ -131,7 +143,8 @@ export async function readEntries(cfg: EngineConfig, files: FileToRead[], opts: 
   };
   // `each` runs on the main thread as batches come in, between its own reads, rather than all at the end.
   const each = opts.each;
-  const place = (start: number, rs: ReadResult[]) => rs.forEach((r, i) => (out[start + i] = each ? each(r, files[start + i]) : r));
+  const place = (start: number, rs: ReadResult[]) =>
+    rs.forEach((r, i) => (out[start + i] = each ? each(r, files[start + i]) : r));
   const mainLoop = async () => {
     for (let t = take(); t; t = take()) {
       place(t.start, await readHere(cfg, t.batch));

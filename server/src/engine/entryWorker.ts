@@ -1,10 +1,14 @@
 /** Worker thread entry: reads the files it is sent into entries (see entryPool.ts). */
 import { parentPort } from 'node:worker_threads';
 import { readEntry } from './loraFile';
-import { EngineConfig } from './config';
+import type { EngineConfig } from './config';
 import type { FileToRead } from './entryPool';
 
-interface Job { id: number; cfg: EngineConfig; files: FileToRead[] }
+interface Job {
+  id: number;
+  cfg: EngineConfig;
+  files: FileToRead[];
+}
 
 parentPort!.on('message', async (job: Job) => {
   const entries = [];

@@ -109,7 +109,7 @@ function serialise(events: readonly HistoryEvent[]): Buffer {
     if (json === undefined || parseHistoryLine(json) === undefined) {
       throw new TypeError(`history event ${i} needs string time and lora_id and a known event kind`);
     }
-    return json + '\n'; // JSON.stringify escapes '\n' inside strings, so one event is one line
+    return `${json}\n`; // JSON.stringify escapes '\n' inside strings, so one event is one line
   });
   return Buffer.from(lines.join(''), 'utf8');
 }
@@ -173,31 +173,33 @@ export class History {
     }
     // In-process queue, then a lock file shared with other processes (the CLI beside the
     // extension): one process's repair must never cut another's append short.
-    return serialised(this.path, () => this.crossProcess(async () => {
-      const { existed } = await this.repairNow();
-      const dir = dirname(this.path);
-      const madeDir = existed ? undefined : await ensureRealDir(dir);
-      const fh = await open(this.path, APPEND_NO_FOLLOW, 0o666);
-      try {
-        const before = (await fh.stat()).size;
+    return serialised(this.path, () =>
+      this.crossProcess(async () => {
+        const { existed } = await this.repairNow();
+        const dir = dirname(this.path);
+        const madeDir = existed ? undefined : await ensureRealDir(dir);
+        const fh = await open(this.path, APPEND_NO_FOLLOW, 0o666);
         try {
-          faultPoint('history:write', this.path);
-          let off = 0;
-          while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
-          faultPoint('history:written', this.path);
-          await fh.datasync();
-        } catch (e) {
-          // Leave nothing of a failed append behind (best effort: e.g. ENOSPC may let truncate work).
-          await fh.truncate(before).catch(() => undefined);
-          throw e;
+          const before = (await fh.stat()).size;
+          try {
+            faultPoint('history:write', this.path);
+            let off = 0;
+            while (off < data.length) off += (await fh.write(data, off, data.length - off)).bytesWritten;
+            faultPoint('history:written', this.path);
+            await fh.datasync();
+          } catch (e) {
+            // Leave nothing of a failed append behind (best effort: e.g. ENOSPC may let truncate work).
+            await fh.truncate(before).catch(() => undefined);
+            throw e;
+          }
+        } finally {
+          await fh.close();
         }
-      } finally {
-        await fh.close();
-      }
-      // A new file's (and new folder's) directory entry is only durable once its parent is flushed.
-      if (!existed) await fsyncDir(dir);
-      if (madeDir !== undefined) await fsyncDir(dirname(madeDir));
-    }));
+        // A new file's (and new folder's) directory entry is only durable once its parent is flushed.
+        if (!existed) await fsyncDir(dir);
+        if (madeDir !== undefined) await fsyncDir(dirname(madeDir));
+      }),
+    );
   }
 
   private async crossProcess<T>(fn: () => Promise<T>): Promise<T> {
@@ -261,5 +263,4 @@ export class History {
       await fh.close();
     }
   }
-
 }

@@ -21,15 +21,19 @@ import { join } from 'node:path';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import { atomicWrite } from '../io/atomicWrite';
 import { ensureRealDir } from '../io/realDir';
-import { EngineConfig, STATE_DIR } from './config';
-import { FileEntry, makeEntry, msOfNs, TensorEntry } from './loraFile';
+import { type EngineConfig, STATE_DIR } from './config';
+import { type FileEntry, makeEntry, msOfNs, type TensorEntry } from './loraFile';
 import { EntryInterner } from './entryIntern';
 
 export const INDEX_FILE = 'index.jsonl';
 /** Bump when FileEntry's meaning changes. */
 export const INDEX_VERSION = 6;
 
-export interface FileKey { size: number; mtimeNs: string; ino: number }
+export interface FileKey {
+  size: number;
+  mtimeNs: string;
+  ino: number;
+}
 
 export interface CachedFile {
   /** Its key is the entry's own size, mtimeNs and inode. */
@@ -60,7 +64,10 @@ export function configHash(cfg: EngineConfig): string {
 
 export class IndexCache {
   readonly path: string;
-  constructor(private readonly root: string, private readonly cfg: EngineConfig) {
+  constructor(
+    private readonly root: string,
+    private readonly cfg: EngineConfig,
+  ) {
     this.path = join(root, STATE_DIR, INDEX_FILE);
   }
 
@@ -101,28 +108,55 @@ export class IndexCache {
   }
 
   async save(files: Map<string, CachedFile>): Promise<void> {
-    const header: IndexHeader = { version: INDEX_VERSION, alg: DIGEST_ALG, config: configHash(this.cfg), files: files.size };
+    const header: IndexHeader = {
+      version: INDEX_VERSION,
+      alg: DIGEST_ALG,
+      config: configHash(this.cfg),
+      files: files.size,
+    };
     await ensureRealDir(join(this.root, STATE_DIR));
     const w = new CacheWriter();
     // The cache can always be rebuilt, so it skips fsync; the rename still keeps it whole.
-    await atomicWrite(this.path, async (fh) => {
-      let chunk: string[] = [JSON.stringify(header)];
-      for (const f of files.values()) {
-        w.file(f, chunk);
-        if (chunk.length >= 512) {
-          await fh.write(chunk.join('\n') + '\n');
-          chunk = [];
+    await atomicWrite(
+      this.path,
+      async (fh) => {
+        let chunk: string[] = [JSON.stringify(header)];
+        for (const f of files.values()) {
+          w.file(f, chunk);
+          if (chunk.length >= 512) {
+            await fh.write(`${chunk.join('\n')}\n`);
+            chunk = [];
+          }
         }
-      }
-      if (chunk.length) await fh.write(chunk.join('\n') + '\n');
-    }, { noSync: true });
+        if (chunk.length) await fh.write(`${chunk.join('\n')}\n`);
+      },
+      { noSync: true },
+    );
   }
 }
 
 type FileLine = [
-  'F', string, number, string, number, FileEntry['kind'], FileEntry['role'] | null, string[], number, string, string,
-  number, string[], FileEntry['syncInfo'], FileEntry['format'] | null, FileEntry['error'] | null,
-  string | null, string | null, FileEntry['idFrom'] | null, string | null, number | null,
+  'F',
+  string,
+  number,
+  string,
+  number,
+  FileEntry['kind'],
+  FileEntry['role'] | null,
+  string[],
+  number,
+  string,
+  string,
+  number,
+  string[],
+  FileEntry['syncInfo'],
+  FileEntry['format'] | null,
+  FileEntry['error'] | null,
+  string | null,
+  string | null,
+  FileEntry['idFrom'] | null,
+  string | null,
+  number | null,
 ];
 
 /** Writes each tensor list and digest set once, however many files hold it. */
@@ -132,7 +166,14 @@ class CacheWriter {
   private readonly setIds = new Map<Record<string, string>, number>();
   private readonly setTexts = new Map<string, number>();
 
-  private ref<T>(v: T, ids: Map<T, number>, texts: Map<string, number>, tag: string, encode: (v: T) => unknown, out: string[]): number {
+  private ref<T>(
+    v: T,
+    ids: Map<T, number>,
+    texts: Map<string, number>,
+    tag: string,
+    encode: (v: T) => unknown,
+    out: string[],
+  ): number {
     const known = ids.get(v);
     if (known !== undefined) return known;
     const text = JSON.stringify(encode(v));
@@ -148,12 +189,41 @@ class CacheWriter {
 
   file(f: CachedFile, out: string[]): void {
     const e = f.entry;
-    const list = e.tensors.length ? this.ref(e.tensors, this.listIds, this.listTexts, 'T', (ts) => ts.map((t) => [t.name, t.dtype, t.shape, t.digest]), out) : -1;
-    const set = Object.keys(e.metaKeys).length ? this.ref(e.metaKeys, this.setIds, this.setTexts, 'M', (m) => m, out) : -1;
+    const list = e.tensors.length
+      ? this.ref(
+          e.tensors,
+          this.listIds,
+          this.listTexts,
+          'T',
+          (ts) => ts.map((t) => [t.name, t.dtype, t.shape, t.digest]),
+          out,
+        )
+      : -1;
+    const set = Object.keys(e.metaKeys).length
+      ? this.ref(e.metaKeys, this.setIds, this.setTexts, 'M', (m) => m, out)
+      : -1;
     const line: FileLine = [
-      'F', e.path, f.racy ? -1 : e.size, e.mtimeNs, e.ino, e.kind, e.role ?? null, e.unsafeGlobals, list, e.tensorsDigest, e.metaDigest,
-      set, e.copyKeys, e.syncInfo, e.format ?? null, e.error ?? null, e.loraId ?? null, e.name ?? null, e.idFrom ?? null,
-      f.divergedAt ?? null, e.mtimeMs === msOfNs(e.mtimeNs) ? null : e.mtimeMs,
+      'F',
+      e.path,
+      f.racy ? -1 : e.size,
+      e.mtimeNs,
+      e.ino,
+      e.kind,
+      e.role ?? null,
+      e.unsafeGlobals,
+      list,
+      e.tensorsDigest,
+      e.metaDigest,
+      set,
+      e.copyKeys,
+      e.syncInfo,
+      e.format ?? null,
+      e.error ?? null,
+      e.loraId ?? null,
+      e.name ?? null,
+      e.idFrom ?? null,
+      f.divergedAt ?? null,
+      e.mtimeMs === msOfNs(e.mtimeNs) ? null : e.mtimeMs,
     ];
     out.push(JSON.stringify(line));
   }
@@ -182,7 +252,14 @@ class CacheReader {
     if (!Array.isArray(v)) return this.damaged();
     if (v[0] === 'T') {
       const rows = v[1] as Array<[string, string, number[], string]>;
-      this.lists.push(rows.map(([name, dtype, shape, digest]) => ({ name: this.intern.str(name), dtype: this.intern.str(dtype), shape: this.intern.shape(shape), digest })));
+      this.lists.push(
+        rows.map(([name, dtype, shape, digest]) => ({
+          name: this.intern.str(name),
+          dtype: this.intern.str(dtype),
+          shape: this.intern.shape(shape),
+          digest,
+        })),
+      );
     } else if (v[0] === 'M') {
       this.sets.push(v[1] as Record<string, string>);
     } else if (v[0] === 'F') {
@@ -200,21 +277,59 @@ class CacheReader {
 
   /** The entry as saved (absent fields undefined, as makeEntry has them). */
   private file(v: FileLine): CachedFile | undefined {
-    const [, path, size, mtimeNs, ino, kind, role, unsafeGlobals, list, tensorsDigest, metaDigest, set, copyKeys, syncInfo, format, error, loraId, name, idFrom, divergedAt, mtimeMs] = v;
+    const [
+      ,
+      path,
+      size,
+      mtimeNs,
+      ino,
+      kind,
+      role,
+      unsafeGlobals,
+      list,
+      tensorsDigest,
+      metaDigest,
+      set,
+      copyKeys,
+      syncInfo,
+      format,
+      error,
+      loraId,
+      name,
+      idFrom,
+      divergedAt,
+      mtimeMs,
+    ] = v;
     const tensors = list === -1 ? [] : this.lists[list];
     const metaKeys = set === -1 ? {} : this.sets[set];
     if (!tensors || !metaKeys || typeof path !== 'string' || typeof mtimeNs !== 'string') return undefined;
     const e = makeEntry({
-      path, size, mtimeMs: mtimeMs ?? msOfNs(mtimeNs), mtimeNs, ino, kind, format: format ?? undefined, role: role ?? undefined, error: error ?? undefined,
-      unsafeGlobals: this.intern.keys(unsafeGlobals), loraId: this.intern.str(loraId ?? undefined), name: this.intern.str(name ?? undefined), idFrom: idFrom ?? undefined,
-      tensors, tensorsDigest: this.intern.str(tensorsDigest), metaDigest: this.intern.str(metaDigest), metaKeys, copyKeys: this.intern.keys(copyKeys),
+      path,
+      size,
+      mtimeMs: mtimeMs ?? msOfNs(mtimeNs),
+      mtimeNs,
+      ino,
+      kind,
+      format: format ?? undefined,
+      role: role ?? undefined,
+      error: error ?? undefined,
+      unsafeGlobals: this.intern.keys(unsafeGlobals),
+      loraId: this.intern.str(loraId ?? undefined),
+      name: this.intern.str(name ?? undefined),
+      idFrom: idFrom ?? undefined,
+      tensors,
+      tensorsDigest: this.intern.str(tensorsDigest),
+      metaDigest: this.intern.str(metaDigest),
+      metaKeys,
+      copyKeys: this.intern.keys(copyKeys),
       syncInfo: this.intern.syncInfo(syncInfo),
     });
     return divergedAt === null ? { entry: e } : { entry: e, divergedAt };
   }
 
   result(): { files: Map<string, CachedFile>; reason?: string } {
-    if (!this.reason && (!this.header || this.header.files !== this.files.size)) this.reason = 'the cache file is damaged';
+    if (!this.reason && (!this.header || this.header.files !== this.files.size))
+      this.reason = 'the cache file is damaged';
     return this.reason ? { files: new Map(), reason: this.reason } : { files: this.files };
   }
 }

@@ -6,19 +6,26 @@
  * by the diff's budget, everything else comes from the index and the file's headers and pickle.
  */
 import { stat } from 'node:fs/promises';
-import { Checkpoint, CheckpointFormat, openCheckpoint, TensorInfo } from '../formats/checkpoint';
+import { type Checkpoint, type CheckpointFormat, openCheckpoint, type TensorInfo } from '../formats/checkpoint';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import { isFormatError } from '../formats/errors';
-import { getKey, mappingEntries, PyNode } from '../formats/pickle/nodes';
+import { getKey, mappingEntries, type PyNode } from '../formats/pickle/nodes';
 import { interpret } from '../formats/pyValue';
-import { itemSize, numelOf, TorchDtype } from '../formats/dtypes';
-import { EngineConfig } from './config';
-import { FileEntry, readEntry } from './loraFile';
+import { itemSize, numelOf, type TorchDtype } from '../formats/dtypes';
+import type { EngineConfig } from './config';
+import { type FileEntry, readEntry } from './loraFile';
 import { primarySource } from './copyMap';
 import type { Issue, Status } from './statusRules';
-import { fileKey, FileReport, relPath, Workspace } from './workspace';
-import { DEFAULT_BUDGET, DiffOptions, diffTensors, loraTensorsByName, TensorDiff, TensorDiffKind } from './tensorDiff';
-import { MetaNode, metaTreeOf, metaTreeOfStrings } from './metaTree';
+import { fileKey, type FileReport, relPath, type Workspace } from './workspace';
+import {
+  DEFAULT_BUDGET,
+  type DiffOptions,
+  diffTensors,
+  loraTensorsByName,
+  type TensorDiff,
+  type TensorDiffKind,
+} from './tensorDiff';
+import { type MetaNode, metaTreeOf, metaTreeOfStrings } from './metaTree';
 
 /** source / copy: a readable LoRA; unreadable: corrupt or cannot be opened; not-lora: a checkpoint that is no LoRA, or no checkpoint. */
 export type InspectRole = 'source' | 'copy' | 'unreadable' | 'not-lora';
@@ -136,10 +143,19 @@ export async function buildInspectModel(input: InspectInput): Promise<InspectMod
     status: report?.status ?? null,
     message: report?.message ?? untrackedMessage(e),
     issues: report?.issues ?? [],
-    source: input.source && input.source.entry.path !== e.path ? { path: input.source.entry.path, abs: input.source.abs, status: input.source.status } : null,
-    syncInfo: e.kind === 'lora' && (e.syncInfo.lastSyncMatch !== undefined || e.syncInfo.lastSyncTime || e.syncInfo.engine)
-      ? { lastSyncMatch: e.syncInfo.lastSyncMatch, lastSyncTime: e.syncInfo.lastSyncTime, reason: e.syncInfo.reason, byLoraSync: !!e.syncInfo.engine }
-      : null,
+    source:
+      input.source && input.source.entry.path !== e.path
+        ? { path: input.source.entry.path, abs: input.source.abs, status: input.source.status }
+        : null,
+    syncInfo:
+      e.kind === 'lora' && (e.syncInfo.lastSyncMatch !== undefined || e.syncInfo.lastSyncTime || e.syncInfo.engine)
+        ? {
+            lastSyncMatch: e.syncInfo.lastSyncMatch,
+            lastSyncTime: e.syncInfo.lastSyncTime,
+            reason: e.syncInfo.reason,
+            byLoraSync: !!e.syncInfo.engine,
+          }
+        : null,
     error: e.error ?? null,
     safety: { safe: e.unsafeGlobals.length === 0, unsafe: [] },
     digestAlg: DIGEST_ALG,
@@ -155,14 +171,17 @@ export async function buildInspectModel(input: InspectInput): Promise<InspectMod
   try {
     c = await openCheckpoint(input.abs);
   } catch (err) {
-    const code = isFormatError(err) ? err.code : (err as NodeJS.ErrnoException).code ?? 'IO_ERROR';
+    const code = isFormatError(err) ? err.code : ((err as NodeJS.ErrnoException).code ?? 'IO_ERROR');
     // The index's account (e.g. a CRC failure found while fingerprinting) is kept when it has one.
     if (!model.error && code !== 'NOT_A_CHECKPOINT') model.error = { code, message: (err as Error).message };
     return model;
   }
   try {
     model.format = c.format;
-    model.safety = { safe: c.unsafe.length === 0, unsafe: c.unsafe.map((u) => ({ global: u.global, detail: u.detail })) };
+    model.safety = {
+      safe: c.unsafe.length === 0,
+      unsafe: c.unsafe.map((u) => ({ global: u.global, detail: u.detail })),
+    };
     fillTensors(model, c, e);
     model.metadata = metadataTree(c, e, report?.issues ?? [], cfg);
     model.fitness = fitnessOf(c);
@@ -176,18 +195,28 @@ export async function buildInspectModel(input: InspectInput): Promise<InspectMod
 }
 
 function untrackedMessage(e: FileEntry): string {
-  const what = e.kind === 'corrupt' ? `cannot be read: ${e.error?.message ?? 'unknown error'}` : e.kind === 'unrecognized' ? 'not a LoRA checkpoint' : 'a LoRA checkpoint';
+  const what =
+    e.kind === 'corrupt'
+      ? `cannot be read: ${e.error?.message ?? 'unknown error'}`
+      : e.kind === 'unrecognized'
+        ? 'not a LoRA checkpoint'
+        : 'a LoRA checkpoint';
   return `not tracked (outside the include/exclude globs, or in a hidden folder): ${what}; shown for inspection only`;
 }
 
 /** The table: a LoRA's tensors by their index names with the index's digests; other files' tensors by path. */
 function fillTensors(model: InspectModel, c: Checkpoint, e: FileEntry): void {
-  const infos: Array<[string, TensorInfo]> = e.kind === 'unrecognized' ? c.tensors.map((t) => [t.path, t]) : [...loraTensorsByName(c)];
+  const infos: Array<[string, TensorInfo]> =
+    e.kind === 'unrecognized' ? c.tensors.map((t) => [t.path, t]) : [...loraTensorsByName(c)];
   const digests = new Map(e.tensors.map((t) => [t.name, t]));
   for (const [name, t] of infos.slice(0, MAX_ROWS)) {
     const known = digests.get(name);
     model.tensors.push({
-      name, dtype: t.dtype, shape: t.shape, numel: numelOf(t.shape), bytes: t.byteLength,
+      name,
+      dtype: t.dtype,
+      shape: t.shape,
+      numel: numelOf(t.shape),
+      bytes: t.byteLength,
       ...(known && known.dtype === t.dtype && known.shape.join() === t.shape.join() ? { digest: known.digest } : {}),
       ...(t.parameter ? { parameter: true } : {}),
       ...(t.contiguous ? {} : { view: true }),
@@ -196,15 +225,33 @@ function fillTensors(model: InspectModel, c: Checkpoint, e: FileEntry): void {
   model.tensorsLeftOut = Math.max(0, infos.length - MAX_ROWS);
 }
 
-async function fillDiff(model: InspectModel, c: Checkpoint, e: FileEntry, source: NonNullable<InspectInput['source']>, opts: DiffOptions, changed: boolean): Promise<void> {
+async function fillDiff(
+  model: InspectModel,
+  c: Checkpoint,
+  e: FileEntry,
+  source: NonNullable<InspectInput['source']>,
+  opts: DiffOptions,
+  changed: boolean,
+): Promise<void> {
   const counts: Record<TensorDiffKind, number> = { equal: 0, differs: 0, shape: 0, dtype: 0, missing: 0, extra: 0 };
-  const info: DiffInfo = { against: source.entry.path, counts, bytesRead: 0, notCompared: 0, budgetBytes: opts.unlimited ? null : opts.budgetBytes ?? DEFAULT_BUDGET };
+  const info: DiffInfo = {
+    against: source.entry.path,
+    counts,
+    bytesRead: 0,
+    notCompared: 0,
+    budgetBytes: opts.unlimited ? null : (opts.budgetBytes ?? DEFAULT_BUDGET),
+  };
   model.diff = info;
   // Values are only compared while both files are the ones the index read (digests and bytes agree).
   const srcKey = await fileKey(source.abs);
-  const srcChanged = !srcKey || srcKey.size !== source.entry.size || srcKey.mtimeNs !== source.entry.mtimeNs || srcKey.ino !== source.entry.ino;
+  const srcChanged =
+    !srcKey ||
+    srcKey.size !== source.entry.size ||
+    srcKey.mtimeNs !== source.entry.mtimeNs ||
+    srcKey.ino !== source.entry.ino;
   let src: Checkpoint | undefined;
-  if (changed || srcChanged) info.note = `${changed ? 'this file' : 'the source'} changed since LoRA Sync last read it; values are compared once it has settled`;
+  if (changed || srcChanged)
+    info.note = `${changed ? 'this file' : 'the source'} changed since LoRA Sync last read it; values are compared once it has settled`;
   else {
     try {
       src = await openCheckpoint(source.abs);
@@ -225,7 +272,15 @@ async function fillDiff(model: InspectModel, c: Checkpoint, e: FileEntry, source
       if (row) row.diff = d;
       else if (d.kind === 'missing' && d.source && model.tensors.length < MAX_ROWS) {
         const numel = numelOf(d.source.shape);
-        model.tensors.push({ name: d.name, dtype: d.source.dtype, shape: d.source.shape, numel, bytes: numel * itemSize(d.source.dtype as TorchDtype), absent: true, diff: d });
+        model.tensors.push({
+          name: d.name,
+          dtype: d.source.dtype,
+          shape: d.source.shape,
+          numel,
+          bytes: numel * itemSize(d.source.dtype as TorchDtype),
+          absent: true,
+          diff: d,
+        });
       }
     }
   } finally {
@@ -255,14 +310,21 @@ function metadataTree(c: Checkpoint, e: FileEntry, issues: Issue[], cfg: EngineC
   for (const t of c.tensors) {
     if (!t.node) continue;
     const digest = digests.get(names.get(t) ?? '');
-    byNode.set(t.wrapper ?? t.node, { type: t.parameter ? 'Parameter' : 'tensor', value: `${t.dtype} [${t.shape.join(', ')}]${digest ? ` ${digest.slice(0, 16)}` : ''}` });
+    byNode.set(t.wrapper ?? t.node, {
+      type: t.parameter ? 'Parameter' : 'tensor',
+      value: `${t.dtype} [${t.shape.join(', ')}]${digest ? ` ${digest.slice(0, 16)}` : ''}`,
+    });
   }
   const lora = e.kind === 'lora';
-  const tree = metaTreeOf(c.root, (n) => byNode.get(n), (key, v) => {
-    if (key !== 'lora_params' || !lora) return undefined;
-    const n = mappingEntries(v)?.length;
-    return n === undefined ? 'the LoRA tensors (see Tensors)' : `${n} tensor${n === 1 ? '' : 's'} (see Tensors)`;
-  });
+  const tree = metaTreeOf(
+    c.root,
+    (n) => byNode.get(n),
+    (key, v) => {
+      if (key !== 'lora_params' || !lora) return undefined;
+      const n = mappingEntries(v)?.length;
+      return n === undefined ? 'the LoRA tensors (see Tensors)' : `${n} tensor${n === 1 ? '' : 's'} (see Tensors)`;
+    },
+  );
   for (const top of tree.children ?? []) {
     if (top.key === 'metadata') for (const n of top.children ?? []) mark(n, `metadata.${n.key}`, true);
     else mark(top, top.key ?? '', false);
@@ -293,7 +355,11 @@ function fitnessOf(c: Checkpoint): Fitness | null {
   const items = node.kind === 'list' || node.kind === 'tuple' ? node.items : undefined;
   if (!items) return null;
   const values = items.map(numberOf);
-  return { path: inMeta ? 'metadata.fitness_history' : 'fitness_history', values: values.slice(-MAX_FITNESS), total: values.length };
+  return {
+    path: inMeta ? 'metadata.fitness_history' : 'fitness_history',
+    values: values.slice(-MAX_FITNESS),
+    total: values.length,
+  };
 }
 
 function numberOf(n: PyNode): number | null {
@@ -330,7 +396,8 @@ export async function inspectWorkspaceFile(ws: Workspace, abs: string, diff?: Di
   const indexed = ws.entryAt(abs);
   const entry = indexed ?? (await readEntry(abs, rel, ws.cfg, key));
   const report = indexed ? ws.fileReport(indexed) : undefined;
-  const changedOnDisk = !!indexed && (indexed.size !== key.size || indexed.mtimeNs !== key.mtimeNs || indexed.ino !== key.ino);
+  const changedOnDisk =
+    !!indexed && (indexed.size !== key.size || indexed.mtimeNs !== key.mtimeNs || indexed.ino !== key.ino);
   let source: InspectInput['source'];
   if (entry.kind !== 'unrecognized' && entry.role === 'copy') {
     // The source the status rules compared it with, else the LoRA's primary source (an unsafe,

@@ -5,10 +5,10 @@
  * match" (a source that settles after a change gets its STALE copies synced) and "every N matches"
  * (a full verify and sync). Batches are handled one at a time, in order.
  */
-import { Workspace, ScanSummary, StatusChange } from './workspace';
-import { WorkspaceWatcher, WatcherEvent, WatchChange } from './watcher';
-import { SyncResult } from './syncExecutor';
-import { PlannedLora } from './syncPlanner';
+import type { Workspace, ScanSummary, StatusChange } from './workspace';
+import { WorkspaceWatcher, type WatcherEvent, type WatchChange } from './watcher';
+import type { SyncResult } from './syncExecutor';
+import type { PlannedLora } from './syncPlanner';
 
 export type LiveEvent =
   | { kind: 'scanned'; summary: ScanSummary; full: boolean }
@@ -31,7 +31,11 @@ export class LiveIndex {
   private sourceUpdates = 0;
   private stopped = false;
 
-  constructor(readonly ws: Workspace, private readonly onEvent: (e: LiveEvent) => void, private readonly opts: LiveOptions = {}) {}
+  constructor(
+    readonly ws: Workspace,
+    private readonly onEvent: (e: LiveEvent) => void,
+    private readonly opts: LiveOptions = {},
+  ) {}
 
   /** Scans, starts watching and the reconcile timer. Resolves once the first scan is done. */
   async start(): Promise<void> {
@@ -42,7 +46,14 @@ export class LiveIndex {
     if (this.opts.watch !== false) {
       const cfg = this.ws.cfg;
       this.watcher = new WorkspaceWatcher(
-        { root: this.ws.root, include: cfg.include, exclude: cfg.exclude, debounceMs: cfg.debounceMs, settleMs: cfg.settleMs, usePolling: this.opts.usePolling },
+        {
+          root: this.ws.root,
+          include: cfg.include,
+          exclude: cfg.exclude,
+          debounceMs: cfg.debounceMs,
+          settleMs: cfg.settleMs,
+          usePolling: this.opts.usePolling,
+        },
         (e) => this.onWatcher(e),
       );
       await this.watcher.start();
@@ -69,7 +80,10 @@ export class LiveIndex {
    */
   run<T>(job: () => Promise<T>): Promise<T> {
     const result = this.queue.then(job);
-    this.queue = result.then(() => undefined, () => undefined);
+    this.queue = result.then(
+      () => undefined,
+      () => undefined,
+    );
     return result;
   }
 
@@ -117,7 +131,9 @@ export class LiveIndex {
     const sources = touched.filter((e) => e.role === 'source' && e.kind === 'lora' && e.loraId);
     // A new copy (a LoRA promoted into a hall) is synced at once if it is behind its source.
     const added = new Set(batch.added.map((p) => this.ws.entryAt(p)?.path));
-    const newCopies = touched.filter((e) => e.role === 'copy' && added.has(e.path) && this.ws.status(e.path)?.status === 'STALE');
+    const newCopies = touched.filter(
+      (e) => e.role === 'copy' && added.has(e.path) && this.ws.status(e.path)?.status === 'STALE',
+    );
     const ids = [...new Set([...sources, ...newCopies].map((e) => e.loraId!))];
     if (ids.length) await this.syncStale(ids, sources.length ? 'LEARNING_UPDATE' : 'ROLE_CHANGE');
     this.sourceUpdates += sources.length;
@@ -132,7 +148,11 @@ export class LiveIndex {
   private async syncStale(ids: string[], reason: string): Promise<void> {
     const plan: PlannedLora[] = this.ws.plan({ loras: ids }).map((l) => ({
       ...l,
-      copies: l.copies.map((c) => (c.action === 'write' && c.status !== 'STALE' ? { ...c, action: 'skip' as const, why: 'auto-sync writes STALE copies only' } : c)),
+      copies: l.copies.map((c) =>
+        c.action === 'write' && c.status !== 'STALE'
+          ? { ...c, action: 'skip' as const, why: 'auto-sync writes STALE copies only' }
+          : c,
+      ),
     }));
     if (!plan.some((l) => l.copies.some((c) => c.action === 'write'))) return;
     const result = await this.ws.sync(plan, { reason });
@@ -147,6 +167,11 @@ export class LiveIndex {
     await this.ws.recordVerify(v);
     this.onEvent({ kind: 'verified', consistent: v.is_consistent, issues: v.issues.length });
     const result = await this.ws.sync(this.ws.plan(), { reason: 'FULL_SYNC' });
-    this.onEvent({ kind: 'synced', reason: 'FULL_SYNC', loras: result.loras.filter((l) => l.copies.some((c) => c.outcome === 'synced')).map((l) => l.id), result });
+    this.onEvent({
+      kind: 'synced',
+      reason: 'FULL_SYNC',
+      loras: result.loras.filter((l) => l.copies.some((c) => c.outcome === 'synced')).map((l) => l.id),
+      result,
+    });
   }
 }

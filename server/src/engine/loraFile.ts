@@ -5,15 +5,20 @@
  */
 import { stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { Checkpoint, CheckpointFormat, openCheckpoint } from '../formats/checkpoint';
+import { type Checkpoint, type CheckpointFormat, openCheckpoint } from '../formats/checkpoint';
 import { hash } from 'node:crypto';
-import { fingerprintCheckpoint, DIGEST_ALG, tensorTypedLookup, TensorFingerprint } from '../formats/fingerprint';
+import { fingerprintCheckpoint, DIGEST_ALG, tensorTypedLookup, type TensorFingerprint } from '../formats/fingerprint';
 import { isFormatError } from '../formats/errors';
-import { PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
-import { Typed, typedForm, typedFormJson } from '../formats/pyValue';
-import { EngineConfig } from './config';
+import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
+import { type Typed, typedForm, typedFormJson } from '../formats/pyValue';
+import type { EngineConfig } from './config';
 
-export interface TensorEntry { name: string; dtype: string; shape: number[]; digest: string }
+export interface TensorEntry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  digest: string;
+}
 
 export interface SyncInfo {
   lastSyncMatch?: number;
@@ -62,9 +67,25 @@ export interface FileEntry {
  */
 export function makeEntry(e: FileEntry): FileEntry {
   return {
-    path: e.path, size: e.size, mtimeMs: e.mtimeMs, mtimeNs: e.mtimeNs, ino: e.ino, kind: e.kind, format: e.format, role: e.role,
-    error: e.error, unsafeGlobals: e.unsafeGlobals, loraId: e.loraId, name: e.name, idFrom: e.idFrom, tensors: e.tensors,
-    tensorsDigest: e.tensorsDigest, metaDigest: e.metaDigest, metaKeys: e.metaKeys, copyKeys: e.copyKeys, syncInfo: e.syncInfo,
+    path: e.path,
+    size: e.size,
+    mtimeMs: e.mtimeMs,
+    mtimeNs: e.mtimeNs,
+    ino: e.ino,
+    kind: e.kind,
+    format: e.format,
+    role: e.role,
+    error: e.error,
+    unsafeGlobals: e.unsafeGlobals,
+    loraId: e.loraId,
+    name: e.name,
+    idFrom: e.idFrom,
+    tensors: e.tensors,
+    tensorsDigest: e.tensorsDigest,
+    metaDigest: e.metaDigest,
+    metaKeys: e.metaKeys,
+    copyKeys: e.copyKeys,
+    syncInfo: e.syncInfo,
   };
 }
 
@@ -102,7 +123,10 @@ export function syncInfoOf(n: PyNode | undefined): SyncInfo {
     lastSyncMatch: intOf(getKey(n, 'last_sync_match')),
     lastSyncTime: strOf(getKey(n, 'last_sync_time')),
     reason: strOf(getKey(n, 'sync_reason')),
-    engine: eng && tensors ? { tensors, alg: strOf(getKey(eng, 'alg')) ?? '', source: strOf(getKey(eng, 'source')) } : undefined,
+    engine:
+      eng && tensors
+        ? { tensors, alg: strOf(getKey(eng, 'alg')) ?? '', source: strOf(getKey(eng, 'source')) }
+        : undefined,
   };
 }
 
@@ -143,14 +167,31 @@ export function msOfNs(ns: string): number {
  * the (size, mtime ns, inode) the caller just saw, so the file is not stat'ed twice; taken before the
  * read, any later change shows up as a new key and the file is read again.
  */
-export async function readEntry(abs: string, rel: string, cfg: EngineConfig, key?: { size: number; mtimeNs: string; ino: number }): Promise<FileEntry> {
+export async function readEntry(
+  abs: string,
+  rel: string,
+  cfg: EngineConfig,
+  key?: { size: number; mtimeNs: string; ino: number },
+): Promise<FileEntry> {
   if (!key) {
     const st = await stat(abs, { bigint: true });
     key = { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
   }
   const base: FileEntry = {
-    path: rel, size: key.size, mtimeMs: msOfNs(key.mtimeNs), mtimeNs: key.mtimeNs, ino: key.ino, kind: 'corrupt', role: isSourcePath(rel, cfg) ? 'source' : 'copy', unsafeGlobals: [],
-    tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {},
+    path: rel,
+    size: key.size,
+    mtimeMs: msOfNs(key.mtimeNs),
+    mtimeNs: key.mtimeNs,
+    ino: key.ino,
+    kind: 'corrupt',
+    role: isSourcePath(rel, cfg) ? 'source' : 'copy',
+    unsafeGlobals: [],
+    tensors: [],
+    tensorsDigest: '',
+    metaDigest: '',
+    metaKeys: {},
+    copyKeys: [],
+    syncInfo: {},
   };
   let c: Checkpoint;
   try {
@@ -165,12 +206,16 @@ export async function readEntry(abs: string, rel: string, cfg: EngineConfig, key
       if (isFormatError(e)) return e;
       throw e;
     });
-    if (isFormatError(fp)) return makeEntry({ ...base, format: c.format, error: { code: fp.code, message: fp.message } });
+    if (isFormatError(fp))
+      return makeEntry({ ...base, format: c.format, error: { code: fp.code, message: fp.message } });
     base.format = c.format;
     if (c.unsafe.length) base.unsafeGlobals = c.unsafe.map((u) => u.global);
     const entry = base;
     if (fp.crcFailures.length) {
-      entry.error = { code: 'CRC_MISMATCH', message: `CRC32 mismatch in ${fp.crcFailures.map((f) => f.record).join(', ')}: the bytes changed after the file was written` };
+      entry.error = {
+        code: 'CRC_MISMATCH',
+        message: `CRC32 mismatch in ${fp.crcFailures.map((f) => f.record).join(', ')}: the bytes changed after the file was written`,
+      };
       return makeEntry(entry);
     }
     return await describeLora(c, fp.tensors, entry, cfg);
@@ -192,7 +237,12 @@ interface LoraParts {
 
 // Small functions rather than one: each is compiled on its own (in every thread that reads), and one
 // large function with all of this inlined cost V8 more to compile than a 6,000-file scan spends in it.
-async function describeLora(c: Checkpoint, fps: TensorFingerprint[], entry: FileEntry, cfg: EngineConfig): Promise<FileEntry> {
+async function describeLora(
+  c: Checkpoint,
+  fps: TensorFingerprint[],
+  entry: FileEntry,
+  cfg: EngineConfig,
+): Promise<FileEntry> {
   const parts = c.format === 'safetensors' ? safetensorsParts(c, fps, cfg) : torchParts(c, fps, cfg);
   if (!parts) return makeEntry({ ...entry, kind: 'unrecognized' });
   return loraEntry(entry, parts);
@@ -203,7 +253,14 @@ function safetensorsParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineCo
   const loraId = md.id;
   const looksLora = !!loraId || c.tensors.some((t) => /lora/i.test(t.path));
   if (!looksLora) return undefined;
-  const parts: LoraParts = { loraId, name: md.name, tensors: fps.map((t) => ({ name: t.path, dtype: t.dtype, shape: t.shape, digest: t.digest })), texts: new Map(), copyKeys: [], syncInfo: {} };
+  const parts: LoraParts = {
+    loraId,
+    name: md.name,
+    tensors: fps.map((t) => ({ name: t.path, dtype: t.dtype, shape: t.shape, digest: t.digest })),
+    texts: new Map(),
+    copyKeys: [],
+    syncInfo: {},
+  };
   for (const [k, v] of Object.entries(md)) {
     if (cfg.copyKeys.includes(k)) parts.copyKeys.push(k);
     else if (!cfg.ignoreKeys.includes(k)) parts.texts.set(k, JSON.stringify(v));
@@ -211,7 +268,12 @@ function safetensorsParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineCo
   if (md.sync_info) {
     try {
       const s = JSON.parse(md.sync_info);
-      parts.syncInfo = { lastSyncMatch: s.last_sync_match, lastSyncTime: s.last_sync_time, reason: s.sync_reason, engine: s.lora_sync };
+      parts.syncInfo = {
+        lastSyncMatch: s.last_sync_match,
+        lastSyncTime: s.last_sync_time,
+        reason: s.sync_reason,
+        engine: s.lora_sync,
+      };
     } catch {
       // a sync_info that is not JSON is just not ours
     }
@@ -226,8 +288,20 @@ function torchParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineConfig):
   const meta = root ? getKey(root, 'metadata') : undefined;
   const loraId = meta ? strOf(getKey(meta, 'id')) : undefined;
   if (!entries || (!params && !loraId) || c.format === 'torchscript') return undefined;
-  const parts: LoraParts = { loraId, name: meta ? strOf(getKey(meta, 'name')) : undefined, tensors: loraTensors(fps, params ? 'lora_params.' : ''), texts: new Map(), copyKeys: [], syncInfo: {} };
-  generalMetadata(entries, tensorTypedLookup(c, { alg: DIGEST_ALG, tensors: fps, crcFailures: [], crcChecked: true }), cfg, parts);
+  const parts: LoraParts = {
+    loraId,
+    name: meta ? strOf(getKey(meta, 'name')) : undefined,
+    tensors: loraTensors(fps, params ? 'lora_params.' : ''),
+    texts: new Map(),
+    copyKeys: [],
+    syncInfo: {},
+  };
+  generalMetadata(
+    entries,
+    tensorTypedLookup(c, { alg: DIGEST_ALG, tensors: fps, crcFailures: [], crcChecked: true }),
+    cfg,
+    parts,
+  );
   parts.syncInfo = syncInfoOf(meta ? getKey(meta, 'sync_info') : undefined);
   return parts;
 }
@@ -252,7 +326,12 @@ function loraTensors(fps: TensorFingerprint[], prefix: string): TensorEntry[] {
 }
 
 /** General metadata: every top-level key but lora_params, with metadata's own keys one by one. */
-function generalMetadata(entries: Array<[PyNode, PyNode]>, lookup: (n: PyNode) => Typed | undefined, cfg: EngineConfig, parts: LoraParts): void {
+function generalMetadata(
+  entries: Array<[PyNode, PyNode]>,
+  lookup: (n: PyNode) => Typed | undefined,
+  cfg: EngineConfig,
+  parts: LoraParts,
+): void {
   for (const [k, v] of entries) {
     const key = k.kind === 'str' ? k.value : JSON.stringify(typedForm(k));
     if (key === 'lora_params') continue;
@@ -274,8 +353,23 @@ function loraEntry(entry: FileEntry, p: LoraParts): FileEntry {
   const metaKeys: Record<string, string> = {};
   for (const [k, text] of p.texts) metaKeys[k] = keyDigestOf(text);
   return makeEntry({
-    path: entry.path, size: entry.size, mtimeMs: entry.mtimeMs, mtimeNs: entry.mtimeNs, ino: entry.ino, kind: 'lora', format: entry.format, role: entry.role,
-    unsafeGlobals: entry.unsafeGlobals, loraId: p.loraId || `name:${fileName}`, name: p.name ?? fileName, idFrom: p.loraId ? 'metadata' : 'filename',
-    tensors: p.tensors, tensorsDigest: tensorsDigestOf(p.tensors), metaDigest: metaDigestOf(metaKeys), metaKeys, copyKeys: p.copyKeys, syncInfo: p.syncInfo,
+    path: entry.path,
+    size: entry.size,
+    mtimeMs: entry.mtimeMs,
+    mtimeNs: entry.mtimeNs,
+    ino: entry.ino,
+    kind: 'lora',
+    format: entry.format,
+    role: entry.role,
+    unsafeGlobals: entry.unsafeGlobals,
+    loraId: p.loraId || `name:${fileName}`,
+    name: p.name ?? fileName,
+    idFrom: p.loraId ? 'metadata' : 'filename',
+    tensors: p.tensors,
+    tensorsDigest: tensorsDigestOf(p.tensors),
+    metaDigest: metaDigestOf(metaKeys),
+    metaKeys,
+    copyKeys: p.copyKeys,
+    syncInfo: p.syncInfo,
   });
 }

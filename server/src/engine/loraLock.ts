@@ -18,7 +18,13 @@ import { ownStartTicks, processAlive } from '../io/processIdentity';
 import { ensureRealDir } from '../io/realDir';
 
 /** `start`: the owner's start time in kernel ticks (io/processIdentity), so a reused pid is not taken for it. */
-export interface LockOwner { pid: number; host: string; since: string; lora: string; start?: number }
+export interface LockOwner {
+  pid: number;
+  host: string;
+  since: string;
+  lora: string;
+  start?: number;
+}
 
 export class LockBusy extends Error {
   constructor(readonly owner: LockOwner) {
@@ -60,11 +66,18 @@ export async function withLockFile<T>(path: string, fn: () => Promise<T>, waitMs
 
 async function takeLock(path: string, what: string): Promise<() => Promise<void>> {
   const start = ownStartTicks();
-  const me: LockOwner = { pid: process.pid, host: hostname(), since: new Date().toISOString(), lora: what, ...(start !== undefined ? { start } : {}) };
+  const me: LockOwner = {
+    pid: process.pid,
+    host: hostname(),
+    since: new Date().toISOString(),
+    lora: what,
+    ...(start !== undefined ? { start } : {}),
+  };
   const release = async () => {
     // Only remove the lock if it is still ours.
     const now = await readOwner(path);
-    if (now && now.pid === me.pid && now.host === me.host && now.since === me.since) await unlink(path).catch(() => undefined);
+    if (now && now.pid === me.pid && now.host === me.host && now.since === me.since)
+      await unlink(path).catch(() => undefined);
   };
   for (let attempt = 0; attempt < 4; attempt++) {
     if (await create(path, me)) return release;
@@ -163,10 +176,17 @@ export async function removeAbandonedLocks(root: string): Promise<number> {
   // LoRA locks, and the history log's lock beside the log.
   for (const dir of [join(root, STATE_DIR, 'locks'), join(root, STATE_DIR)]) {
     // Only real folders: a link would lead to files that are not ours to delete (lockLora refuses it).
-    if (!(await lstat(dir).then((st) => st.isDirectory(), () => false))) continue;
+    if (
+      !(await lstat(dir).then(
+        (st) => st.isDirectory(),
+        () => false,
+      ))
+    )
+      continue;
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       const half = /\.(\d+)-(?:(\d+)-)?[0-9a-f]+\.new$/.exec(name); // a lock a killed process was creating
-      if (half && !processAlive(Number(half[1]), half[2] ? Number(half[2]) : undefined)) await unlink(join(dir, name)).catch(() => undefined);
+      if (half && !processAlive(Number(half[1]), half[2] ? Number(half[2]) : undefined))
+        await unlink(join(dir, name)).catch(() => undefined);
       if (!name.endsWith('.lock')) continue;
       const path = join(dir, name);
       if ((await isAbandoned(path, await readOwner(path))) && (await takeOver(path, undefined))) removed++;

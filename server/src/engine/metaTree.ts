@@ -6,7 +6,7 @@
  * strings cut at MAX_TEXT characters. Nothing is instantiated: an unknown object is its callable's
  * name with its arguments and state as children.
  */
-import { PyNode, mappingEntries } from '../formats/pickle/nodes';
+import { type PyNode, mappingEntries } from '../formats/pickle/nodes';
 import { interpret } from '../formats/pyValue';
 
 export interface MetaNode {
@@ -61,12 +61,18 @@ function bytesText(b: Uint8Array): string {
 /** A short Python-like text for a mapping key. */
 function keyText(k: PyNode): string {
   switch (k.kind) {
-    case 'str': return k.value;
-    case 'int': return k.value.toString();
-    case 'float': return pyFloatText(k.value);
-    case 'bool': return k.value ? 'True' : 'False';
-    case 'none': return 'None';
-    default: return `<${k.kind}>`;
+    case 'str':
+      return k.value;
+    case 'int':
+      return k.value.toString();
+    case 'float':
+      return pyFloatText(k.value);
+    case 'bool':
+      return k.value ? 'True' : 'False';
+    case 'none':
+      return 'None';
+    default:
+      return `<${k.kind}>`;
   }
 }
 
@@ -82,18 +88,30 @@ class Builder {
     const t = this.tensor?.(n);
     if (t) return { ...base, ...t };
     switch (n.kind) {
-      case 'none': return { ...base, type: 'None', value: 'None' };
-      case 'bool': return { ...base, type: 'bool', value: n.value ? 'True' : 'False' };
-      case 'int': return { ...base, type: 'int', value: n.value.toString() };
-      case 'float': return { ...base, type: 'float', value: pyFloatText(n.value) };
-      case 'str': return { ...base, type: 'str', ...cut(n.value) };
-      case 'bytes': return { ...base, type: n.bytearray ? 'bytearray' : 'bytes', value: bytesText(n.value) };
-      case 'list': return this.seq({ ...base, type: 'list' }, n.items);
-      case 'tuple': return this.seq({ ...base, type: 'tuple' }, n.items);
-      case 'set': return this.seq({ ...base, type: n.frozen ? 'frozenset' : 'set' }, n.items);
-      case 'dict': return this.map({ ...base, type: 'dict' }, n.entries);
-      case 'global': return { ...base, type: 'global', value: globalName(n) };
-      case 'persid': return { ...base, type: 'persistent id', value: '' };
+      case 'none':
+        return { ...base, type: 'None', value: 'None' };
+      case 'bool':
+        return { ...base, type: 'bool', value: n.value ? 'True' : 'False' };
+      case 'int':
+        return { ...base, type: 'int', value: n.value.toString() };
+      case 'float':
+        return { ...base, type: 'float', value: pyFloatText(n.value) };
+      case 'str':
+        return { ...base, type: 'str', ...cut(n.value) };
+      case 'bytes':
+        return { ...base, type: n.bytearray ? 'bytearray' : 'bytes', value: bytesText(n.value) };
+      case 'list':
+        return this.seq({ ...base, type: 'list' }, n.items);
+      case 'tuple':
+        return this.seq({ ...base, type: 'tuple' }, n.items);
+      case 'set':
+        return this.seq({ ...base, type: n.frozen ? 'frozenset' : 'set' }, n.items);
+      case 'dict':
+        return this.map({ ...base, type: 'dict' }, n.entries);
+      case 'global':
+        return { ...base, type: 'global', value: globalName(n) };
+      case 'persid':
+        return { ...base, type: 'persistent id', value: '' };
       case 'object': {
         const i = interpret(n);
         if (i?.kind === 'bytes') return { ...base, type: 'bytes', value: bytesText(i.value) };
@@ -106,8 +124,10 @@ class Builder {
         if (n.state) parts.push(['state', n.state]);
         const out: MetaNode = { ...base, type: globalName(n.callable), children: [] };
         for (const [k, v] of parts) if (this.room(out)) out.children!.push(this.node(v, k));
-        if (n.appends?.length && this.room(out)) out.children!.push(this.seq({ key: 'items', type: 'list' }, n.appends));
-        if (n.setitems?.length && this.room(out)) out.children!.push(this.map({ key: 'entries', type: 'dict' }, n.setitems));
+        if (n.appends?.length && this.room(out))
+          out.children!.push(this.seq({ key: 'items', type: 'list' }, n.appends));
+        if (n.setitems?.length && this.room(out))
+          out.children!.push(this.map({ key: 'entries', type: 'dict' }, n.setitems));
         return out;
       }
     }
@@ -122,7 +142,9 @@ class Builder {
   seq(out: MetaNode, items: PyNode[]): MetaNode {
     out.children = [];
     out.value = `${items.length} item${items.length === 1 ? '' : 's'}`;
-    items.forEach((x, i) => { if (this.room(out)) out.children!.push(this.node(x, String(i))); });
+    items.forEach((x, i) => {
+      if (this.room(out)) out.children!.push(this.node(x, String(i)));
+    });
     return out;
   }
 
@@ -135,17 +157,29 @@ class Builder {
 }
 
 /** The tree of a torch checkpoint's object; `collapse` maps a top-level key to a summary shown instead of its subtree. */
-export function metaTreeOf(root: PyNode, tensor?: TensorLabel, collapse?: (key: string, v: PyNode) => string | undefined): MetaNode {
+export function metaTreeOf(
+  root: PyNode,
+  tensor?: TensorLabel,
+  collapse?: (key: string, v: PyNode) => string | undefined,
+): MetaNode {
   const b = new Builder(tensor);
   const entries = mappingEntries(root);
   if (!entries) return b.node(root);
-  const out: MetaNode = { type: root.kind === 'dict' ? 'dict' : 'OrderedDict', value: `${entries.length} key${entries.length === 1 ? '' : 's'}`, children: [] };
+  const out: MetaNode = {
+    type: root.kind === 'dict' ? 'dict' : 'OrderedDict',
+    value: `${entries.length} key${entries.length === 1 ? '' : 's'}`,
+    children: [],
+  };
   for (const [k, v] of entries) {
     const key = keyText(k);
     const summary = collapse?.(key, v);
     if (summary !== undefined) {
       b.nodes++;
-      out.children!.push({ key, type: v.kind === 'dict' ? 'dict' : globalName(v.kind === 'object' ? v.callable : v), value: summary });
+      out.children!.push({
+        key,
+        type: v.kind === 'dict' ? 'dict' : globalName(v.kind === 'object' ? v.callable : v),
+        value: summary,
+      });
     } else out.children!.push(b.node(v, key));
   }
   return out;
@@ -155,5 +189,10 @@ export function metaTreeOf(root: PyNode, tensor?: TensorLabel, collapse?: (key: 
 export function metaTreeOfStrings(md: Record<string, string>): MetaNode {
   const keys = Object.keys(md);
   const children = keys.slice(0, MAX_NODES).map((k) => ({ key: k, type: 'str', ...cut(md[k]) }));
-  return { type: 'dict', value: `${keys.length} key${keys.length === 1 ? '' : 's'}`, children, ...(keys.length > MAX_NODES ? { more: keys.length - MAX_NODES } : {}) };
+  return {
+    type: 'dict',
+    value: `${keys.length} key${keys.length === 1 ? '' : 's'}`,
+    children,
+    ...(keys.length > MAX_NODES ? { more: keys.length - MAX_NODES } : {}),
+  };
 }

@@ -3,18 +3,46 @@
  * source, and the LoRA's other sources. The README lists these rules in the order they apply.
  */
 import { DIGEST_ALG } from '../formats/fingerprint';
-import { FileEntry } from './loraFile';
-import { LoraGroup, primarySource } from './copyMap';
+import type { FileEntry } from './loraFile';
+import { type LoraGroup, primarySource } from './copyMap';
 
-export const STATUSES = ['SOURCE', 'IN_SYNC', 'STALE', 'DIVERGED', 'METADATA_DRIFT', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH', 'CORRUPT', 'UNSAFE', 'ORPHAN', 'DUPLICATE_SOURCE'] as const;
+export const STATUSES = [
+  'SOURCE',
+  'IN_SYNC',
+  'STALE',
+  'DIVERGED',
+  'METADATA_DRIFT',
+  'PARAM_COUNT_MISMATCH',
+  'SHAPE_MISMATCH',
+  'DTYPE_MISMATCH',
+  'CORRUPT',
+  'UNSAFE',
+  'ORPHAN',
+  'DUPLICATE_SOURCE',
+] as const;
 export type Status = (typeof STATUSES)[number];
 
 export type IssueType =
-  | 'PARAM_MISMATCH' | 'PARAM_MISSING' | 'PARAM_EXTRA' | 'SHAPE_MISMATCH' | 'DTYPE_MISMATCH' | 'METADATA_MISMATCH'
-  | 'LOAD_ERROR' | 'CRC_MISMATCH' | 'UNSAFE_GLOBAL' | 'NO_SOURCE' | 'DUPLICATE_SOURCE' | 'CHANGED_SINCE_SYNC';
+  | 'PARAM_MISMATCH'
+  | 'PARAM_MISSING'
+  | 'PARAM_EXTRA'
+  | 'SHAPE_MISMATCH'
+  | 'DTYPE_MISMATCH'
+  | 'METADATA_MISMATCH'
+  | 'LOAD_ERROR'
+  | 'CRC_MISMATCH'
+  | 'UNSAFE_GLOBAL'
+  | 'NO_SOURCE'
+  | 'DUPLICATE_SOURCE'
+  | 'CHANGED_SINCE_SYNC';
 
 /** The seed's issue shape. */
-export interface Issue { type: IssueType; file: string; param?: string; detail: string }
+export interface Issue {
+  type: IssueType;
+  file: string;
+  param?: string;
+  detail: string;
+}
 
 export interface FileStatus {
   status: Status;
@@ -42,11 +70,23 @@ export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
   // 1. Unreadable: nothing else can be said.
   if (e.kind === 'corrupt') {
     const type: IssueType = e.error?.code === 'CRC_MISMATCH' ? 'CRC_MISMATCH' : 'LOAD_ERROR';
-    return { status: 'CORRUPT', issues: [{ type, file: e.path, detail: e.error?.message ?? 'cannot be read' }], ...namedSource(e, g) };
+    return {
+      status: 'CORRUPT',
+      issues: [{ type, file: e.path, detail: e.error?.message ?? 'cannot be read' }],
+      ...namedSource(e, g),
+    };
   }
   // 2. Would run code on torch.load.
   if (e.unsafeGlobals.length) {
-    return { status: 'UNSAFE', issues: e.unsafeGlobals.map((gl) => ({ type: 'UNSAFE_GLOBAL' as const, file: e.path, detail: `torch.load would import and may call ${gl}` })), ...namedSource(e, g) };
+    return {
+      status: 'UNSAFE',
+      issues: e.unsafeGlobals.map((gl) => ({
+        type: 'UNSAFE_GLOBAL' as const,
+        file: e.path,
+        detail: `torch.load would import and may call ${gl}`,
+      })),
+      ...namedSource(e, g),
+    };
   }
   if (!g) return { status: 'ORPHAN', issues: [{ type: 'NO_SOURCE', file: e.path, detail: 'not part of any LoRA' }] };
   const sources = g.sources.filter((s) => s.kind === 'lora');
@@ -54,13 +94,26 @@ export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
   if (e.role === 'source') {
     if (sources.length > 1) {
       const others = sources.filter((s) => s !== e).map((s) => s.path);
-      return { status: 'DUPLICATE_SOURCE', issues: [{ type: 'DUPLICATE_SOURCE', file: e.path, detail: `${others.join(', ')} also claim${others.length === 1 ? 's' : ''} to be the source of ${g.id}` }] };
+      return {
+        status: 'DUPLICATE_SOURCE',
+        issues: [
+          {
+            type: 'DUPLICATE_SOURCE',
+            file: e.path,
+            detail: `${others.join(', ')} also claim${others.length === 1 ? 's' : ''} to be the source of ${g.id}`,
+          },
+        ],
+      };
     }
     return { status: 'SOURCE', issues: [] };
   }
   // 4. Copies need a source.
   const src = primarySource(g);
-  if (!src) return { status: 'ORPHAN', issues: [{ type: 'NO_SOURCE', file: e.path, detail: `no source for ${g.name} (${g.id}) in a source folder` }] };
+  if (!src)
+    return {
+      status: 'ORPHAN',
+      issues: [{ type: 'NO_SOURCE', file: e.path, detail: `no source for ${g.name} (${g.id}) in a source folder` }],
+    };
   return compareWithSource(e, src);
 }
 
@@ -84,7 +137,9 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
   if (alignedUnique(src.tensors, copy.tensors) && src.tensors.every((t, i) => sameTensor(t, copy.tensors[i]))) {
     const total = src.tensors.length;
     const drift = metadataDifferences(copy, src);
-    return drift.length ? { status: 'METADATA_DRIFT', issues: drift, source: src.path, differing: 0, total } : { status: 'IN_SYNC', issues: [], source: src.path, differing: 0, total };
+    return drift.length
+      ? { status: 'METADATA_DRIFT', issues: drift, source: src.path, differing: 0, total }
+      : { status: 'IN_SYNC', issues: [], source: src.path, differing: 0, total };
   }
   const issues: Issue[] = [];
   const srcBy = new Map(src.tensors.map((t) => [t.name, t]));
@@ -99,41 +154,72 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
     if (!c) {
       missing++;
       differing++;
-      issues.push({ type: 'PARAM_MISSING', file: copy.path, param: t.name, detail: `${t.name} is in the source but not in this copy` });
+      issues.push({
+        type: 'PARAM_MISSING',
+        file: copy.path,
+        param: t.name,
+        detail: `${t.name} is in the source but not in this copy`,
+      });
       continue;
     }
     if (c.shape.join() !== t.shape.join()) {
       shape++;
       differing++;
-      issues.push({ type: 'SHAPE_MISMATCH', file: copy.path, param: t.name, detail: `${t.name}: shape [${c.shape.join(', ')}], source [${t.shape.join(', ')}]` });
+      issues.push({
+        type: 'SHAPE_MISMATCH',
+        file: copy.path,
+        param: t.name,
+        detail: `${t.name}: shape [${c.shape.join(', ')}], source [${t.shape.join(', ')}]`,
+      });
     } else if (c.dtype !== t.dtype) {
       dtype++;
       differing++;
-      issues.push({ type: 'DTYPE_MISMATCH', file: copy.path, param: t.name, detail: `${t.name}: ${c.dtype}, source ${t.dtype}` });
+      issues.push({
+        type: 'DTYPE_MISMATCH',
+        file: copy.path,
+        param: t.name,
+        detail: `${t.name}: ${c.dtype}, source ${t.dtype}`,
+      });
     } else if (c.digest !== t.digest) {
       differing++;
-      issues.push({ type: 'PARAM_MISMATCH', file: copy.path, param: t.name, detail: `${t.name}: values differ from the source` });
+      issues.push({
+        type: 'PARAM_MISMATCH',
+        file: copy.path,
+        param: t.name,
+        detail: `${t.name}: values differ from the source`,
+      });
     }
   }
   for (const t of copy.tensors) {
     if (!srcBy.has(t.name)) {
       extra++;
       differing++;
-      issues.push({ type: 'PARAM_EXTRA', file: copy.path, param: t.name, detail: `${t.name} is in this copy but not in the source` });
+      issues.push({
+        type: 'PARAM_EXTRA',
+        file: copy.path,
+        param: t.name,
+        detail: `${t.name} is in this copy but not in the source`,
+      });
     }
   }
   const total = src.tensors.length;
   const base = { source: src.path, differing, total };
   if (differing === 0) {
     const drift = metadataDifferences(copy, src);
-    return drift.length ? { status: 'METADATA_DRIFT', issues: drift, ...base } : { status: 'IN_SYNC', issues: [], ...base };
+    return drift.length
+      ? { status: 'METADATA_DRIFT', issues: drift, ...base }
+      : { status: 'IN_SYNC', issues: [], ...base };
   }
   // The tensors differ. Did the source move on (STALE), or did the copy change on its own?
   const eng = copy.syncInfo.engine;
   if (eng && eng.alg === DIGEST_ALG) {
     // Our own record of what we wrote outranks match numbers (a trainer's numbering may restart).
     if (eng.tensors === copy.tensorsDigest) return { status: 'STALE', issues, ...base };
-    issues.unshift({ type: 'CHANGED_SINCE_SYNC', file: copy.path, detail: 'the tensors changed since LoRA Sync last synced this copy' });
+    issues.unshift({
+      type: 'CHANGED_SINCE_SYNC',
+      file: copy.path,
+      detail: 'the tensors changed since LoRA Sync last synced this copy',
+    });
     return { status: structural(missing + extra, shape, dtype) ?? 'DIVERGED', issues, ...base };
   }
   const cm = copy.syncInfo.lastSyncMatch;
@@ -143,10 +229,20 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
 }
 
 function sameTensor(a: FileEntry['tensors'][number], b: FileEntry['tensors'][number]): boolean {
-  return a === b || (a.digest === b.digest && a.dtype === b.dtype && a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]));
+  return (
+    a === b ||
+    (a.digest === b.digest &&
+      a.dtype === b.dtype &&
+      a.shape.length === b.shape.length &&
+      a.shape.every((d, i) => d === b.shape[i]))
+  );
 }
 
-function structural(count: number, shape: number, dtype: number): 'PARAM_COUNT_MISMATCH' | 'SHAPE_MISMATCH' | 'DTYPE_MISMATCH' | undefined {
+function structural(
+  count: number,
+  shape: number,
+  dtype: number,
+): 'PARAM_COUNT_MISMATCH' | 'SHAPE_MISMATCH' | 'DTYPE_MISMATCH' | undefined {
   if (count) return 'PARAM_COUNT_MISMATCH';
   if (shape) return 'SHAPE_MISMATCH';
   if (dtype) return 'DTYPE_MISMATCH';
@@ -161,7 +257,12 @@ function metadataDifferences(copy: FileEntry, src: FileEntry): Issue[] {
     const a = src.metaKeys[k];
     const b = copy.metaKeys[k];
     if (a === b) continue;
-    const detail = a === undefined ? `${k} is only in this copy` : b === undefined ? `${k} is missing from this copy` : `${k} differs from the source`;
+    const detail =
+      a === undefined
+        ? `${k} is only in this copy`
+        : b === undefined
+          ? `${k} is missing from this copy`
+          : `${k} differs from the source`;
     out.push({ type: 'METADATA_MISMATCH', file: copy.path, param: k, detail });
   }
   return out;
@@ -177,17 +278,38 @@ export function describeStatus(e: FileEntry, s: FileStatus, src?: FileEntry): st
   };
   const diff = s.total !== undefined ? `${s.differing} of ${s.total} tensors differ from ${s.source}` : '';
   switch (s.status) {
-    case 'SOURCE': return 'source';
-    case 'IN_SYNC': return `in sync with ${s.source}`;
-    case 'STALE': return `stale: ${diff}${matches()}`;
-    case 'DIVERGED': return `diverged: ${diff}, and the copy changed on its own since its last sync${matches()}; a sync would overwrite that work (force to overwrite, a backup is kept)`;
-    case 'METADATA_DRIFT': return `metadata drift: tensors equal ${s.source}; ${s.issues.map((i) => i.param).join(', ')} differ`;
-    case 'PARAM_COUNT_MISMATCH': return `parameter count differs from ${s.source}: ${s.issues.filter((i) => i.type === 'PARAM_MISSING' || i.type === 'PARAM_EXTRA').map((i) => i.detail).join('; ')}`;
-    case 'SHAPE_MISMATCH': return `shape differs from ${s.source}: ${s.issues.filter((i) => i.type === 'SHAPE_MISMATCH').map((i) => i.detail).join('; ')}`;
-    case 'DTYPE_MISMATCH': return `dtype differs from ${s.source}: ${s.issues.filter((i) => i.type === 'DTYPE_MISMATCH').map((i) => i.detail).join('; ')}`;
-    case 'CORRUPT': return `corrupt: ${s.issues[0]?.detail ?? 'cannot be read'}`;
-    case 'UNSAFE': return `unsafe: torch.load would run code (${e.unsafeGlobals.join(', ')}); never loaded, never synced`;
-    case 'ORPHAN': return `orphan: ${s.issues[0]?.detail ?? 'no source'}`;
-    case 'DUPLICATE_SOURCE': return `duplicate source: ${s.issues[0]?.detail ?? ''}`;
+    case 'SOURCE':
+      return 'source';
+    case 'IN_SYNC':
+      return `in sync with ${s.source}`;
+    case 'STALE':
+      return `stale: ${diff}${matches()}`;
+    case 'DIVERGED':
+      return `diverged: ${diff}, and the copy changed on its own since its last sync${matches()}; a sync would overwrite that work (force to overwrite, a backup is kept)`;
+    case 'METADATA_DRIFT':
+      return `metadata drift: tensors equal ${s.source}; ${s.issues.map((i) => i.param).join(', ')} differ`;
+    case 'PARAM_COUNT_MISMATCH':
+      return `parameter count differs from ${s.source}: ${s.issues
+        .filter((i) => i.type === 'PARAM_MISSING' || i.type === 'PARAM_EXTRA')
+        .map((i) => i.detail)
+        .join('; ')}`;
+    case 'SHAPE_MISMATCH':
+      return `shape differs from ${s.source}: ${s.issues
+        .filter((i) => i.type === 'SHAPE_MISMATCH')
+        .map((i) => i.detail)
+        .join('; ')}`;
+    case 'DTYPE_MISMATCH':
+      return `dtype differs from ${s.source}: ${s.issues
+        .filter((i) => i.type === 'DTYPE_MISMATCH')
+        .map((i) => i.detail)
+        .join('; ')}`;
+    case 'CORRUPT':
+      return `corrupt: ${s.issues[0]?.detail ?? 'cannot be read'}`;
+    case 'UNSAFE':
+      return `unsafe: torch.load would run code (${e.unsafeGlobals.join(', ')}); never loaded, never synced`;
+    case 'ORPHAN':
+      return `orphan: ${s.issues[0]?.detail ?? 'no source'}`;
+    case 'DUPLICATE_SOURCE':
+      return `duplicate source: ${s.issues[0]?.detail ?? ''}`;
   }
 }

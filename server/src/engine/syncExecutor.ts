@@ -6,18 +6,18 @@
  */
 import { copyFile, lstat, mkdir, realpath } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
-import { Checkpoint, openCheckpoint } from '../formats/checkpoint';
+import { type Checkpoint, openCheckpoint } from '../formats/checkpoint';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import { ensureRealDir } from '../io/realDir';
 import * as N from '../formats/pickle/nodes';
-import { PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
+import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../formats/torch/ptWriter';
-import { writeSafetensors, SafetensorsDtype } from '../formats/safetensors';
+import { writeSafetensors, type SafetensorsDtype } from '../formats/safetensors';
 import { safetensorsCodeOf } from '../formats/dtypes';
-import { atomicWrite, AtomicWriteOptions, fsyncDir } from '../io/atomicWrite';
-import { EngineConfig, STATE_DIR } from './config';
-import { FileEntry, readEntry } from './loraFile';
-import { PlannedLora } from './syncPlanner';
+import { atomicWrite, type AtomicWriteOptions, fsyncDir } from '../io/atomicWrite';
+import { type EngineConfig, STATE_DIR } from './config';
+import { type FileEntry, readEntry } from './loraFile';
+import type { PlannedLora } from './syncPlanner';
 import { mapLimit } from '../io/mapLimit';
 import { lockLora, LockBusy } from './loraLock';
 
@@ -33,12 +33,28 @@ export interface SyncOptions {
 
 export type CopyOutcome = 'synced' | 'failed' | 'skipped' | 'refused';
 
-export interface CopyResult { path: string; outcome: CopyOutcome; reason: string; backup?: string; entry?: FileEntry }
+export interface CopyResult {
+  path: string;
+  outcome: CopyOutcome;
+  reason: string;
+  backup?: string;
+  entry?: FileEntry;
+}
 
-export interface LoraSyncResult { id: string; name: string; source?: string; copies: CopyResult[] }
+export interface LoraSyncResult {
+  id: string;
+  name: string;
+  source?: string;
+  copies: CopyResult[];
+}
 
 export interface SyncResult {
-  loras: LoraSyncResult[]; cancelled: boolean; synced: number; failed: number; skipped: number; refused: number;
+  loras: LoraSyncResult[];
+  cancelled: boolean;
+  synced: number;
+  failed: number;
+  skipped: number;
+  refused: number;
   /** The copies are written, but the history event could not be appended (e.g. no space left for it). */
   historyError?: string;
 }
@@ -72,7 +88,9 @@ async function changeSince(abs: string, e: FileEntry): Promise<string | undefine
   if (st.isSymbolicLink()) return 'became a symbolic link';
   if (st.isDirectory()) return 'became a directory';
   if (!st.isFile()) return 'is no longer a regular file';
-  return Number(st.size) === e.size && st.mtimeNs.toString() === e.mtimeNs && Number(st.ino) === e.ino ? undefined : 'changed';
+  return Number(st.size) === e.size && st.mtimeNs.toString() === e.mtimeNs && Number(st.ino) === e.ino
+    ? undefined
+    : 'changed';
 }
 
 /** Whether `abs`'s folder, links resolved, is still inside the workspace (a folder swapped for a link leads elsewhere). */
@@ -95,11 +113,15 @@ function syncInfoNode(src: Checkpoint, srcEntry: FileEntry, opts: SyncOptions, w
   if (match !== undefined) setEntry(entries, 'last_sync_match', N.int(match));
   setEntry(entries, 'last_sync_time', N.str(when.toISOString().replace(/Z$/, '+00:00')));
   setEntry(entries, 'sync_reason', N.str(opts.reason));
-  setEntry(entries, 'lora_sync', N.dict([
-    [N.str('tensors'), N.str(srcEntry.tensorsDigest)],
-    [N.str('alg'), N.str(DIGEST_ALG)],
-    [N.str('source'), N.str(srcEntry.path)],
-  ]));
+  setEntry(
+    entries,
+    'lora_sync',
+    N.dict([
+      [N.str('tensors'), N.str(srcEntry.tensorsDigest)],
+      [N.str('alg'), N.str(DIGEST_ALG)],
+      [N.str('source'), N.str(srcEntry.path)],
+    ]),
+  );
   return N.dict(entries);
 }
 
@@ -122,26 +144,53 @@ function mergedRoot(src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: 
   }
   setEntry(metaEntries, 'sync_info', info);
   const meta = N.dict(metaEntries);
-  const rootEntries: Array<[PyNode, PyNode]> = srcEntries.map(([k, v]) => [k, k.kind === 'str' && k.value === 'metadata' ? meta : v]);
+  const rootEntries: Array<[PyNode, PyNode]> = srcEntries.map(([k, v]) => [
+    k,
+    k.kind === 'str' && k.value === 'metadata' ? meta : v,
+  ]);
   if (!srcMeta) rootEntries.push([N.str('metadata'), meta]);
   return N.dict(rootEntries);
 }
 
-async function writeTorchCopy(abs: string, src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: PyNode, how: AtomicWriteOptions): Promise<void> {
+async function writeTorchCopy(
+  abs: string,
+  src: Checkpoint,
+  copy: Checkpoint,
+  cfg: EngineConfig,
+  info: PyNode,
+  how: AtomicWriteOptions,
+): Promise<void> {
   const root = mergedRoot(src, copy, cfg, info);
-  await atomicWrite(abs, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages: storageSourcesOf(src) }), how);
+  await atomicWrite(
+    abs,
+    (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages: storageSourcesOf(src) }),
+    how,
+  );
 }
 
-async function writeSafetensorsCopy(abs: string, src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, srcEntry: FileEntry, opts: SyncOptions, when: Date, how: AtomicWriteOptions): Promise<void> {
+async function writeSafetensorsCopy(
+  abs: string,
+  src: Checkpoint,
+  copy: Checkpoint,
+  cfg: EngineConfig,
+  srcEntry: FileEntry,
+  opts: SyncOptions,
+  when: Date,
+  how: AtomicWriteOptions,
+): Promise<void> {
   const md: Record<string, string> = {};
   for (const [k, v] of Object.entries(src.safetensorsMetadata ?? {})) if (!cfg.copyKeys.includes(k)) md[k] = v;
   for (const [k, v] of Object.entries(copy.safetensorsMetadata ?? {})) if (cfg.copyKeys.includes(k)) md[k] = v;
   md.sync_info = JSON.stringify({
-    last_sync_match: opts.match ?? srcEntry.syncInfo.lastSyncMatch, last_sync_time: when.toISOString(), sync_reason: opts.reason,
+    last_sync_match: opts.match ?? srcEntry.syncInfo.lastSyncMatch,
+    last_sync_time: when.toISOString(),
+    sync_reason: opts.reason,
     lora_sync: { tensors: srcEntry.tensorsDigest, alg: DIGEST_ALG, source: srcEntry.path },
   });
   const tensors = src.tensors.map((t) => ({
-    name: t.path, dtype: safetensorsCodeOf(t.dtype) as SafetensorsDtype, shape: t.shape,
+    name: t.path,
+    dtype: safetensorsCodeOf(t.dtype) as SafetensorsDtype,
+    shape: t.shape,
     data: { fh: src.fh, offset: t.storage.offset, length: t.byteLength },
   }));
   await atomicWrite(abs, (fh) => writeSafetensors(fh, tensors, md), how);
@@ -157,7 +206,10 @@ const WRITES_IN_FLIGHT = 6;
 export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: SyncOptions): Promise<SyncResult> {
   const now = opts.now ?? (() => new Date());
   const started = now();
-  const total = plan.reduce((n, l) => n + l.copies.filter((c) => c.action === 'write' || c.action === 'force').length, 0);
+  const total = plan.reduce(
+    (n, l) => n + l.copies.filter((c) => c.action === 'write' || c.action === 'force').length,
+    0,
+  );
   let done = 0;
   let cancelled = false;
   const results: LoraSyncResult[] = plan.map((l) => ({ id: l.id, name: l.name, source: l.source, copies: [] }));
@@ -166,7 +218,8 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
   const tasks: Array<{ li: number; path: string; force: boolean }> = [];
   plan.forEach((lora, li) => {
     for (const c of lora.copies) {
-      if (c.action === 'skip' || c.action === 'refuse') results[li].copies.push({ path: c.path, outcome: c.action === 'skip' ? 'skipped' : 'refused', reason: c.why });
+      if (c.action === 'skip' || c.action === 'refuse')
+        results[li].copies.push({ path: c.path, outcome: c.action === 'skip' ? 'skipped' : 'refused', reason: c.why });
       else tasks.push({ li, path: c.path, force: c.action === 'force' });
     }
     const n = lora.copies.filter((c) => c.action === 'write' || c.action === 'force').length;
@@ -180,19 +233,27 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
     try {
       // One process at a time writes a LoRA's copies.
       slot.release = await lockLora(ctx.root, lora.id).catch((e) => {
-        throw e instanceof LockBusy ? e : new ChangedSincePlan(`its lock under ${STATE_DIR}/locks cannot be taken: ${errText(e)}`);
+        throw e instanceof LockBusy
+          ? e
+          : new ChangedSincePlan(`its lock under ${STATE_DIR}/locks cannot be taken: ${errText(e)}`);
       });
       const change = await changeSince(ctx.abs(lora.source!), srcEntry);
-      if (change) throw new ChangedSincePlan(`the source ${lora.source} ${change} since the plan: rescan and sync again`);
+      if (change)
+        throw new ChangedSincePlan(`the source ${lora.source} ${change} since the plan: rescan and sync again`);
       const src = await openCheckpoint(ctx.abs(lora.source!));
       // The plan judged the file it read; judge what was opened too: code is never propagated.
       if (src.unsafe.length) {
         await src.close();
-        throw new ChangedSincePlan(`the source ${lora.source} now names globals torch.load would run (${src.unsafe.map((u) => u.global).join(', ')}): never propagated`);
+        throw new ChangedSincePlan(
+          `the source ${lora.source} now names globals torch.load would run (${src.unsafe.map((u) => u.global).join(', ')}): never propagated`,
+        );
       }
       slot.src = src;
     } catch (e) {
-      slot.err = e instanceof ChangedSincePlan || e instanceof LockBusy ? e.message : `the source cannot be read: ${(e as Error).message}`;
+      slot.err =
+        e instanceof ChangedSincePlan || e instanceof LockBusy
+          ? e.message
+          : `the source cannot be read: ${(e as Error).message}`;
     }
     return slot;
   };
@@ -208,11 +269,26 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
     } else {
       if (!opening.has(lora.id)) opening.set(lora.id, sourceOf(lora));
       const slot = await opening.get(lora.id)!;
-      if (slot.err || !slot.src) res.copies.push({ path: t.path, outcome: 'skipped', reason: slot.err ?? 'the source cannot be read' });
+      if (slot.err || !slot.src)
+        res.copies.push({ path: t.path, outcome: 'skipped', reason: slot.err ?? 'the source cannot be read' });
       else {
         opts.onProgress?.(done, total, t.path);
         const srcEntry = ctx.entry(lora.source!)!;
-        res.copies.push(await syncOne(t.path, t.force, slot.src, srcEntry, ctx.abs(lora.source!), ctx, opts, now(), started, rootReal, dirs));
+        res.copies.push(
+          await syncOne(
+            t.path,
+            t.force,
+            slot.src,
+            srcEntry,
+            ctx.abs(lora.source!),
+            ctx,
+            opts,
+            now(),
+            started,
+            rootReal,
+            dirs,
+          ),
+        );
         done++;
       }
     }
@@ -229,10 +305,29 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
     results[li].copies.sort((a, b) => order.get(a.path)! - order.get(b.path)!);
   });
   const count = (o: CopyOutcome) => results.reduce((n, l) => n + l.copies.filter((c) => c.outcome === o).length, 0);
-  return { loras: results, cancelled, synced: count('synced'), failed: count('failed'), skipped: count('skipped'), refused: count('refused') };
+  return {
+    loras: results,
+    cancelled,
+    synced: count('synced'),
+    failed: count('failed'),
+    skipped: count('skipped'),
+    refused: count('refused'),
+  };
 }
 
-async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: FileEntry, srcAbs: string, ctx: ExecContext, opts: SyncOptions, when: Date, started: Date, rootReal: string, dirs: Set<string>): Promise<CopyResult> {
+async function syncOne(
+  rel: string,
+  force: boolean,
+  src: Checkpoint,
+  srcEntry: FileEntry,
+  srcAbs: string,
+  ctx: ExecContext,
+  opts: SyncOptions,
+  when: Date,
+  started: Date,
+  rootReal: string,
+  dirs: Set<string>,
+): Promise<CopyResult> {
   const abs = ctx.abs(rel);
   const planned = ctx.entry(rel);
   if (!planned) return { path: rel, outcome: 'skipped', reason: 'not in the index' };
@@ -240,7 +335,8 @@ async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: F
   const guard = async () => {
     const change = await changeSince(abs, planned);
     if (change) throw new ChangedSincePlan(`${rel} ${change} since the plan: it was not overwritten`);
-    if (!(await folderInside(abs, rootReal))) throw new ChangedSincePlan(`the folder of ${rel} now leads outside the workspace (a link?): it was not written`);
+    if (!(await folderInside(abs, rootReal)))
+      throw new ChangedSincePlan(`the folder of ${rel} now leads outside the workspace (a link?): it was not written`);
     const srcChange = await changeSince(srcAbs, srcEntry);
     if (srcChange) throw new ChangedSincePlan(`the source ${srcChange} during the sync: ${rel} was not overwritten`);
   };
@@ -251,8 +347,14 @@ async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: F
   const beforeRename = async (temp: string) => {
     await guard();
     entry = await readEntry(temp, rel, ctx.cfg);
-    if (entry.kind !== 'lora' || entry.tensorsDigest !== srcEntry.tensorsDigest || entry.metaDigest !== srcEntry.metaDigest) {
-      throw new ReadBackMismatch(`the new file, read back, does not hold what the plan read in the source (was the source rewritten in place?): ${rel} was not replaced`);
+    if (
+      entry.kind !== 'lora' ||
+      entry.tensorsDigest !== srcEntry.tensorsDigest ||
+      entry.metaDigest !== srcEntry.metaDigest
+    ) {
+      throw new ReadBackMismatch(
+        `the new file, read back, does not hold what the plan read in the source (was the source rewritten in place?): ${rel} was not replaced`,
+      );
     }
   };
   try {
@@ -262,14 +364,23 @@ async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: F
     if (ctx.racy?.(rel)) {
       const now = await readEntry(abs, rel, ctx.cfg);
       if (now.tensorsDigest !== planned.tensorsDigest || now.metaDigest !== planned.metaDigest) {
-        return { path: rel, outcome: 'skipped', reason: `${rel} changed since the plan (within its timestamp tick): it was not overwritten` };
+        return {
+          path: rel,
+          outcome: 'skipped',
+          reason: `${rel} changed since the plan (within its timestamp tick): it was not overwritten`,
+        };
       }
     }
     const copy = await openCheckpoint(abs);
     let backup: string | undefined;
     try {
       // As for the source: the file opened is judged, not only the one the plan read.
-      if (copy.unsafe.length) return { path: rel, outcome: 'refused', reason: `the copy now names globals torch.load would run (${copy.unsafe.map((u) => u.global).join(', ')}): never overwritten blindly` };
+      if (copy.unsafe.length)
+        return {
+          path: rel,
+          outcome: 'refused',
+          reason: `the copy now names globals torch.load would run (${copy.unsafe.map((u) => u.global).join(', ')}): never overwritten blindly`,
+        };
       if (force && ctx.cfg.backups) {
         backup = join(STATE_DIR, 'backups', stamp(started), rel);
         // The state folder and its backups folder are real folders, not links out of the workspace.
@@ -297,11 +408,18 @@ async function syncOne(rel: string, force: boolean, src: Checkpoint, srcEntry: F
 function errText(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   switch (err?.code) {
-    case 'EACCES': case 'EPERM': return `permission denied: ${err.message}`;
-    case 'ENOSPC': return `no space left on the device: ${err.message}`;
-    case 'EROFS': return `read-only file system: ${err.message}`;
-    case 'ENOENT': return `the file vanished: ${err.message}`;
-    case 'EISDIR': return `is a directory: ${err.message}`;
-    default: return err?.message ?? String(e);
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied: ${err.message}`;
+    case 'ENOSPC':
+      return `no space left on the device: ${err.message}`;
+    case 'EROFS':
+      return `read-only file system: ${err.message}`;
+    case 'ENOENT':
+      return `the file vanished: ${err.message}`;
+    case 'EISDIR':
+      return `is a directory: ${err.message}`;
+    default:
+      return err?.message ?? String(e);
   }
 }

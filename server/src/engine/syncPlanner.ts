@@ -2,9 +2,9 @@
  * The sync planner: pure. From the copy map and the statuses it decides, per copy, what a sync
  * will do and why. Executing is the executor's job; `sync --dry-run` prints this plan.
  */
-import { CopyMap, LoraGroup, primarySource } from './copyMap';
-import { FileEntry } from './loraFile';
-import { FileStatus, Status } from './statusRules';
+import { type CopyMap, type LoraGroup, primarySource } from './copyMap';
+import type { FileEntry } from './loraFile';
+import type { FileStatus, Status } from './statusRules';
 
 export type Action = 'write' | 'force' | 'skip' | 'refuse';
 
@@ -34,7 +34,12 @@ export interface PlanOptions {
 }
 
 const WRITE: ReadonlySet<Status> = new Set(['STALE', 'METADATA_DRIFT']);
-const FORCEABLE: ReadonlySet<Status> = new Set(['DIVERGED', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH']);
+const FORCEABLE: ReadonlySet<Status> = new Set([
+  'DIVERGED',
+  'PARAM_COUNT_MISMATCH',
+  'SHAPE_MISMATCH',
+  'DTYPE_MISMATCH',
+]);
 
 export function planSync(map: CopyMap, statusOf: (e: FileEntry) => FileStatus, opts: PlanOptions = {}): PlannedLora[] {
   const out: PlannedLora[] = [];
@@ -54,9 +59,14 @@ function planLora(g: LoraGroup, statusOf: (e: FileEntry) => FileStatus, force: b
   const src = primarySource(g);
   const sources = g.sources.filter((s) => s.kind === 'lora');
   let blocked: string | undefined;
-  if (!src) blocked = g.sources.length ? `its source ${g.sources[0].path} cannot be read` : 'it has no source in a source folder';
-  else if (sources.length > 1) blocked = `${sources.length} sources claim this id (${sources.map((s) => s.path).join(', ')}): keep one`;
-  else if (src.unsafeGlobals.length) blocked = `its source ${src.path} is unsafe (${src.unsafeGlobals.join(', ')}): it would run code on torch.load and is never propagated`;
+  if (!src)
+    blocked = g.sources.length
+      ? `its source ${g.sources[0].path} cannot be read`
+      : 'it has no source in a source folder';
+  else if (sources.length > 1)
+    blocked = `${sources.length} sources claim this id (${sources.map((s) => s.path).join(', ')}): keep one`;
+  else if (src.unsafeGlobals.length)
+    blocked = `its source ${src.path} is unsafe (${src.unsafeGlobals.join(', ')}): it would run code on torch.load and is never propagated`;
   const copies: PlannedCopy[] = [];
   for (const c of [...g.copies, ...g.broken.filter((b) => b.role === 'copy')]) {
     const st = statusOf(c).status;
@@ -65,21 +75,50 @@ function planLora(g: LoraGroup, statusOf: (e: FileEntry) => FileStatus, force: b
   return { id: g.id, name: g.name, source: src?.path, blocked, copies };
 }
 
-function planCopy(c: FileEntry, st: Status, src: FileEntry | undefined, blocked: string | undefined, force: boolean): PlannedCopy {
+function planCopy(
+  c: FileEntry,
+  st: Status,
+  src: FileEntry | undefined,
+  blocked: string | undefined,
+  force: boolean,
+): PlannedCopy {
   const base = { path: c.path, status: st };
   if (st === 'IN_SYNC') return { ...base, action: 'skip', why: 'already in sync' };
-  if (st === 'CORRUPT') return { ...base, action: 'refuse', why: 'the copy cannot be read, so its own keys cannot be kept: restore or delete it' };
-  if (st === 'UNSAFE') return { ...base, action: 'refuse', why: 'the copy holds code that torch.load would run: inspect it, never overwrite it blindly' };
+  if (st === 'CORRUPT')
+    return {
+      ...base,
+      action: 'refuse',
+      why: 'the copy cannot be read, so its own keys cannot be kept: restore or delete it',
+    };
+  if (st === 'UNSAFE')
+    return {
+      ...base,
+      action: 'refuse',
+      why: 'the copy holds code that torch.load would run: inspect it, never overwrite it blindly',
+    };
   if (st === 'ORPHAN') return { ...base, action: 'refuse', why: 'no source to sync from' };
   if (blocked) return { ...base, action: 'refuse', why: `the LoRA is blocked: ${blocked}` };
   if (src && c.format !== src.format && !(isTorch(c.format) && isTorch(src.format))) {
-    return { ...base, action: 'refuse', why: `the copy is ${c.format}, the source ${src.format}: convert one of them first` };
+    return {
+      ...base,
+      action: 'refuse',
+      why: `the copy is ${c.format}, the source ${src.format}: convert one of them first`,
+    };
   }
-  if (WRITE.has(st)) return { ...base, action: 'write', why: st === 'STALE' ? 'the source moved on' : 'general metadata differs from the source' };
+  if (WRITE.has(st))
+    return {
+      ...base,
+      action: 'write',
+      why: st === 'STALE' ? 'the source moved on' : 'general metadata differs from the source',
+    };
   if (FORCEABLE.has(st)) {
     return force
       ? { ...base, action: 'force', why: `forced: the old copy (${st}) is kept as a backup` }
-      : { ...base, action: 'refuse', why: 'overwriting would lose what changed in the copy; use --force (a backup is kept)' };
+      : {
+          ...base,
+          action: 'refuse',
+          why: 'overwriting would lose what changed in the copy; use --force (a backup is kept)',
+        };
   }
   return { ...base, action: 'skip', why: st };
 }

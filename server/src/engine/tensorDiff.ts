@@ -17,10 +17,10 @@
  * value gives `maxAbsDiff: 'inf'`. Quantized dtypes are not compared (their scale is not in the
  * bytes). Files are little-endian, as is every host VS Code runs on.
  */
-import { Checkpoint, TensorInfo } from '../formats/checkpoint';
+import type { Checkpoint, TensorInfo } from '../formats/checkpoint';
 import { readTensorBytes } from '../formats/fingerprint';
 import { getKey, mappingEntries } from '../formats/pickle/nodes';
-import { itemSize, numelOf, TorchDtype } from '../formats/dtypes';
+import { itemSize, numelOf, type TorchDtype } from '../formats/dtypes';
 import { loraTensorName } from './loraFile';
 
 export type TensorDiffKind = 'equal' | 'differs' | 'shape' | 'dtype' | 'missing' | 'extra';
@@ -64,7 +64,10 @@ export interface DiffSummary {
 }
 
 /** One file's tensors as the index knows them (name, dtype, shape, digest) and the open checkpoint. */
-export interface DiffFile { c: Checkpoint; tensors: ReadonlyArray<{ name: string; dtype: string; shape: number[]; digest: string }> }
+export interface DiffFile {
+  c: Checkpoint;
+  tensors: ReadonlyArray<{ name: string; dtype: string; shape: number[]; digest: string }>;
+}
 
 export const DEFAULT_BUDGET = 256 * 1024 * 1024;
 const DEFAULT_CHUNK = 1024 * 1024;
@@ -94,7 +97,7 @@ export async function diffTensors(copy: DiffFile, source: DiffFile, opts: DiffOp
   const srcInfo = loraTensorsByName(source.c);
   const srcBy = new Map(source.tensors.map((t) => [t.name, t]));
   const copyNames = new Set(copy.tensors.map((t) => t.name));
-  let budget = opts.unlimited ? Infinity : opts.budgetBytes ?? DEFAULT_BUDGET;
+  let budget = opts.unlimited ? Infinity : (opts.budgetBytes ?? DEFAULT_BUDGET);
   let bytesRead = 0;
   let notCompared = 0;
   const out: TensorDiff[] = [];
@@ -152,7 +155,8 @@ export async function diffTensors(copy: DiffFile, source: DiffFile, opts: DiffOp
 const mib = (n: number) => `${(n / (1024 * 1024)).toFixed(n < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
 
 function notComparable(a: TensorInfo, b: TensorInfo, opts: DiffOptions): string | undefined {
-  if (!comparerFor(a.dtype)) return `values of ${a.dtype} tensors are not compared (quantized: the scale is not in the bytes)`;
+  if (!comparerFor(a.dtype))
+    return `values of ${a.dtype} tensors are not compared (quantized: the scale is not in the bytes)`;
   const maxView = opts.maxViewBytes ?? DEFAULT_MAX_VIEW;
   for (const t of [a, b]) {
     if (!t.contiguous && t.byteLength > maxView) return `a strided view over ${mib(maxView)} is not compared`;
@@ -167,11 +171,16 @@ async function byteSource(c: Checkpoint, t: TensorInfo): Promise<ByteSource> {
   if (!t.contiguous) {
     // A view is gathered once (bounded by maxViewBytes), then served in chunks like the rest.
     const all = await readTensorBytes(c, t, Number.MAX_SAFE_INTEGER);
-    return async (into, from, len) => { all.copy(into, 0, from, from + len); };
+    return async (into, from, len) => {
+      all.copy(into, 0, from, from + len);
+    };
   }
   const start = t.storageOffset * itemSize(t.dtype);
   const inflated = t.storage.inflated;
-  if (inflated) return async (into, from, len) => { inflated.copy(into, 0, start + from, start + from + len); };
+  if (inflated)
+    return async (into, from, len) => {
+      inflated.copy(into, 0, start + from, start + from + len);
+    };
   const base = t.storage.offset + start;
   return async (into, from, len) => {
     let got = 0;
@@ -183,12 +192,23 @@ async function byteSource(c: Checkpoint, t: TensorInfo): Promise<ByteSource> {
   };
 }
 
-interface Acc { max: number; inf: boolean; differing: number; nan: number }
+interface Acc {
+  max: number;
+  inf: boolean;
+  differing: number;
+  nan: number;
+}
 
 /** Compares `n` elements of two aligned buffers of one dtype into `acc`. */
 type Comparer = (a: ArrayBuffer, b: ArrayBuffer, n: number, acc: Acc) => void;
 
-async function compareValues(ca: Checkpoint, a: TensorInfo, cb: Checkpoint, b: TensorInfo, opts: DiffOptions): Promise<Partial<TensorDiff>> {
+async function compareValues(
+  ca: Checkpoint,
+  a: TensorInfo,
+  cb: Checkpoint,
+  b: TensorInfo,
+  opts: DiffOptions,
+): Promise<Partial<TensorDiff>> {
   const size = itemSize(a.dtype);
   const cmp = comparerFor(a.dtype)!;
   const chunk = Math.max(size, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK) / size) * size);
@@ -234,7 +254,10 @@ function viaArray(Ctor: NumArrayCtor, exact: boolean): Comparer {
     for (let i = 0; i < n; i++) {
       if (exact) {
         const d = Math.abs(x[i] - y[i]);
-        if (d !== 0) { acc.differing++; if (d > acc.max) acc.max = d; }
+        if (d !== 0) {
+          acc.differing++;
+          if (d > acc.max) acc.max = d;
+        }
       } else floatPair(x[i], y[i], acc);
     }
   };
@@ -267,7 +290,10 @@ function complex(Ctor: typeof Float32Array | typeof Float64Array): Comparer {
     const x = new Ctor(a, 0, 2 * n);
     const y = new Ctor(b, 0, 2 * n);
     for (let i = 0; i < 2 * n; i += 2) {
-      const xr = x[i], xi = x[i + 1], yr = y[i], yi = y[i + 1];
+      const xr = x[i],
+        xi = x[i + 1],
+        yr = y[i],
+        yi = y[i + 1];
       if (xr === yr && xi === yi) continue;
       const nx = xr !== xr || xi !== xi;
       const ny = yr !== yr || yi !== yi;
@@ -289,7 +315,10 @@ const bool: Comparer = (a, b, n, acc) => {
   const x = new Uint8Array(a, 0, n);
   const y = new Uint8Array(b, 0, n);
   for (let i = 0; i < n; i++) {
-    if ((x[i] !== 0) !== (y[i] !== 0)) { acc.differing++; acc.max = 1; }
+    if ((x[i] !== 0) !== (y[i] !== 0)) {
+      acc.differing++;
+      acc.max = 1;
+    }
   }
 };
 
@@ -325,29 +354,50 @@ function lazyTable(size: number, f: (i: number) => number): () => Float32Array {
 const bf16Scratch = new Float32Array(1);
 const bf16Bits = new Uint32Array(bf16Scratch.buffer);
 const F16 = lazyTable(65536, halfToFloat);
-const BF16 = lazyTable(65536, (i) => { bf16Bits[0] = i << 16; return bf16Scratch[0]; });
+const BF16 = lazyTable(65536, (i) => {
+  bf16Bits[0] = i << 16;
+  return bf16Scratch[0];
+});
 const E4M3 = lazyTable(256, e4m3fnToFloat);
 const E5M2 = lazyTable(256, (i) => halfToFloat(i << 8));
 
 function comparerFor(dtype: TorchDtype): Comparer | undefined {
   switch (dtype) {
-    case 'float64': return viaArray(Float64Array, false);
-    case 'float32': return viaArray(Float32Array, false);
-    case 'float16': return viaTable(F16, 16);
-    case 'bfloat16': return viaTable(BF16, 16);
-    case 'float8_e4m3fn': return viaTable(E4M3, 8);
-    case 'float8_e5m2': return viaTable(E5M2, 8);
-    case 'int32': return viaArray(Int32Array, true);
-    case 'int16': return viaArray(Int16Array, true);
-    case 'int8': return viaArray(Int8Array, true);
-    case 'uint8': return viaArray(Uint8Array, true);
-    case 'uint16': return viaArray(Uint16Array, true);
-    case 'uint32': return viaArray(Uint32Array, true);
-    case 'int64': return bigints(true);
-    case 'uint64': return bigints(false);
-    case 'bool': return bool;
-    case 'complex64': return complex(Float32Array);
-    case 'complex128': return complex(Float64Array);
-    default: return undefined; // qint8, quint8, qint32
+    case 'float64':
+      return viaArray(Float64Array, false);
+    case 'float32':
+      return viaArray(Float32Array, false);
+    case 'float16':
+      return viaTable(F16, 16);
+    case 'bfloat16':
+      return viaTable(BF16, 16);
+    case 'float8_e4m3fn':
+      return viaTable(E4M3, 8);
+    case 'float8_e5m2':
+      return viaTable(E5M2, 8);
+    case 'int32':
+      return viaArray(Int32Array, true);
+    case 'int16':
+      return viaArray(Int16Array, true);
+    case 'int8':
+      return viaArray(Int8Array, true);
+    case 'uint8':
+      return viaArray(Uint8Array, true);
+    case 'uint16':
+      return viaArray(Uint16Array, true);
+    case 'uint32':
+      return viaArray(Uint32Array, true);
+    case 'int64':
+      return bigints(true);
+    case 'uint64':
+      return bigints(false);
+    case 'bool':
+      return bool;
+    case 'complex64':
+      return complex(Float32Array);
+    case 'complex128':
+      return complex(Float64Array);
+    default:
+      return undefined; // qint8, quint8, qint32
   }
 }

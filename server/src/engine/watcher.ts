@@ -23,7 +23,11 @@ type GlobMatcher = (path: string) => boolean;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const picomatch = require('picomatch') as (globs: string | string[], opts?: { dot?: boolean }) => GlobMatcher;
 
-export interface WatchChange { added: string[]; changed: string[]; removed: string[] }
+export interface WatchChange {
+  added: string[];
+  changed: string[];
+  removed: string[];
+}
 
 export interface WatcherOptions {
   root: string;
@@ -54,26 +58,39 @@ export function classifyWatchError(err: unknown): { code: WatchErrorCode; messag
   const message = typeof e?.message === 'string' ? e.message : String(err);
   if (code === 'ENOSPC' || (!code && /\bENOSPC\b/.test(message))) {
     return {
-      code: 'WATCH_LIMIT', message,
-      advice: 'The system limit on file watchers (inotify) is reached, so changes are found by periodic rescans instead. '
-        + 'Raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` (keep it across reboots: put '
-        + '`fs.inotify.max_user_watches=524288` in /etc/sysctl.d/99-lora-sync.conf and run `sudo sysctl --system`), '
-        + 'or exclude large folders in the LoRA Sync settings.',
+      code: 'WATCH_LIMIT',
+      message,
+      advice:
+        'The system limit on file watchers (inotify) is reached, so changes are found by periodic rescans instead. ' +
+        'Raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` (keep it across reboots: put ' +
+        '`fs.inotify.max_user_watches=524288` in /etc/sysctl.d/99-lora-sync.conf and run `sudo sysctl --system`), ' +
+        'or exclude large folders in the LoRA Sync settings.',
     };
   }
   if (code === 'EMFILE' || code === 'ENFILE' || (!code && /\bE[MN]FILE\b/.test(message))) {
     return {
-      code: 'TOO_MANY_FILES', message,
-      advice: 'Too many open files for the file watcher, so changes are found by periodic rescans instead. '
-        + 'Raise the limit (e.g. `ulimit -n 65536` in the shell that starts VS Code, or `nofile` in /etc/security/limits.conf), '
-        + 'or exclude large folders (datasets, virtual environments, build output) in the LoRA Sync settings.',
+      code: 'TOO_MANY_FILES',
+      message,
+      advice:
+        'Too many open files for the file watcher, so changes are found by periodic rescans instead. ' +
+        'Raise the limit (e.g. `ulimit -n 65536` in the shell that starts VS Code, or `nofile` in /etc/security/limits.conf), ' +
+        'or exclude large folders (datasets, virtual environments, build output) in the LoRA Sync settings.',
     };
   }
-  return { code: 'OTHER', message, advice: 'The file watcher reported an error; LoRA Sync may miss some changes until the next full rescan.' };
+  return {
+    code: 'OTHER',
+    message,
+    advice: 'The file watcher reported an error; LoRA Sync may miss some changes until the next full rescan.',
+  };
 }
 
 /** What one path looked like when last stat'ed while it settles. */
-interface Settling { size: number; mtimeMs: number; ino: number; stableSince: number }
+interface Settling {
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  stableSince: number;
+}
 
 export class WorkspaceWatcher {
   private readonly debounceMs: number;
@@ -97,7 +114,10 @@ export class WorkspaceWatcher {
   private batchStarted = 0;
   private endStart: (() => void) | undefined;
 
-  constructor(private readonly opts: WatcherOptions, private readonly onEvent: (e: WatcherEvent) => void) {
+  constructor(
+    private readonly opts: WatcherOptions,
+    private readonly onEvent: (e: WatcherEvent) => void,
+  ) {
     this.debounceMs = opts.debounceMs ?? 300;
     this.settleMs = opts.settleMs ?? 1000;
     this.pollMs = Math.min(200, Math.max(20, Math.round(this.settleMs / 5)));
@@ -189,12 +209,14 @@ export class WorkspaceWatcher {
     if (this.closed || !this.isReportable(p)) return;
     if (!this.ready) {
       // Initial crawl: remember what exists, report nothing.
-      if (present) this.known.add(p); else this.known.delete(p);
+      if (present) this.known.add(p);
+      else this.known.delete(p);
       return;
     }
     if (present) {
       const s = this.settling.get(p);
-      if (s) s.stableSince = Date.now(); // still being written
+      if (s)
+        s.stableSince = Date.now(); // still being written
       else this.settling.set(p, { size: -1, mtimeMs: -1, ino: -1, stableSince: Date.now() });
       this.schedulePoll();
     } else {
@@ -224,7 +246,7 @@ export class WorkspaceWatcher {
         }
         if (this.closed) return;
         if (this.settling.get(p) !== s) continue; // an unlink or a new entry came while we waited
-        if (!st || !st.isFile()) {
+        if (!st?.isFile()) {
           this.settling.delete(p);
           if (!st) this.record(p, false);
           continue;

@@ -6,15 +6,15 @@ import { readdir, unlink } from 'node:fs/promises';
 import { lstatSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import fg from 'fast-glob';
-import { EngineConfig, STATE_DIR, loadConfig } from './config';
-import { FileEntry, isSourcePath, makeEntry, readEntry } from './loraFile';
-import { CopyIndex, CopyMap, LoraGroup, primarySource } from './copyMap';
-import { CachedFile, FileKey, IndexCache, sameKey } from './indexCache';
+import { type EngineConfig, STATE_DIR, loadConfig } from './config';
+import { type FileEntry, isSourcePath, makeEntry, readEntry } from './loraFile';
+import { CopyIndex, type CopyMap, type LoraGroup, primarySource } from './copyMap';
+import { type CachedFile, type FileKey, IndexCache, sameKey } from './indexCache';
 import micromatch from 'micromatch';
-import { describeStatus, FileStatus, Issue, SOUND, statusOf, Status, STATUSES } from './statusRules';
-import { planSync, PlannedLora, PlanOptions } from './syncPlanner';
-import { executeSync, SyncOptions, SyncResult } from './syncExecutor';
-import { History, HistoryEvent } from './history';
+import { describeStatus, type FileStatus, type Issue, SOUND, statusOf, type Status, STATUSES } from './statusRules';
+import { planSync, type PlannedLora, type PlanOptions } from './syncPlanner';
+import { executeSync, type SyncOptions, type SyncResult } from './syncExecutor';
+import { History, type HistoryEvent } from './history';
 import { readEntries } from './entryPool';
 import { EntryInterner } from './entryIntern';
 import { removeAbandonedLocks } from './loraLock';
@@ -43,7 +43,14 @@ export interface ScanOptions {
   workers?: boolean;
 }
 
-export interface FileReport { path: string; role: 'source' | 'copy' | null; lora_id: string | null; status: Status | 'UNRECOGNIZED'; message: string; issues: Issue[] }
+export interface FileReport {
+  path: string;
+  role: 'source' | 'copy' | null;
+  lora_id: string | null;
+  status: Status | 'UNRECOGNIZED';
+  message: string;
+  issues: Issue[];
+}
 
 export interface LoraReport {
   id: string;
@@ -64,9 +71,18 @@ export interface Stats {
   by_status: Record<string, number>;
 }
 
-export interface StatusReport { root: string; stats: Stats; loras: LoraReport[]; files: FileReport[] }
+export interface StatusReport {
+  root: string;
+  stats: Stats;
+  loras: LoraReport[];
+  files: FileReport[];
+}
 
-export interface VerifyReport { is_consistent: boolean; issues: Issue[]; loras: Array<{ id: string; name: string; is_consistent: boolean; issues: Issue[] }> }
+export interface VerifyReport {
+  is_consistent: boolean;
+  issues: Issue[];
+  loras: Array<{ id: string; name: string; is_consistent: boolean; issues: Issue[] }>;
+}
 
 /** A path with no '.', '..' or empty segment and no trailing '/': string prefixes then say what path.relative would. */
 const isClean = (p: string) => !/(^|\/)\.{1,2}(\/|$)|\/\/|.\/$/.test(p);
@@ -82,13 +98,18 @@ export function relPath(root: string, abs: string): string {
       lastRootClean = root.startsWith('/') && isClean(root);
     }
     const rest = abs.slice(root.length + 1);
-    if (lastRootClean && rest.charCodeAt(0) !== 47 && isClean(rest)) return /[^\x00-\x7f]/.test(rest) ? rest.normalize('NFC') : rest;
+    if (lastRootClean && rest.charCodeAt(0) !== 47 && isClean(rest))
+      return /[^\x00-\x7f]/.test(rest) ? rest.normalize('NFC') : rest;
   }
   return relative(root, abs).split(sep).join('/').normalize('NFC');
 }
 
 /** A file whose status changed (before undefined: new file; after undefined: gone or not a LoRA file any more). */
-export interface StatusChange { path: string; before?: Status | 'UNRECOGNIZED'; after?: Status | 'UNRECOGNIZED' }
+export interface StatusChange {
+  path: string;
+  before?: Status | 'UNRECOGNIZED';
+  after?: Status | 'UNRECOGNIZED';
+}
 
 export interface ScanSummary {
   files: number;
@@ -125,7 +146,10 @@ export class Workspace {
     this.readOnly = true;
   }
 
-  private constructor(readonly root: string, readonly cfg: EngineConfig) {
+  private constructor(
+    readonly root: string,
+    readonly cfg: EngineConfig,
+  ) {
     this.rootClean = root.length > 1 && root.startsWith('/') && isClean(root);
     this.history = new History(root);
     this.cache = new IndexCache(root, cfg);
@@ -147,7 +171,14 @@ export class Workspace {
    * so a sync need not walk the workspace again to sweep them.
    */
   private async listRelative(): Promise<string[]> {
-    const listed = await fg([...this.cfg.include, TEMP_GLOB], { cwd: this.root, ignore: this.cfg.exclude, onlyFiles: true, followSymbolicLinks: false, dot: false, suppressErrors: true });
+    const listed = await fg([...this.cfg.include, TEMP_GLOB], {
+      cwd: this.root,
+      ignore: this.cfg.exclude,
+      onlyFiles: true,
+      followSymbolicLinks: false,
+      dot: false,
+      suppressErrors: true,
+    });
     const files: string[] = [];
     const temps: string[] = [];
     for (const r of listed) (isTempFile(r.slice(r.lastIndexOf('/') + 1)) ? temps : files).push(r);
@@ -220,7 +251,12 @@ export class Workspace {
     const read = toRead.length;
     let removed = 0;
     if (!opts.cancelled?.()) {
-      for (const rel of this.entries.keys()) if (!seen.has(rel)) { updates.push([rel, undefined]); this.racy.delete(rel); removed++; }
+      for (const rel of this.entries.keys())
+        if (!seen.has(rel)) {
+          updates.push([rel, undefined]);
+          this.racy.delete(rel);
+          removed++;
+        }
     }
     const changes = this.apply(updates);
     if (read || removed || this.cacheDirty) {
@@ -236,7 +272,11 @@ export class Workspace {
    * `readBack`: entries already read (a sync's read-back), used while the key is unchanged;
    * `readBackFrom`: the time before which none of them was read.
    */
-  async update(paths: string[], readBack?: ReadonlyMap<string, FileEntry>, readBackFrom?: number): Promise<StatusChange[]> {
+  async update(
+    paths: string[],
+    readBack?: ReadonlyMap<string, FileEntry>,
+    readBackFrom?: number,
+  ): Promise<StatusChange[]> {
     const started = Date.now();
     const updates: Array<[string, FileEntry | undefined]> = [];
     for (const p of new Set(paths)) {
@@ -306,8 +346,13 @@ export class Workspace {
   private included(rel: string): boolean {
     // micromatch.isMatch compiles the globs at every call; these are compiled once (matcher takes a
     // list as isMatch does, whatever its typings say).
-    this.matchers ??= { include: micromatch.matcher(this.cfg.include as unknown as string), exclude: micromatch.matcher(this.cfg.exclude as unknown as string) };
-    return !rel.split('/').some((seg) => seg.startsWith('.')) && this.matchers.include(rel) && !this.matchers.exclude(rel);
+    this.matchers ??= {
+      include: micromatch.matcher(this.cfg.include as unknown as string),
+      exclude: micromatch.matcher(this.cfg.exclude as unknown as string),
+    };
+    return (
+      !rel.split('/').some((seg) => seg.startsWith('.')) && this.matchers.include(rel) && !this.matchers.exclude(rel)
+    );
   }
   private matchers: { include: (s: string) => boolean; exclude: (s: string) => boolean } | undefined;
 
@@ -321,7 +366,23 @@ export class Workspace {
 
   /** A file that vanished or cannot be opened (permissions): reported, never a reason to stop. */
   private unreadable(rel: string, code: string, message: string): FileEntry {
-    return makeEntry({ path: rel, size: 0, mtimeMs: 0, mtimeNs: '0', ino: 0, kind: 'corrupt', role: isSourcePath(rel, this.cfg) ? 'source' : 'copy', unsafeGlobals: [], tensors: [], tensorsDigest: '', metaDigest: '', metaKeys: {}, copyKeys: [], syncInfo: {}, error: { code, message } });
+    return makeEntry({
+      path: rel,
+      size: 0,
+      mtimeMs: 0,
+      mtimeNs: '0',
+      ino: 0,
+      kind: 'corrupt',
+      role: isSourcePath(rel, this.cfg) ? 'source' : 'copy',
+      unsafeGlobals: [],
+      tensors: [],
+      tensorsDigest: '',
+      metaDigest: '',
+      metaKeys: {},
+      copyKeys: [],
+      syncInfo: {},
+      error: { code, message },
+    });
   }
 
   /** Applies new entries (undefined = gone) and recomputes the statuses of the LoRAs they touch. */
@@ -331,7 +392,9 @@ export class Workspace {
     const before = new Map<string, Status | 'UNRECOGNIZED' | undefined>();
     const touched = new Set<LoraGroup>();
     const loose = new Set<string>();
-    const note = (p: string) => { if (!before.has(p)) before.set(p, this.statusName(p)); };
+    const note = (p: string) => {
+      if (!before.has(p)) before.set(p, this.statusName(p));
+    };
     // Readable LoRA files first, so unreadable ones can find the LoRA their name points at.
     updates.sort((a, b) => Number(!(a[1]?.kind === 'lora')) - Number(!(b[1]?.kind === 'lora')));
     for (const [rel, e] of updates) {
@@ -365,7 +428,8 @@ export class Workspace {
     // Files of groups that lost their last readable member are now loose (unattached) too.
     for (const [p] of before) {
       const e = this.entries.get(p);
-      if (e && !this.index.groupOf(p) && e.kind !== 'unrecognized') this.statuses.set(p, this.computeStatus(e, undefined));
+      if (e && !this.index.groupOf(p) && e.kind !== 'unrecognized')
+        this.statuses.set(p, this.computeStatus(e, undefined));
     }
     const changes: StatusChange[] = [];
     for (const [p, was] of before) {
@@ -384,11 +448,24 @@ export class Workspace {
       return {
         ...s,
         status: 'DIVERGED',
-        issues: [{ type: 'CHANGED_SINCE_SYNC', file: e.path, detail: 'this copy had changed on its own before the source moved on; a sync would overwrite that work' }, ...s.issues],
+        issues: [
+          {
+            type: 'CHANGED_SINCE_SYNC',
+            file: e.path,
+            detail: 'this copy had changed on its own before the source moved on; a sync would overwrite that work',
+          },
+          ...s.issues,
+        ],
       };
     }
     const was = this.diverged.get(e.path);
-    if (s.status === 'DIVERGED' || s.status === 'PARAM_COUNT_MISMATCH' || s.status === 'SHAPE_MISMATCH' || s.status === 'DTYPE_MISMATCH') this.diverged.set(e.path, e.tensorsDigest);
+    if (
+      s.status === 'DIVERGED' ||
+      s.status === 'PARAM_COUNT_MISMATCH' ||
+      s.status === 'SHAPE_MISMATCH' ||
+      s.status === 'DTYPE_MISMATCH'
+    )
+      this.diverged.set(e.path, e.tensorsDigest);
     else this.diverged.delete(e.path);
     if (was !== this.diverged.get(e.path)) this.cacheDirty = true; // remembered with the cache
     return s;
@@ -403,7 +480,12 @@ export class Workspace {
 
   private async saveCache(): Promise<void> {
     const files = new Map<string, CachedFile>();
-    for (const [rel, e] of this.entries) files.set(rel, { entry: e, ...(this.diverged.has(rel) ? { divergedAt: this.diverged.get(rel) } : {}), ...(this.racy.has(rel) ? { racy: true } : {}) });
+    for (const [rel, e] of this.entries)
+      files.set(rel, {
+        entry: e,
+        ...(this.diverged.has(rel) ? { divergedAt: this.diverged.get(rel) } : {}),
+        ...(this.racy.has(rel) ? { racy: true } : {}),
+      });
     const t0 = performance.now();
     await this.cache.save(files).catch(() => undefined); // a cache that cannot be written costs speed, never correctness
     this.lastSaveMs = performance.now() - t0;
@@ -443,9 +525,24 @@ export class Workspace {
 
   fileReport(e: FileEntry): FileReport {
     const s = this.statuses.get(e.path);
-    if (!s) return { path: e.path, role: null, lora_id: null, status: 'UNRECOGNIZED', message: `not a LoRA checkpoint${e.error ? `: ${e.error.message}` : ''}; left alone`, issues: [] };
+    if (!s)
+      return {
+        path: e.path,
+        role: null,
+        lora_id: null,
+        status: 'UNRECOGNIZED',
+        message: `not a LoRA checkpoint${e.error ? `: ${e.error.message}` : ''}; left alone`,
+        issues: [],
+      };
     // An unreadable file has no id of its own: it belongs to the LoRA its name attached it to.
-    return { path: e.path, role: e.role ?? null, lora_id: e.loraId ?? this.index.groupOf(e.path)?.id ?? null, status: s.status, message: describeStatus(e, s, this.sourceEntry(e.path)), issues: s.issues };
+    return {
+      path: e.path,
+      role: e.role ?? null,
+      lora_id: e.loraId ?? this.index.groupOf(e.path)?.id ?? null,
+      status: s.status,
+      message: describeStatus(e, s, this.sourceEntry(e.path)),
+      issues: s.issues,
+    };
   }
 
   async stats(): Promise<Stats> {
@@ -453,7 +550,10 @@ export class Workspace {
     for (const s of this.statuses.values()) by[s.status]++;
     const map = this.copyMap();
     const loras = map.loras.size;
-    const copies = [...map.loras.values()].reduce((n, g) => n + g.copies.length + g.broken.filter((b) => b.role === 'copy').length, 0);
+    const copies = [...map.loras.values()].reduce(
+      (n, g) => n + g.copies.length + g.broken.filter((b) => b.role === 'copy').length,
+      0,
+    );
     const { events } = await this.history.read();
     return {
       total_loras_tracked: loras,
@@ -469,14 +569,21 @@ export class Workspace {
   async report(): Promise<StatusReport> {
     const loras: LoraReport[] = [...this.copyMap().loras.values()].map((g) => {
       const files = [...g.sources, ...g.copies, ...g.broken];
-      const copies = [...g.copies, ...g.broken.filter((b) => b.role === 'copy')].sort((a, b) => (a.path < b.path ? -1 : 1));
+      const copies = [...g.copies, ...g.broken.filter((b) => b.role === 'copy')].sort((a, b) =>
+        a.path < b.path ? -1 : 1,
+      );
       return {
-        id: g.id, name: g.name, source: primarySource(g)?.path ?? null, sources: g.sources.map((s) => s.path),
+        id: g.id,
+        name: g.name,
+        source: primarySource(g)?.path ?? null,
+        sources: g.sources.map((s) => s.path),
         copies: copies.map((c) => ({ path: c.path, status: this.statuses.get(c.path)!.status })),
         problems: files.filter((f) => !SOUND.has(this.statuses.get(f.path)!.status)).length,
       };
     });
-    const files = [...this.entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)).map((e) => this.fileReport(e));
+    const files = [...this.entries.values()]
+      .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+      .map((e) => this.fileReport(e));
     return { root: this.root, stats: await this.stats(), loras, files };
   }
 
@@ -505,11 +612,23 @@ export class Workspace {
     if (!opts.now && faultClock) opts = { ...opts, now: faultClock }; // test seam (io/faults.ts): reproducible bytes
     // Locks and history live there: a state folder that is a link refuses the whole sync, once.
     await ensureRealDir(join(this.root, STATE_DIR));
-    await this.removeStaleTempFiles(plan.flatMap((l) => l.copies.filter((c) => c.action === 'write' || c.action === 'force').map((c) => c.path)));
+    await this.removeStaleTempFiles(
+      plan.flatMap((l) => l.copies.filter((c) => c.action === 'write' || c.action === 'force').map((c) => c.path)),
+    );
     await removeAbandonedLocks(this.root); // a killed sync's locks, even of LoRAs with nothing left to write
     // Copies written from here on are read back from here on: the reference for their racy check.
     const writesFrom = Date.now();
-    const res = await executeSync(plan, { root: this.root, cfg: this.cfg, abs: (r) => this.abs(r), entry: (r) => this.entries.get(r), racy: (r) => this.racy.has(r) }, opts);
+    const res = await executeSync(
+      plan,
+      {
+        root: this.root,
+        cfg: this.cfg,
+        abs: (r) => this.abs(r),
+        entry: (r) => this.entries.get(r),
+        racy: (r) => this.racy.has(r),
+      },
+      opts,
+    );
     const time = (opts.now ?? (() => new Date()))().toISOString();
     const events: HistoryEvent[] = [];
     for (const l of res.loras) {
@@ -517,21 +636,49 @@ export class Workspace {
       if (!acted.length && !l.copies.some((c) => c.outcome === 'skipped' && c.reason !== 'already in sync')) continue;
       const failed = l.copies.filter((c) => c.outcome === 'failed');
       events.push({
-        time, event: 'SYNC', lora_id: l.id, name: l.name, match_idx: opts.match, reason: opts.reason,
-        synced_copies: l.copies.filter((c) => c.outcome === 'synced').length, failed_copies: failed.length,
-        skipped_copies: l.copies.filter((c) => c.outcome === 'skipped' || c.outcome === 'refused').length, total_copies: l.copies.length,
-        ...(failed.length ? { files: failed.map((f) => f.path), details: { failures: Object.fromEntries(failed.map((f) => [f.path, f.reason])) } } : {}),
+        time,
+        event: 'SYNC',
+        lora_id: l.id,
+        name: l.name,
+        match_idx: opts.match,
+        reason: opts.reason,
+        synced_copies: l.copies.filter((c) => c.outcome === 'synced').length,
+        failed_copies: failed.length,
+        skipped_copies: l.copies.filter((c) => c.outcome === 'skipped' || c.outcome === 'refused').length,
+        total_copies: l.copies.length,
+        ...(failed.length
+          ? {
+              files: failed.map((f) => f.path),
+              details: { failures: Object.fromEntries(failed.map((f) => [f.path, f.reason])) },
+            }
+          : {}),
       });
       for (const c of l.copies) {
-        if (c.backup && c.outcome === 'synced') events.push({ time, event: 'FORCE_OVERWRITE', lora_id: l.id, name: l.name, reason: opts.reason, files: [c.path], backup: c.backup });
+        if (c.backup && c.outcome === 'synced')
+          events.push({
+            time,
+            event: 'FORCE_OVERWRITE',
+            lora_id: l.id,
+            name: l.name,
+            reason: opts.reason,
+            files: [c.path],
+            backup: c.backup,
+          });
       }
     }
     // Copies already written stay written: a history that cannot be appended to is reported, not fatal.
     let historyError: string | undefined;
-    if (events.length) await this.history.append(events).catch((e: NodeJS.ErrnoException) => { historyError = `the history could not be written${e.code === 'ENOSPC' ? ' (no space left on the device)' : ''}: ${e.message}`; });
+    if (events.length)
+      await this.history.append(events).catch((e: NodeJS.ErrnoException) => {
+        historyError = `the history could not be written${e.code === 'ENOSPC' ? ' (no space left on the device)' : ''}: ${e.message}`;
+      });
     const written = res.loras.flatMap((l) => l.copies.filter((c) => c.entry).map((c) => c.path));
     // The executor read each copy it wrote back already: those entries stand while the file is untouched.
-    const readBack = new Map(res.loras.flatMap((l) => l.copies.filter((c) => c.entry && c.outcome === 'synced').map((c) => [c.path, c.entry!] as const)));
+    const readBack = new Map(
+      res.loras.flatMap((l) =>
+        l.copies.filter((c) => c.entry && c.outcome === 'synced').map((c) => [c.path, c.entry!] as const),
+      ),
+    );
     if (written.length) await this.update(written, readBack, writesFrom);
     await this.flushCache();
     return historyError ? { ...res, historyError } : res;
@@ -541,7 +688,16 @@ export class Workspace {
   async recordVerify(v: VerifyReport): Promise<void> {
     if (this.readOnly) return;
     const time = new Date().toISOString();
-    await this.history.append(v.loras.map((l) => ({ time, event: 'VERIFY' as const, lora_id: l.id, name: l.name, consistent: l.is_consistent, files: [...new Set(l.issues.map((i) => i.file))] })));
+    await this.history.append(
+      v.loras.map((l) => ({
+        time,
+        event: 'VERIFY' as const,
+        lora_id: l.id,
+        name: l.name,
+        consistent: l.is_consistent,
+        files: [...new Set(l.issues.map((i) => i.file))],
+      })),
+    );
   }
 
   /**
@@ -553,26 +709,43 @@ export class Workspace {
   async removeStaleTempFiles(targets?: readonly string[]): Promise<string[]> {
     let temps: string[];
     if (!targets) {
-      temps = await fg(TEMP_GLOB, { cwd: this.root, ignore: this.cfg.exclude, dot: false, absolute: true, onlyFiles: true, followSymbolicLinks: false, suppressErrors: true });
+      temps = await fg(TEMP_GLOB, {
+        cwd: this.root,
+        ignore: this.cfg.exclude,
+        dot: false,
+        absolute: true,
+        onlyFiles: true,
+        followSymbolicLinks: false,
+        suppressErrors: true,
+      });
     } else {
       const found = new Set(this.tempsSeen.map((r) => this.absOfListed(r)));
       for (const dir of new Set(targets.map((r) => dirname(this.abs(r))))) {
-        for (const name of await readdir(dir).catch(() => [] as string[])) if (isTempFile(name)) found.add(join(dir, name));
+        for (const name of await readdir(dir).catch(() => [] as string[]))
+          if (isTempFile(name)) found.add(join(dir, name));
       }
       temps = [...found];
     }
     // The engine's own state folder is excluded from scans, but its cache is written the same way.
     const state = join(this.root, STATE_DIR);
-    for (const name of await readdir(state).catch(() => [] as string[])) if (isTempFile(name)) temps.push(join(state, name));
+    for (const name of await readdir(state).catch(() => [] as string[]))
+      if (isTempFile(name)) temps.push(join(state, name));
     const removed: string[] = [];
     for (const t of temps) {
       const name = basename(t);
       if (!isTempFile(name)) continue;
       const owner = tempFileOwner(name);
-      if (owner && owner.pid === process.pid && (owner.start === undefined || owner.start === ownStartTicks())) continue; // ours, being written
+      if (owner && owner.pid === process.pid && (owner.start === undefined || owner.start === ownStartTicks()))
+        continue; // ours, being written
       if (owner && owner.pid !== process.pid && processAlive(owner.pid, owner.start)) continue;
       // Reported only when it was there and is gone (the listing that saw it may be old).
-      if (await unlink(t).then(() => true, () => false)) removed.push(relPath(this.root, t));
+      if (
+        await unlink(t).then(
+          () => true,
+          () => false,
+        )
+      )
+        removed.push(relPath(this.root, t));
     }
     return removed;
   }

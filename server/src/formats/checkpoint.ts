@@ -7,13 +7,13 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { FormatError } from './errors';
 import { decodePickle } from './pickle/decoder';
-import { PyGlobal, PyNode } from './pickle/nodes';
-import { ZipReader, ZipRecord } from './zip/zipReader';
-import { TorchDtype, dtypeFromSafetensors, itemSize, numelOf } from './dtypes';
-import { findTensors, isContiguous, TensorCall } from './torch/torchPickle';
+import type { PyGlobal, PyNode } from './pickle/nodes';
+import { ZipReader, type ZipRecord } from './zip/zipReader';
+import { type TorchDtype, dtypeFromSafetensors, itemSize, numelOf } from './dtypes';
+import { findTensors, isContiguous, type TensorCall } from './torch/torchPickle';
 import { looksLegacy, readLegacy } from './torch/legacy';
 import { isSafetensors, readSafetensors } from './safetensors';
-import { safetyFindings, SafetyFinding } from './safety';
+import { safetyFindings, type SafetyFinding } from './safety';
 import { MemoryHandle, SMALL_FILE_BYTES } from '../io/memoryHandle';
 
 export type CheckpointFormat = 'torch-zip' | 'torch-legacy' | 'torchscript' | 'safetensors';
@@ -145,7 +145,7 @@ export async function openCheckpoint(path: string, opts: OpenOptions = {}): Prom
   // Small files (most LoRA copies are kilobytes) are read whole and parsed from memory; larger ones
   // are read positionally, asynchronously, a chunk at a time.
   const small = readSmallFile(path, opts.expectedSize);
-  let fh: FileHandle = small ? new MemoryHandle(small).asFileHandle() : await open(path, 'r');
+  const fh: FileHandle = small ? new MemoryHandle(small).asFileHandle() : await open(path, 'r');
   try {
     const size = small ? small.length : (await fh.stat()).size;
     if (size === 0) throw new FormatError('EMPTY_FILE', 'the file is empty');
@@ -157,9 +157,12 @@ export async function openCheckpoint(path: string, opts: OpenOptions = {}): Prom
     }
     switch (sniffFormat(head, size)) {
       // (each opener builds the whole record in one literal: spreading a record this size is slow)
-      case 'zip': return await openZip(path, fh, size, opts, small);
-      case 'legacy': return await openLegacy(path, fh, size, small);
-      case 'safetensors': return await openSafetensors(path, fh, size, small);
+      case 'zip':
+        return await openZip(path, fh, size, opts, small);
+      case 'legacy':
+        return await openLegacy(path, fh, size, small);
+      case 'safetensors':
+        return await openSafetensors(path, fh, size, small);
       default:
         throw new FormatError('NOT_A_CHECKPOINT', 'not a torch checkpoint (zip or legacy) nor a safetensors file');
     }
@@ -170,7 +173,11 @@ export async function openCheckpoint(path: string, opts: OpenOptions = {}): Prom
 }
 
 /** Opens, runs `fn`, always closes. */
-export async function withCheckpoint<T>(path: string, fn: (c: Checkpoint) => Promise<T>, opts?: OpenOptions): Promise<T> {
+export async function withCheckpoint<T>(
+  path: string,
+  fn: (c: Checkpoint) => Promise<T>,
+  opts?: OpenOptions,
+): Promise<T> {
   const c = await openCheckpoint(path, opts);
   try {
     return await fn(c);
@@ -183,8 +190,14 @@ function tensorInfos(calls: TensorCall[], storages: Map<string, StorageInfo>): T
   return calls.map((t) => {
     const key = t.storage.legacyView?.rootKey ?? t.storage.key;
     const s = storages.get(key);
-    if (!s) throw new FormatError('MISSING_RECORD', `tensor ${t.path} uses storage ${key}, which the file does not contain`, t.path);
-    if (s.dtype !== t.storage.dtype) throw new FormatError('BAD_TENSOR', `storage ${key} is used as ${s.dtype} and ${t.storage.dtype}`, t.path);
+    if (!s)
+      throw new FormatError(
+        'MISSING_RECORD',
+        `tensor ${t.path} uses storage ${key}, which the file does not contain`,
+        t.path,
+      );
+    if (s.dtype !== t.storage.dtype)
+      throw new FormatError('BAD_TENSOR', `storage ${key} is used as ${s.dtype} and ${t.storage.dtype}`, t.path);
     const storageOffset = t.storageOffset + (t.storage.legacyView?.offset ?? 0);
     return {
       path: t.path,
@@ -203,17 +216,27 @@ function tensorInfos(calls: TensorCall[], storages: Map<string, StorageInfo>): T
   });
 }
 
-async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOptions, bytes?: Buffer): Promise<Checkpoint> {
+async function openZip(
+  path: string,
+  fh: FileHandle,
+  size: number,
+  opts: OpenOptions,
+  bytes?: Buffer,
+): Promise<Checkpoint> {
   const zip = bytes ? ZipReader.fromBytes(bytes) : await ZipReader.fromFileHandle(fh, size);
   // torch.load takes the one record named <prefix>/data.pkl; records outside a folder are rejected.
   const pkl = zip.records.filter((r) => /^[^/]+\/data\.pkl$/.test(r.name));
-  if (pkl.length === 0) throw new FormatError('MISSING_RECORD', 'no <archive>/data.pkl record: not a torch checkpoint', 'data.pkl');
+  if (pkl.length === 0)
+    throw new FormatError('MISSING_RECORD', 'no <archive>/data.pkl record: not a torch checkpoint', 'data.pkl');
   if (pkl.length > 1) throw new FormatError('ZIP_BAD_STRUCTURE', 'more than one data.pkl record');
   const prefix = pkl[0].name.slice(0, -'/data.pkl'.length);
   const versionRec = zip.get(`${prefix}/version`) ?? zip.get(`${prefix}/.data/version`);
   if (!versionRec) throw new FormatError('MISSING_RECORD', `no ${prefix}/version record`, `${prefix}/version`);
-  const version = (zip.readInMemory(versionRec, { maxBytes: 64 }) ?? (await zip.read(versionRec, { maxBytes: 64 }))).toString('latin1').trim();
-  if (!/^\d+$/.test(version)) throw new FormatError('BAD_VERSION', `version record says ${JSON.stringify(version.slice(0, 20))}`);
+  const version = (zip.readInMemory(versionRec, { maxBytes: 64 }) ?? (await zip.read(versionRec, { maxBytes: 64 })))
+    .toString('latin1')
+    .trim();
+  if (!/^\d+$/.test(version))
+    throw new FormatError('BAD_VERSION', `version record says ${JSON.stringify(version.slice(0, 20))}`);
   const format: CheckpointFormat = zip.get(`${prefix}/constants.pkl`) ? 'torchscript' : 'torch-zip';
   const pklOpts = { maxBytes: opts.maxPickleBytes ?? 256 * 1024 * 1024 };
   const pickleBytes = zip.readInMemory(pkl[0], pklOpts) ?? (await zip.read(pkl[0], pklOpts));
@@ -226,26 +249,59 @@ async function openZip(path: string, fh: FileHandle, size: number, opts: OpenOpt
     const rec = zip.get(`${prefix}/data/${key}`);
     if (rec?.method === 8) inflatedTotal += rec.size;
   }
-  if (inflatedTotal > MAX_INFLATED_TOTAL) throw new FormatError('ZIP_UNSUPPORTED', `deflated storages would take ${inflatedTotal} bytes in memory, over ${MAX_INFLATED_TOTAL}`);
+  if (inflatedTotal > MAX_INFLATED_TOTAL)
+    throw new FormatError(
+      'ZIP_UNSUPPORTED',
+      `deflated storages would take ${inflatedTotal} bytes in memory, over ${MAX_INFLATED_TOTAL}`,
+    );
   const storages = new Map<string, StorageInfo>();
   for (const t of calls) {
     const key = t.storage.key;
     if (storages.has(key)) continue;
     const rec = zip.get(`${prefix}/data/${key}`);
-    if (!rec) throw new FormatError('MISSING_RECORD', `storage record ${prefix}/data/${key} is missing`, `${prefix}/data/${key}`);
+    if (!rec)
+      throw new FormatError(
+        'MISSING_RECORD',
+        `storage record ${prefix}/data/${key} is missing`,
+        `${prefix}/data/${key}`,
+      );
     const byteLength = t.storage.numel * itemSize(t.storage.dtype);
     if (rec.size < byteLength) {
-      throw new FormatError('BAD_TENSOR', `record ${rec.name} holds ${rec.size} bytes, its storage needs ${byteLength}`, rec.name);
+      throw new FormatError(
+        'BAD_TENSOR',
+        `record ${rec.name} holds ${rec.size} bytes, its storage needs ${byteLength}`,
+        rec.name,
+      );
     }
     const inflated = rec.method === 8 ? await zip.read(rec) : undefined;
-    storages.set(key, { key, dtype: t.storage.dtype, numel: t.storage.numel, offset: rec.dataOffset, byteLength, record: rec, inflated });
+    storages.set(key, {
+      key,
+      dtype: t.storage.dtype,
+      numel: t.storage.numel,
+      offset: rec.dataOffset,
+      byteLength,
+      record: rec,
+      inflated,
+    });
   }
   return {
-    path, format, fileSize: size, prefix, version, records: zip.records,
-    root: decoded.root, pickleProtocol: decoded.protocol,
-    tensors: tensorInfos(calls, storages), storages,
-    globals: decoded.globals, unsafe: safetyFindings(decoded.globals),
-    fh, zip, close: () => fh.close(), inMemory: !!bytes, bytes,
+    path,
+    format,
+    fileSize: size,
+    prefix,
+    version,
+    records: zip.records,
+    root: decoded.root,
+    pickleProtocol: decoded.protocol,
+    tensors: tensorInfos(calls, storages),
+    storages,
+    globals: decoded.globals,
+    unsafe: safetyFindings(decoded.globals),
+    fh,
+    zip,
+    close: () => fh.close(),
+    inMemory: !!bytes,
+    bytes,
   };
 }
 
@@ -259,16 +315,34 @@ async function openLegacy(path: string, fh: FileHandle, size: number, bytes?: Bu
     const loc = legacy.storages.get(key);
     if (!loc) throw new FormatError('MISSING_RECORD', `storage ${key} is not in the file`, key);
     if (loc.numel < t.storage.numel && !t.storage.legacyView) {
-      throw new FormatError('BAD_TENSOR', `storage ${key} holds ${loc.numel} elements, a tensor needs ${t.storage.numel}`, key);
+      throw new FormatError(
+        'BAD_TENSOR',
+        `storage ${key} holds ${loc.numel} elements, a tensor needs ${t.storage.numel}`,
+        key,
+      );
     }
-    storages.set(key, { key, dtype: t.storage.dtype, numel: loc.numel, offset: loc.offset, byteLength: loc.numel * itemSize(t.storage.dtype) });
+    storages.set(key, {
+      key,
+      dtype: t.storage.dtype,
+      numel: loc.numel,
+      offset: loc.offset,
+      byteLength: loc.numel * itemSize(t.storage.dtype),
+    });
   }
   return {
-    path, format: 'torch-legacy', fileSize: size,
-    root: legacy.object.root, pickleProtocol: legacy.object.protocol,
-    tensors: tensorInfos(calls, storages), storages,
-    globals: legacy.globals, unsafe: safetyFindings(legacy.globals),
-    fh, close: () => fh.close(), inMemory: !!bytes, bytes,
+    path,
+    format: 'torch-legacy',
+    fileSize: size,
+    root: legacy.object.root,
+    pickleProtocol: legacy.object.protocol,
+    tensors: tensorInfos(calls, storages),
+    storages,
+    globals: legacy.globals,
+    unsafe: safetyFindings(legacy.globals),
+    fh,
+    close: () => fh.close(),
+    inMemory: !!bytes,
+    bytes,
   };
 }
 
@@ -277,19 +351,38 @@ async function openSafetensors(path: string, fh: FileHandle, size: number, bytes
   const storages = new Map<string, StorageInfo>();
   const tensors: TensorInfo[] = st.tensors.map((t) => {
     const dtype = dtypeFromSafetensors(t.dtype);
-    if (!dtype) throw new FormatError('SAFETENSORS_BAD_TENSOR', `dtype ${t.dtype} has no torch equivalent we handle`, t.name);
+    if (!dtype)
+      throw new FormatError('SAFETENSORS_BAD_TENSOR', `dtype ${t.dtype} has no torch equivalent we handle`, t.name);
     const numel = numelOf(t.shape);
     const s: StorageInfo = { key: t.name, dtype, numel, offset: t.begin, byteLength: t.end - t.begin };
     storages.set(t.name, s);
     // C-contiguous strides, as safetensors stores every tensor.
     const stride = t.shape.map((_, i) => t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
     return {
-      path: t.name, dtype, shape: t.shape, stride, storageOffset: 0, storage: s,
-      requiresGrad: false, parameter: false, contiguous: true, byteLength: t.end - t.begin,
+      path: t.name,
+      dtype,
+      shape: t.shape,
+      stride,
+      storageOffset: 0,
+      storage: s,
+      requiresGrad: false,
+      parameter: false,
+      contiguous: true,
+      byteLength: t.end - t.begin,
     };
   });
   return {
-    path, format: 'safetensors', fileSize: size, tensors, storages, globals: [], unsafe: [],
-    safetensorsMetadata: st.metadata, fh, close: () => fh.close(), inMemory: !!bytes, bytes,
+    path,
+    format: 'safetensors',
+    fileSize: size,
+    tensors,
+    storages,
+    globals: [],
+    unsafe: [],
+    safetensorsMetadata: st.metadata,
+    fh,
+    close: () => fh.close(),
+    inMemory: !!bytes,
+    bytes,
   };
 }

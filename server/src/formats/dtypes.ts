@@ -3,14 +3,32 @@
  * with the legacy storage class each one pickles as and the safetensors code.
  */
 export type TorchDtype =
-  | 'float64' | 'float32' | 'float16' | 'bfloat16'
-  | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool'
-  | 'complex64' | 'complex128'
-  | 'float8_e4m3fn' | 'float8_e5m2'
-  | 'uint16' | 'uint32' | 'uint64'
-  | 'qint8' | 'quint8' | 'qint32';
+  | 'float64'
+  | 'float32'
+  | 'float16'
+  | 'bfloat16'
+  | 'int64'
+  | 'int32'
+  | 'int16'
+  | 'int8'
+  | 'uint8'
+  | 'bool'
+  | 'complex64'
+  | 'complex128'
+  | 'float8_e4m3fn'
+  | 'float8_e5m2'
+  | 'uint16'
+  | 'uint32'
+  | 'uint64'
+  | 'qint8'
+  | 'quint8'
+  | 'qint32';
 
-interface DtypeInfo { itemSize: number; storage?: string; safetensors?: string }
+interface DtypeInfo {
+  itemSize: number;
+  storage?: string;
+  safetensors?: string;
+}
 
 const TABLE: Record<TorchDtype, DtypeInfo> = {
   float64: { itemSize: 8, storage: 'DoubleStorage', safetensors: 'F64' },

@@ -5,22 +5,22 @@
 export type FormatErrorCode =
   // container
   | 'EMPTY_FILE'
-  | 'NOT_A_CHECKPOINT'        // neither zip, legacy torch pickle, nor safetensors
-  | 'ZIP_TRUNCATED'           // end records or a record run past the end of the file
-  | 'ZIP_BAD_STRUCTURE'       // signatures, counts, offsets or sizes that do not agree
-  | 'ZIP_UNSUPPORTED'         // encryption, an unknown compression method, multi-disk
+  | 'NOT_A_CHECKPOINT' // neither zip, legacy torch pickle, nor safetensors
+  | 'ZIP_TRUNCATED' // end records or a record run past the end of the file
+  | 'ZIP_BAD_STRUCTURE' // signatures, counts, offsets or sizes that do not agree
+  | 'ZIP_UNSUPPORTED' // encryption, an unknown compression method, multi-disk
   | 'ZIP_DUPLICATE_NAME'
-  | 'ZIP_OVERLAP'             // two records claim the same bytes
+  | 'ZIP_OVERLAP' // two records claim the same bytes
   | 'CRC_MISMATCH'
-  | 'MISSING_RECORD'          // data.pkl, version, or a storage record is absent
+  | 'MISSING_RECORD' // data.pkl, version, or a storage record is absent
   // pickle
   | 'PICKLE_TRUNCATED'
   | 'PICKLE_BAD_OPCODE'
-  | 'PICKLE_STACK'            // stack underflow, missing MARK, wrong types for an opcode
-  | 'PICKLE_MEMO'             // GET of an unknown memo key
-  | 'PICKLE_LIMIT'            // depth, nodes, memo, string or LONG size over the reader's limits
+  | 'PICKLE_STACK' // stack underflow, missing MARK, wrong types for an opcode
+  | 'PICKLE_MEMO' // GET of an unknown memo key
+  | 'PICKLE_LIMIT' // depth, nodes, memo, string or LONG size over the reader's limits
   // checkpoint
-  | 'BAD_TENSOR'              // a tensor rebuild call whose arguments make no sense
+  | 'BAD_TENSOR' // a tensor rebuild call whose arguments make no sense
   | 'BAD_VERSION'
   // safetensors
   | 'SAFETENSORS_BAD_HEADER'

@@ -17,12 +17,12 @@
  * one is checked and hashed, so a large file costs about the longer of the two, not their sum.
  */
 import { hash } from 'node:crypto';
-import { Checkpoint, StorageInfo, TensorInfo } from './checkpoint';
+import type { Checkpoint, StorageInfo, TensorInfo } from './checkpoint';
 import type { ZipRecord } from './zip/zipReader';
 import { itemSize } from './dtypes';
-import { PyNode, mappingEntries } from './pickle/nodes';
-import { typedForm, Typed } from './pyValue';
-import { hashBackend, crc32, Xxh64Stream } from './hashBackend';
+import { type PyNode, mappingEntries } from './pickle/nodes';
+import { typedForm, type Typed } from './pyValue';
+import { hashBackend, crc32, type Xxh64Stream } from './hashBackend';
 import { readAhead, readFull } from '../io/readAhead';
 
 export const DIGEST_ALG = 'xxh64-4MiB-leaves+sha256-128';
@@ -41,7 +41,11 @@ export interface TensorFingerprint {
   bytes: number;
 }
 
-export interface CrcResult { record: string; expected: number; actual: number }
+export interface CrcResult {
+  record: string;
+  expected: number;
+  actual: number;
+}
 
 export interface CheckpointFingerprint {
   alg: string;
@@ -117,7 +121,12 @@ class HasherPool {
     return leaf ? this.wrap(new TreeHasher(leaf)) : undefined;
   }
   private wrap(t: TreeHasher): { t: TreeHasher; release: () => void } {
-    return { t, release: () => { if (this.free.length < 16) this.free.push(t); } };
+    return {
+      t,
+      release: () => {
+        if (this.free.length < 16) this.free.push(t);
+      },
+    };
   }
 }
 const pool = new HasherPool();
@@ -143,7 +152,14 @@ function readAt(c: Checkpoint, pos: number, len: number, into?: Buffer): Promise
  * Calls `fn` with consecutive chunks of a storage's bytes [start, end). From a file, the next chunk
  * is being read into the other buffer while `fn` runs on this one.
  */
-async function eachChunk(c: Checkpoint, s: StorageInfo, start: number, end: number, bufs: [Buffer, Buffer], fn: (b: Buffer, at: number) => void): Promise<void> {
+async function eachChunk(
+  c: Checkpoint,
+  s: StorageInfo,
+  start: number,
+  end: number,
+  bufs: [Buffer, Buffer],
+  fn: (b: Buffer, at: number) => void,
+): Promise<void> {
   if (s.inflated) {
     for (let p = start; p < end; p += CHUNK) fn(s.inflated.subarray(p, Math.min(end, p + CHUNK)), p);
     return;
@@ -160,14 +176,17 @@ async function eachChunk(c: Checkpoint, s: StorageInfo, start: number, end: numb
 async function gather(c: Checkpoint, t: TensorInfo, sink: (b: Uint8Array) => void): Promise<void> {
   const size = itemSize(t.dtype);
   const nd = t.shape.length;
-  let lo = t.storageOffset;
+  const lo = t.storageOffset;
   let hi = t.storageOffset;
   for (let i = 0; i < nd; i++) if (t.shape[i] > 0) hi += (t.shape[i] - 1) * t.stride[i];
   if (t.shape.some((d) => d === 0)) return;
   const spanBytes = (hi - lo + 1) * size;
-  const base = spanBytes <= GATHER_SPAN_MAX
-    ? (t.storage.inflated ? t.storage.inflated.subarray(lo * size, (hi + 1) * size) : await readAt(c, t.storage.offset + lo * size, spanBytes))
-    : undefined;
+  const base =
+    spanBytes <= GATHER_SPAN_MAX
+      ? t.storage.inflated
+        ? t.storage.inflated.subarray(lo * size, (hi + 1) * size)
+        : await readAt(c, t.storage.offset + lo * size, spanBytes)
+      : undefined;
   const out = Buffer.allocUnsafe(Math.min(1 << 20, t.byteLength) - (Math.min(1 << 20, t.byteLength) % size || 0));
   let fill = 0;
   const idx = new Array<number>(nd).fill(0);
@@ -179,7 +198,10 @@ async function gather(c: Checkpoint, t: TensorInfo, sink: (b: Uint8Array) => voi
     if (base) base.copy(out, fill, (off - lo) * size, (off - lo + 1) * size);
     else (await readAt(c, t.storage.offset + off * size, size, one)).copy(out, fill);
     fill += size;
-    if (fill === out.length) { sink(out); fill = 0; }
+    if (fill === out.length) {
+      sink(out);
+      fill = 0;
+    }
     for (let i = nd - 1; i >= 0; i--) {
       if (++idx[i] < t.shape[i]) break;
       idx[i] = 0;
@@ -202,7 +224,10 @@ export async function readTensorBytes(c: Checkpoint, t: TensorInfo, maxBytes = 2
     else if (t.byteLength) await readAt(c, t.storage.offset + start, t.byteLength, out);
     return out;
   }
-  await gather(c, t, (b) => { out.set(b, fill); fill += b.length; });
+  await gather(c, t, (b) => {
+    out.set(b, fill);
+    fill += b.length;
+  });
   return out;
 }
 
@@ -224,17 +249,20 @@ export async function fingerprintCheckpoint(c: Checkpoint): Promise<CheckpointFi
   // Two read buffers per call, no bigger than the largest record: most LoRA copies are kilobytes,
   // and a 4 MiB buffer per small file was most of the garbage of a scan.
   let largest = 0;
-  for (const s of byStorage.keys()) largest = Math.max(largest, s.record && s.record.method === 0 ? s.record.size : s.byteLength);
+  for (const s of byStorage.keys())
+    largest = Math.max(largest, s.record && s.record.method === 0 ? s.record.size : s.byteLength);
   const size = Math.max(1, Math.min(CHUNK, largest));
   const bufs: [Buffer, Buffer] = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
   for (const [s, tensors] of byStorage) {
     const rec = s.record;
     const contiguous = tensors.filter((t) => t.contiguous);
-    const active = await Promise.all(contiguous.map(async (t) => {
-      const h = await pool.tree();
-      const start = t.storageOffset * itemSize(t.dtype);
-      return { t, h, start, end: start + t.byteLength };
-    }));
+    const active = await Promise.all(
+      contiguous.map(async (t) => {
+        const h = await pool.tree();
+        const start = t.storageOffset * itemSize(t.dtype);
+        return { t, h, start, end: start + t.byteLength };
+      }),
+    );
     // The CRC covers the whole record (which may be longer than the storage), so stream all of it.
     const end = rec && rec.method === 0 ? rec.size : s.byteLength;
     let crc = 0;
@@ -246,7 +274,8 @@ export async function fingerprintCheckpoint(c: Checkpoint): Promise<CheckpointFi
         if (from < to) a.h.t.update(b.subarray(from - at, to - at));
       }
     });
-    if (rec && rec.method === 0 && crc !== rec.crc32) crcFailures.push({ record: rec.name, expected: rec.crc32, actual: crc });
+    if (rec && rec.method === 0 && crc !== rec.crc32)
+      crcFailures.push({ record: rec.name, expected: rec.crc32, actual: crc });
     for (const a of active) {
       digests.set(a.t, a.h.t.digest());
       a.h.release();
@@ -267,7 +296,13 @@ export async function fingerprintCheckpoint(c: Checkpoint): Promise<CheckpointFi
   }
   return {
     alg: DIGEST_ALG,
-    tensors: c.tensors.map((t) => ({ path: t.path, dtype: t.dtype, shape: t.shape, digest: digests.get(t)!, bytes: t.byteLength })),
+    tensors: c.tensors.map((t) => ({
+      path: t.path,
+      dtype: t.dtype,
+      shape: t.shape,
+      digest: digests.get(t)!,
+      bytes: t.byteLength,
+    })),
     crcFailures,
     crcChecked: c.format === 'torch-zip' || c.format === 'torchscript',
   };
@@ -278,7 +313,9 @@ function strayRecords(c: Checkpoint): readonly ZipRecord[] {
   if (!c.records) return [];
   const seen = new Set<string>();
   for (const s of c.storages.values()) if (s.record) seen.add(s.record.name);
-  return c.records.filter((r) => !(seen.has(r.name) || r.name.endsWith('/data.pkl') || /\/(\.data\/)?version$/.test(r.name)));
+  return c.records.filter(
+    (r) => !(seen.has(r.name) || r.name.endsWith('/data.pkl') || /\/(\.data\/)?version$/.test(r.name)),
+  );
 }
 
 /**
@@ -306,7 +343,8 @@ async function fingerprintInMemory(c: Checkpoint, bytes: Buffer): Promise<Checkp
     if (!v.ok) crcFailures.push({ record: r.name, expected: v.expected, actual: v.actual });
   }
   const tensors: TensorFingerprint[] = [];
-  for (const t of c.tensors) tensors.push({ path: t.path, dtype: t.dtype, shape: t.shape, digest: digests.get(t)!, bytes: t.byteLength });
+  for (const t of c.tensors)
+    tensors.push({ path: t.path, dtype: t.dtype, shape: t.shape, digest: digests.get(t)!, bytes: t.byteLength });
   return { alg: DIGEST_ALG, tensors, crcFailures, crcChecked: c.format === 'torch-zip' || c.format === 'torchscript' };
 }
 
@@ -314,7 +352,13 @@ async function fingerprintInMemory(c: Checkpoint, bytes: Buffer): Promise<Checkp
  * Each storage once, in order: its record's CRC, then its contiguous tensors' digests. Returns the
  * non-contiguous tensors, to be gathered after (storage by storage, as the streaming path orders them).
  */
-function hashInMemory(c: Checkpoint, bytes: Buffer, h: TreeHasher, digests: Map<TensorInfo, string>, crcFailures: CrcResult[]): TensorInfo[] {
+function hashInMemory(
+  c: Checkpoint,
+  bytes: Buffer,
+  h: TreeHasher,
+  digests: Map<TensorInfo, string>,
+  crcFailures: CrcResult[],
+): TensorInfo[] {
   const byStorage = new Map<StorageInfo, TensorInfo[]>();
   for (const t of c.tensors) {
     const list = byStorage.get(t.storage);
@@ -330,7 +374,8 @@ function hashInMemory(c: Checkpoint, bytes: Buffer, h: TreeHasher, digests: Map<
     let data: Uint8Array;
     if (s.inflated) data = s.inflated.subarray(0, len);
     else {
-      if (s.offset + len > bytes.length) throw new Error(`${c.path}: file shrank while reading (offset ${bytes.length})`);
+      if (s.offset + len > bytes.length)
+        throw new Error(`${c.path}: file shrank while reading (offset ${bytes.length})`);
       data = bytes.subarray(s.offset, s.offset + len);
     }
     if (stored) {
@@ -357,7 +402,12 @@ export function tensorTypedLookup(c: Checkpoint, fp?: CheckpointFingerprint): (n
   c.tensors.forEach((t, i) => {
     if (!t.node) return;
     const f = fp?.tensors[i];
-    byNode.set(t.wrapper ?? t.node, [t.parameter ? 'parameter' : 'tensor', t.dtype, t.shape.join('x'), f?.digest ?? t.path]);
+    byNode.set(t.wrapper ?? t.node, [
+      t.parameter ? 'parameter' : 'tensor',
+      t.dtype,
+      t.shape.join('x'),
+      f?.digest ?? t.path,
+    ]);
   });
   return (n) => byNode.get(n);
 }
@@ -366,7 +416,11 @@ export function tensorTypedLookup(c: Checkpoint, fp?: CheckpointFingerprint): (n
  * Digest of a metadata subtree: its canonical typed form, with the listed top-level keys left out.
  * Stable across pickling details (memo, protocol, dict-vs-OrderedDict is kept as a difference).
  */
-export async function metadataDigest(node: PyNode, excludeKeys: readonly string[] = [], tensor?: (n: PyNode) => Typed | undefined): Promise<string> {
+export async function metadataDigest(
+  node: PyNode,
+  excludeKeys: readonly string[] = [],
+  tensor?: (n: PyNode) => Typed | undefined,
+): Promise<string> {
   const entries = mappingEntries(node);
   let typed: Typed;
   if (entries) {

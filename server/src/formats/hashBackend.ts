@@ -14,7 +14,7 @@
  */
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { join } from 'node:path';
-import { createXXHash64, IHasher } from 'hash-wasm';
+import { createXXHash64, type IHasher } from 'hash-wasm';
 
 /** A streaming XXH64 with seed 0; `digestInto` writes the canonical (big-endian) 8 bytes. */
 export interface Xxh64Stream {
@@ -31,8 +31,12 @@ export interface HashBackend {
   xxh64(): Promise<Xxh64Stream>;
 }
 
-interface NativeXxhash { Xxh64: new () => { update(b: Uint8Array): unknown; digest(): bigint; reset(): void } }
-interface NativeCrc { crc32(b: Uint8Array, initial?: number | null): number }
+interface NativeXxhash {
+  Xxh64: new () => { update(b: Uint8Array): unknown; digest(): bigint; reset(): void };
+}
+interface NativeCrc {
+  crc32(b: Uint8Array, initial?: number | null): number;
+}
 
 /** Binary file names napi-rs gives this platform, most specific first. */
 function nativeTriples(): string[] {
@@ -80,8 +84,12 @@ function nativeBackend(): HashBackend | undefined {
     const h = new xx.Xxh64();
     return {
       init: () => h.reset(),
-      update: (b) => { h.update(b); },
-      digestInto: (out, offset) => { out.writeBigUInt64BE(h.digest(), offset); },
+      update: (b) => {
+        h.update(b);
+      },
+      digestInto: (out, offset) => {
+        out.writeBigUInt64BE(h.digest(), offset);
+      },
     };
   };
   return {
@@ -94,23 +102,40 @@ function nativeBackend(): HashBackend | undefined {
 
 function wrapWasm(h: IHasher): Xxh64Stream {
   return {
-    init: () => { h.init(); },
-    update: (b) => { h.update(b); },
-    digestInto: (out, offset) => { out.set(h.digest('binary'), offset); },
+    init: () => {
+      h.init();
+    },
+    update: (b) => {
+      h.update(b);
+    },
+    digestInto: (out, offset) => {
+      out.set(h.digest('binary'), offset);
+    },
   };
 }
 
 function portableBackend(): HashBackend {
   // One WebAssembly instance is made ahead, so the first synchronous caller usually finds it.
   let spare: IHasher | undefined;
-  void createXXHash64().then((h) => { spare = h; }, () => undefined);
+  void createXXHash64().then(
+    (h) => {
+      spare = h;
+    },
+    () => undefined,
+  );
   return {
     name: 'portable',
     crc32: (b, initial = 0) => zlibCrc32(b, initial),
     xxh64Now: () => {
       const h = spare;
       spare = undefined;
-      if (h) void createXXHash64().then((n) => { spare ??= n; }, () => undefined);
+      if (h)
+        void createXXHash64().then(
+          (n) => {
+            spare ??= n;
+          },
+          () => undefined,
+        );
       return h ? wrapWasm(h) : undefined;
     },
     xxh64: async () => wrapWasm(await createXXHash64()),
@@ -121,7 +146,8 @@ let chosen: HashBackend | undefined;
 
 /** The backend this process uses (chosen once). */
 export function hashBackend(): HashBackend {
-  if (!chosen) chosen = (process.env.LORA_SYNC_HASH_BACKEND === 'portable' ? undefined : nativeBackend()) ?? portableBackend();
+  if (!chosen)
+    chosen = (process.env.LORA_SYNC_HASH_BACKEND === 'portable' ? undefined : nativeBackend()) ?? portableBackend();
   return chosen;
 }
 

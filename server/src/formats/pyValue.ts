@@ -4,7 +4,7 @@
  * - `toJson`: what `inspect --json` and the UI show; faithful, with `$`-tagged objects for what JSON lacks;
  * - `typedForm`: an exact, canonical form used to compare and digest metadata.
  */
-import { PyNode, PyObject, isGlobal } from './pickle/nodes';
+import { type PyNode, type PyObject, isGlobal } from './pickle/nodes';
 
 /** A float that must print as a float (`1.0`, not `1`) so Python readers get a float back. */
 export class JsonFloat {
@@ -20,7 +20,7 @@ export type Interpreted =
   | { kind: 'ordereddict'; entries: Array<[PyNode, PyNode]>; state?: PyNode };
 
 function latin1(n: PyNode | undefined): Uint8Array | undefined {
-  if (!n || n.kind !== 'str') return undefined;
+  if (n?.kind !== 'str') return undefined;
   const out = new Uint8Array(n.value.length);
   for (let i = 0; i < n.value.length; i++) {
     const c = n.value.charCodeAt(i);
@@ -36,14 +36,28 @@ export function bytesOf(n: PyNode | undefined): Uint8Array | undefined {
   if (n.kind === 'bytes') return n.value;
   if (n.kind !== 'object' || n.how !== 'reduce' || n.args.kind !== 'tuple') return undefined;
   const a = n.args.items;
-  if (isGlobal(n.callable, '_codecs', 'encode') && a.length === 2 && a[1].kind === 'str' && a[1].value === 'latin1') return latin1(a[0]);
-  if ((isGlobal(n.callable, '__builtin__', 'bytes') || isGlobal(n.callable, 'builtins', 'bytes')) && a.length === 0) return new Uint8Array(0);
+  if (isGlobal(n.callable, '_codecs', 'encode') && a.length === 2 && a[1].kind === 'str' && a[1].value === 'latin1')
+    return latin1(a[0]);
+  if ((isGlobal(n.callable, '__builtin__', 'bytes') || isGlobal(n.callable, 'builtins', 'bytes')) && a.length === 0)
+    return new Uint8Array(0);
   return undefined;
 }
 
 const NUMPY_CODES: Record<string, string> = {
-  f8: 'float64', f4: 'float32', f2: 'float16', i8: 'int64', i4: 'int32', i2: 'int16', i1: 'int8',
-  u8: 'uint64', u4: 'uint32', u2: 'uint16', u1: 'uint8', b1: 'bool', c8: 'complex64', c16: 'complex128',
+  f8: 'float64',
+  f4: 'float32',
+  f2: 'float16',
+  i8: 'int64',
+  i4: 'int32',
+  i2: 'int16',
+  i1: 'int8',
+  u8: 'uint64',
+  u4: 'uint32',
+  u2: 'uint16',
+  u1: 'uint8',
+  b1: 'bool',
+  c8: 'complex64',
+  c16: 'complex128',
 };
 
 function isReduceOf(n: PyNode, module: string | string[], name: string): n is PyObject {
@@ -90,7 +104,8 @@ export function interpret(n: PyNode): Interpreted | undefined {
   }
   if (isGlobal(n.callable, 'datetime', 'date') && args.length === 1) {
     const b = bytesOf(args[0]);
-    if (b && b.length === 4) return { kind: 'datetime', iso: `${pad(b[0] * 256 + b[1], 4)}-${pad(b[2], 2)}-${pad(b[3], 2)}` };
+    if (b && b.length === 4)
+      return { kind: 'datetime', iso: `${pad(b[0] * 256 + b[1], 4)}-${pad(b[2], 2)}-${pad(b[3], 2)}` };
   }
   return undefined;
 }
@@ -99,12 +114,18 @@ export function interpret(n: PyNode): Interpreted | undefined {
 function numpyValue(dtype: string, raw: Uint8Array): Json {
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   switch (dtype) {
-    case 'float64': return raw.length === 8 ? new JsonFloat(dv.getFloat64(0, true)) : null;
-    case 'float32': return raw.length === 4 ? new JsonFloat(dv.getFloat32(0, true)) : null;
-    case 'int64': return raw.length === 8 ? Number(dv.getBigInt64(0, true)) : null;
-    case 'int32': return raw.length === 4 ? dv.getInt32(0, true) : null;
-    case 'bool': return raw.length === 1 ? raw[0] !== 0 : null;
-    default: return null;
+    case 'float64':
+      return raw.length === 8 ? new JsonFloat(dv.getFloat64(0, true)) : null;
+    case 'float32':
+      return raw.length === 4 ? new JsonFloat(dv.getFloat32(0, true)) : null;
+    case 'int64':
+      return raw.length === 8 ? Number(dv.getBigInt64(0, true)) : null;
+    case 'int32':
+      return raw.length === 4 ? dv.getInt32(0, true) : null;
+    case 'bool':
+      return raw.length === 1 ? raw[0] !== 0 : null;
+    default:
+      return null;
   }
 }
 
@@ -129,30 +150,48 @@ export function toJson(n: PyNode, tensor?: TensorLookup): Json {
   const t = tensor?.(n);
   if (t !== undefined) return t;
   switch (n.kind) {
-    case 'none': return null;
-    case 'bool': return n.value;
+    case 'none':
+      return null;
+    case 'bool':
+      return n.value;
     case 'int': {
       const v = n.value;
-      return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : { $int: v.toString() };
+      return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)
+        ? Number(v)
+        : { $int: v.toString() };
     }
-    case 'float': return new JsonFloat(n.value);
-    case 'str': return n.value;
-    case 'bytes': return { $bytes: b64(n.value) };
-    case 'list': return n.items.map((x) => toJson(x, tensor));
-    case 'tuple': return { $tuple: n.items.map((x) => toJson(x, tensor)) };
-    case 'set': return { [n.frozen ? '$frozenset' : '$set']: n.items.map((x) => toJson(x, tensor)) };
-    case 'dict': return dictJson(n.entries, tensor);
-    case 'global': return { $global: `${n.module}.${n.name}` };
-    case 'persid': return { $persid: toJson(n.pid, tensor) };
+    case 'float':
+      return new JsonFloat(n.value);
+    case 'str':
+      return n.value;
+    case 'bytes':
+      return { $bytes: b64(n.value) };
+    case 'list':
+      return n.items.map((x) => toJson(x, tensor));
+    case 'tuple':
+      return { $tuple: n.items.map((x) => toJson(x, tensor)) };
+    case 'set':
+      return { [n.frozen ? '$frozenset' : '$set']: n.items.map((x) => toJson(x, tensor)) };
+    case 'dict':
+      return dictJson(n.entries, tensor);
+    case 'global':
+      return { $global: `${n.module}.${n.name}` };
+    case 'persid':
+      return { $persid: toJson(n.pid, tensor) };
     case 'object': {
       const i = interpret(n);
       if (i) {
         switch (i.kind) {
-          case 'bytes': return { $bytes: b64(i.value) };
-          case 'set': return { [i.frozen ? '$frozenset' : '$set']: i.items.map((x) => toJson(x, tensor)) };
-          case 'numpy_scalar': return { $numpy: i.dtype, value: numpyValue(i.dtype, i.raw) };
-          case 'datetime': return { $datetime: i.iso };
-          case 'ordereddict': return dictJson(i.entries, tensor);
+          case 'bytes':
+            return { $bytes: b64(i.value) };
+          case 'set':
+            return { [i.frozen ? '$frozenset' : '$set']: i.items.map((x) => toJson(x, tensor)) };
+          case 'numpy_scalar':
+            return { $numpy: i.dtype, value: numpyValue(i.dtype, i.raw) };
+          case 'datetime':
+            return { $datetime: i.iso };
+          case 'ordereddict':
+            return dictJson(i.entries, tensor);
         }
       }
       const out: { [k: string]: Json } = { $global: globalName(n.callable), args: toJson(n.args, tensor) };
@@ -180,7 +219,7 @@ function dictJson(entries: Array<[PyNode, PyNode]>, tensor?: TensorLookup): Json
  */
 export function stringifyJson(v: Json, indent = 0, inlineWidth = 0): string {
   const parts: string[] = [];
-  const nl = (depth: number) => (indent ? '\n' + ' '.repeat(indent * depth) : '');
+  const nl = (depth: number) => (indent ? `\n${' '.repeat(indent * depth)}` : '');
   const sep = indent ? ': ' : ':';
   const walk = (x: Json, depth: number): void => {
     if (x instanceof JsonFloat) {
@@ -193,18 +232,36 @@ export function stringifyJson(v: Json, indent = 0, inlineWidth = 0): string {
         parts.push(/[.eE]/.test(s) ? s : `${s}.0`);
       }
     } else if (inlineWidth && x !== null && typeof x === 'object' && fitsInline(x)) {
-      parts.push(stringifyJson(x, 0).replace(/,(?=["\[{\-\d]|null|true|false)/g, ', ').replace(/":(?=\S)/g, '": '));
+      parts.push(
+        stringifyJson(x, 0)
+          .replace(/,(?=["[{\-\d]|null|true|false)/g, ', ')
+          .replace(/":(?=\S)/g, '": '),
+      );
     } else if (Array.isArray(x)) {
-      if (!x.length) { parts.push('[]'); return; }
+      if (!x.length) {
+        parts.push('[]');
+        return;
+      }
       parts.push('[');
-      x.forEach((y, i) => { if (i) parts.push(','); parts.push(nl(depth + 1)); walk(y, depth + 1); });
+      x.forEach((y, i) => {
+        if (i) parts.push(',');
+        parts.push(nl(depth + 1));
+        walk(y, depth + 1);
+      });
       parts.push(nl(depth), ']');
     } else if (x !== null && typeof x === 'object') {
       // Like JSON.stringify: a key whose value is undefined is left out.
       const keys = Object.keys(x).filter((k) => x[k] !== undefined);
-      if (!keys.length) { parts.push('{}'); return; }
+      if (!keys.length) {
+        parts.push('{}');
+        return;
+      }
       parts.push('{');
-      keys.forEach((k, i) => { if (i) parts.push(','); parts.push(nl(depth + 1), JSON.stringify(k), sep); walk(x[k], depth + 1); });
+      keys.forEach((k, i) => {
+        if (i) parts.push(',');
+        parts.push(nl(depth + 1), JSON.stringify(k), sep);
+        walk(x[k], depth + 1);
+      });
       parts.push(nl(depth), '}');
     } else {
       parts.push(x === undefined ? 'null' : JSON.stringify(x));
@@ -235,26 +292,42 @@ export function typedForm(n: PyNode, tensor?: (n: PyNode) => Typed | undefined, 
   if (t) return t;
   const rec = (x: PyNode) => typedForm(x, tensor, full);
   switch (n.kind) {
-    case 'none': return ['none'];
-    case 'bool': return ['bool', n.value];
-    case 'int': return ['int', n.value.toString()];
-    case 'float': return ['float', floatHex(n.value)];
-    case 'str': return ['str', n.value];
-    case 'bytes': return ['bytes', hex(n.value)];
-    case 'list': return ['list', n.items.map(rec)];
-    case 'tuple': return ['tuple', n.items.map(rec)];
-    case 'dict': return ['dict', n.entries.map(([k, v]) => [rec(k), rec(v)])];
-    case 'set': return ['set', sortedTyped(n.items.map(rec))];
-    case 'global': return ['other', `${n.module}.${n.name}`];
-    case 'persid': return full ? ['other', 'persid', rec(n.pid)] : ['other', 'persid'];
+    case 'none':
+      return ['none'];
+    case 'bool':
+      return ['bool', n.value];
+    case 'int':
+      return ['int', n.value.toString()];
+    case 'float':
+      return ['float', floatHex(n.value)];
+    case 'str':
+      return ['str', n.value];
+    case 'bytes':
+      return ['bytes', hex(n.value)];
+    case 'list':
+      return ['list', n.items.map(rec)];
+    case 'tuple':
+      return ['tuple', n.items.map(rec)];
+    case 'dict':
+      return ['dict', n.entries.map(([k, v]) => [rec(k), rec(v)])];
+    case 'set':
+      return ['set', sortedTyped(n.items.map(rec))];
+    case 'global':
+      return ['other', `${n.module}.${n.name}`];
+    case 'persid':
+      return full ? ['other', 'persid', rec(n.pid)] : ['other', 'persid'];
     case 'object': {
       const i = interpret(n);
       if (i) {
         switch (i.kind) {
-          case 'bytes': return ['bytes', hex(i.value)];
-          case 'set': return ['set', sortedTyped(i.items.map(rec))];
-          case 'numpy_scalar': return ['numpy_scalar', i.dtype, hex(i.raw)];
-          case 'datetime': return ['datetime', i.iso];
+          case 'bytes':
+            return ['bytes', hex(i.value)];
+          case 'set':
+            return ['set', sortedTyped(i.items.map(rec))];
+          case 'numpy_scalar':
+            return ['numpy_scalar', i.dtype, hex(i.raw)];
+          case 'datetime':
+            return ['datetime', i.iso];
           case 'ordereddict': {
             const t: Typed = ['ordereddict', i.entries.map(([k, v]) => [rec(k), rec(v)])];
             if (full && i.state) t.push(rec(i.state));
@@ -263,9 +336,17 @@ export function typedForm(n: PyNode, tensor?: (n: PyNode) => Typed | undefined, 
         }
       }
       if (!full) return ['other', globalName(n.callable)];
-      return ['other', globalName(n.callable), n.how, rec(n.args), n.kwargs ? rec(n.kwargs) : ['none'],
-        (n.appends ?? []).map(rec), (n.setitems ?? []).map(([k, v]) => [rec(k), rec(v)]),
-        n.state ? rec(n.state) : ['none'], (n.extraStates ?? []).map(rec)];
+      return [
+        'other',
+        globalName(n.callable),
+        n.how,
+        rec(n.args),
+        n.kwargs ? rec(n.kwargs) : ['none'],
+        (n.appends ?? []).map(rec),
+        (n.setitems ?? []).map(([k, v]) => [rec(k), rec(v)]),
+        n.state ? rec(n.state) : ['none'],
+        (n.extraStates ?? []).map(rec),
+      ];
     }
   }
 }
@@ -281,19 +362,32 @@ export function typedFormJson(n: PyNode, tensor?: (n: PyNode) => Typed | undefin
     if (t) return JSON.stringify(t);
   }
   switch (n.kind) {
-    case 'none': return '["none"]';
-    case 'bool': return n.value ? '["bool",true]' : '["bool",false]';
-    case 'int': return `["int","${n.value.toString()}"]`;
-    case 'float': return `["float","${floatHex(n.value)}"]`;
-    case 'str': return `["str",${JSON.stringify(n.value)}]`;
-    case 'bytes': return `["bytes","${hex(n.value)}"]`;
-    case 'list': return `["list",${jsonList(n.items, tensor)}]`;
-    case 'tuple': return `["tuple",${jsonList(n.items, tensor)}]`;
-    case 'dict': return `["dict",${jsonPairs(n.entries, tensor)}]`;
-    case 'set': return `["set",${jsonSorted(n.items, tensor)}]`;
-    case 'global': return `["other",${JSON.stringify(`${n.module}.${n.name}`)}]`;
-    case 'persid': return `["other","persid",${typedFormJson(n.pid, tensor)}]`;
-    case 'object': return objectJson(n, tensor);
+    case 'none':
+      return '["none"]';
+    case 'bool':
+      return n.value ? '["bool",true]' : '["bool",false]';
+    case 'int':
+      return `["int","${n.value.toString()}"]`;
+    case 'float':
+      return `["float","${floatHex(n.value)}"]`;
+    case 'str':
+      return `["str",${JSON.stringify(n.value)}]`;
+    case 'bytes':
+      return `["bytes","${hex(n.value)}"]`;
+    case 'list':
+      return `["list",${jsonList(n.items, tensor)}]`;
+    case 'tuple':
+      return `["tuple",${jsonList(n.items, tensor)}]`;
+    case 'dict':
+      return `["dict",${jsonPairs(n.entries, tensor)}]`;
+    case 'set':
+      return `["set",${jsonSorted(n.items, tensor)}]`;
+    case 'global':
+      return `["other",${JSON.stringify(`${n.module}.${n.name}`)}]`;
+    case 'persid':
+      return `["other","persid",${typedFormJson(n.pid, tensor)}]`;
+    case 'object':
+      return objectJson(n, tensor);
   }
 }
 
@@ -301,28 +395,36 @@ function objectJson(n: PyObject, tensor?: (n: PyNode) => Typed | undefined): str
   const i = interpret(n);
   if (i) {
     switch (i.kind) {
-      case 'bytes': return `["bytes","${hex(i.value)}"]`;
-      case 'set': return `["set",${jsonSorted(i.items, tensor)}]`;
-      case 'numpy_scalar': return `["numpy_scalar",${JSON.stringify(i.dtype)},"${hex(i.raw)}"]`;
-      case 'datetime': return `["datetime",${JSON.stringify(i.iso)}]`;
-      case 'ordereddict': return `["ordereddict",${jsonPairs(i.entries, tensor)}${i.state ? `,${typedFormJson(i.state, tensor)}` : ''}]`;
+      case 'bytes':
+        return `["bytes","${hex(i.value)}"]`;
+      case 'set':
+        return `["set",${jsonSorted(i.items, tensor)}]`;
+      case 'numpy_scalar':
+        return `["numpy_scalar",${JSON.stringify(i.dtype)},"${hex(i.raw)}"]`;
+      case 'datetime':
+        return `["datetime",${JSON.stringify(i.iso)}]`;
+      case 'ordereddict':
+        return `["ordereddict",${jsonPairs(i.entries, tensor)}${i.state ? `,${typedFormJson(i.state, tensor)}` : ''}]`;
     }
   }
   const none = '["none"]';
-  return `["other",${JSON.stringify(globalName(n.callable))},${JSON.stringify(n.how)},${typedFormJson(n.args, tensor)},${n.kwargs ? typedFormJson(n.kwargs, tensor) : none},` +
-    `${jsonList(n.appends ?? [], tensor)},${jsonPairs(n.setitems ?? [], tensor)},${n.state ? typedFormJson(n.state, tensor) : none},${jsonList(n.extraStates ?? [], tensor)}]`;
+  return (
+    `["other",${JSON.stringify(globalName(n.callable))},${JSON.stringify(n.how)},${typedFormJson(n.args, tensor)},${n.kwargs ? typedFormJson(n.kwargs, tensor) : none},` +
+    `${jsonList(n.appends ?? [], tensor)},${jsonPairs(n.setitems ?? [], tensor)},${n.state ? typedFormJson(n.state, tensor) : none},${jsonList(n.extraStates ?? [], tensor)}]`
+  );
 }
 
 function jsonList(xs: PyNode[], tensor?: (n: PyNode) => Typed | undefined): string {
   let s = '[';
   for (let i = 0; i < xs.length; i++) s += (i ? ',' : '') + typedFormJson(xs[i], tensor);
-  return s + ']';
+  return `${s}]`;
 }
 
 function jsonPairs(es: Array<[PyNode, PyNode]>, tensor?: (n: PyNode) => Typed | undefined): string {
   let s = '[';
-  for (let i = 0; i < es.length; i++) s += `${i ? ',' : ''}[${typedFormJson(es[i][0], tensor)},${typedFormJson(es[i][1], tensor)}]`;
-  return s + ']';
+  for (let i = 0; i < es.length; i++)
+    s += `${i ? ',' : ''}[${typedFormJson(es[i][0], tensor)},${typedFormJson(es[i][1], tensor)}]`;
+  return `${s}]`;
 }
 
 /** Like sortedTyped: ordered by each item's JSON text. */
@@ -336,5 +438,8 @@ const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 function sortedTyped(items: Typed[]): Typed[] {
   // Python's set order is hash order; sort by a stable text so equal sets compare equal.
-  return items.map((t) => [JSON.stringify(t), t] as const).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map((x) => x[1]);
+  return items
+    .map((t) => [JSON.stringify(t), t] as const)
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map((x) => x[1]);
 }

@@ -12,10 +12,21 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { FormatError } from './errors';
 
 export type SafetensorsDtype =
-  | 'F64' | 'F32' | 'F16' | 'BF16'
-  | 'I64' | 'I32' | 'I16' | 'I8'
-  | 'U8' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2'
-  | 'U16' | 'U32' | 'U64';
+  | 'F64'
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'I64'
+  | 'I32'
+  | 'I16'
+  | 'I8'
+  | 'U8'
+  | 'BOOL'
+  | 'F8_E4M3'
+  | 'F8_E5M2'
+  | 'U16'
+  | 'U32'
+  | 'U64';
 
 export interface SafetensorsTensor {
   name: string;
@@ -72,7 +83,7 @@ const METADATA_KEY = '__metadata__';
 const COPY_CHUNK = 1 << 20;
 
 export function isSafetensorsDtype(s: string): s is SafetensorsDtype {
-  return Object.prototype.hasOwnProperty.call(DTYPES, s);
+  return Object.hasOwn(DTYPES, s);
 }
 
 export function safetensorsDtypeSize(dtype: SafetensorsDtype): number {
@@ -208,7 +219,11 @@ class BatchWriter {
       const want = Math.min(COPY_CHUNK - this.used, length - done);
       const { bytesRead } = await fh.read(this.buf, this.used, want, offset + done);
       if (bytesRead === 0) {
-        throw new FormatError('SAFETENSORS_BAD_TENSOR', `source data of tensor "${name}" (and any adjacent tensors copied with it) ended ${length - done} bytes early`, name);
+        throw new FormatError(
+          'SAFETENSORS_BAD_TENSOR',
+          `source data of tensor "${name}" (and any adjacent tensors copied with it) ended ${length - done} bytes early`,
+          name,
+        );
       }
       this.used += bytesRead;
       done += bytesRead;
@@ -286,7 +301,7 @@ function tensorError(name: string, msg: string): never {
 }
 
 function toUint(v: JsonValue | undefined, what: string, bad: (msg: string) => never): number {
-  if (!v || v.kind !== 'number') return bad(`${what} is not an integer`);
+  if (v?.kind !== 'number') return bad(`${what} is not an integer`);
   if (v.raw.startsWith('-')) return bad(`${what} is negative (${v.raw})`);
   if (!/^[0-9]+$/.test(v.raw)) return bad(`${what} is not an integer (${v.raw})`);
   const n = Number(v.raw);
@@ -302,7 +317,11 @@ function checkCoverage(tensors: SafetensorsTensor[], dataStart: number, dataSize
   for (const t of sorted) {
     if (t.begin > cursor) {
       const after = prev ? `after tensor "${prev.name}"` : 'at the start of the data buffer';
-      throw new FormatError('SAFETENSORS_BAD_TENSOR', `gap of ${t.begin - cursor} bytes ${after}, before tensor "${t.name}"`, t.name);
+      throw new FormatError(
+        'SAFETENSORS_BAD_TENSOR',
+        `gap of ${t.begin - cursor} bytes ${after}, before tensor "${t.name}"`,
+        t.name,
+      );
     }
     if (t.begin < cursor) {
       throw new FormatError('SAFETENSORS_BAD_TENSOR', `tensor "${t.name}" overlaps tensor "${prev?.name}"`, t.name);
@@ -312,7 +331,10 @@ function checkCoverage(tensors: SafetensorsTensor[], dataStart: number, dataSize
   }
   const end = dataStart + dataSize;
   if (cursor !== end) {
-    throw new FormatError('SAFETENSORS_BAD_TENSOR', `${end - cursor} bytes at the end of the data buffer belong to no tensor`);
+    throw new FormatError(
+      'SAFETENSORS_BAD_TENSOR',
+      `${end - cursor} bytes at the end of the data buffer belong to no tensor`,
+    );
   }
 }
 
@@ -342,7 +364,8 @@ function buildHeaderJson(tensors: SafetensorsInput[], metadata: Record<string, s
       bad(`bad source offset ${t.data.offset}`);
     }
     const expected = t.shape.reduce((acc, d) => acc * BigInt(d), 1n) * BigInt(DTYPES[t.dtype].size);
-    if (!Number.isSafeInteger(length) || BigInt(length) !== expected) bad(`data is ${length} bytes, shape needs ${expected}`);
+    if (!Number.isSafeInteger(length) || BigInt(length) !== expected)
+      bad(`data is ${length} bytes, shape needs ${expected}`);
     const begin = offset;
     offset += length;
     parts.push(
@@ -493,14 +516,22 @@ class JsonParser {
     const e = this.s[this.pos + 1];
     this.pos += 2;
     switch (e) {
-      case '"': return '"';
-      case '\\': return '\\';
-      case '/': return '/';
-      case 'b': return '\b';
-      case 'f': return '\f';
-      case 'n': return '\n';
-      case 'r': return '\r';
-      case 't': return '\t';
+      case '"':
+        return '"';
+      case '\\':
+        return '\\';
+      case '/':
+        return '/';
+      case 'b':
+        return '\b';
+      case 'f':
+        return '\f';
+      case 'n':
+        return '\n';
+      case 'r':
+        return '\r';
+      case 't':
+        return '\t';
       case 'u': {
         const hi = this.hex4();
         if (hi >= 0xdc00 && hi <= 0xdfff) this.fail('lone low surrogate escape');

@@ -4,22 +4,62 @@
  * file ourselves, in the spirit of `weights_only=True`: an allowlist of globals that only build data.
  * Anything else is a finding: importing a module can run code, and calling anything else can do anything.
  */
-import { PyGlobal } from './pickle/nodes';
+import type { PyGlobal } from './pickle/nodes';
 
 const ALLOWED: Record<string, ReadonlySet<string>> = {
   'torch._utils': new Set([
-    '_rebuild_tensor', '_rebuild_tensor_v2', '_rebuild_tensor_v3', '_rebuild_parameter', '_rebuild_parameter_with_state',
-    '_rebuild_sparse_tensor', '_rebuild_qtensor', '_rebuild_meta_tensor_no_storage', '_rebuild_nested_tensor',
+    '_rebuild_tensor',
+    '_rebuild_tensor_v2',
+    '_rebuild_tensor_v3',
+    '_rebuild_parameter',
+    '_rebuild_parameter_with_state',
+    '_rebuild_sparse_tensor',
+    '_rebuild_qtensor',
+    '_rebuild_meta_tensor_no_storage',
+    '_rebuild_nested_tensor',
   ]),
   torch: new Set([
     // storage classes (the persistent id names one per tensor)
-    'FloatStorage', 'DoubleStorage', 'HalfStorage', 'BFloat16Storage', 'LongStorage', 'IntStorage', 'ShortStorage',
-    'CharStorage', 'ByteStorage', 'BoolStorage', 'ComplexFloatStorage', 'ComplexDoubleStorage', 'QInt8Storage',
-    'QUInt8Storage', 'QInt32Storage', 'UntypedStorage', 'Float8_e4m3fnStorage', 'Float8_e5m2Storage',
-    'UInt16Storage', 'UInt32Storage', 'UInt64Storage',
+    'FloatStorage',
+    'DoubleStorage',
+    'HalfStorage',
+    'BFloat16Storage',
+    'LongStorage',
+    'IntStorage',
+    'ShortStorage',
+    'CharStorage',
+    'ByteStorage',
+    'BoolStorage',
+    'ComplexFloatStorage',
+    'ComplexDoubleStorage',
+    'QInt8Storage',
+    'QUInt8Storage',
+    'QInt32Storage',
+    'UntypedStorage',
+    'Float8_e4m3fnStorage',
+    'Float8_e5m2Storage',
+    'UInt16Storage',
+    'UInt32Storage',
+    'UInt64Storage',
     // dtype, device and layout objects pickle as plain globals
-    'float64', 'float32', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool', 'complex64',
-    'complex128', 'Size', 'device', 'strided', 'sparse_coo', 'per_tensor_affine', 'per_channel_affine',
+    'float64',
+    'float32',
+    'float16',
+    'bfloat16',
+    'int64',
+    'int32',
+    'int16',
+    'int8',
+    'uint8',
+    'bool',
+    'complex64',
+    'complex128',
+    'Size',
+    'device',
+    'strided',
+    'sparse_coo',
+    'per_tensor_affine',
+    'per_channel_affine',
   ]),
   'torch._tensor': new Set(['_rebuild_from_type_v2']),
   'torch.nn.parameter': new Set(['Parameter']),
@@ -35,7 +75,7 @@ const ALLOWED: Record<string, ReadonlySet<string>> = {
   datetime: new Set(['datetime', 'date', 'time', 'timedelta', 'timezone']),
   decimal: new Set(['Decimal']),
   uuid: new Set(['UUID']),
-  'pathlib': new Set(['PosixPath', 'WindowsPath', 'PurePosixPath', 'PureWindowsPath']),
+  pathlib: new Set(['PosixPath', 'WindowsPath', 'PurePosixPath', 'PureWindowsPath']),
 };
 
 /** The same list as a Map: looked up for every global of every file a scan reads. */

@@ -14,7 +14,10 @@ export const TEMP_MARK = '.lora-sync-tmp-';
 
 /** `.<name>.lora-sync-tmp-<pid>-<start ticks>-<random>`: who made it, so a sweep can tell whether it is still being written. */
 export function tempPathFor(target: string): string {
-  return join(dirname(target), `.${basename(target)}${TEMP_MARK}${process.pid}-${ownStartTicks() ?? 0}-${randomBytes(4).toString('hex')}`);
+  return join(
+    dirname(target),
+    `.${basename(target)}${TEMP_MARK}${process.pid}-${ownStartTicks() ?? 0}-${randomBytes(4).toString('hex')}`,
+  );
 }
 
 /** The maker of a temporary file, from its name (older names have no start ticks). */
@@ -53,7 +56,11 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export async function atomicWrite<T>(target: string, write: (fh: FileHandle) => Promise<T>, opts: AtomicWriteOptions = {}): Promise<T> {
+export async function atomicWrite<T>(
+  target: string,
+  write: (fh: FileHandle) => Promise<T>,
+  opts: AtomicWriteOptions = {},
+): Promise<T> {
   const tmp = tempPathFor(target);
   let old: { mode: number; uid: number; gid: number } | undefined;
   try {

@@ -22,7 +22,11 @@
  */
 import { writeSync } from 'node:fs';
 
-interface FailRule { code: string; point: string; text?: string }
+interface FailRule {
+  code: string;
+  point: string;
+  text?: string;
+}
 
 const spec = process.env.LORA_SYNC_FAULTS;
 let killAt = 0;
@@ -31,7 +35,10 @@ let clock: Date | undefined;
 let trace = false;
 const fails: FailRule[] = [];
 if (spec) {
-  for (const rule of spec.split(';').map((r) => r.trim()).filter(Boolean)) {
+  for (const rule of spec
+    .split(';')
+    .map((r) => r.trim())
+    .filter(Boolean)) {
     const [what, rest = ''] = rule.split(/@(.*)/s);
     if (what === 'kill' && /^\d+$/.test(rest)) killAt = Number(rest);
     else if (what === 'kill') killAtPoint = rest;
@@ -57,7 +64,11 @@ export function faultPoint(point: string, file: string): void {
   }
   const rule = fails.find((f) => f.point === point && (f.text === undefined || file.includes(f.text)));
   if (rule) {
-    throw Object.assign(new Error(`${rule.code}: injected fault at ${point}, '${file}'`), { code: rule.code, syscall: point, path: file });
+    throw Object.assign(new Error(`${rule.code}: injected fault at ${point}, '${file}'`), {
+      code: rule.code,
+      syscall: point,
+      path: file,
+    });
   }
 }
 

@@ -10,7 +10,12 @@ import type { FileHandle } from 'node:fs/promises';
 export class MemoryHandle {
   constructor(private readonly data: Buffer) {}
 
-  async read(buffer: Uint8Array, offset = 0, length = buffer.byteLength - offset, position: number | bigint | null = 0) {
+  async read(
+    buffer: Uint8Array,
+    offset = 0,
+    length = buffer.byteLength - offset,
+    position: number | bigint | null = 0,
+  ) {
     const pos = Number(position ?? 0);
     const n = Math.max(0, Math.min(length, this.data.length - pos));
     if (n > 0) buffer.set(this.data.subarray(pos, pos + n), offset);

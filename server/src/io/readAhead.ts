@@ -6,7 +6,12 @@
 import type { FileHandle } from 'node:fs/promises';
 
 /** Fills `buf` from `pos`, or throws `ended(pos of the missing byte)` when the file ends first. */
-export async function readFull(fh: FileHandle, buf: Buffer, pos: number, ended: (at: number) => Error): Promise<Buffer> {
+export async function readFull(
+  fh: FileHandle,
+  buf: Buffer,
+  pos: number,
+  ended: (at: number) => Error,
+): Promise<Buffer> {
   let got = 0;
   while (got < buf.length) {
     const { bytesRead } = await fh.read(buf, got, buf.length - got, pos + got);
@@ -21,12 +26,20 @@ export async function readFull(fh: FileHandle, buf: Buffer, pos: number, ended: 
  * buffers: a chunk stays valid until the next one is asked for. `ended(at)` makes the error thrown
  * when the file ends before `at`, which is relative to `offset`.
  */
-export async function* readAhead(fh: FileHandle, offset: number, length: number, bufs: [Buffer, Buffer], ended: (at: number) => Error): AsyncGenerator<Buffer> {
+export async function* readAhead(
+  fh: FileHandle,
+  offset: number,
+  length: number,
+  bufs: [Buffer, Buffer],
+  ended: (at: number) => Error,
+): AsyncGenerator<Buffer> {
   const size = bufs[0].length;
   let which = 0;
   const start = (at: number): Promise<Buffer> | undefined => {
     if (at >= length) return undefined;
-    const p = readFull(fh, bufs[which].subarray(0, Math.min(size, length - at)), offset + at, (pos) => ended(pos - offset));
+    const p = readFull(fh, bufs[which].subarray(0, Math.min(size, length - at)), offset + at, (pos) =>
+      ended(pos - offset),
+    );
     // A read that fails while the caller awaits something else must not count as unhandled (Node
     // would exit): marked handled here, it still throws where it is awaited.
     p.catch(() => undefined);

@@ -26,7 +26,9 @@ export async function ensureRealDir(dir: string): Promise<string | undefined> {
   }
   if (st.isSymbolicLink()) {
     const to = await readlink(dir).catch(() => '?');
-    throw new StateLinkError(`${dir} is a symbolic link (to ${to}): LoRA Sync writes its state only into a real folder inside the workspace; replace the link with a folder`);
+    throw new StateLinkError(
+      `${dir} is a symbolic link (to ${to}): LoRA Sync writes its state only into a real folder inside the workspace; replace the link with a folder`,
+    );
   }
   if (!st.isDirectory()) throw new StateLinkError(`${dir} is not a folder: LoRA Sync cannot keep its state there`);
   return undefined;

@@ -2,7 +2,7 @@
  * Engine statuses → LSP diagnostics. Pure: the server decides which files to publish; this module
  * only says what one file's diagnostics are (none for a sound or unrecognized file).
  */
-import { Diagnostic, DiagnosticRelatedInformation, DiagnosticSeverity } from 'vscode-languageserver';
+import { type Diagnostic, type DiagnosticRelatedInformation, DiagnosticSeverity } from 'vscode-languageserver';
 import type { FileReport } from '../engine/workspace';
 import type { Status } from '../engine/statusRules';
 import type { DiagnosticData } from './protocol';
@@ -36,19 +36,46 @@ const LISTED_ISSUES = 5;
  * The diagnostics of one file. `source` is the file it was compared with (copies), `uriOf` turns a
  * workspace-relative path into the URI of the file on disk.
  */
-export function diagnosticsFor(r: FileReport, source: string | undefined, uriOf: (rel: string) => string): Diagnostic[] {
+export function diagnosticsFor(
+  r: FileReport,
+  source: string | undefined,
+  uriOf: (rel: string) => string,
+): Diagnostic[] {
   const severity = severityOf(r.status);
   if (severity === undefined) return [];
   const related: DiagnosticRelatedInformation[] = [];
   const at0 = { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } };
-  if (source && source !== r.path) related.push({ location: { uri: uriOf(source), range: at0 }, message: `source: ${source}` });
+  if (source && source !== r.path)
+    related.push({ location: { uri: uriOf(source), range: at0 }, message: `source: ${source}` });
   // Per-tensor (or per-key) issues: the message says what differs, so list the first few by name.
   const named = r.issues.filter((i) => i.param !== undefined);
   let message = r.message;
-  if (named.length && !['METADATA_DRIFT', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH'].includes(r.status)) {
-    const listed = named.slice(0, LISTED_ISSUES).map((i) => i.param).join(', ');
+  if (
+    named.length &&
+    !['METADATA_DRIFT', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH'].includes(r.status)
+  ) {
+    const listed = named
+      .slice(0, LISTED_ISSUES)
+      .map((i) => i.param)
+      .join(', ');
     message += ` [${listed}${named.length > LISTED_ISSUES ? `, +${named.length - LISTED_ISSUES} more` : ''}]`;
   }
-  const data: DiagnosticData = { path: r.path, lora_id: r.lora_id, role: r.role, ...(source ? { source } : {}), issues: r.issues };
-  return [{ range: at0, severity, code: r.status, source: DIAGNOSTIC_SOURCE, message, ...(related.length ? { relatedInformation: related } : {}), data }];
+  const data: DiagnosticData = {
+    path: r.path,
+    lora_id: r.lora_id,
+    role: r.role,
+    ...(source ? { source } : {}),
+    issues: r.issues,
+  };
+  return [
+    {
+      range: at0,
+      severity,
+      code: r.status,
+      source: DIAGNOSTIC_SOURCE,
+      message,
+      ...(related.length ? { relatedInformation: related } : {}),
+      data,
+    },
+  ];
 }

@@ -7,7 +7,12 @@
  * request covers every folder, and results list one entry per folder. A folder whose configuration
  * is invalid is left out (`loraSync/serverStatus` says why).
  */
-import { NotificationType, RequestType, RequestType0, WorkDoneProgressParams } from 'vscode-languageserver-protocol';
+import {
+  NotificationType,
+  RequestType,
+  RequestType0,
+  type WorkDoneProgressParams,
+} from 'vscode-languageserver-protocol';
 import type { FileReport, LoraReport, ScanSummary, Stats, VerifyReport } from '../engine/workspace';
 import type { PlannedLora } from '../engine/syncPlanner';
 import type { CopyOutcome } from '../engine/syncExecutor';
@@ -31,12 +36,19 @@ export interface InitializationOptions {
 }
 
 /** Restricts a request to one workspace folder (its URI, as in `workspaceFolders`). */
-export interface FolderParams { folder?: string }
+export interface FolderParams {
+  folder?: string;
+}
 
 /** What every per-folder result carries. */
-export interface FolderRef { uri: string; root: string }
+export interface FolderRef {
+  uri: string;
+  root: string;
+}
 
-export interface CopyMapResult { folders: Array<FolderRef & { loras: LoraReport[]; files: FileReport[] }> }
+export interface CopyMapResult {
+  folders: Array<FolderRef & { loras: LoraReport[]; files: FileReport[] }>;
+}
 
 export interface LoraDetailsParams extends FolderParams {
   /** A LoRA id, or its name when that is unambiguous. */
@@ -56,7 +68,9 @@ export interface PlanParams extends FolderParams {
   /** Only these copies (workspace-relative paths, '/'): the others are left out of the plan. */
   copies?: string[];
 }
-export interface PlanResult { folders: Array<FolderRef & { plan: PlannedLora[] }> }
+export interface PlanResult {
+  folders: Array<FolderRef & { plan: PlannedLora[] }>;
+}
 
 export interface SyncParams extends FolderParams, WorkDoneProgressParams {
   /** One LoRA (id or name); or `all: true`. One of the two is required. */
@@ -73,8 +87,18 @@ export interface SyncParams extends FolderParams, WorkDoneProgressParams {
    */
   copies?: string[];
 }
-export interface CopyOutcomeSummary { path: string; outcome: CopyOutcome; reason: string; backup?: string }
-export interface LoraSyncSummary { id: string; name: string; source?: string; copies: CopyOutcomeSummary[] }
+export interface CopyOutcomeSummary {
+  path: string;
+  outcome: CopyOutcome;
+  reason: string;
+  backup?: string;
+}
+export interface LoraSyncSummary {
+  id: string;
+  name: string;
+  source?: string;
+  copies: CopyOutcomeSummary[];
+}
 export interface SyncSummary {
   synced: number;
   failed: number;
@@ -86,16 +110,30 @@ export interface SyncSummary {
   folders: Array<FolderRef & { loras: LoraSyncSummary[]; historyError?: string }>;
 }
 
-export interface VerifyParams extends FolderParams, WorkDoneProgressParams { lora?: string }
-export interface VerifyResult { is_consistent: boolean; folders: Array<FolderRef & { report: VerifyReport }> }
+export interface VerifyParams extends FolderParams, WorkDoneProgressParams {
+  lora?: string;
+}
+export interface VerifyResult {
+  is_consistent: boolean;
+  folders: Array<FolderRef & { report: VerifyReport }>;
+}
 
-export interface StatsResult { folders: Array<FolderRef & { stats: Stats }> }
+export interface StatsResult {
+  folders: Array<FolderRef & { stats: Stats }>;
+}
 
-export interface HistoryParams extends FolderParams { limit?: number; lora?: string }
-export interface HistoryResult { folders: Array<FolderRef & { events: HistoryEvent[] }> }
+export interface HistoryParams extends FolderParams {
+  limit?: number;
+  lora?: string;
+}
+export interface HistoryResult {
+  folders: Array<FolderRef & { events: HistoryEvent[] }>;
+}
 
 export interface RescanParams extends FolderParams, WorkDoneProgressParams {}
-export interface RescanResult { folders: Array<FolderRef & { summary: ScanSummary }> }
+export interface RescanResult {
+  folders: Array<FolderRef & { summary: ScanSummary }>;
+}
 
 export type ServerState = 'starting' | 'ready' | 'working' | 'error';
 export interface ServerStatus {
@@ -118,7 +156,13 @@ export interface InspectParams {
 export type InspectResult = FolderRef & InspectModel;
 
 /** `data` of each published diagnostic. */
-export interface DiagnosticData { path: string; lora_id: string | null; role: 'source' | 'copy' | null; source?: string; issues: FileReport['issues'] }
+export interface DiagnosticData {
+  path: string;
+  lora_id: string | null;
+  role: 'source' | 'copy' | null;
+  source?: string;
+  issues: FileReport['issues'];
+}
 
 export const CopyMapRequest = new RequestType<FolderParams | undefined, CopyMapResult, void>('loraSync/copyMap');
 export const LoraDetailsRequest = new RequestType<LoraDetailsParams, LoraDetailsResult, void>('loraSync/loraDetails');

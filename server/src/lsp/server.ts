@@ -10,20 +10,45 @@ import { DIGEST_ALG } from '../formats/fingerprint';
 import { hashBackend } from '../formats/hashBackend';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
-  CancellationToken, createConnection, DidChangeConfigurationNotification, ErrorCodes, InitializeParams, ProposedFeatures,
-  RequestHandler, ResponseError, TextDocumentSyncKind, WorkDoneProgressReporter, WorkspaceFolder,
+  type CancellationToken,
+  createConnection,
+  DidChangeConfigurationNotification,
+  ErrorCodes,
+  type InitializeParams,
+  ProposedFeatures,
+  type RequestHandler,
+  ResponseError,
+  TextDocumentSyncKind,
+  type WorkDoneProgressReporter,
+  type WorkspaceFolder,
 } from 'vscode-languageserver/node';
 import type { RequestType } from 'vscode-languageserver-protocol';
-import { Workspace, FileReport } from '../engine/workspace';
-import { LiveEvent, LiveIndex } from '../engine/liveIndex';
+import { Workspace, type FileReport } from '../engine/workspace';
+import { type LiveEvent, LiveIndex } from '../engine/liveIndex';
 import { CONFIG_FILE, DEFAULT_CONFIG } from '../engine/config';
 import { readFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { diagnosticsFor } from './diagnostics';
 import { InspectError, inspectWorkspaceFile } from '../engine/inspectModel';
 import {
-  CopyMapRequest, FolderParams, FolderRef, HistoryRequest, InitializationOptions, InspectRequest, LoraDetailsRequest, PlanRequest, RescanRequest, RescanResult, VerifyResult,
-  ServerStatus, ServerStatusRequest, StatsRequest, StatusChangedNotification, SyncRequest, SyncSummary, VerifyRequest,
+  CopyMapRequest,
+  type FolderParams,
+  type FolderRef,
+  HistoryRequest,
+  type InitializationOptions,
+  InspectRequest,
+  LoraDetailsRequest,
+  PlanRequest,
+  RescanRequest,
+  type RescanResult,
+  type VerifyResult,
+  type ServerStatus,
+  ServerStatusRequest,
+  StatsRequest,
+  StatusChangedNotification,
+  SyncRequest,
+  type SyncSummary,
+  VerifyRequest,
 } from './protocol';
 
 const connection = createConnection(ProposedFeatures.all);
@@ -166,11 +191,15 @@ function onLive(f: Folder, live: LiveIndex, e: LiveEvent): void {
   if (f.live !== live) return; // an index replaced by a rebuild
   switch (e.kind) {
     case 'statuses':
-      publishChanged(f, e.changes.map((c) => c.path));
+      publishChanged(
+        f,
+        e.changes.map((c) => c.path),
+      );
       break;
     case 'synced': // auto-sync wrote copies: their statuses changed without a `statuses` event
       void publishAll(f);
-      if (e.result.failed) connection.console.warn(`${f.root}: auto-sync (${e.reason}): ${e.result.failed} copies failed`);
+      if (e.result.failed)
+        connection.console.warn(`${f.root}: auto-sync (${e.reason}): ${e.result.failed} copies failed`);
       break;
     case 'watch-error':
       f.watchError = `${f.root}: ${e.message}. ${e.advice}`;
@@ -190,7 +219,7 @@ async function startFolder(f: Folder, settings: Record<string, unknown>): Promis
   const old = f.live;
   f.live = undefined;
   await old?.stop().catch(() => undefined);
-  f.settingsKey = JSON.stringify(settings) + '\u0000' + (await readFile(join(f.root, CONFIG_FILE), 'utf8').catch(() => ''));
+  f.settingsKey = `${JSON.stringify(settings)}\u0000${await readFile(join(f.root, CONFIG_FILE), 'utf8').catch(() => '')}`;
   f.error = undefined;
   f.watchError = undefined;
   let progress: WorkDoneProgressReporter | undefined;
@@ -202,9 +231,15 @@ async function startFolder(f: Folder, settings: Record<string, unknown>): Promis
       // A scan of our own first, for progress; the live index's first scan is then warm (no file re-read).
       progress = await connection.window.createWorkDoneProgress();
       progress.begin('LoRA Sync: scanning', 0, f.root);
-      await ws.scan({ onProgress: (done, total) => progress?.report(total ? Math.round((done / total) * 100) : 100, `${done} / ${total} files`) });
+      await ws.scan({
+        onProgress: (done, total) =>
+          progress?.report(total ? Math.round((done / total) * 100) : 100, `${done} / ${total} files`),
+      });
     }
-    const live: LiveIndex = new LiveIndex(ws, (e) => onLive(f, live, e), { watch: initOptions.watch !== false, usePolling: initOptions.usePolling });
+    const live: LiveIndex = new LiveIndex(ws, (e) => onLive(f, live, e), {
+      watch: initOptions.watch !== false,
+      usePolling: initOptions.usePolling,
+    });
     f.live = live;
     await live.start();
   } catch (e) {
@@ -256,12 +291,15 @@ async function removeFolder(uri: string): Promise<void> {
 async function reconfigure(pushed: unknown): Promise<void> {
   for (const f of [...folders.values()]) {
     let settings: unknown = pushed;
-    if (pullConfiguration) settings = await connection.workspace.getConfiguration({ scopeUri: f.uri, section: 'loraSync' }).catch(() => pushed);
+    if (pullConfiguration)
+      settings = await connection.workspace
+        .getConfiguration({ scopeUri: f.uri, section: 'loraSync' })
+        .catch(() => pushed);
     const o = overridesFrom(settings);
     // lora-sync.json is part of the configuration: an edit to it (the client forwards file changes
     // as a configuration change) rebuilds the folder like a settings change does.
     const fileText = await readFile(join(f.root, CONFIG_FILE), 'utf8').catch(() => '');
-    const key = JSON.stringify(o) + '\u0000' + fileText;
+    const key = `${JSON.stringify(o)}\u0000${fileText}`;
     if (key === f.settingsKey && !f.error) continue;
     await working(async () => {
       const job = f.lock.then(() => startFolder(f, o));
@@ -318,7 +356,11 @@ function handle<P, R>(type: RequestType<P, R, void>, fn: (p: P, token: Cancellat
   connection.onRequest(type, handler as unknown as RequestHandler<P, R, void>);
 }
 
-function progressFor(token: CancellationToken, workDoneToken: string | number | undefined, title: string): { reporter: WorkDoneProgressReporter; cancelled: () => boolean } {
+function progressFor(
+  token: CancellationToken,
+  workDoneToken: string | number | undefined,
+  title: string,
+): { reporter: WorkDoneProgressReporter; cancelled: () => boolean } {
   const reporter = connection.window.attachWorkDoneProgress(workDoneToken);
   reporter.begin(title, 0, undefined, true);
   return { reporter, cancelled: () => token.isCancellationRequested };
@@ -326,16 +368,28 @@ function progressFor(token: CancellationToken, workDoneToken: string | number | 
 
 const percent = (done: number, total: number) => (total ? Math.min(100, Math.round((done / total) * 100)) : 100);
 
-interface LongWork { cancelled: () => boolean; report: (done: number, total: number, what?: string) => void }
+interface LongWork {
+  cancelled: () => boolean;
+  report: (done: number, total: number, what?: string) => void;
+}
 
 /**
  * Long work over folders (sync, verify, rescan): the server shows as working, the client gets
  * work-done progress, each folder is visited in turn until the request is cancelled.
  */
-function overFolders(list: Folder[], token: CancellationToken, workDoneToken: string | number | undefined, title: string, visit: (f: Folder, work: LongWork) => Promise<void>): Promise<void> {
+function overFolders(
+  list: Folder[],
+  token: CancellationToken,
+  workDoneToken: string | number | undefined,
+  title: string,
+  visit: (f: Folder, work: LongWork) => Promise<void>,
+): Promise<void> {
   return working(async () => {
     const { reporter, cancelled } = progressFor(token, workDoneToken, title);
-    const work: LongWork = { cancelled, report: (done, total, what) => reporter.report(percent(done, total), what ?? `${done} / ${total} files`) };
+    const work: LongWork = {
+      cancelled,
+      report: (done, total, what) => reporter.report(percent(done, total), what ?? `${done} / ${total} files`),
+    };
     try {
       for (const f of list) {
         if (cancelled()) break;
@@ -348,10 +402,12 @@ function overFolders(list: Folder[], token: CancellationToken, workDoneToken: st
 }
 
 handle(CopyMapRequest, async (p) => ({
-  folders: await Promise.all((await usable(p)).map(async ({ f, ws }) => {
-    const r = await ws.report();
-    return { ...ref(f), loras: r.loras, files: r.files };
-  })),
+  folders: await Promise.all(
+    (await usable(p)).map(async ({ f, ws }) => {
+      const r = await ws.report();
+      return { ...ref(f), loras: r.loras, files: r.files };
+    }),
+  ),
 }));
 
 handle(LoraDetailsRequest, async (p) => {
@@ -361,7 +417,9 @@ handle(LoraDetailsRequest, async (p) => {
     const g = id ? ws.copyMap().loras.get(id) : undefined;
     if (!g) continue;
     const r = (await ws.report()).loras.find((l) => l.id === g.id);
-    const files = [...g.sources, ...g.copies, ...g.broken].sort((a, b) => (a.path < b.path ? -1 : 1)).map((e) => ws.fileReport(e));
+    const files = [...g.sources, ...g.copies, ...g.broken]
+      .sort((a, b) => (a.path < b.path ? -1 : 1))
+      .map((e) => ws.fileReport(e));
     return { ...ref(f), id: g.id, name: g.name, source: r?.source ?? null, files };
   }
   throw new ResponseError(ErrorCodes.InvalidParams, `no LoRA with id or name '${p.id}'`);
@@ -370,7 +428,8 @@ handle(LoraDetailsRequest, async (p) => {
 /** `copies` of a plan or sync request: relative paths, compared in NFC like every indexed path. */
 function copiesParam(copies: unknown): string[] | undefined {
   if (copies === undefined || copies === null) return undefined;
-  if (!Array.isArray(copies) || !copies.every((c) => typeof c === 'string')) throw new ResponseError(ErrorCodes.InvalidParams, 'copies must be a list of workspace-relative paths');
+  if (!Array.isArray(copies) || !copies.every((c) => typeof c === 'string'))
+    throw new ResponseError(ErrorCodes.InvalidParams, 'copies must be a list of workspace-relative paths');
   return copies.map((c: string) => c.normalize('NFC'));
 }
 
@@ -379,17 +438,26 @@ handle(PlanRequest, async (p) => {
   for (const { f, ws } of await usable(p)) {
     const id = p?.lora ? resolveLora(ws, p.lora) : undefined;
     if (p?.lora && !id) continue;
-    out.push({ ...ref(f), plan: ws.plan({ loras: id ? [id] : undefined, force: p?.force, copies: copiesParam(p?.copies) }) });
+    out.push({
+      ...ref(f),
+      plan: ws.plan({ loras: id ? [id] : undefined, force: p?.force, copies: copiesParam(p?.copies) }),
+    });
   }
   if (p?.lora && !out.length) throw new ResponseError(ErrorCodes.InvalidParams, `no LoRA with id or name '${p.lora}'`);
   return { folders: out };
 });
 
 handle(SyncRequest, async (p, token) => {
-  if (initOptions.readOnly) throw new ResponseError(ErrorCodes.InvalidRequest, 'this workspace is not trusted: LoRA Sync reads and reports but never writes here');
-  if (!p || (!p.lora && !p.all)) throw new ResponseError(ErrorCodes.InvalidParams, 'sync needs a lora (id or name) or all: true');
+  if (initOptions.readOnly)
+    throw new ResponseError(
+      ErrorCodes.InvalidRequest,
+      'this workspace is not trusted: LoRA Sync reads and reports but never writes here',
+    );
+  if (!p || (!p.lora && !p.all))
+    throw new ResponseError(ErrorCodes.InvalidParams, 'sync needs a lora (id or name) or all: true');
   if (p.lora && p.all) throw new ResponseError(ErrorCodes.InvalidParams, 'sync takes a lora or all: true, not both');
-  if (p.match !== undefined && (!Number.isInteger(p.match) || p.match < 0)) throw new ResponseError(ErrorCodes.InvalidParams, 'match must be a whole number ≥ 0');
+  if (p.match !== undefined && (!Number.isInteger(p.match) || p.match < 0))
+    throw new ResponseError(ErrorCodes.InvalidParams, 'match must be a whole number ≥ 0');
   const copies = copiesParam(p.copies);
   const out: SyncSummary = { synced: 0, failed: 0, skipped: 0, refused: 0, cancelled: false, folders: [] };
   let found = false;
@@ -401,7 +469,9 @@ handle(SyncRequest, async (p, token) => {
       found = true;
       const plan = ws.plan({ loras: id ? [id] : undefined, force: p.force, copies });
       const res = await ws.sync(plan, {
-        reason: p.reason ?? (p.all ? 'FULL_SYNC' : 'MANUAL'), match: p.match, cancelled: work.cancelled,
+        reason: p.reason ?? (p.all ? 'FULL_SYNC' : 'MANUAL'),
+        match: p.match,
+        cancelled: work.cancelled,
         onProgress: (done, total, path) => work.report(done, total, path),
       });
       await publishAll(f);
@@ -413,13 +483,19 @@ handle(SyncRequest, async (p, token) => {
       out.folders.push({
         ...ref(f),
         ...(res.historyError ? { historyError: res.historyError } : {}),
-        loras: res.loras.map((l) => ({ id: l.id, name: l.name, ...(l.source ? { source: l.source } : {}), copies: l.copies.map(({ entry: _entry, ...c }) => c) })),
+        loras: res.loras.map((l) => ({
+          id: l.id,
+          name: l.name,
+          ...(l.source ? { source: l.source } : {}),
+          copies: l.copies.map(({ entry: _entry, ...c }) => c),
+        })),
       });
     }).catch((e) => {
       // One folder failing (config error) does not stop the others.
       if (list.length === 1) throw e;
       connection.console.error(`${f.root}: sync failed: ${(e as Error).message}`);
-    }));
+    }),
+  );
   if (p.lora && !found) throw new ResponseError(ErrorCodes.InvalidParams, `no LoRA with id or name '${p.lora}'`);
   out.cancelled ||= token.isCancellationRequested;
   return out;
@@ -429,38 +505,53 @@ handle(VerifyRequest, async (p, token) => {
   const out: VerifyResult['folders'] = [];
   await overFolders(targets(p), token, p?.workDoneToken, 'LoRA Sync: verifying', async (f, work) => {
     if (!f.ws) return;
-    out.push(await exclusive(f, async (ws) => {
-      // Verify what is on disk now, not what the index last saw.
-      const s = await ws.scan({ cancelled: work.cancelled, onProgress: (done, total) => work.report(done, total) });
-      if (s.changes.length) publishChanged(f, s.changes.map((c) => c.path));
-      const id = p?.lora ? resolveLora(ws, p.lora) : undefined;
-      const report = ws.verify(p?.lora ? [id ?? p.lora] : undefined);
-      if (!work.cancelled()) await ws.recordVerify(report);
-      return { ...ref(f), report };
-    }));
+    out.push(
+      await exclusive(f, async (ws) => {
+        // Verify what is on disk now, not what the index last saw.
+        const s = await ws.scan({ cancelled: work.cancelled, onProgress: (done, total) => work.report(done, total) });
+        if (s.changes.length)
+          publishChanged(
+            f,
+            s.changes.map((c) => c.path),
+          );
+        const id = p?.lora ? resolveLora(ws, p.lora) : undefined;
+        const report = ws.verify(p?.lora ? [id ?? p.lora] : undefined);
+        if (!work.cancelled()) await ws.recordVerify(report);
+        return { ...ref(f), report };
+      }),
+    );
   });
   return { is_consistent: out.every((r) => r.report.is_consistent), folders: out };
 });
 
-handle(StatsRequest, async (p) => ({ folders: await Promise.all((await usable(p)).map(async ({ f, ws }) => ({ ...ref(f), stats: await ws.stats() }))) }));
+handle(StatsRequest, async (p) => ({
+  folders: await Promise.all((await usable(p)).map(async ({ f, ws }) => ({ ...ref(f), stats: await ws.stats() }))),
+}));
 
 handle(HistoryRequest, async (p) => ({
-  folders: await Promise.all((await usable(p)).map(async ({ f, ws }) => {
-    const lora = p?.lora ? resolveLora(ws, p.lora) ?? p.lora : undefined;
-    const { events } = await ws.history.read({ limit: p?.limit, loraId: lora });
-    return { ...ref(f), events };
-  })),
+  folders: await Promise.all(
+    (await usable(p)).map(async ({ f, ws }) => {
+      const lora = p?.lora ? (resolveLora(ws, p.lora) ?? p.lora) : undefined;
+      const { events } = await ws.history.read({ limit: p?.limit, loraId: lora });
+      return { ...ref(f), events };
+    }),
+  ),
 }));
 
 handle(RescanRequest, async (p, token) => {
   const out: RescanResult['folders'] = [];
   await overFolders(targets(p), token, p?.workDoneToken, 'LoRA Sync: scanning', async (f, work) => {
     if (!f.ws) return;
-    out.push(await exclusive(f, async (ws) => {
-      const summary = await ws.scan({ cancelled: work.cancelled, onProgress: (done, total) => work.report(done, total) });
-      await publishAll(f);
-      return { ...ref(f), summary };
-    }));
+    out.push(
+      await exclusive(f, async (ws) => {
+        const summary = await ws.scan({
+          cancelled: work.cancelled,
+          onProgress: (done, total) => work.report(done, total),
+        });
+        await publishAll(f);
+        return { ...ref(f), summary };
+      }),
+    );
   });
   return { folders: out };
 });
@@ -476,7 +567,8 @@ function folderOf(abs: string): Folder | undefined {
 }
 
 handle(InspectRequest, async (p, token) => {
-  if (!p?.uri || typeof p.uri !== 'string') throw new ResponseError(ErrorCodes.InvalidParams, 'inspect needs the uri of a file');
+  if (!p?.uri || typeof p.uri !== 'string')
+    throw new ResponseError(ErrorCodes.InvalidParams, 'inspect needs the uri of a file');
   let abs: string;
   try {
     abs = fileURLToPath(p.uri);
@@ -484,14 +576,24 @@ handle(InspectRequest, async (p, token) => {
     throw new ResponseError(ErrorCodes.InvalidParams, `${p.uri}: only files on disk (file: URIs) can be inspected`);
   }
   const f = folderOf(abs);
-  if (!f) throw new ResponseError(ErrorCodes.InvalidParams, `${abs} is not inside an open workspace folder: LoRA Sync inspects the files of the folders it watches`);
+  if (!f)
+    throw new ResponseError(
+      ErrorCodes.InvalidParams,
+      `${abs} is not inside an open workspace folder: LoRA Sync inspects the files of the folders it watches`,
+    );
   await f.ready;
   const ws = f.ws;
   if (!ws) throw new ResponseError(ErrorCodes.InternalError, f.error ?? `${f.root}: not ready`);
   // Read-only and outside the folder's queue: it reads the index as it is and opens files by
   // handle, which atomic renames never tear, so a long sync does not hold the view back.
   try {
-    return { ...ref(f), ...(await inspectWorkspaceFile(ws, abs, { unlimited: p.compareAll === true, cancelled: () => token.isCancellationRequested })) };
+    return {
+      ...ref(f),
+      ...(await inspectWorkspaceFile(ws, abs, {
+        unlimited: p.compareAll === true,
+        cancelled: () => token.isCancellationRequested,
+      })),
+    };
   } catch (e) {
     if (e instanceof InspectError) throw new ResponseError(ErrorCodes.InvalidParams, e.message);
     throw e;
@@ -512,8 +614,11 @@ connection.onInitialize((params: InitializeParams) => {
   clientWorkspaceFolders = caps.workspace?.workspaceFolders === true;
   const list: WorkspaceFolder[] = params.workspaceFolders?.length
     ? params.workspaceFolders
-    : params.rootUri ? [{ uri: params.rootUri, name: 'root' }]
-    : params.rootPath ? [{ uri: pathToFileURL(params.rootPath).toString(), name: 'root' }] : [];
+    : params.rootUri
+      ? [{ uri: params.rootUri, name: 'root' }]
+      : params.rootPath
+        ? [{ uri: pathToFileURL(params.rootPath).toString(), name: 'root' }]
+        : [];
   for (const wf of list) addFolder(wf);
   return {
     capabilities: {
@@ -527,15 +632,18 @@ connection.onInitialize((params: InitializeParams) => {
 connection.onInitialized(() => {
   // Which hashers run (native or portable: same digests, different speed), for the log a user sends.
   connection.console.info(`LoRA Sync server: digests ${DIGEST_ALG}, hashing ${hashBackend().name}`);
-  if (registerConfiguration) void connection.client.register(DidChangeConfigurationNotification.type, { section: 'loraSync' });
+  if (registerConfiguration)
+    void connection.client.register(DidChangeConfigurationNotification.type, { section: 'loraSync' });
   const settings = overridesFrom(initOptions.settings);
   void working(async () => {
-    await Promise.all([...folders.values()].map((f) => {
-      const job = startFolder(f, settings);
-      f.ready = job;
-      f.lock = job.catch(() => undefined);
-      return job;
-    }));
+    await Promise.all(
+      [...folders.values()].map((f) => {
+        const job = startFolder(f, settings);
+        f.ready = job;
+        f.lock = job.catch(() => undefined);
+        return job;
+      }),
+    );
     starting = false;
   });
   if (clientWorkspaceFolders) {
@@ -558,7 +666,9 @@ let configChain: Promise<void> = Promise.resolve();
 connection.onDidChangeConfiguration((change) => {
   const pushed = (change.settings as { loraSync?: unknown } | undefined)?.loraSync;
   // One reconfiguration at a time, so quick successive changes end in the last one.
-  configChain = configChain.then(() => reconfigure(pushed)).catch((e) => connection.console.error(`configuration: ${(e as Error).message}`));
+  configChain = configChain
+    .then(() => reconfigure(pushed))
+    .catch((e) => connection.console.error(`configuration: ${(e as Error).message}`));
 });
 
 connection.onShutdown(async () => {

@@ -12,22 +12,39 @@ import type { CopyMapResult, ServerStatus, SyncSummary } from '../../../server/s
 import { withCheckpoint } from '../../../server/src/formats/checkpoint';
 import { readTensorBytes } from '../../../server/src/formats/fingerprint';
 import { getKey, mappingEntries } from '../../../server/src/formats/pickle/nodes';
-import { typedForm, Typed } from '../../../server/src/formats/pyValue';
+import { typedForm, type Typed } from '../../../server/src/formats/pyValue';
 import type { ItemSnapshot } from '../../../client/src/viewSnapshot';
 import { walk } from '../../support/files';
 import { trainerStep } from '../../../server/src/demo/trainerStep';
 
 interface Expected {
-  path: string; lora_id: string | null; lora_name?: string; role: string | null; expect: string;
-  copy_keys?: Typed; source?: string; sync_blocked?: string; source_tensors?: Array<{ path: string; sha256: string }>;
+  path: string;
+  lora_id: string | null;
+  lora_name?: string;
+  role: string | null;
+  expect: string;
+  copy_keys?: Typed;
+  source?: string;
+  sync_blocked?: string;
+  source_tensors?: Array<{ path: string; sha256: string }>;
 }
 
 const COPY_KEYS = ['team', 'specialization_key', 'score', 'match_count', 'exported_at'];
 const NOT_PROBLEMS = new Set(['SOURCE', 'IN_SYNC', 'UNRECOGNIZED']);
 /** The icon each status shows with in the Copy Map (client/src/icons.ts, checked independently here). */
 const ICONS: Record<string, string> = {
-  SOURCE: 'star-full', IN_SYNC: 'pass', STALE: 'sync', DIVERGED: 'git-compare', METADATA_DRIFT: 'info', PARAM_COUNT_MISMATCH: 'error',
-  SHAPE_MISMATCH: 'error', DTYPE_MISMATCH: 'error', CORRUPT: 'file-binary', UNSAFE: 'shield', ORPHAN: 'question', DUPLICATE_SOURCE: 'copy',
+  SOURCE: 'star-full',
+  IN_SYNC: 'pass',
+  STALE: 'sync',
+  DIVERGED: 'git-compare',
+  METADATA_DRIFT: 'info',
+  PARAM_COUNT_MISMATCH: 'error',
+  SHAPE_MISMATCH: 'error',
+  DTYPE_MISMATCH: 'error',
+  CORRUPT: 'file-binary',
+  UNSAFE: 'shield',
+  ORPHAN: 'question',
+  DUPLICATE_SOURCE: 'copy',
 };
 const WARNINGS = new Set(['STALE', 'ORPHAN']);
 
@@ -36,7 +53,11 @@ const nfc = (s: string) => s.normalize('NFC');
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -46,7 +67,8 @@ async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T |
     } catch (e) {
       last = e;
     }
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > end)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await sleep(100);
   }
 }
@@ -84,7 +106,8 @@ async function copyKeysOf(file: string): Promise<Typed> {
   return withCheckpoint(file, async (c) => {
     const meta = getKey(c.root!, 'metadata')!;
     const pairs: Typed[] = [];
-    for (const [k, v] of mappingEntries(meta)!) if (k.kind === 'str' && COPY_KEYS.includes(k.value)) pairs.push([typedForm(k), typedForm(v)] as unknown as Typed);
+    for (const [k, v] of mappingEntries(meta)!)
+      if (k.kind === 'str' && COPY_KEYS.includes(k.value)) pairs.push([typedForm(k), typedForm(v)] as unknown as Typed);
     return ['dict', pairs] as Typed;
   });
 }
@@ -113,10 +136,14 @@ describe('LoRA Sync in the VS Code extension host', function () {
     assert.ok(ext, 'the extension is installed');
     await ext.activate();
     assert.equal(ext.isActive, true);
-    const status = await waitFor('the server to be ready', async () => {
-      const s = await vscode.commands.executeCommand<ServerStatus>('loraSync.getServerStatus');
-      return s.state === 'ready' && s.loras > 0 ? s : undefined;
-    }, 60_000);
+    const status = await waitFor(
+      'the server to be ready',
+      async () => {
+        const s = await vscode.commands.executeCommand<ServerStatus>('loraSync.getServerStatus');
+        return s.state === 'ready' && s.loras > 0 ? s : undefined;
+      },
+      60_000,
+    );
     assert.equal(status.folders, 1);
     assert.equal(status.loras, new Set(expected.filter((f) => f.lora_name).map((f) => f.lora_name)).size);
     assert.equal(status.problems, problems.length);
@@ -131,12 +158,18 @@ describe('LoRA Sync in the VS Code extension host', function () {
     for (const f of problems) {
       const d = diags.get(f.path)!;
       assert.equal(codeOf(d), f.expect, f.path);
-      const severity = f.expect === 'METADATA_DRIFT' ? vscode.DiagnosticSeverity.Information
-        : WARNINGS.has(f.expect) ? vscode.DiagnosticSeverity.Warning : vscode.DiagnosticSeverity.Error;
+      const severity =
+        f.expect === 'METADATA_DRIFT'
+          ? vscode.DiagnosticSeverity.Information
+          : WARNINGS.has(f.expect)
+            ? vscode.DiagnosticSeverity.Warning
+            : vscode.DiagnosticSeverity.Error;
       assert.equal(d.severity, severity, `${f.path}: severity`);
       assert.ok(d.message.length > 10, `${f.path}: says what differs: "${d.message}"`);
       if (f.source) {
-        const related = d.relatedInformation?.map((r) => nfc(relative(root(), r.location.uri.fsPath).split(sep).join('/')));
+        const related = d.relatedInformation?.map((r) =>
+          nfc(relative(root(), r.location.uri.fsPath).split(sep).join('/')),
+        );
         assert.deepEqual(related, [f.source], `${f.path}: points to its source`);
       }
     }
@@ -159,13 +192,17 @@ describe('LoRA Sync in the VS Code extension host', function () {
       assert.equal(node.icon, hasProblem ? 'warning' : 'pass', `${name}: LoRA icon`);
       assert.equal(node.children?.length, files.length, `${name}: one child per file`);
       // Sources come first.
-      assert.ok(node.children![0].contextValue?.startsWith('loraFile.source') || !files.some((f) => f.role === 'source'), `${name}: source first`);
+      assert.ok(
+        node.children![0].contextValue?.startsWith('loraFile.source') || !files.some((f) => f.role === 'source'),
+        `${name}: source first`,
+      );
       for (const f of files) {
         const item = findFile(snap.copyMap, name, f.path);
         assert.ok(item, `${name}: ${f.path} is in the tree`);
         assert.equal(item.icon, ICONS[f.expect], `${f.path}: icon`);
         if (f.expect === 'STALE') assert.equal(item.color, 'list.warningForeground', `${f.path}: colour`);
-        if (f.expect === 'DIVERGED' || f.expect === 'CORRUPT') assert.equal(item.color, 'list.errorForeground', `${f.path}: colour`);
+        if (f.expect === 'DIVERGED' || f.expect === 'CORRUPT')
+          assert.equal(item.color, 'list.errorForeground', `${f.path}: colour`);
         assert.ok(item.contextValue?.endsWith(`.${f.expect}`), `${f.path}: contextValue ${item.contextValue}`);
       }
     }
@@ -177,7 +214,18 @@ describe('LoRA Sync in the VS Code extension host', function () {
 
   it('"Sync All" rewrites the stale copies on disk, keeps their own keys, and leaves the rest alone', async () => {
     const syncable = expected.filter((f) => f.expect === 'STALE' && !f.sync_blocked);
-    const untouchable = expected.filter((f) => ['DIVERGED', 'CORRUPT', 'UNSAFE', 'ORPHAN', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH', 'PARAM_COUNT_MISMATCH'].includes(f.expect) || f.sync_blocked);
+    const untouchable = expected.filter(
+      (f) =>
+        [
+          'DIVERGED',
+          'CORRUPT',
+          'UNSAFE',
+          'ORPHAN',
+          'SHAPE_MISMATCH',
+          'DTYPE_MISMATCH',
+          'PARAM_COUNT_MISMATCH',
+        ].includes(f.expect) || f.sync_blocked,
+    );
     assert.ok(syncable.length >= 3 && untouchable.length >= 8);
     const before = new Map<string, string>();
     for (const f of untouchable) before.set(f.path, sha(await readFile(disk.get(f.path)!)));
@@ -186,17 +234,24 @@ describe('LoRA Sync in the VS Code extension host', function () {
     assert.ok(summary, 'the command returns the server summary');
     assert.equal(summary.failed, 0);
     assert.equal(summary.cancelled, false);
-    const outcomes = new Map(summary.folders.flatMap((fo) => fo.loras.flatMap((l) => l.copies.map((c) => [nfc(c.path), c.outcome] as const))));
+    const outcomes = new Map(
+      summary.folders.flatMap((fo) => fo.loras.flatMap((l) => l.copies.map((c) => [nfc(c.path), c.outcome] as const))),
+    );
     for (const f of syncable) assert.equal(outcomes.get(f.path), 'synced', f.path);
     assert.ok(summary.synced >= syncable.length);
 
     for (const f of syncable) {
       const file = disk.get(f.path)!;
       const got = await tensorShas(file);
-      assert.deepEqual([...got.entries()].sort(), f.source_tensors!.map((t) => [t.path, t.sha256] as [string, string]).sort(), `${f.path}: tensors equal the source's`);
+      assert.deepEqual(
+        [...got.entries()].sort(),
+        f.source_tensors!.map((t) => [t.path, t.sha256] as [string, string]).sort(),
+        `${f.path}: tensors equal the source's`,
+      );
       assert.deepEqual(await copyKeysOf(file), f.copy_keys, `${f.path}: its own keys kept`);
     }
-    for (const f of untouchable) assert.equal(sha(await readFile(disk.get(f.path)!)), before.get(f.path), `${f.path}: not written`);
+    for (const f of untouchable)
+      assert.equal(sha(await readFile(disk.get(f.path)!)), before.get(f.path), `${f.path}: not written`);
   });
 
   it('clears the stale diagnostics after the sync and keeps the diverged, corrupt, unsafe and orphaned ones', async () => {
@@ -209,7 +264,11 @@ describe('LoRA Sync in the VS Code extension host', function () {
       if (synced.has(f.path) || f.expect === 'METADATA_DRIFT') continue;
       assert.equal(diags.has(f.path) && codeOf(diags.get(f.path)!), f.expect, `${f.path} still shows ${f.expect}`);
     }
-    for (const code of ['DIVERGED', 'CORRUPT', 'UNSAFE', 'ORPHAN']) assert.ok([...diags.values()].some((d) => codeOf(d) === code), `a ${code} diagnostic remains`);
+    for (const code of ['DIVERGED', 'CORRUPT', 'UNSAFE', 'ORPHAN'])
+      assert.ok(
+        [...diags.values()].some((d) => codeOf(d) === code),
+        `a ${code} diagnostic remains`,
+      );
     const status = await waitFor('the status to be recounted', async () => {
       const s = await vscode.commands.executeCommand<ServerStatus>('loraSync.getServerStatus');
       return s.problems === diags.size ? s : undefined;
@@ -248,7 +307,9 @@ describe('LoRA Sync in the VS Code extension host', function () {
     });
     assert.match(d.message, /CRC|crc|checksum/i);
     await writeFile(file, good);
-    await waitFor('the diagnostic to clear once the file is restored', () => (ourDiagnostics().has(rel) ? undefined : true));
+    await waitFor('the diagnostic to clear once the file is restored', () =>
+      ourDiagnostics().has(rel) ? undefined : true,
+    );
   });
 
   it('turns the copies STALE when a trainer rewrites their source, and a sync of that LoRA clears them', async () => {
@@ -287,7 +348,9 @@ describe('LoRA Sync in the VS Code extension host', function () {
     // The inspector's "Sync this copy" button runs this command for the file of the active inspector.
     const result = await vscode.commands.executeCommand<SyncSummary>('loraSync.syncCopy');
     assert.equal(result?.synced, 1);
-    const written = result!.folders.flatMap((f) => f.loras.flatMap((l) => l.copies.filter((c) => c.outcome === 'synced').map((c) => nfc(c.path))));
+    const written = result!.folders.flatMap((f) =>
+      f.loras.flatMap((l) => l.copies.filter((c) => c.outcome === 'synced').map((c) => nfc(c.path))),
+    );
     assert.deepEqual(written, [target]);
     await waitFor('the synced copy to clear', () => (ourDiagnostics().has(target) ? undefined : true));
     assert.equal(codeOf(ourDiagnostics().get(other)!), 'STALE', 'the other copy is still stale');

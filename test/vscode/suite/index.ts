@@ -11,7 +11,10 @@ import { join } from 'node:path';
 
 export async function run(): Promise<void> {
   const mocha = new Mocha({ ui: 'bdd', timeout: 120_000, color: false, reporter: 'spec' });
-  for (const f of readdirSync(__dirname).filter((n) => n.endsWith('.vscode.test.js')).sort()) mocha.addFile(join(__dirname, f));
+  for (const f of readdirSync(__dirname)
+    .filter((n) => n.endsWith('.vscode.test.js'))
+    .sort())
+    mocha.addFile(join(__dirname, f));
   const counts = { passed: 0, failed: 0, skipped: 0, failures: [] as string[] };
   await new Promise<void>((resolve) => {
     const runner = mocha.run(() => resolve());
@@ -24,7 +27,9 @@ export async function run(): Promise<void> {
   });
   const line = `extension host: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`;
   console.log(line);
-  if (process.env.LORA_SYNC_VSCODE_RESULTS) writeFileSync(process.env.LORA_SYNC_VSCODE_RESULTS, JSON.stringify(counts, null, 2));
-  if (process.env.LORA_SYNC_TEST_TALLY) appendFileSync(process.env.LORA_SYNC_TEST_TALLY, `${counts.passed} ${counts.failed} ${counts.skipped}\n`);
+  if (process.env.LORA_SYNC_VSCODE_RESULTS)
+    writeFileSync(process.env.LORA_SYNC_VSCODE_RESULTS, JSON.stringify(counts, null, 2));
+  if (process.env.LORA_SYNC_TEST_TALLY)
+    appendFileSync(process.env.LORA_SYNC_TEST_TALLY, `${counts.passed} ${counts.failed} ${counts.skipped}\n`);
   if (counts.failed) throw new Error(`${counts.failed} extension-host test(s) failed:\n${counts.failures.join('\n')}`);
 }

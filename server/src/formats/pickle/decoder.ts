@@ -76,7 +76,10 @@ class PickleDecoder {
   private protocol = -1;
   private inferredProtocol = 0;
 
-  constructor(private readonly buf: Uint8Array, private readonly limits: PickleLimits) {
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly limits: PickleLimits,
+  ) {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     this.nb = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   }
@@ -95,11 +98,13 @@ class PickleDecoder {
       switch (op) {
         // ---- stack manipulation ----
         case 0x28: // MARK
-          if (this.marks.length >= this.limits.maxMarks) throw this.fail('PICKLE_LIMIT', at, `more than ${this.limits.maxMarks} open MARKs`);
+          if (this.marks.length >= this.limits.maxMarks)
+            throw this.fail('PICKLE_LIMIT', at, `more than ${this.limits.maxMarks} open MARKs`);
           this.marks.push(stack.length);
           this.base = stack.length;
           break;
-        case 0x2e: { // STOP
+        case 0x2e: {
+          // STOP
           const root = this.pop(at);
           const end = this.pos;
           // Without a container referenced twice the tree is a tree: no cycle, at most nodeCount +
@@ -124,7 +129,8 @@ class PickleDecoder {
         case 0x31: // POP_MARK
           this.popMark(at);
           break;
-        case 0x32: { // DUP
+        case 0x32: {
+          // DUP
           const node = this.top(at);
           this.duplicated.add(node);
           this.noteShared(node);
@@ -133,9 +139,15 @@ class PickleDecoder {
         }
 
         // ---- numbers and constants ----
-        case 0x4e: this.push({ kind: 'none', memo: false }, at); break; // NONE
-        case 0x88: this.push({ kind: 'bool', value: true, memo: false }, at); break; // NEWTRUE
-        case 0x89: this.push({ kind: 'bool', value: false, memo: false }, at); break; // NEWFALSE
+        case 0x4e:
+          this.push({ kind: 'none', memo: false }, at);
+          break; // NONE
+        case 0x88:
+          this.push({ kind: 'bool', value: true, memo: false }, at);
+          break; // NEWTRUE
+        case 0x89:
+          this.push({ kind: 'bool', value: false, memo: false }, at);
+          break; // NEWFALSE
         case 0x4b: // BININT1
           this.need(1, at);
           this.pushInt(SMALL_INTS[buf[this.pos++]], at);
@@ -150,13 +162,15 @@ class PickleDecoder {
           this.pushInt(BigInt(this.view.getInt32(this.pos, true)), at);
           this.pos += 4;
           break;
-        case 0x8a: { // LONG1
+        case 0x8a: {
+          // LONG1
           this.need(1, at);
           const n = buf[this.pos++];
           this.pushInt(this.readLong(n, at), at);
           break;
         }
-        case 0x8b: { // LONG4
+        case 0x8b: {
+          // LONG4
           this.need(4, at);
           const n = this.view.getInt32(this.pos, true);
           this.pos += 4;
@@ -164,7 +178,8 @@ class PickleDecoder {
           this.pushInt(this.readLong(n, at), at);
           break;
         }
-        case 0x49: { // INT: text; '00'/'01' are protocol 0's False/True
+        case 0x49: {
+          // INT: text; '00'/'01' are protocol 0's False/True
           const [s, e] = this.readLine(at);
           if (e - s === 2 && buf[s] === 0x30 && (buf[s + 1] === 0x30 || buf[s + 1] === 0x31)) {
             this.push({ kind: 'bool', value: buf[s + 1] === 0x31, memo: false }, at);
@@ -173,7 +188,8 @@ class PickleDecoder {
           }
           break;
         }
-        case 0x4c: { // LONG: text with an optional trailing 'L'
+        case 0x4c: {
+          // LONG: text with an optional trailing 'L'
           const [s, e0] = this.readLine(at);
           const e = e0 > s && buf[e0 - 1] === 0x4c ? e0 - 1 : e0;
           this.pushInt(this.parseTextInt(s, e, at), at);
@@ -184,21 +200,24 @@ class PickleDecoder {
           this.push({ kind: 'float', value: this.view.getFloat64(this.pos, false), memo: false }, at);
           this.pos += 8;
           break;
-        case 0x46: { // FLOAT: text (repr of a float)
+        case 0x46: {
+          // FLOAT: text (repr of a float)
           const [s, e] = this.readLine(at);
           this.push({ kind: 'float', value: this.parseTextFloat(s, e, at), memo: false }, at);
           break;
         }
 
         // ---- strings and bytes ----
-        case 0x58: { // BINUNICODE
+        case 0x58: {
+          // BINUNICODE
           this.need(4, at);
           const n = this.view.getUint32(this.pos, true);
           this.pos += 4;
           this.pushStr(this.readUtf8(n, at), at);
           break;
         }
-        case 0x8c: { // SHORT_BINUNICODE
+        case 0x8c: {
+          // SHORT_BINUNICODE
           this.need(1, at);
           const n = buf[this.pos++];
           this.pushStr(this.readUtf8(n, at), at);
@@ -207,12 +226,14 @@ class PickleDecoder {
         case 0x8d: // BINUNICODE8
           this.pushStr(this.readUtf8(this.readU64(at), at), at);
           break;
-        case 0x56: { // UNICODE: raw-unicode-escape text line
+        case 0x56: {
+          // UNICODE: raw-unicode-escape text line
           const [s, e] = this.readLine(at);
           this.pushStr(this.rawUnicodeEscape(s, e, at), at);
           break;
         }
-        case 0x53: { // STRING: py2 str repr, quoted and escaped; latin-1 (see header)
+        case 0x53: {
+          // STRING: py2 str repr, quoted and escaped; latin-1 (see header)
           const [s, e] = this.readLine(at);
           const q = buf[s];
           if (e - s < 2 || (q !== 0x27 && q !== 0x22) || buf[e - 1] !== q) {
@@ -221,7 +242,8 @@ class PickleDecoder {
           this.pushStr(this.escapeDecode(s + 1, e - 1, at), at);
           break;
         }
-        case 0x54: { // BINSTRING: py2 str, latin-1
+        case 0x54: {
+          // BINSTRING: py2 str, latin-1
           this.need(4, at);
           const n = this.view.getInt32(this.pos, true);
           this.pos += 4;
@@ -230,21 +252,24 @@ class PickleDecoder {
           this.pushStr(this.latin1(s, s + n), at);
           break;
         }
-        case 0x55: { // SHORT_BINSTRING: py2 str, latin-1
+        case 0x55: {
+          // SHORT_BINSTRING: py2 str, latin-1
           this.need(1, at);
           const n = buf[this.pos++];
           const s = this.take(n, at);
           this.pushStr(this.latin1(s, s + n), at);
           break;
         }
-        case 0x42: { // BINBYTES
+        case 0x42: {
+          // BINBYTES
           this.need(4, at);
           const n = this.view.getUint32(this.pos, true);
           this.pos += 4;
           this.pushBytes(n, false, at);
           break;
         }
-        case 0x43: { // SHORT_BINBYTES
+        case 0x43: {
+          // SHORT_BINBYTES
           this.need(1, at);
           this.pushBytes(buf[this.pos++], false, at);
           break;
@@ -260,9 +285,14 @@ class PickleDecoder {
           throw this.fail('PICKLE_BAD_OPCODE', at, 'out-of-band buffers are not supported');
 
         // ---- containers ----
-        case 0x5d: this.push({ kind: 'list', items: [], memo: false }, at); break; // EMPTY_LIST
-        case 0x6c: this.push({ kind: 'list', items: this.popMark(at), memo: false }, at); break; // LIST
-        case 0x61: { // APPEND
+        case 0x5d:
+          this.push({ kind: 'list', items: [], memo: false }, at);
+          break; // EMPTY_LIST
+        case 0x6c:
+          this.push({ kind: 'list', items: this.popMark(at), memo: false }, at);
+          break; // LIST
+        case 0x61: {
+          // APPEND
           const value = this.pop(at);
           const target = this.top(at);
           if (target.kind === 'list') target.items.push(value);
@@ -270,7 +300,8 @@ class PickleDecoder {
           else throw this.fail('PICKLE_STACK', at, `cannot append to a ${target.kind}`);
           break;
         }
-        case 0x65: { // APPENDS
+        case 0x65: {
+          // APPENDS
           const items = this.popMark(at);
           const target = this.top(at);
           let into: PyNode[];
@@ -280,39 +311,60 @@ class PickleDecoder {
           for (let i = 0; i < items.length; i++) into.push(items[i]);
           break;
         }
-        case 0x29: this.push(this.tuple([], at), at); break; // EMPTY_TUPLE
-        case 0x74: this.push(this.tuple(this.popMark(at), at), at); break; // TUPLE
-        case 0x85: this.push(this.tuple(this.popN(1, at), at), at); break; // TUPLE1
-        case 0x86: this.push(this.tuple(this.popN(2, at), at), at); break; // TUPLE2
-        case 0x87: this.push(this.tuple(this.popN(3, at), at), at); break; // TUPLE3
-        case 0x7d: this.push({ kind: 'dict', entries: [], memo: false }, at); break; // EMPTY_DICT
-        case 0x64: { // DICT
+        case 0x29:
+          this.push(this.tuple([], at), at);
+          break; // EMPTY_TUPLE
+        case 0x74:
+          this.push(this.tuple(this.popMark(at), at), at);
+          break; // TUPLE
+        case 0x85:
+          this.push(this.tuple(this.popN(1, at), at), at);
+          break; // TUPLE1
+        case 0x86:
+          this.push(this.tuple(this.popN(2, at), at), at);
+          break; // TUPLE2
+        case 0x87:
+          this.push(this.tuple(this.popN(3, at), at), at);
+          break; // TUPLE3
+        case 0x7d:
+          this.push({ kind: 'dict', entries: [], memo: false }, at);
+          break; // EMPTY_DICT
+        case 0x64: {
+          // DICT
           const items = this.popMark(at);
           const entries: Array<[PyNode, PyNode]> = [];
           this.pairsInto(items, entries, at);
           this.push({ kind: 'dict', entries, memo: false }, at);
           break;
         }
-        case 0x73: { // SETITEM
+        case 0x73: {
+          // SETITEM
           const value = this.pop(at);
           const key = this.pop(at);
           this.setItemsTarget(at).push([key, value]);
           break;
         }
-        case 0x75: { // SETITEMS
+        case 0x75: {
+          // SETITEMS
           const items = this.popMark(at);
           this.pairsInto(items, this.setItemsTarget(at), at);
           break;
         }
-        case 0x8f: this.push({ kind: 'set', items: [], frozen: false, memo: false }, at); break; // EMPTY_SET
-        case 0x90: { // ADDITEMS
+        case 0x8f:
+          this.push({ kind: 'set', items: [], frozen: false, memo: false }, at);
+          break; // EMPTY_SET
+        case 0x90: {
+          // ADDITEMS
           const items = this.popMark(at);
           const target = this.top(at);
-          if (target.kind !== 'set' || target.frozen) throw this.fail('PICKLE_STACK', at, `cannot add items to a ${target.kind}`);
+          if (target.kind !== 'set' || target.frozen)
+            throw this.fail('PICKLE_STACK', at, `cannot add items to a ${target.kind}`);
           for (let i = 0; i < items.length; i++) target.items.push(items[i]);
           break;
         }
-        case 0x91: this.push({ kind: 'set', items: this.popMark(at), frozen: true, memo: false }, at); break; // FROZENSET
+        case 0x91:
+          this.push({ kind: 'set', items: this.popMark(at), frozen: true, memo: false }, at);
+          break; // FROZENSET
 
         // ---- memo ----
         case 0x71: // BINPUT
@@ -344,13 +396,15 @@ class PickleDecoder {
           break;
 
         // ---- names and calls (recorded, never performed) ----
-        case 0x63: { // GLOBAL
+        case 0x63: {
+          // GLOBAL
           const module = this.readLineUtf8(at);
           const name = this.readLineUtf8(at);
           this.push(this.global(module, name, at), at);
           break;
         }
-        case 0x93: { // STACK_GLOBAL
+        case 0x93: {
+          // STACK_GLOBAL
           const name = this.pop(at);
           const module = this.pop(at);
           if (module.kind !== 'str' || name.kind !== 'str') {
@@ -359,19 +413,22 @@ class PickleDecoder {
           this.push(this.global(module.value, name.value, at), at);
           break;
         }
-        case 0x52: { // REDUCE
+        case 0x52: {
+          // REDUCE
           const args = this.pop(at);
           const callable = this.pop(at);
           this.push(this.object('reduce', callable, args, at), at);
           break;
         }
-        case 0x81: { // NEWOBJ
+        case 0x81: {
+          // NEWOBJ
           const args = this.pop(at);
           const cls = this.pop(at);
           this.push(this.object('newobj', cls, args, at), at);
           break;
         }
-        case 0x92: { // NEWOBJ_EX
+        case 0x92: {
+          // NEWOBJ_EX
           const kwargs = this.pop(at);
           const args = this.pop(at);
           const cls = this.pop(at);
@@ -380,35 +437,41 @@ class PickleDecoder {
           this.push(obj, at);
           break;
         }
-        case 0x69: { // INST
+        case 0x69: {
+          // INST
           const module = this.readLineUtf8(at);
           const name = this.readLineUtf8(at);
           const args = this.tuple(this.popMark(at), at);
           this.push(this.object('inst', this.global(module, name, at), args, at), at);
           break;
         }
-        case 0x6f: { // OBJ
+        case 0x6f: {
+          // OBJ
           const items = this.popMark(at);
           if (items.length === 0) throw this.fail('PICKLE_STACK', at, 'OBJ needs a class after the MARK');
           const args = this.tuple(items.slice(1), at);
           this.push(this.object('obj', items[0], args, at), at);
           break;
         }
-        case 0x62: { // BUILD
+        case 0x62: {
+          // BUILD
           const state = this.pop(at);
           const target = this.top(at);
-          if (target.kind !== 'object') throw this.fail('PICKLE_STACK', at, `BUILD on a ${target.kind} (only objects can be built)`);
+          if (target.kind !== 'object')
+            throw this.fail('PICKLE_STACK', at, `BUILD on a ${target.kind} (only objects can be built)`);
           if (target.state === undefined) target.state = state;
           else (target.extraStates ??= []).push(state);
           break;
         }
-        case 0x50: { // PERSID: text pid
+        case 0x50: {
+          // PERSID: text pid
           const [s, e] = this.readLine(at);
           const pid = this.str(this.latin1(s, e), at);
           this.push({ kind: 'persid', pid, binary: false, memo: false }, at);
           break;
         }
-        case 0x51: { // BINPERSID
+        case 0x51: {
+          // BINPERSID
           const pid = this.pop(at);
           this.push({ kind: 'persid', pid, binary: true, memo: false }, at);
           break;
@@ -419,14 +482,16 @@ class PickleDecoder {
           throw this.fail('PICKLE_BAD_OPCODE', at, 'extension registry codes (copyreg) are not supported');
 
         // ---- framing ----
-        case 0x80: { // PROTO
+        case 0x80: {
+          // PROTO
           this.need(1, at);
           const p = buf[this.pos++];
           if (p > HIGHEST_PROTOCOL) throw this.fail('PICKLE_BAD_OPCODE', at, `unsupported pickle protocol ${p}`);
           this.protocol = p;
           break;
         }
-        case 0x95: { // FRAME: a length prefix only; frames carry no meaning for us
+        case 0x95: {
+          // FRAME: a length prefix only; frames carry no meaning for us
           const n = this.readU64(at);
           if (n > len - this.pos) throw this.fail('PICKLE_TRUNCATED', at, `frame of ${n} bytes runs past the end`);
           break;
@@ -434,7 +499,8 @@ class PickleDecoder {
         default:
           throw this.fail('PICKLE_BAD_OPCODE', at, `unknown opcode ${describeOpcode(op)}`);
       }
-      if (stack.length + this.marks.length > maxStack) throw this.fail('PICKLE_LIMIT', at, `stack deeper than ${maxStack}`);
+      if (stack.length + this.marks.length > maxStack)
+        throw this.fail('PICKLE_LIMIT', at, `stack deeper than ${maxStack}`);
     }
   }
 
@@ -448,7 +514,8 @@ class PickleDecoder {
   // ---- node creation ----
 
   private count(at: number): void {
-    if (++this.nodeCount > this.limits.maxNodes) throw this.fail('PICKLE_LIMIT', at, `more than ${this.limits.maxNodes} nodes`);
+    if (++this.nodeCount > this.limits.maxNodes)
+      throw this.fail('PICKLE_LIMIT', at, `more than ${this.limits.maxNodes} nodes`);
   }
 
   private push(node: PyNode, at: number): void {
@@ -474,7 +541,10 @@ class PickleDecoder {
     // A copy (Buffer#slice would be a view): the tree must not alias the caller's buffer.
     const value = new Uint8Array(n);
     value.set(this.buf.subarray(s, s + n));
-    this.push(bytearray ? { kind: 'bytes', value, bytearray: true, memo: false } : { kind: 'bytes', value, memo: false }, at);
+    this.push(
+      bytearray ? { kind: 'bytes', value, bytearray: true, memo: false } : { kind: 'bytes', value, memo: false },
+      at,
+    );
   }
 
   private tuple(items: PyNode[], at: number): PyTuple {
@@ -490,7 +560,7 @@ class PickleDecoder {
   private global(module: string, name: string, at: number): PyGlobal {
     this.count(at);
     const node: PyGlobal = { kind: 'global', module, name, memo: false };
-    const key = module + '\n' + name;
+    const key = `${module}\n${name}`;
     if (!this.globalKeys.has(key)) {
       this.globalKeys.add(key);
       this.globals.push(node);
@@ -523,14 +593,15 @@ class PickleDecoder {
   }
 
   private pairsInto(items: PyNode[], into: Array<[PyNode, PyNode]>, at: number): void {
-    if (items.length % 2 !== 0) throw this.fail('PICKLE_STACK', at, `odd number of items (${items.length}) for key/value pairs`);
+    if (items.length % 2 !== 0)
+      throw this.fail('PICKLE_STACK', at, `odd number of items (${items.length}) for key/value pairs`);
     for (let i = 0; i < items.length; i += 2) into.push([items[i], items[i + 1]]);
   }
 
   private setItemsTarget(at: number): Array<[PyNode, PyNode]> {
     const target = this.top(at);
     if (target.kind === 'dict') return target.entries;
-    if (target.kind === 'object') return target.setitems ??= [];
+    if (target.kind === 'object') return (target.setitems ??= []);
     throw this.fail('PICKLE_STACK', at, `cannot set items on a ${target.kind}`);
   }
 
@@ -539,7 +610,8 @@ class PickleDecoder {
   private put(index: number, at: number): void {
     const node = this.top(at);
     if (this.memo[index] === undefined) {
-      if (this.memoSize >= this.limits.maxMemo) throw this.fail('PICKLE_LIMIT', at, `more than ${this.limits.maxMemo} memo entries`);
+      if (this.memoSize >= this.limits.maxMemo)
+        throw this.fail('PICKLE_LIMIT', at, `more than ${this.limits.maxMemo} memo entries`);
       this.memoSize++;
     }
     this.memo[index] = node;
@@ -569,7 +641,8 @@ class PickleDecoder {
   /** Check a declared string/bytes length (input first, then limits), consume it, return its start. */
   private take(n: number, at: number): number {
     this.need(n, at);
-    if (n > this.limits.maxStringBytes) throw this.fail('PICKLE_LIMIT', at, `string of ${n} bytes exceeds ${this.limits.maxStringBytes}`);
+    if (n > this.limits.maxStringBytes)
+      throw this.fail('PICKLE_LIMIT', at, `string of ${n} bytes exceeds ${this.limits.maxStringBytes}`);
     const s = this.pos;
     this.pos += n;
     return s;
@@ -587,7 +660,8 @@ class PickleDecoder {
   /** LONG1/LONG4 operand: little-endian two's complement. */
   private readLong(n: number, at: number): bigint {
     this.need(n, at);
-    if (n > this.limits.maxLongBytes) throw this.fail('PICKLE_LIMIT', at, `integer of ${n} bytes exceeds ${this.limits.maxLongBytes}`);
+    if (n > this.limits.maxLongBytes)
+      throw this.fail('PICKLE_LIMIT', at, `integer of ${n} bytes exceeds ${this.limits.maxLongBytes}`);
     const buf = this.buf;
     const s = this.pos;
     this.pos += n;
@@ -600,7 +674,7 @@ class PickleDecoder {
     } else {
       let hex = '';
       for (let i = n - 1; i >= 0; i--) hex += HEX[buf[s + i]];
-      value = BigInt('0x' + hex);
+      value = BigInt(`0x${hex}`);
     }
     return buf[s + n - 1] & 0x80 ? value - (1n << BigInt(8 * n)) : value;
   }
@@ -610,7 +684,8 @@ class PickleDecoder {
     const s = this.pos;
     const nl = this.buf.indexOf(0x0a, s);
     if (nl < 0) throw this.fail('PICKLE_TRUNCATED', at, 'text operand has no terminating newline');
-    if (nl - s > this.limits.maxStringBytes) throw this.fail('PICKLE_LIMIT', at, `text operand of ${nl - s} bytes exceeds ${this.limits.maxStringBytes}`);
+    if (nl - s > this.limits.maxStringBytes)
+      throw this.fail('PICKLE_LIMIT', at, `text operand of ${nl - s} bytes exceeds ${this.limits.maxStringBytes}`);
     this.pos = nl + 1;
     return [s, nl];
   }
@@ -624,7 +699,8 @@ class PickleDecoder {
   private readTextIndex(at: number): number {
     const [s, e] = this.readLine(at);
     const text = this.latin1(s, e);
-    if (!/^\d{1,15}$/.test(text)) throw this.fail('PICKLE_BAD_OPCODE', at, `bad memo index ${JSON.stringify(text.slice(0, 40))}`);
+    if (!/^\d{1,15}$/.test(text))
+      throw this.fail('PICKLE_BAD_OPCODE', at, `bad memo index ${JSON.stringify(text.slice(0, 40))}`);
     return Number(text);
   }
 
@@ -659,11 +735,14 @@ class PickleDecoder {
 
   /** Text INT/LONG operand, read like Python's int(text, 0) for the forms picklers write. */
   private parseTextInt(s: number, e: number, at: number): bigint {
-    if (e - s > this.limits.maxLongBytes * 3) throw this.fail('PICKLE_LIMIT', at, `integer text of ${e - s} bytes is too long`);
+    if (e - s > this.limits.maxLongBytes * 3)
+      throw this.fail('PICKLE_LIMIT', at, `integer text of ${e - s} bytes is too long`);
     const text = this.latin1(s, e).trim().replace(/_/g, '');
     const m = /^([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|\d+)$/.exec(text);
     if (!m) throw this.fail('PICKLE_BAD_OPCODE', at, `bad integer text ${JSON.stringify(text.slice(0, 40))}`);
-    const magnitude = BigInt(m[2].length > 1 && m[2][0] === '0' && /[xXoObB]/.test(m[2][1]) ? m[2].toLowerCase() : m[2]);
+    const magnitude = BigInt(
+      m[2].length > 1 && m[2][0] === '0' && /[xXoObB]/.test(m[2][1]) ? m[2].toLowerCase() : m[2],
+    );
     return m[1] === '-' ? -magnitude : magnitude;
   }
 
@@ -688,11 +767,17 @@ class PickleDecoder {
     let i = s;
     let runStart = s;
     while (i < e) {
-      if (buf[i] !== 0x5c) { i++; continue; }
+      if (buf[i] !== 0x5c) {
+        i++;
+        continue;
+      }
       // A run of backslashes: an escape only if the run is odd and followed by u/U.
       let j = i;
       while (j < e && buf[j] === 0x5c) j++;
-      if ((j - i) % 2 === 0 || j >= e || (buf[j] !== 0x75 && buf[j] !== 0x55)) { i = j; continue; }
+      if ((j - i) % 2 === 0 || j >= e || (buf[j] !== 0x75 && buf[j] !== 0x55)) {
+        i = j;
+        continue;
+      }
       parts.push(this.latin1(runStart, j - 1));
       const digits = buf[j] === 0x75 ? 4 : 8;
       if (j + 1 + digits > e) throw this.fail('PICKLE_BAD_OPCODE', at, 'truncated \\u escape in UNICODE');
@@ -714,22 +799,47 @@ class PickleDecoder {
     let i = s;
     while (i < e) {
       const b = buf[i++];
-      if (b !== 0x5c) { out += String.fromCharCode(b); continue; }
+      if (b !== 0x5c) {
+        out += String.fromCharCode(b);
+        continue;
+      }
       if (i >= e) throw this.fail('PICKLE_BAD_OPCODE', at, 'trailing \\ in STRING');
       const c = buf[i++];
       switch (c) {
-        case 0x0a: break; // backslash-newline: line continuation
-        case 0x5c: out += '\\'; break;
-        case 0x27: out += "'"; break;
-        case 0x22: out += '"'; break;
-        case 0x61: out += '\x07'; break; // \a
-        case 0x62: out += '\b'; break;
-        case 0x66: out += '\f'; break;
-        case 0x6e: out += '\n'; break;
-        case 0x72: out += '\r'; break;
-        case 0x74: out += '\t'; break;
-        case 0x76: out += '\v'; break;
-        case 0x78: { // \xhh
+        case 0x0a:
+          break; // backslash-newline: line continuation
+        case 0x5c:
+          out += '\\';
+          break;
+        case 0x27:
+          out += "'";
+          break;
+        case 0x22:
+          out += '"';
+          break;
+        case 0x61:
+          out += '\x07';
+          break; // \a
+        case 0x62:
+          out += '\b';
+          break;
+        case 0x66:
+          out += '\f';
+          break;
+        case 0x6e:
+          out += '\n';
+          break;
+        case 0x72:
+          out += '\r';
+          break;
+        case 0x74:
+          out += '\t';
+          break;
+        case 0x76:
+          out += '\v';
+          break;
+        case 0x78: {
+          // \xhh
           const hex = this.latin1(i, Math.min(i + 2, e));
           if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw this.fail('PICKLE_BAD_OPCODE', at, 'bad \\x escape in STRING');
           out += String.fromCharCode(parseInt(hex, 16));
@@ -737,12 +847,13 @@ class PickleDecoder {
           break;
         }
         default:
-          if (c >= 0x30 && c <= 0x37) { // up to three octal digits, wrapped to a byte
+          if (c >= 0x30 && c <= 0x37) {
+            // up to three octal digits, wrapped to a byte
             let v = c - 0x30;
             for (let k = 0; k < 2 && i < e && buf[i] >= 0x30 && buf[i] <= 0x37; k++) v = v * 8 + (buf[i++] - 0x30);
             out += String.fromCharCode(v & 0xff);
           } else {
-            out += '\\' + String.fromCharCode(c); // unknown escapes are kept verbatim
+            out += `\\${String.fromCharCode(c)}`; // unknown escapes are kept verbatim
           }
       }
     }
@@ -751,7 +862,6 @@ class PickleDecoder {
 }
 
 const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-
 
 /**
  * Strict UTF-8 plus encoded surrogates (what Python writes for a str holding a lone surrogate).
@@ -765,8 +875,10 @@ function decodeUtf8SurrogatePass(buf: Uint8Array, s: number, e: number): string 
   while (i < e) {
     const b0 = buf[i];
     let cp: number;
-    if (b0 < 0x80) { cp = b0; i += 1; }
-    else if (b0 >= 0xc2 && b0 <= 0xdf) {
+    if (b0 < 0x80) {
+      cp = b0;
+      i += 1;
+    } else if (b0 >= 0xc2 && b0 <= 0xdf) {
       if (i + 1 >= e || !isCont(buf[i + 1])) return undefined;
       cp = ((b0 & 0x1f) << 6) | (buf[i + 1] & 0x3f);
       i += 2;
@@ -817,25 +929,44 @@ function otherChildren(n: PyObject | PyPersId): PyNode[] {
 /** Number of children of a container; -1 for leaves. */
 function childCount(n: PyNode, others: PyNode[] | undefined): number {
   switch (n.kind) {
-    case 'list': case 'tuple': case 'set': return n.items.length;
-    case 'dict': return n.entries.length * 2;
-    case 'object': case 'persid': return (others as PyNode[]).length;
-    default: return -1;
+    case 'list':
+    case 'tuple':
+    case 'set':
+      return n.items.length;
+    case 'dict':
+      return n.entries.length * 2;
+    case 'object':
+    case 'persid':
+      return (others as PyNode[]).length;
+    default:
+      return -1;
   }
 }
 
 function childAt(n: PyNode, i: number, others: PyNode[] | undefined): PyNode {
   switch (n.kind) {
-    case 'list': case 'tuple': case 'set': return n.items[i];
-    case 'dict': return n.entries[i >> 1][i & 1];
-    default: return (others as PyNode[])[i];
+    case 'list':
+    case 'tuple':
+    case 'set':
+      return n.items[i];
+    case 'dict':
+      return n.entries[i >> 1][i & 1];
+    default:
+      return (others as PyNode[])[i];
   }
 }
 
 function isContainer(n: PyNode): boolean {
   switch (n.kind) {
-    case 'list': case 'tuple': case 'set': case 'dict': case 'object': case 'persid': return true;
-    default: return false;
+    case 'list':
+    case 'tuple':
+    case 'set':
+    case 'dict':
+    case 'object':
+    case 'persid':
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -846,7 +977,8 @@ function isContainer(n: PyNode): boolean {
  * cycle has to pass through such a node.
  */
 function checkTree(root: PyNode, limits: PickleLimits, end: number, duplicated: Set<PyNode>): void {
-  const fail = (msg: string) => new FormatError('PICKLE_LIMIT', `pickle: ${msg} (checked after STOP at offset ${end - 1})`);
+  const fail = (msg: string) =>
+    new FormatError('PICKLE_LIMIT', `pickle: ${msg} (checked after STOP at offset ${end - 1})`);
   const tooMany = () => fail(`more than ${limits.maxNodes} nodes once shared references are expanded`);
   if (!isContainer(root)) return;
   const cap = limits.maxNodes + 1;
@@ -867,7 +999,12 @@ function checkTree(root: PyNode, limits: PickleLimits, end: number, duplicated: 
     if (nodes.length >= limits.maxDepth) throw fail(`nesting deeper than ${limits.maxDepth}`);
     if (n.memo === true || (anyDup && duplicated.has(n))) state.set(n, -1);
     const o = n.kind === 'object' || n.kind === 'persid' ? otherChildren(n) : undefined;
-    nodes.push(n); others.push(o); counts.push(childCount(n, o)); next.push(0); accSize.push(0); accDepth.push(0);
+    nodes.push(n);
+    others.push(o);
+    counts.push(childCount(n, o));
+    next.push(0);
+    accSize.push(0);
+    accDepth.push(0);
   };
   enter(root);
   while (nodes.length > 0) {
@@ -880,7 +1017,10 @@ function checkTree(root: PyNode, limits: PickleLimits, end: number, duplicated: 
       let depth = 1;
       if (isContainer(child)) {
         const s = child.memo === true || (anyDup && duplicated.has(child)) ? state.get(child) : undefined;
-        if (s === undefined) { enter(child); continue; }
+        if (s === undefined) {
+          enter(child);
+          continue;
+        }
         if (s === -1) throw fail('cyclic structure (a container contains itself)');
         size = doneSize[s];
         depth = doneDepth[s];
@@ -901,7 +1041,12 @@ function checkTree(root: PyNode, limits: PickleLimits, end: number, duplicated: 
       doneSize.push(size);
       doneDepth.push(depth);
     }
-    nodes.pop(); others.pop(); counts.pop(); next.pop(); accSize.pop(); accDepth.pop();
+    nodes.pop();
+    others.pop();
+    counts.pop();
+    next.pop();
+    accSize.pop();
+    accDepth.pop();
     if (top > 0) {
       const p = top - 1;
       accSize[p] = Math.min(cap, accSize[p] + size);

@@ -70,24 +70,54 @@ class PickleEncoder {
 
   save(node: PyNode): void {
     const index = this.memo.get(node);
-    if (index !== undefined) return this.get(index);
+    if (index !== undefined) {
+      this.get(index);
+      return;
+    }
     if (node.memo === undefined) {
       const shared = this.sharedIndex(node);
-      if (shared !== undefined) return this.get(shared);
+      if (shared !== undefined) {
+        this.get(shared);
+        return;
+      }
     }
     if (++this.depth > MAX_DEPTH) {
       throw new FormatError('PICKLE_LIMIT', `pickle: cannot write a tree nested deeper than ${MAX_DEPTH} (or cyclic)`);
     }
     const out = this.out;
     switch (node.kind) {
-      case 'none': out.byte(OP.NONE); this.memoize(node); break;
-      case 'bool': out.byte(node.value ? OP.NEWTRUE : OP.NEWFALSE); this.memoize(node); break;
-      case 'int': this.writeInt(node.value); this.memoize(node); break;
-      case 'float': out.byte(OP.BINFLOAT); out.f64be(node.value); this.memoize(node); break;
-      case 'str': out.byte(OP.BINUNICODE); out.utf8WithLength(node.value); this.memoize(node); break;
-      case 'global': this.writeGlobal(node); this.memoize(node); break;
-      case 'bytes': this.writeBytes(node); break;
-      case 'tuple': this.writeTuple(node); break;
+      case 'none':
+        out.byte(OP.NONE);
+        this.memoize(node);
+        break;
+      case 'bool':
+        out.byte(node.value ? OP.NEWTRUE : OP.NEWFALSE);
+        this.memoize(node);
+        break;
+      case 'int':
+        this.writeInt(node.value);
+        this.memoize(node);
+        break;
+      case 'float':
+        out.byte(OP.BINFLOAT);
+        out.f64be(node.value);
+        this.memoize(node);
+        break;
+      case 'str':
+        out.byte(OP.BINUNICODE);
+        out.utf8WithLength(node.value);
+        this.memoize(node);
+        break;
+      case 'global':
+        this.writeGlobal(node);
+        this.memoize(node);
+        break;
+      case 'bytes':
+        this.writeBytes(node);
+        break;
+      case 'tuple':
+        this.writeTuple(node);
+        break;
       case 'list':
         out.byte(OP.EMPTY_LIST);
         this.memoize(node);
@@ -98,8 +128,12 @@ class PickleEncoder {
         this.memoize(node);
         this.batchExactDict(node.entries);
         break;
-      case 'set': this.writeSet(node); break;
-      case 'object': this.writeObject(node); break;
+      case 'set':
+        this.writeSet(node);
+        break;
+      case 'object':
+        this.writeObject(node);
+        break;
       case 'persid':
         this.save(node.pid);
         out.byte(OP.BINPERSID);
@@ -123,14 +157,24 @@ class PickleEncoder {
   /** BINPUT for an object nobody can refer to again (e.g. the args tuple CPython builds itself). */
   private putAnonymous(): number {
     const index = this.nextMemo++;
-    if (index < 256) { this.out.byte(OP.BINPUT); this.out.byte(index); }
-    else { this.out.byte(OP.LONG_BINPUT); this.out.u32le(index); }
+    if (index < 256) {
+      this.out.byte(OP.BINPUT);
+      this.out.byte(index);
+    } else {
+      this.out.byte(OP.LONG_BINPUT);
+      this.out.u32le(index);
+    }
     return index;
   }
 
   private get(index: number): void {
-    if (index < 256) { this.out.byte(OP.BINGET); this.out.byte(index); }
-    else { this.out.byte(OP.LONG_BINGET); this.out.u32le(index); }
+    if (index < 256) {
+      this.out.byte(OP.BINGET);
+      this.out.byte(index);
+    } else {
+      this.out.byte(OP.LONG_BINGET);
+      this.out.u32le(index);
+    }
   }
 
   private sharedIndex(node: PyNode): number | undefined {
@@ -142,7 +186,7 @@ class PickleEncoder {
   private sharedSlot(node: PyNode): [Map<string, number>, string] | undefined {
     switch (node.kind) {
       case 'global':
-        return [this.globalByName, node.module + '\n' + node.name];
+        return [this.globalByName, `${node.module}\n${node.name}`];
       case 'bytes':
         return !node.bytearray && node.value.length <= 1 ? [this.smallBytes, String(node.value[0] ?? '')] : undefined;
       default:
@@ -154,21 +198,41 @@ class PickleEncoder {
 
   private writeInt(v: bigint): void {
     const out = this.out;
-    if (v >= 0n && v <= 0xffn) { out.byte(OP.BININT1); out.byte(Number(v)); return; }
-    if (v >= 0n && v <= 0xffffn) { out.byte(OP.BININT2); out.u16le(Number(v)); return; }
-    if (v >= -0x8000_0000n && v <= 0x7fff_ffffn) { out.byte(OP.BININT); out.i32le(Number(v)); return; }
+    if (v >= 0n && v <= 0xffn) {
+      out.byte(OP.BININT1);
+      out.byte(Number(v));
+      return;
+    }
+    if (v >= 0n && v <= 0xffffn) {
+      out.byte(OP.BININT2);
+      out.u16le(Number(v));
+      return;
+    }
+    if (v >= -0x8000_0000n && v <= 0x7fff_ffffn) {
+      out.byte(OP.BININT);
+      out.i32le(Number(v));
+      return;
+    }
     const bytes = encodeLong(v);
-    if (bytes.length < 256) { out.byte(OP.LONG1); out.byte(bytes.length); }
-    else { out.byte(OP.LONG4); out.i32le(bytes.length); }
+    if (bytes.length < 256) {
+      out.byte(OP.LONG1);
+      out.byte(bytes.length);
+    } else {
+      out.byte(OP.LONG4);
+      out.i32le(bytes.length);
+    }
     out.bytes(bytes);
   }
 
   private writeGlobal(node: PyGlobal): void {
     if (node.module.includes('\n') || node.name.includes('\n')) {
-      throw new FormatError('PICKLE_STACK', `pickle: global name ${JSON.stringify(node.module + '.' + node.name)} cannot be written (newline)`);
+      throw new FormatError(
+        'PICKLE_STACK',
+        `pickle: global name ${JSON.stringify(`${node.module}.${node.name}`)} cannot be written (newline)`,
+      );
     }
     this.out.byte(OP.GLOBAL);
-    this.out.utf8(node.module + '\n' + node.name + '\n');
+    this.out.utf8(`${node.module}\n${node.name}\n`);
   }
 
   /** A global CPython's pickler refers to on its own (e.g. `_codecs encode`), shared by name. */
@@ -194,7 +258,10 @@ class PickleEncoder {
       out.byte(OP.EMPTY_TUPLE);
     } else {
       this.saveBuiltin('_codecs', 'encode');
-      this.save({ kind: 'str', value: Buffer.from(node.value.buffer, node.value.byteOffset, node.value.byteLength).toString('latin1') });
+      this.save({
+        kind: 'str',
+        value: Buffer.from(node.value.buffer, node.value.byteOffset, node.value.byteLength).toString('latin1'),
+      });
       this.save(this.latin1Name);
       out.byte(OP.TUPLE2);
       this.putAnonymous();
@@ -287,7 +354,11 @@ class PickleEncoder {
   private batchExactList(items: PyNode[]): void {
     const out = this.out;
     if (items.length === 0) return;
-    if (items.length === 1) { this.save(items[0]); out.byte(OP.APPEND); return; }
+    if (items.length === 1) {
+      this.save(items[0]);
+      out.byte(OP.APPEND);
+      return;
+    }
     for (let start = 0; start < items.length; start += BATCH_SIZE) {
       out.byte(OP.MARK);
       const end = Math.min(items.length, start + BATCH_SIZE);
@@ -300,13 +371,21 @@ class PickleEncoder {
   private batchExactDict(entries: Array<[PyNode, PyNode]>): void {
     const out = this.out;
     if (entries.length === 0) return;
-    if (entries.length === 1) { this.save(entries[0][0]); this.save(entries[0][1]); out.byte(OP.SETITEM); return; }
+    if (entries.length === 1) {
+      this.save(entries[0][0]);
+      this.save(entries[0][1]);
+      out.byte(OP.SETITEM);
+      return;
+    }
     let start = 0;
     let batch: number;
     do {
       out.byte(OP.MARK);
       const end = Math.min(entries.length, start + BATCH_SIZE);
-      for (let i = start; i < end; i++) { this.save(entries[i][0]); this.save(entries[i][1]); }
+      for (let i = start; i < end; i++) {
+        this.save(entries[i][0]);
+        this.save(entries[i][1]);
+      }
       batch = end - start;
       start = end;
       out.byte(OP.SETITEMS);
@@ -317,7 +396,11 @@ class PickleEncoder {
   private batchIterAppends(items: PyNode[]): void {
     const out = this.out;
     for (let start = 0; start < items.length; start += BATCH_SIZE) {
-      if (items.length - start === 1) { this.save(items[start]); out.byte(OP.APPEND); return; }
+      if (items.length - start === 1) {
+        this.save(items[start]);
+        out.byte(OP.APPEND);
+        return;
+      }
       out.byte(OP.MARK);
       const end = Math.min(items.length, start + BATCH_SIZE);
       for (let i = start; i < end; i++) this.save(items[i]);
@@ -329,10 +412,18 @@ class PickleEncoder {
   private batchIterSetitems(entries: Array<[PyNode, PyNode]>): void {
     const out = this.out;
     for (let start = 0; start < entries.length; start += BATCH_SIZE) {
-      if (entries.length - start === 1) { this.save(entries[start][0]); this.save(entries[start][1]); out.byte(OP.SETITEM); return; }
+      if (entries.length - start === 1) {
+        this.save(entries[start][0]);
+        this.save(entries[start][1]);
+        out.byte(OP.SETITEM);
+        return;
+      }
       out.byte(OP.MARK);
       const end = Math.min(entries.length, start + BATCH_SIZE);
-      for (let i = start; i < end; i++) { this.save(entries[i][0]); this.save(entries[i][1]); }
+      for (let i = start; i < end; i++) {
+        this.save(entries[i][0]);
+        this.save(entries[i][1]);
+      }
       out.byte(OP.SETITEMS);
     }
   }
@@ -342,7 +433,13 @@ class PickleEncoder {
 function shouldMemoize(node: PyNode): boolean {
   if (node.memo !== undefined) return node.memo;
   switch (node.kind) {
-    case 'str': case 'bytes': case 'list': case 'dict': case 'set': case 'global': case 'object':
+    case 'str':
+    case 'bytes':
+    case 'list':
+    case 'dict':
+    case 'set':
+    case 'global':
+    case 'object':
       return true;
     case 'tuple':
       return node.items.length > 0;
@@ -358,8 +455,12 @@ export function encodeLong(v: bigint): Uint8Array {
   const nbytes = (magnitude.toString(2).length >> 3) + 1;
   let twos = v < 0n ? (1n << BigInt(8 * nbytes)) + v : v;
   const out = new Uint8Array(nbytes);
-  for (let i = 0; i < nbytes; i++) { out[i] = Number(twos & 0xffn); twos >>= 8n; }
-  if (v < 0n && nbytes > 1 && out[nbytes - 1] === 0xff && (out[nbytes - 2] & 0x80) !== 0) return out.subarray(0, nbytes - 1);
+  for (let i = 0; i < nbytes; i++) {
+    out[i] = Number(twos & 0xffn);
+    twos >>= 8n;
+  }
+  if (v < 0n && nbytes > 1 && out[nbytes - 1] === 0xff && (out[nbytes - 2] & 0x80) !== 0)
+    return out.subarray(0, nbytes - 1);
   return out;
 }
 
@@ -381,16 +482,42 @@ class ByteWriter {
     this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
   }
 
-  byte(b: number): void { this.ensure(1); this.buf[this.len++] = b; }
-  u16le(v: number): void { this.ensure(2); this.view.setUint16(this.len, v, true); this.len += 2; }
-  i32le(v: number): void { this.ensure(4); this.view.setInt32(this.len, v, true); this.len += 4; }
-  u32le(v: number): void { this.ensure(4); this.view.setUint32(this.len, v, true); this.len += 4; }
-  f64be(v: number): void { this.ensure(8); this.view.setFloat64(this.len, v, false); this.len += 8; }
-  bytes(b: Uint8Array): void { this.ensure(b.length); this.buf.set(b, this.len); this.len += b.length; }
+  byte(b: number): void {
+    this.ensure(1);
+    this.buf[this.len++] = b;
+  }
+  u16le(v: number): void {
+    this.ensure(2);
+    this.view.setUint16(this.len, v, true);
+    this.len += 2;
+  }
+  i32le(v: number): void {
+    this.ensure(4);
+    this.view.setInt32(this.len, v, true);
+    this.len += 4;
+  }
+  u32le(v: number): void {
+    this.ensure(4);
+    this.view.setUint32(this.len, v, true);
+    this.len += 4;
+  }
+  f64be(v: number): void {
+    this.ensure(8);
+    this.view.setFloat64(this.len, v, false);
+    this.len += 8;
+  }
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
 
   /** UTF-8 text, lone surrogates written as 3-byte sequences (Python's 'surrogatepass'). */
   utf8(s: string): void {
-    if (LONE_SURROGATE.test(s)) { this.bytes(utf8SurrogatePass(s)); return; }
+    if (LONE_SURROGATE.test(s)) {
+      this.bytes(utf8SurrogatePass(s));
+      return;
+    }
     const n = Buffer.byteLength(s, 'utf8');
     this.ensure(n);
     this.len += this.buf.write(s, this.len, n, 'utf8');
@@ -422,7 +549,10 @@ function utf8SurrogatePass(s: string): Uint8Array {
     let cp = s.charCodeAt(i);
     if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < s.length) {
       const lo = s.charCodeAt(i + 1);
-      if (lo >= 0xdc00 && lo <= 0xdfff) { cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00); i++; }
+      if (lo >= 0xdc00 && lo <= 0xdfff) {
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        i++;
+      }
     }
     if (cp < 0x80) out.push(cp);
     else if (cp < 0x800) out.push(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));

@@ -27,20 +27,55 @@ interface Base {
   memo?: boolean;
 }
 
-export interface PyNone extends Base { kind: 'none' }
-export interface PyBool extends Base { kind: 'bool'; value: boolean }
+export interface PyNone extends Base {
+  kind: 'none';
+}
+export interface PyBool extends Base {
+  kind: 'bool';
+  value: boolean;
+}
 /** Python int of any size. Always a bigint so that 2**70 and -2**40 survive. */
-export interface PyInt extends Base { kind: 'int'; value: bigint }
-export interface PyFloat extends Base { kind: 'float'; value: number }
-export interface PyStr extends Base { kind: 'str'; value: string }
+export interface PyInt extends Base {
+  kind: 'int';
+  value: bigint;
+}
+export interface PyFloat extends Base {
+  kind: 'float';
+  value: number;
+}
+export interface PyStr extends Base {
+  kind: 'str';
+  value: string;
+}
 /** `bytes` (BINBYTES/SHORT_BINBYTES/BINBYTES8) or `bytearray` (BYTEARRAY8). Protocol 2 writes bytes as a REDUCE of `_codecs.encode` instead: see PyObject. */
-export interface PyBytes extends Base { kind: 'bytes'; value: Uint8Array; bytearray?: boolean }
-export interface PyList extends Base { kind: 'list'; items: PyNode[] }
-export interface PyTuple extends Base { kind: 'tuple'; items: PyNode[] }
-export interface PyDict extends Base { kind: 'dict'; entries: Array<[PyNode, PyNode]> }
+export interface PyBytes extends Base {
+  kind: 'bytes';
+  value: Uint8Array;
+  bytearray?: boolean;
+}
+export interface PyList extends Base {
+  kind: 'list';
+  items: PyNode[];
+}
+export interface PyTuple extends Base {
+  kind: 'tuple';
+  items: PyNode[];
+}
+export interface PyDict extends Base {
+  kind: 'dict';
+  entries: Array<[PyNode, PyNode]>;
+}
 /** Protocol 4 EMPTY_SET/ADDITEMS and FROZENSET. Protocol 2 writes sets as a REDUCE of `__builtin__.set`. */
-export interface PySet extends Base { kind: 'set'; items: PyNode[]; frozen: boolean }
-export interface PyGlobal extends Base { kind: 'global'; module: string; name: string }
+export interface PySet extends Base {
+  kind: 'set';
+  items: PyNode[];
+  frozen: boolean;
+}
+export interface PyGlobal extends Base {
+  kind: 'global';
+  module: string;
+  name: string;
+}
 
 /**
  * An object built by calling something: REDUCE (callable(*args)), NEWOBJ (cls.__new__(cls, *args)),
@@ -65,7 +100,11 @@ export interface PyObject extends Base {
 }
 
 /** The result of persistent_load(pid) (PERSID / BINPERSID). torch uses it for storages. */
-export interface PyPersId extends Base { kind: 'persid'; pid: PyNode; binary: boolean }
+export interface PyPersId extends Base {
+  kind: 'persid';
+  pid: PyNode;
+  binary: boolean;
+}
 
 // ---- small constructors and accessors used across the code base ----
 

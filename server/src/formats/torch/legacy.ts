@@ -6,16 +6,20 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { FormatError, isFormatError } from '../errors';
-import { decodePickle, DecodedPickle } from '../pickle/decoder';
-import { PyGlobal, PyNode, getKey } from '../pickle/nodes';
-import { itemSize, TorchDtype } from '../dtypes';
+import { decodePickle, type DecodedPickle } from '../pickle/decoder';
+import { type PyGlobal, type PyNode, getKey } from '../pickle/nodes';
+import { itemSize, type TorchDtype } from '../dtypes';
 import { findTensors } from './torchPickle';
 
 export const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 /** `80 02 8a 0a` + the magic number as a 10-byte LONG1: how every legacy file starts. */
 export const LEGACY_HEAD = Buffer.from('80028a0a6cfc9c46f9206aa85019', 'hex');
 
-export interface LegacyStorage { key: string; offset: number; numel: number }
+export interface LegacyStorage {
+  key: string;
+  offset: number;
+  numel: number;
+}
 
 export interface LegacyFile {
   object: DecodedPickle;
@@ -25,7 +29,10 @@ export interface LegacyFile {
 }
 
 export function looksLegacy(head: Uint8Array): boolean {
-  return head.length >= LEGACY_HEAD.length && Buffer.from(head.buffer, head.byteOffset, LEGACY_HEAD.length).equals(LEGACY_HEAD);
+  return (
+    head.length >= LEGACY_HEAD.length &&
+    Buffer.from(head.buffer, head.byteOffset, LEGACY_HEAD.length).equals(LEGACY_HEAD)
+  );
 }
 
 const MAX_HEAD = 512 * 1024 * 1024;
@@ -65,12 +72,15 @@ async function parseFrom(fh: FileHandle, fileSize: number, head: Buffer): Promis
     return p;
   };
   const magic = next('magic number');
-  if (magic.root.kind !== 'int' || magic.root.value !== LEGACY_MAGIC) throw new FormatError('NOT_A_CHECKPOINT', 'legacy header: wrong magic number');
+  if (magic.root.kind !== 'int' || magic.root.value !== LEGACY_MAGIC)
+    throw new FormatError('NOT_A_CHECKPOINT', 'legacy header: wrong magic number');
   const proto = next('protocol version');
-  if (proto.root.kind !== 'int' || proto.root.value !== 1001n) throw new FormatError('BAD_VERSION', 'legacy header: unsupported protocol version');
+  if (proto.root.kind !== 'int' || proto.root.value !== 1001n)
+    throw new FormatError('BAD_VERSION', 'legacy header: unsupported protocol version');
   const sysInfo = next('sys_info');
   const le = getKey(sysInfo.root, 'little_endian');
-  if (le && le.kind === 'bool' && !le.value) throw new FormatError('BAD_VERSION', 'legacy checkpoint was written big-endian');
+  if (le && le.kind === 'bool' && !le.value)
+    throw new FormatError('BAD_VERSION', 'legacy checkpoint was written big-endian');
   const object = next('object');
   const keysP = next('storage keys');
   if (keysP.root.kind !== 'list') throw new FormatError('BAD_TENSOR', 'legacy storage key list is not a list');
@@ -88,7 +98,8 @@ async function parseFrom(fh: FileHandle, fileSize: number, head: Buffer): Promis
     const hdr = await readAt(fh, pos, 8);
     if (hdr.length < 8) throw new FormatError('ZIP_TRUNCATED', `legacy checkpoint ends inside storage ${key}`);
     const numel = hdr.readBigUInt64LE(0);
-    if (numel > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError('BAD_TENSOR', `storage ${key} declares ${numel} elements`);
+    if (numel > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new FormatError('BAD_TENSOR', `storage ${key} declares ${numel} elements`);
     const dtype = dtypeOf(key);
     const len = Number(numel) * (dtype ? itemSize(dtype) : 1);
     const offset = pos + 8;

@@ -8,10 +8,10 @@ import type { FileHandle } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { encodePickle } from '../pickle/encoder';
 import * as N from '../pickle/nodes';
-import { PyNode, PyPersId, PyTuple } from '../pickle/nodes';
+import type { PyNode, PyPersId, PyTuple } from '../pickle/nodes';
 import { itemSize } from '../dtypes';
-import { writeTorchZip, ZipEntry, ZipSource } from '../zip/zipWriter';
-import { Checkpoint } from '../checkpoint';
+import { writeTorchZip, type ZipEntry, type ZipSource } from '../zip/zipWriter';
+import type { Checkpoint } from '../checkpoint';
 import { findTensors } from './torchPickle';
 import { FormatError } from '../errors';
 
@@ -46,7 +46,10 @@ function zipPersistentIds(root: PyNode, storages: Map<string, ZipSource>): void 
     const view = t.storage.legacyView;
     const key = view?.rootKey ?? t.storage.key;
     const src = storages.get(key);
-    const numel = view && src ? (src.kind === 'buffer' ? src.data.length : src.length) / itemSize(t.storage.dtype) : t.storage.numel;
+    const numel =
+      view && src
+        ? (src.kind === 'buffer' ? src.data.length : src.length) / itemSize(t.storage.dtype)
+        : t.storage.numel;
     pidNode.pid = N.tuple([tag, cls, N.str(key), location, N.int(numel)]);
     if (view) args.items[1] = N.int(t.storageOffset + view.offset);
   }
@@ -56,7 +59,8 @@ export async function writeTorchCheckpoint(out: FileHandle, input: TorchWriteInp
   zipPersistentIds(input.root, input.storages);
   const pkl = encodePickle(input.root);
   const keys = [...new Set(findTensors(input.root).map((t) => t.storage.legacyView?.rootKey ?? t.storage.key))];
-  for (const k of keys) if (!input.storages.has(k)) throw new FormatError('MISSING_RECORD', `no bytes for storage ${k}`, k);
+  for (const k of keys)
+    if (!input.storages.has(k)) throw new FormatError('MISSING_RECORD', `no bytes for storage ${k}`, k);
   // torch sorts storage keys as strings: data/0, data/1, data/10, data/2, ...
   keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   const entries: ZipEntry[] = [
@@ -77,7 +81,13 @@ export function storageSourcesOf(c: Checkpoint): Map<string, ZipSource> {
   for (const s of c.storages.values()) {
     if (s.inflated) m.set(s.key, { kind: 'buffer', data: s.inflated.subarray(0, s.byteLength) });
     else if (s.record && s.record.method === 0) {
-      m.set(s.key, { kind: 'range', fh: c.fh, offset: s.record.dataOffset, length: s.record.size, expectedCrc32: s.record.crc32 });
+      m.set(s.key, {
+        kind: 'range',
+        fh: c.fh,
+        offset: s.record.dataOffset,
+        length: s.record.size,
+        expectedCrc32: s.record.crc32,
+      });
     } else m.set(s.key, { kind: 'range', fh: c.fh, offset: s.offset, length: s.byteLength });
   }
   return m;

@@ -3,8 +3,8 @@
  * storage each one views, and the dotted path it sits at. Pure: no I/O, nothing executed.
  */
 import { FormatError } from '../errors';
-import { PyNode, PyObject, PyPersId, PyGlobal, mappingEntries } from '../pickle/nodes';
-import { TorchDtype, dtypeFromStorageClass } from '../dtypes';
+import { type PyNode, type PyObject, type PyPersId, type PyGlobal, mappingEntries } from '../pickle/nodes';
+import { type TorchDtype, dtypeFromStorageClass } from '../dtypes';
 
 /** What a persistent id `('storage', torch.FloatStorage, '0', 'cpu', 24[, view_metadata])` says. */
 export interface StorageId {
@@ -61,13 +61,13 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** `index`, when given, is appended to `what` in errors (spelled only then). */
 export function smallInt(n: PyNode | undefined, what: string, index?: number): number {
   const name = () => (index === undefined ? what : `${what}[${index}]`);
-  if (!n || n.kind !== 'int') throw new FormatError('BAD_TENSOR', `${name()} is not an int`);
+  if (n?.kind !== 'int') throw new FormatError('BAD_TENSOR', `${name()} is not an int`);
   if (n.value < 0n || n.value > MAX_SAFE) throw new FormatError('BAD_TENSOR', `${name()} out of range: ${n.value}`);
   return Number(n.value);
 }
 
 function intTuple(n: PyNode | undefined, what: string): number[] {
-  if (!n || n.kind !== 'tuple') throw new FormatError('BAD_TENSOR', `${what} is not a tuple`);
+  if (n?.kind !== 'tuple') throw new FormatError('BAD_TENSOR', `${what} is not a tuple`);
   if (n.items.length > 64) throw new FormatError('BAD_TENSOR', `${what} has ${n.items.length} dimensions`);
   const out = new Array<number>(n.items.length);
   for (let i = 0; i < out.length; i++) out[i] = smallInt(n.items[i], what, i);
@@ -77,10 +77,13 @@ function intTuple(n: PyNode | undefined, what: string): number[] {
 /** Reads the persistent id of a storage (zip: 5-tuple; legacy: 6-tuple with view metadata). */
 export function storageIdOf(p: PyPersId): StorageId {
   const pid = p.pid;
-  if (pid.kind !== 'tuple' || pid.items.length < 5) throw new FormatError('BAD_TENSOR', 'persistent id is not a storage tuple');
+  if (pid.kind !== 'tuple' || pid.items.length < 5)
+    throw new FormatError('BAD_TENSOR', 'persistent id is not a storage tuple');
   const [tag, cls, key, location, numel, view] = pid.items;
-  if (tag.kind !== 'str' || tag.value !== 'storage') throw new FormatError('BAD_TENSOR', `persistent id tag is not 'storage'`);
-  if (cls.kind !== 'global' || cls.module !== 'torch') throw new FormatError('BAD_TENSOR', 'storage type is not a torch storage class');
+  if (tag.kind !== 'str' || tag.value !== 'storage')
+    throw new FormatError('BAD_TENSOR', `persistent id tag is not 'storage'`);
+  if (cls.kind !== 'global' || cls.module !== 'torch')
+    throw new FormatError('BAD_TENSOR', 'storage type is not a torch storage class');
   const dtype = dtypeFromStorageClass(cls.name);
   if (!dtype) throw new FormatError('BAD_TENSOR', `unsupported storage type torch.${cls.name}`);
   if (key.kind !== 'str') throw new FormatError('BAD_TENSOR', 'storage key is not a string');
@@ -89,7 +92,11 @@ export function storageIdOf(p: PyPersId): StorageId {
   if (view && view.kind === 'tuple' && view.items.length === 3) {
     const [vk, off, size] = view.items;
     if (vk.kind !== 'str') throw new FormatError('BAD_TENSOR', 'storage view key is not a string');
-    id.legacyView = { rootKey: vk.value, offset: smallInt(off, 'storage view offset'), numel: smallInt(size, 'storage view size') };
+    id.legacyView = {
+      rootKey: vk.value,
+      offset: smallInt(off, 'storage view offset'),
+      numel: smallInt(size, 'storage view size'),
+    };
   } else if (view && view.kind !== 'none') {
     throw new FormatError('BAD_TENSOR', 'storage view metadata is not a 3-tuple');
   }
@@ -98,14 +105,17 @@ export function storageIdOf(p: PyPersId): StorageId {
 
 function tensorCall(o: PyObject, path: string, parameter: boolean, requiresGradOverride?: boolean): TensorCall {
   const args = argItems(o);
-  if (args.length < 4) throw new FormatError('BAD_TENSOR', `${describe(o)} at ${path || '<root>'} has ${args.length} arguments`);
+  if (args.length < 4)
+    throw new FormatError('BAD_TENSOR', `${describe(o)} at ${path || '<root>'} has ${args.length} arguments`);
   const st = args[0];
-  if (st.kind !== 'persid') throw new FormatError('BAD_TENSOR', `tensor at ${path || '<root>'}: storage is not a persistent id`);
+  if (st.kind !== 'persid')
+    throw new FormatError('BAD_TENSOR', `tensor at ${path || '<root>'}: storage is not a persistent id`);
   const storage = storageIdOf(st);
   const storageOffset = smallInt(args[1], 'storage offset');
   const shape = intTuple(args[2], 'size');
   const stride = intTuple(args[3], 'stride');
-  if (shape.length !== stride.length) throw new FormatError('BAD_TENSOR', `tensor at ${path}: size and stride differ in length`);
+  if (shape.length !== stride.length)
+    throw new FormatError('BAD_TENSOR', `tensor at ${path}: size and stride differ in length`);
   const rg = args[4];
   const requiresGrad = requiresGradOverride ?? (rg !== undefined && rg.kind === 'bool' && rg.value);
   // The view must lie inside its storage: the last element it can touch is offset + sum((d-1)*s).
@@ -117,19 +127,28 @@ function tensorCall(o: PyObject, path: string, parameter: boolean, requiresGradO
   }
   const avail = storage.legacyView ? storage.legacyView.numel : storage.numel;
   if (!empty && extent >= avail) {
-    throw new FormatError('BAD_TENSOR', `tensor at ${path || '<root>'} reaches element ${extent} of a storage of ${avail}`);
+    throw new FormatError(
+      'BAD_TENSOR',
+      `tensor at ${path || '<root>'} reaches element ${extent} of a storage of ${avail}`,
+    );
   }
   return { path, node: o, storage, storageOffset, shape, stride, requiresGrad, parameter };
 }
 
 function segment(k: PyNode): string {
   switch (k.kind) {
-    case 'str': return k.value;
-    case 'int': return k.value.toString();
-    case 'bool': return k.value ? 'True' : 'False';
-    case 'none': return 'None';
-    case 'float': return String(k.value);
-    default: return `<${k.kind}>`;
+    case 'str':
+      return k.value;
+    case 'int':
+      return k.value.toString();
+    case 'bool':
+      return k.value ? 'True' : 'False';
+    case 'none':
+      return 'None';
+    case 'float':
+      return String(k.value);
+    default:
+      return `<${k.kind}>`;
   }
 }
 
@@ -155,8 +174,14 @@ function pathOf(f: Frame): string {
 /** Only containers can hold tensors (a tensor is an object node); leaves are never visited. */
 function mayHoldTensors(n: PyNode): boolean {
   switch (n.kind) {
-    case 'dict': case 'list': case 'tuple': case 'set': case 'object': return true;
-    default: return false;
+    case 'dict':
+    case 'list':
+    case 'tuple':
+    case 'set':
+    case 'object':
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -178,7 +203,8 @@ export function findTensors(root: PyNode): TensorCall[] {
       const path = pathOf(f);
       const args = argItems(n);
       const inner = args[0];
-      if (!inner || inner.kind !== 'object' || !isTensorNode(inner)) throw new FormatError('BAD_TENSOR', `parameter at ${path} does not wrap a tensor`);
+      if (inner?.kind !== 'object' || !isTensorNode(inner))
+        throw new FormatError('BAD_TENSOR', `parameter at ${path} does not wrap a tensor`);
       const rg = args[1];
       seen.add(inner);
       out.push({ ...tensorCall(inner, path, true, rg?.kind === 'bool' ? rg.value : false), wrapper: n });
@@ -190,7 +216,9 @@ export function findTensors(root: PyNode): TensorCall[] {
     }
     // Children pushed in reverse so they pop in pickle order.
     kids.length = 0;
-    const add = (v: PyNode, key: Frame['key']) => { if (mayHoldTensors(v)) kids.push({ n: v, parent: f, key }); };
+    const add = (v: PyNode, key: Frame['key']) => {
+      if (mayHoldTensors(v)) kids.push({ n: v, parent: f, key });
+    };
     const entries = mappingEntries(n);
     if (entries) {
       for (const [k, v] of entries) add(v, k);

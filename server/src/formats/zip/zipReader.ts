@@ -100,7 +100,11 @@ interface EndInfo {
 }
 
 /** A read the parser needs: `len` bytes at `pos` (the parser has checked the range lies inside the file). */
-interface Need { pos: number; len: number; where?: string }
+interface Need {
+  pos: number;
+  len: number;
+  where?: string;
+}
 /** Parsing steps as a generator of reads, so one parser serves a file handle (async) and bytes in memory (sync). */
 type Steps<T> = Generator<Need, T, Buffer>;
 
@@ -188,8 +192,10 @@ export class ZipReader {
   readInMemory(rec: ZipRecord, opts: { maxBytes?: number; checkCrc?: boolean } = {}): Buffer | undefined {
     if (!this.bytes || rec.method !== METHOD_STORED) return undefined;
     const maxBytes = opts.maxBytes ?? DEFAULT_MAX_READ;
-    if (rec.size > maxBytes) throw unsupported(`record is ${rec.size} bytes, over the ${maxBytes}-byte limit for whole reads`, rec.name);
-    if (rec.dataOffset + rec.size > this.bytes.length) throw truncated(`file ended at ${this.bytes.length} while reading`, rec.name);
+    if (rec.size > maxBytes)
+      throw unsupported(`record is ${rec.size} bytes, over the ${maxBytes}-byte limit for whole reads`, rec.name);
+    if (rec.dataOffset + rec.size > this.bytes.length)
+      throw truncated(`file ended at ${this.bytes.length} while reading`, rec.name);
     const out = this.bytes.subarray(rec.dataOffset, rec.dataOffset + rec.size);
     if (opts.checkCrc ?? true) {
       const actual = crc32(out);
@@ -207,7 +213,9 @@ export class ZipReader {
     let out: Buffer;
     if (rec.method === METHOD_STORED) {
       // In memory: a copy, since callers of read() own what they get.
-      out = this.bytes ? Buffer.from(await this.bytesAt(rec.dataOffset, rec.size, rec.name)) : await readExact(this.fh!, rec.dataOffset, rec.size, rec.name);
+      out = this.bytes
+        ? Buffer.from(await this.bytesAt(rec.dataOffset, rec.size, rec.name))
+        : await readExact(this.fh!, rec.dataOffset, rec.size, rec.name);
     } else {
       out = Buffer.allocUnsafe(rec.size);
       let n = 0;
@@ -260,7 +268,9 @@ export class ZipReader {
     while (done < length) {
       const want = Math.min(chunkSize, length - done);
       // In memory: fresh chunks too, as the contract of chunks() says.
-      yield this.bytes ? Buffer.from(await this.bytesAt(pos + done, want, where)) : await readExact(this.fh!, pos + done, want, where);
+      yield this.bytes
+        ? Buffer.from(await this.bytesAt(pos + done, want, where))
+        : await readExact(this.fh!, pos + done, want, where);
       done += want;
     }
   }
@@ -288,13 +298,19 @@ export class ZipReader {
       if (sinkError) throw sinkError;
       if (isFormatError(e)) throw e;
       const code = (e as { code?: unknown }).code;
-      if (typeof code === 'string' && code.startsWith('Z_')) throw bad(`bad deflate data: ${(e as Error).message}`, rec.name);
+      if (typeof code === 'string' && code.startsWith('Z_'))
+        throw bad(`bad deflate data: ${(e as Error).message}`, rec.name);
       throw e;
     }
     if (produced !== rec.size) throw bad(`inflates to ${produced} bytes, declared ${rec.size}`, rec.name);
   }
 
-  private static async parse(fh: FileHandle, fileSize: number, opts: ZipOpenOptions, owns: boolean): Promise<ZipReader> {
+  private static async parse(
+    fh: FileHandle,
+    fileSize: number,
+    opts: ZipOpenOptions,
+    owns: boolean,
+  ): Promise<ZipReader> {
     return new ZipReader(fh, fileSize, await runOnHandle(parseSteps(fileSize, opts), fh), owns);
   }
 }
@@ -314,11 +330,17 @@ function* parseSteps(fileSize: number, opts: ZipOpenOptions): Steps<ZipRecord[]>
       : bad('central directory overlaps the end records');
   }
   if (end.cdOffset + end.cdSize !== end.endStart) throw bad('bytes between the central directory and the end records');
-  if (end.count * CENTRAL_HEADER_SIZE > end.cdSize) throw bad(`${end.count} records cannot fit in a ${end.cdSize}-byte central directory`);
+  if (end.count * CENTRAL_HEADER_SIZE > end.cdSize)
+    throw bad(`${end.count} records cannot fit in a ${end.cdSize}-byte central directory`);
 
   const cd = yield { pos: end.cdOffset, len: end.cdSize };
   const records = parseCentralDirectory(cd, end.count, end.cdOffset);
-  for (const rec of records) checkLocalHeader(yield { pos: rec.localHeaderOffset, len: LOCAL_HEADER_SIZE + rec.nameBytes.length, where: rec.name }, rec, end.cdOffset);
+  for (const rec of records)
+    checkLocalHeader(
+      yield { pos: rec.localHeaderOffset, len: LOCAL_HEADER_SIZE + rec.nameBytes.length, where: rec.name },
+      rec,
+      end.cdOffset,
+    );
   checkOverlaps(records);
   return records;
 }
@@ -389,7 +411,9 @@ function* readEndRecords(fileSize: number): Steps<EndInfo> {
     if (z64Disk !== 0 || disks > 1) throw unsupported('multi-disk archive');
     const locatorPos = tailStart + loc;
     if (z64Offset + ZIP64_EOCD_SIZE > locatorPos) {
-      throw z64Offset >= fileSize ? truncated('zip64 end record lies past the end of the file') : bad('zip64 end record overlaps its locator');
+      throw z64Offset >= fileSize
+        ? truncated('zip64 end record lies past the end of the file')
+        : bad('zip64 end record overlaps its locator');
     }
     const z = yield { pos: z64Offset, len: ZIP64_EOCD_SIZE };
     if (z.readUInt32LE(0) !== SIG_ZIP64_EOCD) throw bad('zip64 locator does not point at a zip64 end record');
@@ -403,8 +427,11 @@ function* readEndRecords(fileSize: number): Steps<EndInfo> {
     const z64CdOffset = u64(z, 48, 'central directory offset');
     if (z64OnDisk !== z64Count) throw unsupported('multi-disk archive');
     // Classic fields either saturate (meaning "see zip64") or must agree with the zip64 record.
-    if ((count !== U16_MAX && count !== z64Count) || (cdSize !== U32_MAX && cdSize !== z64CdSize) ||
-        (cdOffset !== U32_MAX && cdOffset !== z64CdOffset)) {
+    if (
+      (count !== U16_MAX && count !== z64Count) ||
+      (cdSize !== U32_MAX && cdSize !== z64CdSize) ||
+      (cdOffset !== U32_MAX && cdOffset !== z64CdOffset)
+    ) {
       throw bad('classic and zip64 end records disagree');
     }
     count = z64Count;
@@ -439,7 +466,8 @@ function parseCentralDirectory(cd: Buffer, count: number, cdOffset: number): Zip
 
     const nameBytes = new Uint8Array(cd.subarray(varStart, varStart + nameLen));
     const name = decodeName(nameBytes, flags);
-    if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS)) throw unsupported('encrypted record', name);
+    if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS))
+      throw unsupported('encrypted record', name);
     if (method !== METHOD_STORED && method !== METHOD_DEFLATE) throw unsupported(`compression method ${method}`, name);
     if (disk !== 0) throw unsupported('multi-disk archive', name);
 
@@ -505,7 +533,8 @@ function findExtra(extra: Buffer, id: number, where: string): Buffer | undefined
 function checkLocalHeader(h: Buffer, rec: ZipRecord, cdOffset: number): void {
   if (h.readUInt32LE(0) !== SIG_LOCAL) throw bad(`no local header at ${rec.localHeaderOffset}`, rec.name);
   const flags = h.readUInt16LE(6);
-  if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS)) throw unsupported('encrypted record', rec.name);
+  if (flags & (FLAG_ENCRYPTED | FLAG_STRONG_ENCRYPTION | FLAG_MASKED_HEADERS))
+    throw unsupported('encrypted record', rec.name);
   if (h.readUInt16LE(8) !== rec.method) throw bad('local and central compression methods differ', rec.name);
   const nameLen = h.readUInt16LE(26);
   const extraLen = h.readUInt16LE(28);

@@ -7,13 +7,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { crc32 } from '../hashBackend';
 import { readAhead } from '../../io/readAhead';
 import { FormatError } from '../errors';
-import {
-  U16_MAX,
-  buildCentralEntry,
-  buildDataDescriptor,
-  buildEndRecords,
-  buildLocalHeader,
-} from './zipLayout';
+import { U16_MAX, buildCentralEntry, buildDataDescriptor, buildEndRecords, buildLocalHeader } from './zipLayout';
 
 export type ZipSource =
   | { kind: 'buffer'; data: Uint8Array }
@@ -89,12 +83,13 @@ async function copySource(w: SequentialWriter, entry: ZipEntry, bufs: [Buffer, B
     return crc32(src.data);
   }
   let crc = 0;
-  const ended = (at: number) => new FormatError('ZIP_TRUNCATED', `source of ${entry.name} ended ${src.length - at} bytes early`, entry.name);
+  const ended = (at: number) =>
+    new FormatError('ZIP_TRUNCATED', `source of ${entry.name} ended ${src.length - at} bytes early`, entry.name);
   for await (const chunk of readAhead(src.fh, src.offset, src.length, bufs, ended)) {
     crc = crc32(chunk, crc);
     await w.write(chunk);
   }
-  if (src.expectedCrc32 !== undefined && (src.expectedCrc32 >>> 0) !== crc) {
+  if (src.expectedCrc32 !== undefined && src.expectedCrc32 >>> 0 !== crc) {
     throw new FormatError(
       'CRC_MISMATCH',
       `bytes copied for ${entry.name} have CRC ${hex(crc)}, expected ${hex(src.expectedCrc32 >>> 0)}`,
@@ -114,7 +109,8 @@ function checkEntries(entries: ZipEntry[]): Uint8Array[] {
     if (seen.has(e.name)) throw new FormatError('ZIP_DUPLICATE_NAME', `record ${e.name} given twice`, e.name);
     seen.add(e.name);
     const nameBytes = Buffer.from(e.name, 'utf8');
-    if (nameBytes.length > U16_MAX) throw new FormatError('ZIP_UNSUPPORTED', 'record name longer than 65535 bytes', e.name);
+    if (nameBytes.length > U16_MAX)
+      throw new FormatError('ZIP_UNSUPPORTED', 'record name longer than 65535 bytes', e.name);
     const len = sourceLength(e.source);
     if (!Number.isSafeInteger(len) || len < 0) throw new RangeError(`bad length for ${e.name}: ${len}`);
     return nameBytes;
