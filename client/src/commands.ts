@@ -28,7 +28,7 @@ import {
   type ServerStatus,
   StatsRequest,
   type StatsResult,
-} from '../../server/src/lsp/protocol';
+} from '../../server/src/protocol/messages';
 import type { CopyMapStore } from './copyMapStore';
 import type { FileNode } from './copyMapTree';
 import type { HistoryView } from './historyView';

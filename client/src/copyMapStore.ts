@@ -3,8 +3,8 @@
  * one refresh feeds all three. Refreshed (debounced) when the server status or our diagnostics change.
  */
 import { commands, type Disposable, EventEmitter, languages, Uri } from 'vscode';
-import { CopyMapRequest, type CopyMapResult } from '../../server/src/lsp/protocol';
-import type { FileReport, LoraReport } from '../../server/src/engine/workspace';
+import { CopyMapRequest, type CopyMapResult } from '../../server/src/protocol/messages';
+import type { FileReport, LoraReport } from '../../server/src/protocol/reports';
 import type { ServerClient } from './serverClient';
 
 const DEBOUNCE_MS = 250;

@@ -16,8 +16,8 @@ import {
   Uri,
   window,
 } from 'vscode';
-import type { FileReport, LoraReport } from '../../server/src/engine/workspace';
-import type { FolderRef } from '../../server/src/lsp/protocol';
+import type { FileReport, LoraReport } from '../../server/src/protocol/reports';
+import type { FolderRef } from '../../server/src/protocol/messages';
 import type { CopyMapStore } from './copyMapStore';
 import { isProblem, statusIcon, statusLabel } from './icons';
 

@@ -1,6 +1,7 @@
 /**
  * The VS Code client: starts the language server and wires the UI to it. Everything it shows comes
- * from the server's typed requests (protocol.ts); the client never reads or writes a checkpoint.
+ * from the server's typed requests (server/src/protocol/, the only server code it may import); the
+ * client never reads or writes a checkpoint.
  */
 import { commands, type ExtensionContext, window } from 'vscode';
 import { registerCommands } from './commands';

@@ -10,8 +10,8 @@ import {
   type TreeView,
   window,
 } from 'vscode';
-import type { HistoryEvent } from '../../server/src/engine/history';
-import { HistoryRequest, type HistoryResult } from '../../server/src/lsp/protocol';
+import type { HistoryEvent } from '../../server/src/protocol/reports';
+import { HistoryRequest, type HistoryResult } from '../../server/src/protocol/messages';
 import type { CopyMapStore } from './copyMapStore';
 import type { ServerClient } from './serverClient';
 

@@ -1,5 +1,5 @@
 /** Plain-text renderings of server results: the dry-run plan as markdown, the stats as lines. */
-import type { PlanResult, StatsResult } from '../../server/src/lsp/protocol';
+import type { PlanResult, StatsResult } from '../../server/src/protocol/messages';
 
 const ACTION_WORDS = {
   write: 'write',

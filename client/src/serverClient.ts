@@ -1,7 +1,7 @@
 /**
  * Starts the language server over IPC and is the one place that talks to it: typed requests from
- * protocol.ts, the server status, restarts. Settings reach the server through the configuration
- * middleware below (explicit values only, see settings.ts).
+ * server/src/protocol/messages.ts, the server status, restarts. Settings reach the server through
+ * the configuration middleware below (explicit values only, see settings.ts).
  */
 import * as path from 'node:path';
 import {
@@ -36,7 +36,7 @@ import {
   type InitializationOptions,
   type ServerStatus,
   StatusChangedNotification,
-} from '../../server/src/lsp/protocol';
+} from '../../server/src/protocol/messages';
 import { SECTION, explicitSettings } from './settings';
 
 /** Crashes tolerated in RESTART_WINDOW_MS before the client gives up and asks the user. */

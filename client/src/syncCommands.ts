@@ -12,8 +12,8 @@ import {
   type SyncSummary,
   VerifyRequest,
   type VerifyResult,
-} from '../../server/src/lsp/protocol';
-import type { PlannedCopy } from '../../server/src/engine/syncPlanner';
+} from '../../server/src/protocol/messages';
+import type { PlannedCopy } from '../../server/src/protocol/reports';
 import type { CopyMapStore } from './copyMapStore';
 import { type LoraArg, type LoraTarget, pickLora, targetFromArg } from './pickers';
 import { errorText, withServerProgress } from './progress';
@@ -42,7 +42,7 @@ export class SyncCommands {
     private readonly store: CopyMapStore,
   ) {}
 
-  /** Writes are never sent from an untrusted workspace (the server has no read-only mode yet). */
+  /** Writes are never sent from an untrusted workspace (the server refuses them too). */
   private trusted(): boolean {
     if (workspace.isTrusted) return true;
     void window.showWarningMessage('LoRA Sync does not write in an untrusted workspace. Trust the workspace to sync.');

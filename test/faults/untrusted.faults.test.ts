@@ -23,7 +23,7 @@ import {
   StatsRequest,
   SyncRequest,
   VerifyRequest,
-} from '../../server/src/lsp/protocol';
+} from '../../server/src/protocol/messages';
 import { copyFixtureWorkspace, sha256File } from '../support/files';
 import { sleep, startServer } from '../support/lspServer';
 import { addFigure } from './figures';

@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import type { PublishDiagnosticsParams } from 'vscode-languageserver-protocol';
 import { ensureBuilt } from './files';
-import { type ServerStatus, StatusChangedNotification } from '../../server/src/lsp/protocol';
+import { type ServerStatus, StatusChangedNotification } from '../../server/src/protocol/messages';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -24,7 +24,7 @@ import {
   type ServerStatus,
   StatusChangedNotification,
   SyncRequest,
-} from '../../server/src/lsp/protocol';
+} from '../../server/src/protocol/messages';
 
 const STALE = 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt';
 const DRIFT = '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt';

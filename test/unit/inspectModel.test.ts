@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { writeSafetensors } from '../../server/src/formats/safetensors';
 import { copyFixtureWorkspace } from '../support/files';
 import { Workspace } from '../../server/src/engine/workspace';
-import { InspectError, type InspectModel, inspectWorkspaceFile } from '../../server/src/engine/inspectModel';
-import type { MetaNode } from '../../server/src/engine/metaTree';
+import { InspectError, inspectWorkspaceFile } from '../../server/src/lsp/views/inspectModel';
+import type { InspectModel, MetaNode } from '../../server/src/protocol/inspect';
 
 const PYTHON = '/usr/bin/python3';
 const SRC_A = '⭐_AKTIF_EN_IYILER/LoRA_A.pt';

@@ -9,10 +9,10 @@ import { strict as assert } from 'node:assert';
 import { rm } from 'node:fs/promises';
 import { copyFixtureWorkspace } from '../support/files';
 import { Workspace } from '../../server/src/engine/workspace';
-import { inspectWorkspaceFile } from '../../server/src/engine/inspectModel';
+import { inspectWorkspaceFile } from '../../server/src/lsp/views/inspectModel';
 import { withCheckpoint } from '../../server/src/formats/checkpoint';
 import { readTensorBytes } from '../../server/src/formats/fingerprint';
-import type { InspectResult } from '../../server/src/lsp/protocol';
+import type { InspectResult } from '../../server/src/protocol/messages';
 import {
   errorHtml,
   esc,

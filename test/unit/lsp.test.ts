@@ -17,7 +17,12 @@ import { type Diagnostic, DiagnosticSeverity } from 'vscode-languageserver-proto
 import { copyFixtureWorkspace } from '../support/files';
 import { startServer, until } from '../support/lspServer';
 import { trainerStep } from '../../server/src/demo/trainerStep';
-import { CopyMapRequest, type ServerStatus, ServerStatusRequest, SyncRequest } from '../../server/src/lsp/protocol';
+import {
+  CopyMapRequest,
+  type ServerStatus,
+  ServerStatusRequest,
+  SyncRequest,
+} from '../../server/src/protocol/messages';
 
 const FIX = join(__dirname, '..', 'fixtures', 'workspace');
 interface Expected {

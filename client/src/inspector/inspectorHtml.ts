@@ -5,10 +5,9 @@
  * and the fitness chart is inline SVG drawn here from the numbers. Interaction (sorting and
  * filtering the tensor table, the buttons) is media/inspector.js.
  */
-import type { InspectResult } from '../../../server/src/lsp/protocol';
-import type { MetaNode } from '../../../server/src/engine/metaTree';
-import type { TensorRow } from '../../../server/src/engine/inspectModel';
-import type { TensorDiff } from '../../../server/src/engine/tensorDiff';
+import type { InspectResult } from '../../../server/src/protocol/messages';
+import type { MetaNode, TensorDiff, TensorRow } from '../../../server/src/protocol/inspect';
+import { factsOf, type ReportStatus, type Severity } from '../../../server/src/protocol/statusTable';
 
 export interface PageContext {
   /** `webview.cspSource`. */
@@ -66,37 +65,15 @@ export function errorHtml(ctx: PageContext, file: string, message: string): stri
   );
 }
 
-const STATUS_WORDS: Record<string, string> = {
-  SOURCE: 'Source: its copies follow this file',
-  IN_SYNC: 'In sync with its source',
-  STALE: 'Stale: the source moved on, a sync brings this copy up to date',
-  DIVERGED: 'Diverged: this copy changed on its own, a sync would overwrite that work',
-  METADATA_DRIFT: 'Metadata drift: the tensors equal the source, general metadata differs',
-  PARAM_COUNT_MISMATCH: 'Parameter count differs from the source',
-  SHAPE_MISMATCH: 'A tensor shape differs from the source',
-  DTYPE_MISMATCH: 'A tensor dtype differs from the source',
-  CORRUPT: 'Corrupt: the file cannot be read',
-  UNSAFE: 'Unsafe: torch.load would run code from this file',
-  ORPHAN: 'Orphan: no source for this LoRA',
-  DUPLICATE_SOURCE: 'Duplicate source: another source claims this LoRA',
-  UNRECOGNIZED: 'Not a LoRA checkpoint: LoRA Sync leaves it alone',
-};
+type Tone = 'ok' | 'info' | 'warn' | 'error';
+const TONE: Record<Severity, Tone> = { error: 'error', warning: 'warn', information: 'info' };
 
-const SEVERITY: Record<string, 'ok' | 'info' | 'warn' | 'error'> = {
-  SOURCE: 'ok',
-  IN_SYNC: 'ok',
-  UNRECOGNIZED: 'info',
-  METADATA_DRIFT: 'info',
-  STALE: 'warn',
-  ORPHAN: 'warn',
-  DIVERGED: 'error',
-  PARAM_COUNT_MISMATCH: 'error',
-  SHAPE_MISMATCH: 'error',
-  DTYPE_MISMATCH: 'error',
-  CORRUPT: 'error',
-  UNSAFE: 'error',
-  DUPLICATE_SOURCE: 'error',
-};
+/** The page's colour for a status: its severity's; sound files ok; untracked and unrecognized files info. */
+function toneOf(status: ReportStatus | null): Tone {
+  if (status === null) return 'info';
+  const facts = factsOf(status);
+  return facts.severity ? TONE[facts.severity] : facts.sound ? 'ok' : 'info';
+}
 
 const ROLE_WORDS: Record<string, string> = {
   source: 'source',
@@ -104,10 +81,6 @@ const ROLE_WORDS: Record<string, string> = {
   unreadable: 'unreadable',
   'not-lora': 'not a LoRA',
 };
-
-/** Statuses a sync writes, and those it writes only when forced (after a confirmation). */
-const WRITABLE = new Set(['STALE', 'METADATA_DRIFT']);
-const FORCEABLE = new Set(['DIVERGED', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH']);
 
 export function bytesText(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -149,7 +122,7 @@ export function inspectorHtml(m: InspectResult, ctx: PageContext): string {
 
 function header(m: InspectResult, ctx: PageContext): string {
   const status = m.status ?? 'UNTRACKED';
-  const sev = SEVERITY[status] ?? 'info';
+  const sev = toneOf(m.status);
   const id = m.identity;
   const who =
     id.name || id.id
@@ -157,8 +130,10 @@ function header(m: InspectResult, ctx: PageContext): string {
       : '<span class="muted">no LoRA identity</span>';
   const buttons: string[] = [];
   if (m.role === 'copy') {
-    const can = ctx.canWrite && m.tracked && m.status !== null && (WRITABLE.has(m.status) || FORCEABLE.has(m.status));
-    const force = m.status !== null && FORCEABLE.has(m.status);
+    // A sync writes it, or writes it only when forced (after a confirmation).
+    const rule = m.status === null ? 'never' : factsOf(m.status).sync;
+    const can = ctx.canWrite && m.tracked && rule !== 'never';
+    const force = rule === 'force';
     const why = !ctx.canWrite
       ? 'The workspace is not trusted: LoRA Sync does not write here'
       : !m.tracked
@@ -212,16 +187,15 @@ function banners(m: InspectResult): string {
 }
 
 function statusSection(m: InspectResult): string {
-  const status = m.status ?? 'UNTRACKED';
-  const words = STATUS_WORDS[status] ?? 'Not tracked by LoRA Sync';
+  const words = m.status === null ? 'Not tracked by LoRA Sync' : factsOf(m.status).explanation;
   const shown = m.issues.slice(0, 50);
   const issues = shown.length
     ? `<ul class="issues">${shown.map((i) => `<li><code>${esc(i.type)}</code>${i.param ? ` <span class="param">${esc(i.param)}</span>` : ''}: ${esc(i.detail)}</li>`).join('')}${m.issues.length > shown.length ? `<li class="muted">… ${m.issues.length - shown.length} more</li>` : ''}</ul>`
     : '';
   const source = m.source
-    ? `<p>Source: <code>${esc(m.source.path)}</code>${m.source.status && m.source.status !== 'SOURCE' ? ` <span class="badge status ${SEVERITY[m.source.status] ?? 'info'}">${esc(m.source.status)}</span>` : ''}</p>`
+    ? `<p>Source: <code>${esc(m.source.path)}</code>${m.source.status && m.source.status !== 'SOURCE' ? ` <span class="badge status ${toneOf(m.source.status)}">${esc(m.source.status)}</span>` : ''}</p>`
     : '';
-  return `<section class="status ${SEVERITY[status] ?? 'info'}" aria-label="Status">
+  return `<section class="status ${toneOf(m.status)}" aria-label="Status">
 <h2>${esc(words)}</h2>
 <p class="message">${esc(m.message)}</p>
 ${source}${issues}

@@ -21,7 +21,7 @@ import {
   window,
   workspace,
 } from 'vscode';
-import { InspectRequest, type InspectResult } from '../../../server/src/lsp/protocol';
+import { InspectRequest, type InspectResult } from '../../../server/src/protocol/messages';
 import type { CopyMapStore } from '../copyMapStore';
 import { errorText } from '../progress';
 import type { ServerClient } from '../serverClient';

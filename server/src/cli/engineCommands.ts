@@ -3,7 +3,8 @@ import { resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { Workspace, type StatusReport } from '../engine/workspace';
 import { planCounts, type PlannedLora } from '../engine/syncPlanner';
-import { SOUND } from '../engine/statusRules';
+import { resolveLora } from '../engine/copyMap';
+import { isProblem, STATUS_FACTS } from '../protocol/statusTable';
 import type { SyncResult } from '../engine/syncExecutor';
 import { ConfigError } from '../engine/config';
 
@@ -28,22 +29,6 @@ export async function openWorkspace(root: string | undefined): Promise<Workspace
   }
 }
 
-const ICON: Record<string, string> = {
-  SOURCE: '●',
-  IN_SYNC: '✓',
-  STALE: '↻',
-  DIVERGED: '⚠',
-  METADATA_DRIFT: '≈',
-  PARAM_COUNT_MISMATCH: '✗',
-  SHAPE_MISMATCH: '✗',
-  DTYPE_MISMATCH: '✗',
-  CORRUPT: '✗',
-  UNSAFE: '☠',
-  ORPHAN: '?',
-  DUPLICATE_SOURCE: '⚠',
-  UNRECOGNIZED: '·',
-};
-
 export function formatStatus(r: StatusReport, all: boolean): string {
   const lines: string[] = [];
   const s = r.stats;
@@ -55,10 +40,10 @@ export function formatStatus(r: StatusReport, all: boolean): string {
     .map(([k, n]) => `${k} ${n}`)
     .join(' · ');
   lines.push(`  ${counts}`);
-  const problems = r.files.filter((f) => f.status !== 'UNRECOGNIZED' && !SOUND.has(f.status as never));
+  const problems = r.files.filter((f) => isProblem(f.status));
   if (!problems.length) lines.push('  every copy is in sync');
   for (const f of all ? r.files : problems)
-    lines.push(`  ${ICON[f.status] ?? ' '} ${f.status.padEnd(20)} ${f.path}\n      ${f.message}`);
+    lines.push(`  ${STATUS_FACTS[f.status].cliIcon} ${f.status.padEnd(20)} ${f.path}\n      ${f.message}`);
   return lines.join('\n');
 }
 
@@ -67,13 +52,13 @@ export async function cmdStatus(o: Common & { all?: boolean }): Promise<number> 
   await ws.scan();
   const r = await ws.report();
   out(o.json ? JSON.stringify(r, null, 2) : formatStatus(r, !!o.all));
-  return r.files.every((f) => f.status === 'UNRECOGNIZED' || SOUND.has(f.status as never)) ? 0 : 1;
+  return r.files.some((f) => isProblem(f.status)) ? 1 : 0;
 }
 
 export async function cmdVerify(o: Common & { lora?: string }): Promise<number> {
   const ws = await openWorkspace(o.root);
   await ws.scan();
-  const ids = o.lora ? [resolveLora(ws, o.lora)] : undefined;
+  const ids = o.lora ? [requireLora(ws, o.lora)] : undefined;
   const v = ws.verify(ids);
   await ws.recordVerify(v);
   if (o.json) out(JSON.stringify(v, null, 2));
@@ -89,12 +74,11 @@ export async function cmdVerify(o: Common & { lora?: string }): Promise<number> 
   return v.is_consistent ? 0 : 1;
 }
 
-function resolveLora(ws: Workspace, key: string): string {
-  const map = ws.copyMap().loras;
-  if (map.has(key)) return key;
-  const byName = [...map.values()].filter((g) => g.name === key);
-  if (byName.length === 1) return byName[0].id;
-  throw new CliUsageError(`no LoRA with id or name '${key}'`);
+/** The LoRA id of --lora (an id or a name), or a usage error. */
+function requireLora(ws: Workspace, key: string): string {
+  const id = resolveLora(ws.copyMap(), key);
+  if (id === undefined) throw new CliUsageError(`no LoRA with id or name '${key}'`);
+  return id;
 }
 
 export function formatPlan(plan: PlannedLora[]): string {
@@ -137,7 +121,7 @@ export async function cmdSync(
   if (match !== undefined && !Number.isInteger(match)) throw new CliUsageError('--match takes a whole number');
   const ws = await openWorkspace(o.root);
   await ws.scan();
-  const plan = ws.plan({ loras: o.lora ? [resolveLora(ws, o.lora)] : undefined, force: o.force });
+  const plan = ws.plan({ loras: o.lora ? [requireLora(ws, o.lora)] : undefined, force: o.force });
   if (o.dryRun) {
     out(o.json ? JSON.stringify({ plan }, null, 2) : formatPlan(plan));
     return 0;
@@ -153,18 +137,7 @@ export async function cmdSync(
       match,
       cancelled: () => cancelled,
     });
-    out(
-      o.json
-        ? JSON.stringify(
-            {
-              plan,
-              result: { ...r, loras: r.loras.map((l) => ({ ...l, copies: l.copies.map(({ entry: _e, ...c }) => c) })) },
-            },
-            null,
-            2,
-          )
-        : formatSync(r),
-    );
+    out(o.json ? JSON.stringify({ plan, result: r }, null, 2) : formatSync(r));
     return r.failed || r.cancelled || r.historyError ? 1 : 0;
   } finally {
     process.off('SIGINT', onSig);

@@ -5,31 +5,13 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Settings } from '../protocol/messages';
 
-export interface EngineConfig {
-  /** Globs of checkpoint files, relative to the root. */
-  include: string[];
-  /** Globs skipped entirely (folders and files). */
-  exclude: string[];
-  /** A folder whose name contains one of these (any depth, NFC, case-sensitive) holds sources. */
-  sourceFolders: string[];
-  /** Metadata keys that belong to each copy and that a sync never overwrites. */
-  copyKeys: string[];
-  /** Metadata keys left out when comparing a copy's general metadata with its source's. */
-  ignoreKeys: string[];
-  /** Keep the old file under .lora-sync/backups/ before a forced overwrite (default true). */
-  backups: boolean;
-  /** `onSourceChange`: when a source settles after a change, its STALE copies are synced (never DIVERGED ones). */
-  autoSync: 'off' | 'onSourceChange';
-  /** After every N source updates, a full verify and sync of all LoRAs (0: never). The seed did this every 10 matches. */
-  fullSyncEvery: number;
-  /** Watcher: changes are batched for this long (ms). */
-  debounceMs: number;
-  /** Watcher: a file counts as written once its size and mtime are still for this long (ms). */
-  settleMs: number;
-  /** Full reconcile with the disk every this many seconds (watchers miss events); 0: never. */
-  reconcileSeconds: number;
-}
+/**
+ * The engine's options: the keys of `lora-sync.json`, which the `loraSync.*` settings mirror one for
+ * one, so one type (documented key by key in protocol/messages.ts) serves both.
+ */
+export type EngineConfig = Settings;
 
 export const DEFAULT_CONFIG: EngineConfig = {
   include: ['**/*.pt', '**/*.safetensors'],
@@ -46,7 +28,7 @@ export const DEFAULT_CONFIG: EngineConfig = {
 };
 
 export const CONFIG_FILE = 'lora-sync.json';
-/** Folder for the engine's own state (history, backups, later the index cache and lock). */
+/** Folder for the engine's own state: index cache, history, locks, backups. */
 export const STATE_DIR = '.lora-sync';
 
 export class ConfigError extends Error {

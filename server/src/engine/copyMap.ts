@@ -152,3 +152,10 @@ export function primarySource(g: LoraGroup): FileEntry | undefined {
       (a.path < b.path ? -1 : 1),
   )[0];
 }
+
+/** A LoRA id, or a name that names exactly one LoRA; undefined when the map has no such LoRA. */
+export function resolveLora(map: CopyMap, key: string): string | undefined {
+  if (map.loras.has(key)) return key;
+  const byName = [...map.loras.values()].filter((g) => g.name === key);
+  return byName.length === 1 ? byName[0].id : undefined;
+}

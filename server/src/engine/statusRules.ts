@@ -5,22 +5,9 @@
 import { DIGEST_ALG } from '../formats/fingerprint';
 import type { FileEntry } from './loraFile';
 import { type LoraGroup, primarySource } from './copyMap';
+import { STATUS_FACTS, STATUSES, type Status } from '../protocol/statusTable';
 
-export const STATUSES = [
-  'SOURCE',
-  'IN_SYNC',
-  'STALE',
-  'DIVERGED',
-  'METADATA_DRIFT',
-  'PARAM_COUNT_MISMATCH',
-  'SHAPE_MISMATCH',
-  'DTYPE_MISMATCH',
-  'CORRUPT',
-  'UNSAFE',
-  'ORPHAN',
-  'DUPLICATE_SOURCE',
-] as const;
-export type Status = (typeof STATUSES)[number];
+export { STATUSES, type Status } from '../protocol/statusTable';
 
 export type IssueType =
   | 'PARAM_MISMATCH'
@@ -55,7 +42,7 @@ export interface FileStatus {
 }
 
 /** Statuses that mean "nothing to do". */
-export const SOUND: ReadonlySet<Status> = new Set(['SOURCE', 'IN_SYNC']);
+export const SOUND: ReadonlySet<Status> = new Set(STATUSES.filter((s) => STATUS_FACTS[s].sound));
 
 /**
  * A corrupt or unsafe copy is never compared, but it still names its LoRA's sole source, so the user

@@ -38,18 +38,22 @@ export interface CopyResult {
   outcome: CopyOutcome;
   reason: string;
   backup?: string;
+}
+
+/** A copy as the executor left it: a synced one with the entry read back, which the workspace indexes as is. */
+export interface WrittenCopy extends CopyResult {
   entry?: FileEntry;
 }
 
-export interface LoraSyncResult {
+export interface LoraSyncResult<C extends CopyResult = CopyResult> {
   id: string;
   name: string;
   source?: string;
-  copies: CopyResult[];
+  copies: C[];
 }
 
-export interface SyncResult {
-  loras: LoraSyncResult[];
+export interface SyncResult<C extends CopyResult = CopyResult> {
+  loras: Array<LoraSyncResult<C>>;
   cancelled: boolean;
   synced: number;
   failed: number;
@@ -57,6 +61,11 @@ export interface SyncResult {
   refused: number;
   /** The copies are written, but the history event could not be appended (e.g. no space left for it). */
   historyError?: string;
+}
+
+/** The result without the executor's read-back entries: they are the workspace's, not its callers'. */
+export function withoutEntries(r: SyncResult<WrittenCopy>): SyncResult {
+  return { ...r, loras: r.loras.map((l) => ({ ...l, copies: l.copies.map(({ entry: _entry, ...c }) => c) })) };
 }
 
 export class ChangedSincePlan extends Error {}
@@ -203,7 +212,11 @@ function stamp(d: Date): string {
 /** Copies written at once: each write waits mostly on fsync, so a few in flight share the device's latency. */
 const WRITES_IN_FLIGHT = 6;
 
-export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: SyncOptions): Promise<SyncResult> {
+export async function executeSync(
+  plan: PlannedLora[],
+  ctx: ExecContext,
+  opts: SyncOptions,
+): Promise<SyncResult<WrittenCopy>> {
   const now = opts.now ?? (() => new Date());
   const started = now();
   const total = plan.reduce(
@@ -212,7 +225,12 @@ export async function executeSync(plan: PlannedLora[], ctx: ExecContext, opts: S
   );
   let done = 0;
   let cancelled = false;
-  const results: LoraSyncResult[] = plan.map((l) => ({ id: l.id, name: l.name, source: l.source, copies: [] }));
+  const results: Array<LoraSyncResult<WrittenCopy>> = plan.map((l) => ({
+    id: l.id,
+    name: l.name,
+    source: l.source,
+    copies: [],
+  }));
   // Sources are opened once per LoRA, lazily, and closed when its last copy is done.
   const open = new Map<string, { src?: Checkpoint; err?: string; left: number; release?: () => Promise<void> }>();
   const tasks: Array<{ li: number; path: string; force: boolean }> = [];
@@ -327,7 +345,7 @@ async function syncOne(
   started: Date,
   rootReal: string,
   dirs: Set<string>,
-): Promise<CopyResult> {
+): Promise<WrittenCopy> {
   const abs = ctx.abs(rel);
   const planned = ctx.entry(rel);
   if (!planned) return { path: rel, outcome: 'skipped', reason: 'not in the index' };

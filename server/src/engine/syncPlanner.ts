@@ -5,6 +5,7 @@
 import { type CopyMap, type LoraGroup, primarySource } from './copyMap';
 import type { FileEntry } from './loraFile';
 import type { FileStatus, Status } from './statusRules';
+import { STATUS_FACTS } from '../protocol/statusTable';
 
 export type Action = 'write' | 'force' | 'skip' | 'refuse';
 
@@ -32,14 +33,6 @@ export interface PlanOptions {
   /** Only these copies (relative paths); the LoRAs' other copies are left out of the plan. */
   copies?: string[];
 }
-
-const WRITE: ReadonlySet<Status> = new Set(['STALE', 'METADATA_DRIFT']);
-const FORCEABLE: ReadonlySet<Status> = new Set([
-  'DIVERGED',
-  'PARAM_COUNT_MISMATCH',
-  'SHAPE_MISMATCH',
-  'DTYPE_MISMATCH',
-]);
 
 export function planSync(map: CopyMap, statusOf: (e: FileEntry) => FileStatus, opts: PlanOptions = {}): PlannedLora[] {
   const out: PlannedLora[] = [];
@@ -105,13 +98,14 @@ function planCopy(
       why: `the copy is ${c.format}, the source ${src.format}: convert one of them first`,
     };
   }
-  if (WRITE.has(st))
+  const rule = STATUS_FACTS[st].sync;
+  if (rule === 'write')
     return {
       ...base,
       action: 'write',
       why: st === 'STALE' ? 'the source moved on' : 'general metadata differs from the source',
     };
-  if (FORCEABLE.has(st)) {
+  if (rule === 'force') {
     return force
       ? { ...base, action: 'force', why: `forced: the old copy (${st}) is kept as a backup` }
       : {

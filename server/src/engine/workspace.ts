@@ -13,7 +13,7 @@ import { type CachedFile, type FileKey, IndexCache, sameKey } from './indexCache
 import micromatch from 'micromatch';
 import { describeStatus, type FileStatus, type Issue, SOUND, statusOf, type Status, STATUSES } from './statusRules';
 import { planSync, type PlannedLora, type PlanOptions } from './syncPlanner';
-import { executeSync, type SyncOptions, type SyncResult } from './syncExecutor';
+import { executeSync, type SyncOptions, type SyncResult, withoutEntries } from './syncExecutor';
 import { History, type HistoryEvent } from './history';
 import { readEntries } from './entryPool';
 import { EntryInterner } from './entryIntern';
@@ -681,7 +681,8 @@ export class Workspace {
     );
     if (written.length) await this.update(written, readBack, writesFrom);
     await this.flushCache();
-    return historyError ? { ...res, historyError } : res;
+    const out = withoutEntries(res);
+    return historyError ? { ...out, historyError } : out;
   }
 
   /** Records a verify run in the history, one event per LoRA. */

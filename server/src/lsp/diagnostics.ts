@@ -1,32 +1,26 @@
 /**
  * Engine statuses → LSP diagnostics. Pure: the server decides which files to publish; this module
- * only says what one file's diagnostics are (none for a sound or unrecognized file).
+ * only says what one file's diagnostics are (none for a sound or unrecognized file). Severities
+ * come from the status table (protocol/statusTable.ts).
  */
 import { type Diagnostic, type DiagnosticRelatedInformation, DiagnosticSeverity } from 'vscode-languageserver';
 import type { FileReport } from '../engine/workspace';
-import type { Status } from '../engine/statusRules';
-import type { DiagnosticData } from './protocol';
+import type { DiagnosticData } from '../protocol/messages';
+import { factsOf, type ReportStatus, type Severity } from '../protocol/statusTable';
+import { issueToWire } from './wire';
 
 export const DIAGNOSTIC_SOURCE = 'lora-sync';
 
-const SEVERITY: Record<Status, DiagnosticSeverity | undefined> = {
-  SOURCE: undefined,
-  IN_SYNC: undefined,
-  CORRUPT: DiagnosticSeverity.Error,
-  UNSAFE: DiagnosticSeverity.Error,
-  DIVERGED: DiagnosticSeverity.Error,
-  PARAM_COUNT_MISMATCH: DiagnosticSeverity.Error,
-  SHAPE_MISMATCH: DiagnosticSeverity.Error,
-  DTYPE_MISMATCH: DiagnosticSeverity.Error,
-  DUPLICATE_SOURCE: DiagnosticSeverity.Error,
-  STALE: DiagnosticSeverity.Warning,
-  ORPHAN: DiagnosticSeverity.Warning,
-  METADATA_DRIFT: DiagnosticSeverity.Information,
+const LSP_SEVERITY: Record<Severity, DiagnosticSeverity> = {
+  error: DiagnosticSeverity.Error,
+  warning: DiagnosticSeverity.Warning,
+  information: DiagnosticSeverity.Information,
 };
 
 /** The severity a status is shown with; undefined = not a problem (no diagnostic). */
-export function severityOf(status: Status | 'UNRECOGNIZED'): DiagnosticSeverity | undefined {
-  return status === 'UNRECOGNIZED' ? undefined : SEVERITY[status];
+export function severityOf(status: ReportStatus): DiagnosticSeverity | undefined {
+  const s = factsOf(status).severity;
+  return s && LSP_SEVERITY[s];
 }
 
 /** At most this many per-tensor issues are listed in the message (all of them are in `data`). */
@@ -50,10 +44,7 @@ export function diagnosticsFor(
   // Per-tensor (or per-key) issues: the message says what differs, so list the first few by name.
   const named = r.issues.filter((i) => i.param !== undefined);
   let message = r.message;
-  if (
-    named.length &&
-    !['METADATA_DRIFT', 'PARAM_COUNT_MISMATCH', 'SHAPE_MISMATCH', 'DTYPE_MISMATCH'].includes(r.status)
-  ) {
+  if (named.length && !factsOf(r.status).messageNamesParams) {
     const listed = named
       .slice(0, LISTED_ISSUES)
       .map((i) => i.param)
@@ -65,7 +56,7 @@ export function diagnosticsFor(
     lora_id: r.lora_id,
     role: r.role,
     ...(source ? { source } : {}),
-    issues: r.issues,
+    issues: r.issues.map(issueToWire),
   };
   return [
     {

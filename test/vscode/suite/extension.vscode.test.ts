@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import * as vscode from 'vscode';
-import type { CopyMapResult, ServerStatus, SyncSummary } from '../../../server/src/lsp/protocol';
+import type { CopyMapResult, ServerStatus, SyncSummary } from '../../../server/src/protocol/messages';
 import { withCheckpoint } from '../../../server/src/formats/checkpoint';
 import { readTensorBytes } from '../../../server/src/formats/fingerprint';
 import { getKey, mappingEntries } from '../../../server/src/formats/pickle/nodes';

@@ -1,108 +1,27 @@
 /**
- * The inspector's view of one checkpoint file: identity, role, status in words, metadata as a
- * display tree (the copy's own keys marked), the tensor table and, for a copy, the difference from
- * its source tensor by tensor (./tensorDiff.ts), and the `fitness_history` as numbers. Plain JSON:
- * it crosses the LSP connection to a webview. No tensor bytes are in it; reading them is bounded
- * by the diff's budget, everything else comes from the index and the file's headers and pickle.
+ * The inspector's view of one checkpoint file (protocol/inspect.ts): identity, role, status in
+ * words, metadata as a display tree (the copy's own keys marked), the tensor table and, for a copy,
+ * the difference from its source tensor by tensor (engine/tensorDiff.ts), and the `fitness_history`
+ * as numbers. No tensor bytes are in it; reading them is bounded by the diff's budget, everything
+ * else comes from the index and the file's headers and pickle.
  */
 import { stat } from 'node:fs/promises';
-import { type Checkpoint, type CheckpointFormat, openCheckpoint, type TensorInfo } from '../formats/checkpoint';
-import { DIGEST_ALG } from '../formats/fingerprint';
-import { isFormatError } from '../formats/errors';
-import { getKey, mappingEntries, type PyNode } from '../formats/pickle/nodes';
-import { interpret } from '../formats/pyValue';
-import { itemSize, numelOf, type TorchDtype } from '../formats/dtypes';
-import type { EngineConfig } from './config';
-import { type FileEntry, readEntry } from './loraFile';
-import { primarySource } from './copyMap';
-import type { Issue, Status } from './statusRules';
-import { fileKey, type FileReport, relPath, type Workspace } from './workspace';
-import {
-  DEFAULT_BUDGET,
-  type DiffOptions,
-  diffTensors,
-  loraTensorsByName,
-  type TensorDiff,
-  type TensorDiffKind,
-} from './tensorDiff';
-import { type MetaNode, metaTreeOf, metaTreeOfStrings } from './metaTree';
-
-/** source / copy: a readable LoRA; unreadable: corrupt or cannot be opened; not-lora: a checkpoint that is no LoRA, or no checkpoint. */
-export type InspectRole = 'source' | 'copy' | 'unreadable' | 'not-lora';
-
-export interface TensorRow {
-  name: string;
-  dtype: string;
-  shape: number[];
-  numel: number;
-  bytes: number;
-  /** From the index (DIGEST_ALG); absent when the file is not a readable LoRA. */
-  digest?: string;
-  parameter?: boolean;
-  /** A strided view of a larger storage. */
-  view?: boolean;
-  /** Only in the source (a copy's `missing` tensor): the row describes the source's tensor. */
-  absent?: boolean;
-  diff?: TensorDiff;
-}
-
-export interface Fitness {
-  /** Where it was found: `metadata.fitness_history`. */
-  path: string;
-  /** The last MAX_FITNESS values; null where an item is not a finite number. */
-  values: Array<number | null>;
-  /** Items in the file. */
-  total: number;
-}
-
-export interface DiffInfo {
-  /** The source compared with (relative path). */
-  against: string;
-  counts: Record<TensorDiffKind, number>;
-  bytesRead: number;
-  /** `differs` tensors known from digests only. */
-  notCompared: number;
-  /** The read budget (null: unlimited). */
-  budgetBytes: number | null;
-  /** Why no tensor values were compared at all (file changing, source unreadable). */
-  note?: string;
-}
-
-export interface InspectModel {
-  /** Relative to the workspace folder, '/', NFC. */
-  path: string;
-  format: CheckpointFormat | null;
-  size: number;
-  /** ISO time of the last modification. */
-  mtime: string;
-  /** In the index (false: outside include/exclude or in a hidden folder; shown for inspection only). */
-  tracked: boolean;
-  /** The file on disk is not the one the index last read (a trainer writing it): the view will follow. */
-  changedOnDisk: boolean;
-  identity: { id: string | null; name: string | null; from: 'metadata' | 'filename' | null };
-  role: InspectRole;
-  /** What its folder makes it: a source folder or anywhere else. */
-  place: 'source' | 'copy';
-  status: Status | 'UNRECOGNIZED' | null;
-  /** One sentence (the diagnostics' message). */
-  message: string;
-  issues: Issue[];
-  /** The source a copy is compared with: relative path, where it is on disk, its status. */
-  source: { path: string; abs: string; status: Status | 'UNRECOGNIZED' | null } | null;
-  syncInfo: { lastSyncMatch?: number; lastSyncTime?: string; reason?: string; byLoraSync: boolean } | null;
-  /** The reader's typed error (FormatError code, CRC_MISMATCH, or an I/O code). */
-  error: { code: string; message: string } | null;
-  safety: { safe: boolean; unsafe: Array<{ global: string; detail: string }> };
-  digestAlg: string;
-  tensors: TensorRow[];
-  /** Rows left out of `tensors` (over MAX_ROWS). */
-  tensorsLeftOut: number;
-  metadata: MetaNode | null;
-  fitness: Fitness | null;
-  diff: DiffInfo | null;
-  copyKeys: string[];
-  ignoreKeys: string[];
-}
+import { type Checkpoint, openCheckpoint, type TensorInfo } from '../../formats/checkpoint';
+import { DIGEST_ALG } from '../../formats/fingerprint';
+import { isFormatError } from '../../formats/errors';
+import { getKey, mappingEntries, type PyNode } from '../../formats/pickle/nodes';
+import { interpret } from '../../formats/pyValue';
+import { itemSize, numelOf, type TorchDtype } from '../../formats/dtypes';
+import type { EngineConfig } from '../../engine/config';
+import { type FileEntry, readEntry } from '../../engine/loraFile';
+import { primarySource } from '../../engine/copyMap';
+import type { Issue } from '../../engine/statusRules';
+import { fileKey, type FileReport, relPath, type Workspace } from '../../engine/workspace';
+import { DEFAULT_BUDGET, type DiffOptions, diffTensors, loraTensorsByName } from '../../engine/tensorDiff';
+import type { DiffInfo, Fitness, InspectModel, InspectRole, MetaNode, TensorDiffKind } from '../../protocol/inspect';
+import type { ReportStatus } from '../../protocol/statusTable';
+import { issueToWire, tensorDiffToWire } from '../wire';
+import { metaTreeOf, metaTreeOfStrings } from './metaTree';
 
 export const MAX_ROWS = 5000;
 export const MAX_FITNESS = 5000;
@@ -116,7 +35,7 @@ export interface InspectInput {
   /** The workspace's report of the file; undefined when it is not tracked. */
   report?: FileReport;
   /** The source a copy is compared with. */
-  source?: { abs: string; entry: FileEntry; status: Status | 'UNRECOGNIZED' | null };
+  source?: { abs: string; entry: FileEntry; status: ReportStatus | null };
   changedOnDisk?: boolean;
   diff?: DiffOptions;
 }
@@ -142,7 +61,7 @@ export async function buildInspectModel(input: InspectInput): Promise<InspectMod
     place: e.role ?? 'copy',
     status: report?.status ?? null,
     message: report?.message ?? untrackedMessage(e),
-    issues: report?.issues ?? [],
+    issues: (report?.issues ?? []).map(issueToWire),
     source:
       input.source && input.source.entry.path !== e.path
         ? { path: input.source.entry.path, abs: input.source.abs, status: input.source.status }
@@ -265,9 +184,9 @@ async function fillDiff(
     info.bytesRead = res.bytesRead;
     info.notCompared = res.notCompared;
     const rows = new Map(model.tensors.map((r) => [r.name, r]));
-    for (const d of res.tensors) {
-      counts[d.kind]++;
-      if (!src && d.kind === 'differs') d.note = info.note;
+    for (const found of res.tensors) {
+      counts[found.kind]++;
+      const d = tensorDiffToWire(!src && found.kind === 'differs' ? { ...found, note: info.note } : found);
       const row = rows.get(d.name);
       if (row) row.diff = d;
       else if (d.kind === 'missing' && d.source && model.tensors.length < MAX_ROWS) {

@@ -1,7 +1,9 @@
 /**
- * The custom requests and notifications between the LoRA Sync client and language server, typed
- * once. The client imports this module too, so it brings in engine *types* only (erased at build
- * time) and no node-only code.
+ * The custom requests and notifications between the LoRA Sync client and language server, with
+ * their parameters and results. This folder (server/src/protocol/) is the only part of the server
+ * the client may import (client/tsconfig.json fails the type check otherwise), so it holds plain
+ * data types and imports nothing of the engine: the server maps engine values onto these types in
+ * server/src/lsp/wire.ts.
  *
  * Multi-root: every request may name one workspace folder (`folder`, its URI); without it the
  * request covers every folder, and results list one entry per folder. A folder whose configuration
@@ -13,17 +15,64 @@ import {
   RequestType0,
   type WorkDoneProgressParams,
 } from 'vscode-languageserver-protocol';
-import type { FileReport, LoraReport, ScanSummary, Stats, VerifyReport } from '../engine/workspace';
-import type { PlannedLora } from '../engine/syncPlanner';
-import type { CopyOutcome } from '../engine/syncExecutor';
-import type { HistoryEvent } from '../engine/history';
-import type { EngineConfig } from '../engine/config';
-import type { InspectModel } from '../engine/inspectModel';
+import type { InspectModel } from './inspect';
+import type {
+  FileReport,
+  HistoryEvent,
+  Issue,
+  LoraReport,
+  LoraSyncSummary,
+  PlannedLora,
+  ScanSummary,
+  Stats,
+  VerifyReport,
+} from './reports';
+
+/** The `loraSync.*` settings: the keys of `lora-sync.json`, which they override. */
+export interface Settings {
+  /** Globs of checkpoint files, relative to the folder. */
+  include: string[];
+  /** Globs skipped entirely (folders and files). */
+  exclude: string[];
+  /** A folder whose name contains one of these (any depth, NFC, case-sensitive) holds sources. */
+  sourceFolders: string[];
+  /** Metadata keys that belong to each copy and that a sync never overwrites. */
+  copyKeys: string[];
+  /** Metadata keys left out when comparing a copy's general metadata with its source's. */
+  ignoreKeys: string[];
+  /** Keep the old file under .lora-sync/backups/ before a forced overwrite. */
+  backups: boolean;
+  /** `onSourceChange`: when a source settles after a change, its STALE copies are synced. */
+  autoSync: 'off' | 'onSourceChange';
+  /** After every N source updates, a full verify and sync (0: never). */
+  fullSyncEvery: number;
+  /** File events are batched this long (ms). */
+  debounceMs: number;
+  /** A file counts as written once its size, mtime and inode are still this long (ms). */
+  settleMs: number;
+  /** Full reconcile with the disk every this many seconds (0: never). */
+  reconcileSeconds: number;
+}
+
+/** Every setting key, in the order package.json contributes them. */
+export const SETTING_KEYS = [
+  'include',
+  'exclude',
+  'sourceFolders',
+  'copyKeys',
+  'ignoreKeys',
+  'backups',
+  'autoSync',
+  'fullSyncEvery',
+  'debounceMs',
+  'settleMs',
+  'reconcileSeconds',
+] as const satisfies ReadonlyArray<keyof Settings>;
 
 /** `initializationOptions` of the `initialize` request. */
 export interface InitializationOptions {
-  /** Overrides of `lora-sync.json`, same keys (the `loraSync.*` settings). Unknown keys are ignored. */
-  settings?: Partial<EngineConfig>;
+  /** Settings the user set (unset ones left out, so they never mask lora-sync.json). Unknown keys are ignored. */
+  settings?: Partial<Settings>;
   /** Watch the folders for changes (default true); false = periodic reconcile only. */
   watch?: boolean;
   /** Poll instead of native file events (network drives). */
@@ -40,34 +89,26 @@ export interface FolderParams {
   folder?: string;
 }
 
-/** What every per-folder result carries. */
+/** What every per-folder result carries: the folder's URI and its path on disk. */
 export interface FolderRef {
   uri: string;
   root: string;
 }
 
+/** Every LoRA and every checkpoint file of each folder. */
 export interface CopyMapResult {
   folders: Array<FolderRef & { loras: LoraReport[]; files: FileReport[] }>;
 }
 
-export interface LoraDetailsParams extends FolderParams {
-  /** A LoRA id, or its name when that is unambiguous. */
-  id: string;
-}
-export interface LoraDetailsResult extends FolderRef {
-  id: string;
-  name: string;
-  source: string | null;
-  /** Sources, copies and unreadable files of the LoRA, with status, message and issues. */
-  files: FileReport[];
-}
-
 export interface PlanParams extends FolderParams {
+  /** One LoRA (id or name); none: every LoRA. */
   lora?: string;
+  /** Plan diverged and mismatched copies as forced overwrites. */
   force?: boolean;
   /** Only these copies (workspace-relative paths, '/'): the others are left out of the plan. */
   copies?: string[];
 }
+/** The dry run: what a sync with the same parameters would do. */
 export interface PlanResult {
   folders: Array<FolderRef & { plan: PlannedLora[] }>;
 }
@@ -76,6 +117,7 @@ export interface SyncParams extends FolderParams, WorkDoneProgressParams {
   /** One LoRA (id or name); or `all: true`. One of the two is required. */
   lora?: string;
   all?: boolean;
+  /** Overwrite diverged and mismatched copies (a backup is kept first, unless backups are off). */
   force?: boolean;
   /** History reason; default FULL_SYNC for all, MANUAL for one LoRA. */
   reason?: string;
@@ -87,19 +129,8 @@ export interface SyncParams extends FolderParams, WorkDoneProgressParams {
    */
   copies?: string[];
 }
-export interface CopyOutcomeSummary {
-  path: string;
-  outcome: CopyOutcome;
-  reason: string;
-  backup?: string;
-}
-export interface LoraSyncSummary {
-  id: string;
-  name: string;
-  source?: string;
-  copies: CopyOutcomeSummary[];
-}
 export interface SyncSummary {
+  /** Copies counted by outcome, all folders. */
   synced: number;
   failed: number;
   skipped: number;
@@ -111,9 +142,11 @@ export interface SyncSummary {
 }
 
 export interface VerifyParams extends FolderParams, WorkDoneProgressParams {
+  /** One LoRA (id or name); none: every LoRA. */
   lora?: string;
 }
 export interface VerifyResult {
+  /** Every folder consistent. */
   is_consistent: boolean;
   folders: Array<FolderRef & { report: VerifyReport }>;
 }
@@ -123,10 +156,13 @@ export interface StatsResult {
 }
 
 export interface HistoryParams extends FolderParams {
+  /** The newest N events per folder. */
   limit?: number;
+  /** One LoRA (id or name). */
   lora?: string;
 }
 export interface HistoryResult {
+  /** Per folder, in the order of its history log. */
   folders: Array<FolderRef & { events: HistoryEvent[] }>;
 }
 
@@ -138,7 +174,9 @@ export interface RescanResult {
 export type ServerState = 'starting' | 'ready' | 'working' | 'error';
 export interface ServerStatus {
   state: ServerState;
+  /** Why the state is `error` (one line per folder in error). */
   message?: string;
+  /** Workspace folders hosted. */
   folders: number;
   /** LoRAs tracked, all folders. */
   loras: number;
@@ -152,7 +190,7 @@ export interface InspectParams {
   /** Compare the values of every differing tensor, whatever the read budget (the inspector's "Compare all"). */
   compareAll?: boolean;
 }
-/** One checkpoint as the inspector shows it (see engine/inspectModel.ts); never holds tensor bytes. */
+/** One checkpoint as the inspector shows it; never holds tensor bytes. */
 export type InspectResult = FolderRef & InspectModel;
 
 /** `data` of each published diagnostic. */
@@ -160,12 +198,12 @@ export interface DiagnosticData {
   path: string;
   lora_id: string | null;
   role: 'source' | 'copy' | null;
+  /** The source a copy was compared with. */
   source?: string;
-  issues: FileReport['issues'];
+  issues: Issue[];
 }
 
 export const CopyMapRequest = new RequestType<FolderParams | undefined, CopyMapResult, void>('loraSync/copyMap');
-export const LoraDetailsRequest = new RequestType<LoraDetailsParams, LoraDetailsResult, void>('loraSync/loraDetails');
 export const PlanRequest = new RequestType<PlanParams, PlanResult, void>('loraSync/plan');
 export const SyncRequest = new RequestType<SyncParams, SyncSummary, void>('loraSync/sync');
 export const VerifyRequest = new RequestType<VerifyParams, VerifyResult, void>('loraSync/verify');

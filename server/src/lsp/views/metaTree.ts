@@ -6,22 +6,9 @@
  * strings cut at MAX_TEXT characters. Nothing is instantiated: an unknown object is its callable's
  * name with its arguments and state as children.
  */
-import { type PyNode, mappingEntries } from '../formats/pickle/nodes';
-import { interpret } from '../formats/pyValue';
-
-export interface MetaNode {
-  /** Key in the parent mapping (a Python repr for non-str keys) or index in a sequence. */
-  key?: string;
-  /** Python type: `dict`, `list`, `tuple`, `set`, `str`, `int`, `float`, `bool`, `None`, `bytes`, `datetime`, `numpy.float64`, `tensor`, `Parameter`, or `module.name` of another object. */
-  type: string;
-  /** Leaf value (or a summary of a container left closed). */
-  value?: string;
-  children?: MetaNode[];
-  /** Children (or characters of a string) left out. */
-  more?: number;
-  /** `copy`: a per-copy key a sync never overwrites; `ignored`: left out of the comparison; `differs`: differs from the source. */
-  mark?: 'copy' | 'ignored' | 'differs';
-}
+import { type PyNode, mappingEntries } from '../../formats/pickle/nodes';
+import { interpret } from '../../formats/pyValue';
+import type { MetaNode } from '../../protocol/inspect';
 
 export const MAX_CHILDREN = 200;
 export const MAX_NODES = 5000;
