@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -83,7 +84,7 @@ describe('layouts: ecosystem hashes', function () {
     assert.ok(safetensors >= 15, `${safetensors} safetensors files checked`);
   });
 
-  it('the legacy window: complete in the 1.2 MiB file, empty (the empty-input hash) in small ones', async () => {
+  it('the legacy window: complete in the 1.1 MiB file, empty (the empty-input hash) in small ones', async () => {
     const big = await hashFile(join(LAYOUTS, 'train/kohya/big_style.safetensors'));
     assert.ok(big.size > LEGACY_OFFSET + 0x10000);
     assert.equal(big.legacyWindowBytes, 0x10000);
@@ -102,7 +103,6 @@ describe('layouts: ecosystem hashes', function () {
     await writeFile(p, bytes);
     const h = await hashFile(p);
     assert.equal(h.legacyWindowBytes, 1000);
-    const { createHash } = await import('node:crypto');
     assert.equal(h.legacy, createHash('sha256').update(bytes.subarray(LEGACY_OFFSET)).digest('hex').slice(0, 8));
     // the data hash is over the bytes after the header that are there (a reader reports the truncation)
     const dataStart = 8 + Number(bytes.readBigUInt64LE(0));
@@ -206,7 +206,6 @@ describe('layouts: embedded hashes (sshs_model_hash, sshs_legacy_hash, modelspec
       const from = big ? join(LAYOUTS, 'train/kohya/big_style.safetensors') : src;
       const st = await readSafetensorsFile(from);
       const data = (await readFile(from)).subarray(st.dataStart);
-      const { createHash } = await import('node:crypto');
       const md = { ...st.metadata!, sshs_model_hash: EMPTY_SHA256, sshs_legacy_hash: '0', 'modelspec.hash_sha256': '' };
       const spans = spansOf(st.tensors, st.dataStart);
       const { values, cannot } = await embeddedHashesFor(md, {
@@ -226,6 +225,33 @@ describe('layouts: embedded hashes (sshs_model_hash, sshs_legacy_hash, modelspec
       { tensors: [], sha256: EMPTY_SHA256, read: async () => new Uint8Array() },
     );
     assert.deepEqual(none, { values: {}, cannot: [] });
+  });
+
+  it('a copy written in another tensor order: the legacy hash follows kohya save order, the model hash the bytes', async () => {
+    const from = join(LAYOUTS, 'train/kohya/big_style.safetensors');
+    const st = await readSafetensorsFile(from);
+    const data = (await readFile(from)).subarray(st.dataStart);
+    let off = 0;
+    const parts: Uint8Array[] = [];
+    const spans = spansOf(st.tensors, st.dataStart)
+      .reverse()
+      .map((t) => {
+        parts.push(data.subarray(t.begin, t.end));
+        const s = { ...t, begin: off, end: off + (t.end - t.begin) };
+        off = s.end;
+        return s;
+      });
+    const reordered = Buffer.concat(parts);
+    const { values } = await embeddedHashesFor(st.metadata!, {
+      tensors: spans,
+      sha256: createHash('sha256').update(reordered).digest('hex'),
+      read: async (o, n) => reordered.subarray(o, o + n),
+    });
+    assert.equal(values.sshs_legacy_hash, st.metadata!.sshs_legacy_hash, 'same tensors and ss_* keys');
+    assert.notEqual(values.sshs_model_hash, st.metadata!.sshs_model_hash, 'other data bytes');
+    const p = join(tmp, 'reordered.safetensors');
+    await writeWith(p, spans, reordered, { ...st.metadata!, ...values });
+    assert.deepEqual((await embeddedHashReport(p)).issues, []);
   });
 
   it('says when the legacy hash cannot be computed (the ss_* header reaches the window)', async () => {

@@ -22,8 +22,12 @@ export function isLoraTensorName(name: string): boolean {
   return DIFFUSERS_OLD.test(name);
 }
 
-/** kohya-ss / A1111 / ComfyUI: `lora_unet_<module>` or `lora_te[N]_<module>` with `.lora_down.weight` etc. */
-const KOHYA = /^lora_(unet|te\d?|transformer)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha|dora_scale)$/;
+/**
+ * kohya-ss / A1111 / ComfyUI: `lora_unet_<module>` or `lora_te[N]_<module>` with `.lora_down.weight`, `.lora_up.weight`,
+ * `.alpha`, DoRA's `.dora_scale`, LoCon's `.lora_mid.weight`.
+ */
+const KOHYA =
+  /^lora_(unet|te\d?|transformer)_[A-Za-z0-9_]+\.(lora_down\.weight|lora_up\.weight|lora_mid\.weight|alpha|dora_scale)$/;
 
 export function isKohyaTensorName(name: string): boolean {
   return KOHYA.test(name);
