@@ -9,7 +9,7 @@ import {
   staleVersionMessage,
   versionFromStem,
   versionLabel,
-  type Versioned,
+  versionedOf,
 } from '../../server/src/layouts/versions';
 import { layoutInput } from '../support/layoutFixtures';
 
@@ -18,12 +18,6 @@ async function recognized(rel: string): Promise<Recognized> {
   assert.notEqual(r.layout, 'unrecognized', rel);
   return r as Recognized;
 }
-
-const versioned = (r: Recognized, unmarkedName?: boolean): Versioned<string> => ({
-  file: r.unit.path,
-  version: r.version,
-  unmarkedName,
-});
 
 describe('layouts: versions from names', () => {
   it('parses kohya suffixes and checkpoint folders, nothing else', () => {
@@ -72,7 +66,7 @@ describe('layouts: ordering and picking the source', () => {
         'train/kohya/pixel_style-step00000500.safetensors',
       ].map(recognized),
     );
-    const pick = pickSource(files.map((f) => versioned(f)));
+    const pick = pickSource(files.map(versionedOf));
     assert.deepEqual(pick, {
       kind: 'picked',
       source: 'train/kohya/pixel_style.safetensors',
@@ -87,7 +81,7 @@ describe('layouts: ordering and picking the source', () => {
         recognized,
       ),
     );
-    const pick = pickSource(files.map((f) => versioned(f)));
+    const pick = pickSource(files.map(versionedOf));
     assert.equal(pick.kind === 'picked' && pick.source, 'hf_out/checkpoint-1000');
     assert.equal(pick.kind === 'picked' && pick.by, 'step in its name');
   });
@@ -95,9 +89,24 @@ describe('layouts: ordering and picking the source', () => {
   it('kohya .pt saves without metadata: the unmarked final name wins over -000004', async () => {
     const a = await recognized('train/kohya_pt/pixel_style-000004.pt');
     const b = await recognized('train/kohya_pt/pixel_style.pt');
-    const pick = pickSource([versioned(a, false), versioned(b, true)]);
+    const pick = pickSource([a, b].map(versionedOf));
     assert.equal(pick.kind === 'picked' && pick.source, 'train/kohya_pt/pixel_style.pt');
     assert.match(pick.kind === 'picked' ? pick.by : '', /final save/);
+  });
+
+  it('a PEFT adapter folder and the Trainer checkpoint inside it: the final adapter is the source', async () => {
+    const files = await Promise.all(
+      ['peft/pixel_lora/checkpoint-500/adapter_model.safetensors', 'peft/pixel_lora/adapter_model.safetensors'].map(
+        recognized,
+      ),
+    );
+    assert.deepEqual(files.map(versionedOf), [
+      { file: 'peft/pixel_lora/checkpoint-500', version: { checkpointStep: 500 }, unmarkedName: false },
+      { file: 'peft/pixel_lora', version: undefined, unmarkedName: true },
+    ]);
+    const pick = pickSource(files.map(versionedOf));
+    assert.equal(pick.kind === 'picked' && pick.source, 'peft/pixel_lora');
+    assert.deepEqual(pick.kind === 'picked' && pick.versions, ['peft/pixel_lora/checkpoint-500']);
   });
 
   it('no progress to order them → unordered (DUPLICATE_SOURCE), and ties say so', () => {

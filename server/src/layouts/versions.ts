@@ -6,7 +6,7 @@
  * or `-step<N>` name, the epoch of a `-<NNNNNN>` name, `ss_training_finished_at`. A criterion decides
  * only when every file compared has it; files tied on it go on to the next one.
  */
-import type { TrainingProgress } from './types';
+import type { Recognized, TrainingProgress } from './types';
 
 /** kohya's intermediate saves: `{name}-{epoch:06d}` and `{name}-step{step:08d}` (library/train_util.py). */
 const EPOCH_SUFFIX = /^(.+)-(\d{6,})$/;
@@ -86,6 +86,15 @@ export interface Versioned<T> {
   version?: TrainingProgress;
   /** True for a file whose name carries no version mark (kohya's final save is `{name}.safetensors`). */
   unmarkedName?: boolean;
+}
+
+/**
+ * A recognized file as `pickSource` wants it, keyed by its unit (file or folder). A name with no
+ * epoch, step or checkpoint folder is "unmarked": the final save of kohya, or the adapter a Trainer
+ * writes to output_dir at the end, beside its `checkpoint-<step>/` folders.
+ */
+export function versionedOf(r: Recognized): Versioned<string> {
+  return { file: r.unit.path, version: r.version, unmarkedName: !nameMarked(r.version) };
 }
 
 export type SourcePick<T> =
