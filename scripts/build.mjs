@@ -3,6 +3,10 @@
 // `--tests` also bundles the extension-host suite (test/vscode/suite) into out/test/vscode/suite.
 import { build } from 'esbuild';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { writeIfChanged as writeConfigValidator } from './configValidator.mjs';
+
+// The engine's lora-sync.json validator, generated from the schema VS Code reads (never stale in a bundle).
+writeConfigValidator();
 
 // A clean dist/ each time, so nothing stale ships in the .vsix.
 rmSync('dist', { recursive: true, force: true });

@@ -6,6 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Settings } from '../protocol/messages';
+import configSchema from '../../../schemas/lora-sync.schema.json';
+import validateConfig, { type SchemaError } from './configValidator.generated';
 
 /**
  * The engine's options: the keys of `lora-sync.json`, which the `loraSync.*` settings mirror one for
@@ -35,49 +37,51 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
-
-/** Validates a partial config object (from the file or from settings); unknown keys are errors, so typos show. */
+/**
+ * Validates a partial config object (from the file or from settings) against
+ * schemas/lora-sync.schema.json, the schema VS Code uses while the file is edited, through the
+ * validator generated from it at build time: the editor and the engine cannot disagree. Unknown keys
+ * are errors, so typos show. Messages say which key and what it should be.
+ */
 export function mergeConfig(base: EngineConfig, patch: unknown, where: string): EngineConfig {
   if (patch === undefined || patch === null) return base;
-  if (typeof patch !== 'object' || Array.isArray(patch)) throw new ConfigError(`${where}: expected an object`);
+  if (!validateConfig(patch)) throw new ConfigError(`${where}: ${describeErrors(validateConfig.errors ?? [])}`);
   const out: EngineConfig = { ...base };
   for (const [k, v] of Object.entries(patch as Record<string, unknown>)) {
-    switch (k) {
-      case 'include':
-      case 'exclude':
-      case 'sourceFolders':
-      case 'copyKeys':
-      case 'ignoreKeys':
-        if (!isStringArray(v)) throw new ConfigError(`${where}: "${k}" must be a list of strings`);
-        out[k] = v.map((s) => s.normalize('NFC'));
-        break;
-      case 'backups':
-        if (typeof v !== 'boolean') throw new ConfigError(`${where}: "backups" must be true or false`);
-        out.backups = v;
-        break;
-      case 'autoSync':
-        if (v !== 'off' && v !== 'onSourceChange')
-          throw new ConfigError(`${where}: "autoSync" must be "off" or "onSourceChange"`);
-        out.autoSync = v;
-        break;
-      case 'fullSyncEvery':
-      case 'debounceMs':
-      case 'settleMs':
-      case 'reconcileSeconds':
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
-          throw new ConfigError(`${where}: "${k}" must be a whole number ≥ 0`);
-        out[k] = v;
-        break;
-      case '$schema':
-        break;
-      default:
-        throw new ConfigError(`${where}: unknown option "${k}" (known: ${Object.keys(DEFAULT_CONFIG).join(', ')})`);
-    }
+    if (k === '$schema') continue;
+    // Paths and folder names are compared in NFC, as every path is keyed.
+    (out as unknown as Record<string, unknown>)[k] = Array.isArray(v) ? v.map((s: string) => s.normalize('NFC')) : v;
   }
-  if (out.sourceFolders.some((s) => s === ''))
-    throw new ConfigError(`${where}: "sourceFolders" entries must not be empty`);
   return out;
+}
+
+type PropSchema = { type?: string; enum?: string[]; minimum?: number; items?: { type?: string } };
+const PROPS = (configSchema as { properties: Record<string, PropSchema> }).properties;
+
+/** What a key's value must be, in words, from its schema. */
+function expected(key: string): string {
+  const p = PROPS[key];
+  if (!p) return 'valid';
+  if (p.enum) return p.enum.map((e) => `"${e}"`).join(' or ');
+  if (p.type === 'array') return `a list of ${p.items?.type ?? 'value'}s`;
+  if (p.type === 'boolean') return 'true or false';
+  if (p.type === 'integer') return `a whole number${p.minimum !== undefined ? ` ≥ ${p.minimum}` : ''}`;
+  return `a ${p.type}`;
+}
+
+/** The schema's errors as today's sentences, one per key (ajv may report several per key). */
+export function describeErrors(errors: readonly SchemaError[]): string {
+  const known = Object.keys(DEFAULT_CONFIG).join(', ');
+  const out = new Set<string>();
+  for (const e of errors) {
+    const [key, item] = e.instancePath.split('/').slice(1);
+    if (e.keyword === 'additionalProperties')
+      out.add(`unknown option "${e.params.additionalProperty}" (known: ${known})`);
+    else if (!key) out.add('expected an object');
+    else if (item !== undefined && e.keyword === 'minLength') out.add(`"${key}" entries must not be empty`);
+    else out.add(`"${key}" must be ${expected(key)}`);
+  }
+  return [...out].join('; ');
 }
 
 /** Defaults, then `lora-sync.json` if present, then `overrides` (settings). */
