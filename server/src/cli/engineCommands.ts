@@ -4,15 +4,48 @@ import { stat } from 'node:fs/promises';
 import { Workspace, type StatusReport } from '../engine/workspace';
 import { planCounts, type PlannedLora } from '../engine/syncPlanner';
 import { resolveLora } from '../engine/copyMap';
-import { isProblem, STATUS_FACTS } from '../protocol/statusTable';
+import { isProblem, type ReportStatus, STATUS_FACTS } from '../protocol/statusTable';
 import type { SyncResult } from '../engine/syncExecutor';
 import { ConfigError } from '../engine/config';
+import { type Painter, painter } from './colour';
+import { Progress } from './progress';
+import { toSarif } from './sarif';
+import { version } from '../../../package.json';
 
 export class CliUsageError extends Error {}
 
 export interface Common {
   root?: string;
+  /** --format, with --json folded in (main.ts). */
+  format?: 'text' | 'json' | 'sarif';
+  /** Kept for callers of the old shape: the same as format 'json'. */
   json?: boolean;
+  /** The progress line on stderr (disabled unless stderr is a terminal and the output is text). */
+  progress?: Progress;
+  /** Colours for text output (off unless stdout is a terminal, see colour.ts). */
+  paint?: Painter;
+}
+
+const fmtOf = (o: Common) => (o.json ? 'json' : (o.format ?? 'text'));
+const noProgress = new Progress({ write: () => true }, false);
+const plain = painter(false);
+
+/** Scans with the progress line: "listing" until the files are known, then "reading N/M". */
+async function scanWithProgress(ws: Workspace, o: Common): Promise<void> {
+  const p = o.progress ?? noProgress;
+  p.start('listing files');
+  let reading = false;
+  try {
+    await ws.scan({
+      onProgress: (done, total) => {
+        if (!reading) p.start('reading', total);
+        reading = true;
+        p.update(done, total);
+      },
+    });
+  } finally {
+    p.clear();
+  }
 }
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
@@ -29,45 +62,57 @@ export async function openWorkspace(root: string | undefined): Promise<Workspace
   }
 }
 
-export function formatStatus(r: StatusReport, all: boolean): string {
+export function formatStatus(r: StatusReport, all: boolean, c: Painter = plain): string {
   const lines: string[] = [];
   const s = r.stats;
   lines.push(
-    `${r.root}: ${s.total_loras_tracked} LoRAs, ${s.total_copies_tracked} copies, ${s.files} files (${s.unrecognized} not LoRA checkpoints)`,
+    `${c.paint('bold', r.root)}: ${s.total_loras_tracked} LoRAs, ${s.total_copies_tracked} copies, ${s.files} files (${s.unrecognized} not LoRA checkpoints)`,
   );
   const counts = Object.entries(s.by_status)
     .filter(([, n]) => n > 0)
-    .map(([k, n]) => `${k} ${n}`)
+    .map(([k, n]) => c.status(k as ReportStatus, `${k} ${n}`))
     .join(' · ');
   lines.push(`  ${counts}`);
   const problems = r.files.filter((f) => isProblem(f.status));
-  if (!problems.length) lines.push('  every copy is in sync');
+  if (!problems.length) lines.push(`  ${c.paint('green', 'every copy is in sync')}`);
   for (const f of all ? r.files : problems)
-    lines.push(`  ${STATUS_FACTS[f.status].cliIcon} ${f.status.padEnd(20)} ${f.path}\n      ${f.message}`);
+    lines.push(
+      `  ${c.status(f.status, `${STATUS_FACTS[f.status].cliIcon} ${f.status}`)}${' '.repeat(Math.max(1, 21 - f.status.length))}${f.path}\n      ${f.message}`,
+    );
   return lines.join('\n');
 }
 
 export async function cmdStatus(o: Common & { all?: boolean }): Promise<number> {
   const ws = await openWorkspace(o.root);
-  await ws.scan();
+  await scanWithProgress(ws, o);
   const r = await ws.report();
-  out(o.json ? JSON.stringify(r, null, 2) : formatStatus(r, !!o.all));
+  const f = fmtOf(o);
+  if (f === 'sarif') out(JSON.stringify(toSarif(r.root, version, r.files, r.loras), null, 2));
+  else out(f === 'json' ? JSON.stringify(r, null, 2) : formatStatus(r, !!o.all, o.paint));
   return r.files.some((f) => isProblem(f.status)) ? 1 : 0;
 }
 
 export async function cmdVerify(o: Common & { lora?: string }): Promise<number> {
   const ws = await openWorkspace(o.root);
-  await ws.scan();
+  await scanWithProgress(ws, o);
   const ids = o.lora ? [requireLora(ws, o.lora)] : undefined;
   const v = ws.verify(ids);
   await ws.recordVerify(v);
-  if (o.json) out(JSON.stringify(v, null, 2));
+  const f = fmtOf(o);
+  const c = o.paint ?? plain;
+  if (f === 'sarif') {
+    // The files of the LoRAs verified, as `status` reports them: one result per problem file.
+    const r = await ws.report();
+    const verified = new Set(v.loras.map((l) => l.id));
+    const files = r.files.filter((x) => x.lora_id !== null && verified.has(x.lora_id));
+    out(JSON.stringify(toSarif(r.root, version, files, r.loras), null, 2));
+  } else if (f === 'json') out(JSON.stringify(v, null, 2));
   else {
     out(
-      `${v.is_consistent ? 'consistent' : 'NOT consistent'}: ${v.loras.filter((l) => l.is_consistent).length} of ${v.loras.length} LoRAs consistent, ${v.issues.length} issues`,
+      `${v.is_consistent ? c.paint('green', 'consistent') : c.paint('red', 'NOT consistent')}: ${v.loras.filter((l) => l.is_consistent).length} of ${v.loras.length} LoRAs consistent, ${v.issues.length} issues`,
     );
     for (const l of v.loras.filter((x) => !x.is_consistent)) {
-      out(`  ${l.name} (${l.id})`);
+      out(`  ${c.paint('bold', l.name)} (${l.id})`);
       for (const i of l.issues) out(`    ${i.type.padEnd(18)} ${i.file}${i.param ? ` [${i.param}]` : ''}: ${i.detail}`);
     }
   }
@@ -96,21 +141,31 @@ export function formatPlan(plan: PlannedLora[]): string {
   return lines.join('\n');
 }
 
-export function formatSync(r: SyncResult): string {
+export function formatSync(r: SyncResult, c: Painter = plain): string {
   const lines = [
-    `${r.cancelled ? 'cancelled: ' : ''}${r.synced} synced, ${r.failed} failed, ${r.skipped} skipped, ${r.refused} refused`,
+    `${r.cancelled ? c.paint('yellow', 'cancelled: ') : ''}${c.paint(r.synced ? 'green' : undefined, `${r.synced} synced`)}, ${c.paint(r.failed ? 'red' : undefined, `${r.failed} failed`)}, ${r.skipped} skipped, ${c.paint(r.refused ? 'yellow' : undefined, `${r.refused} refused`)}`,
   ];
   for (const l of r.loras)
-    for (const c of l.copies)
+    for (const cp of l.copies)
       if (
-        c.outcome === 'failed' ||
-        c.outcome === 'refused' ||
-        (c.outcome === 'skipped' && c.reason !== 'already in sync')
+        cp.outcome === 'failed' ||
+        cp.outcome === 'refused' ||
+        (cp.outcome === 'skipped' && cp.reason !== 'already in sync') ||
+        // After Ctrl-C, what was written is named too: the user must know where it stopped.
+        (r.cancelled && cp.outcome === 'synced')
       )
-        lines.push(`  ${c.outcome.padEnd(8)} ${c.path}: ${c.reason}`);
-  if (r.historyError) lines.push(`  warning: ${r.historyError}`);
+        lines.push(
+          `  ${c.paint(OUTCOME_COLOUR[cp.outcome], cp.outcome.padEnd(8))} ${cp.path}${cp.reason ? `: ${cp.reason}` : ''}`,
+        );
+  if (r.cancelled) {
+    const notWritten = r.loras.flatMap((l) => l.copies).filter((x) => x.reason === 'cancelled').length;
+    lines.push(`  written before Ctrl-C: ${r.synced}; not written: ${notWritten} (run the sync again to finish)`);
+  }
+  if (r.historyError) lines.push(`  ${c.paint('yellow', 'warning:')} ${r.historyError}`);
   return lines.join('\n');
 }
+
+const OUTCOME_COLOUR = { synced: 'green', failed: 'red', refused: 'yellow', skipped: 'dim' } as const;
 
 export async function cmdSync(
   o: Common & { lora?: string; all?: boolean; reason?: string; match?: string; force?: boolean; dryRun?: boolean },
@@ -120,26 +175,45 @@ export async function cmdSync(
   const match = o.match !== undefined ? Number(o.match) : undefined;
   if (match !== undefined && !Number.isInteger(match)) throw new CliUsageError('--match takes a whole number');
   const ws = await openWorkspace(o.root);
-  await ws.scan();
+  await scanWithProgress(ws, o);
   const plan = ws.plan({ loras: o.lora ? [requireLora(ws, o.lora)] : undefined, force: o.force });
   if (o.dryRun) {
     out(o.json ? JSON.stringify({ plan }, null, 2) : formatPlan(plan));
     return 0;
   }
+  const p = o.progress ?? noProgress;
+  // First Ctrl-C: stop between copies (the engine finishes the ones in flight, each atomic) and
+  // report; a second one quits at once, as git does. A copy being written is then left whole or
+  // not at all (temporary file and rename), and the next sync removes the temporary file.
   let cancelled = false;
   const onSig = () => {
+    if (cancelled) {
+      p.clear();
+      process.stderr.write('\nlora-sync: interrupted again, quitting now\n');
+      process.exit(130);
+    }
     cancelled = true;
+    p.say('stopping after the copies in flight (Ctrl-C again to quit now)');
+    if (!p.enabled) process.stderr.write('lora-sync: stopping after the copies in flight (Ctrl-C again to quit now)\n');
   };
-  process.once('SIGINT', onSig);
+  process.on('SIGINT', onSig);
   try {
+    const total = plan.reduce(
+      (n, l) => n + l.copies.filter((c) => c.action === 'write' || c.action === 'force').length,
+      0,
+    );
+    p.start('syncing', total);
     const r = await ws.sync(plan, {
       reason: o.reason ?? (o.all ? 'FULL_SYNC' : 'MANUAL'),
       match,
       cancelled: () => cancelled,
+      onProgress: (done, n) => p.update(done, n),
     });
-    out(o.json ? JSON.stringify({ plan, result: r }, null, 2) : formatSync(r));
+    p.clear();
+    out(o.json ? JSON.stringify({ plan, result: r }, null, 2) : formatSync(r, o.paint));
     return r.failed || r.cancelled || r.historyError ? 1 : 0;
   } finally {
+    p.clear();
     process.off('SIGINT', onSig);
   }
 }
@@ -172,7 +246,7 @@ export async function cmdHistory(o: Common & { lora?: string; limit?: string }):
 
 export async function cmdStats(o: Common): Promise<number> {
   const ws = await openWorkspace(o.root);
-  await ws.scan();
+  await scanWithProgress(ws, o);
   const s = await ws.stats();
   if (o.json) out(JSON.stringify(s, null, 2));
   else {

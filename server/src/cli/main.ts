@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
- * The `lora-sync` command line: a thin shell over the same code the language server uses.
+ * The `lora-sync` command line: a thin shell over the same code the language server uses. The
+ * commands and their options are declared once in options.ts; this file dispatches.
  * Exit codes: 0 sound / done, 1 problems found, 2 usage or fatal errors.
  */
-import { parseArgs } from 'node:util';
 import { stat } from 'node:fs/promises';
 import { inspectFile, formatInspect } from './inspect';
 import { stringifyJson, type Json } from '../formats/pyValue';
@@ -13,118 +13,134 @@ import { DIGEST_ALG } from '../formats/fingerprint';
 import { hashBackend } from '../formats/hashBackend';
 import { StateLinkError } from '../io/realDir';
 import { CliUsageError, cmdHistory, cmdStats, cmdStatus, cmdSync, cmdVerify, cmdWatch } from './engineCommands';
+import { COMMANDS, commandSpec, SHELLS } from './options';
+import { formatOf, nearest, parseCommand } from './args';
+import { commandHelp, mainHelp } from './help';
+import { Progress, progressWanted } from './progress';
+import { colourWanted, painter } from './colour';
+import { completionScript } from './completion';
+import { cmdInit } from './init';
 
-const USAGE = `usage: lora-sync <command> [options]
-
-commands:
-  status  [--root DIR] [--json] [--all]      every checkpoint's status (problems only, or --all)
-  verify  [--root DIR] [--json] [--lora ID]  verify_sync_integrity for one LoRA or all
-  sync    (--lora ID | --all) [--root DIR] [--reason R] [--match N] [--force] [--dry-run] [--json]
-  history [--root DIR] [--json] [--lora ID] [--limit N]
-  stats   [--root DIR] [--json]
-  watch   [--root DIR] [--json] [--poll]      keep the index live, print status changes; auto-sync per lora-sync.json
-  inspect FILE [--json]                      format, records, tensors, metadata, CRC and safety of one file
-  demo    [--dir DIR]                        generate a seed-like workspace, then status, sync, verify
-  --version                                  version, digest algorithm, and which hashers loaded (native or portable)
-
---root defaults to the current folder; --lora takes a LoRA id or name.
-exit codes: 0 consistent / done / sound, 1 inconsistencies, failed copies, corrupt or unsafe, 2 usage or fatal errors`;
-
-class UsageError extends CliUsageError {}
+/** Where to look after a usage error in the command line itself (not after, say, a bad lora-sync.json). */
+let helpHint: string | undefined = "Run 'lora-sync --help' for the commands.";
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return cmd ? 0 : 2;
+  if (!cmd) {
+    process.stderr.write(`${mainHelp()}\n`);
+    return 2;
+  }
+  if (cmd === '--help' || cmd === '-h') {
+    process.stdout.write(`${mainHelp()}\n`);
+    return 0;
   }
   if (cmd === '--version' || cmd === '-V') {
     process.stdout.write(`lora-sync ${version} (digests ${DIGEST_ALG}, hashing ${hashBackend().name})\n`);
     return 0;
   }
-  switch (cmd) {
+  const spec = commandSpec(cmd);
+  if (!spec) {
+    const near = nearest(
+      cmd.replace(/^-+/, ''),
+      COMMANDS.map((c) => c.name),
+    );
+    throw new CliUsageError(
+      `${cmd.startsWith('-') ? 'unknown option' : 'unknown command'} '${cmd}'${near ? `; did you mean '${near}'?` : ''}`,
+    );
+  }
+  helpHint = `Run 'lora-sync ${spec.name} --help' for its options.`;
+  const { values: v, positionals } = parseCommand(spec, rest);
+  if (v.help) {
+    process.stdout.write(`${commandHelp(spec)}\n`);
+    return 0;
+  }
+  const format = spec.options.some((o) => o.name === 'format') ? formatOf(v, cmd) : 'text';
+  helpHint = undefined;
+  // LORA_SYNC_PROGRESS_AFTER_MS: how long work runs before the line shows (500 ms; tests set 0).
+  const after = Number(process.env.LORA_SYNC_PROGRESS_AFTER_MS ?? 500);
+  const progress = new Progress(
+    process.stderr,
+    progressWanted(process.stderr, { quiet: !!v.quiet, format }),
+    Number.isFinite(after) ? after : 500,
+  );
+  const common = {
+    root: v.root as string | undefined,
+    format,
+    json: format === 'json',
+    progress,
+    paint: painter(format === 'text' && colourWanted(process.stdout)),
+  };
+  // Ctrl-C during a scan: clear the progress line before dying, so the prompt comes back clean.
+  // (sync installs its own handler: stop between copies, then a second Ctrl-C quits.)
+  const onInt = () => {
+    progress.clear();
+    process.exit(130);
+  };
+  if (progress.enabled && cmd !== 'sync' && cmd !== 'watch') process.once('SIGINT', onInt);
+  switch (spec.name) {
+    case 'help': {
+      const about = positionals[0];
+      if (!about) {
+        process.stdout.write(`${mainHelp()}\n`);
+        return 0;
+      }
+      const c = commandSpec(about);
+      if (!c) {
+        const near = nearest(
+          about,
+          COMMANDS.map((x) => x.name),
+        );
+        throw new CliUsageError(`no command '${about}'${near ? `; did you mean '${near}'?` : ''}`);
+      }
+      process.stdout.write(`${commandHelp(c)}\n`);
+      return 0;
+    }
     case 'inspect': {
-      const { values, positionals } = parse(rest, { json: { type: 'boolean' } });
-      if (positionals.length !== 1) throw new UsageError('inspect takes exactly one FILE');
       const file = positionals[0];
       const st = await stat(file).catch(() => undefined);
-      if (!st) throw new UsageError(`${file}: no such file`);
-      if (!st.isFile()) throw new UsageError(`${file}: not a regular file`);
+      if (!st) throw new CliUsageError(`${file}: no such file`);
+      if (!st.isFile()) throw new CliUsageError(`${file}: not a regular file`);
       const r = await inspectFile(file);
-      process.stdout.write(`${values.json ? stringifyJson(r as unknown as Json, 2) : formatInspect(r)}\n`);
+      process.stdout.write(`${format === 'json' ? stringifyJson(r as unknown as Json, 2) : formatInspect(r)}\n`);
       return r.sound ? 0 : 1;
     }
-    case 'status': {
-      const { values } = parse(
-        rest,
-        { root: { type: 'string' }, json: { type: 'boolean' }, all: { type: 'boolean' } },
-        false,
-      );
-      return cmdStatus(values as never);
+    case 'status':
+      return cmdStatus({ ...common, all: !!v.all });
+    case 'verify':
+      return cmdVerify({ ...common, lora: v.lora as string | undefined });
+    case 'sync':
+      return cmdSync({
+        ...common,
+        lora: v.lora as string | undefined,
+        all: !!v.all,
+        reason: v.reason as string | undefined,
+        match: v.match as string | undefined,
+        force: !!v.force,
+        dryRun: !!v['dry-run'],
+      });
+    case 'history':
+      return cmdHistory({ ...common, lora: v.lora as string | undefined, limit: v.limit as string | undefined });
+    case 'stats':
+      return cmdStats(common);
+    case 'watch':
+      return cmdWatch({ ...common, poll: !!v.poll });
+    case 'init':
+      return cmdInit({ root: common.root, yes: !!v.yes, force: !!v.force, paint: common.paint });
+    case 'completion': {
+      const shell = positionals[0];
+      if (!(SHELLS as readonly string[]).includes(shell)) {
+        const near = nearest(shell, SHELLS);
+        throw new CliUsageError(
+          `completion: no shell '${shell}' (bash, zsh or fish)${near ? `; did you mean '${near}'?` : ''}`,
+        );
+      }
+      process.stdout.write(completionScript(shell as (typeof SHELLS)[number]));
+      return 0;
     }
-    case 'verify': {
-      const { values } = parse(
-        rest,
-        { root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' } },
-        false,
-      );
-      return cmdVerify(values as never);
-    }
-    case 'sync': {
-      const { values } = parse(
-        rest,
-        {
-          root: { type: 'string' },
-          json: { type: 'boolean' },
-          lora: { type: 'string' },
-          all: { type: 'boolean' },
-          reason: { type: 'string' },
-          match: { type: 'string' },
-          force: { type: 'boolean' },
-          'dry-run': { type: 'boolean' },
-        },
-        false,
-      );
-      return cmdSync({ ...(values as Record<string, unknown>), dryRun: values['dry-run'] as boolean | undefined });
-    }
-    case 'history': {
-      const { values } = parse(
-        rest,
-        { root: { type: 'string' }, json: { type: 'boolean' }, lora: { type: 'string' }, limit: { type: 'string' } },
-        false,
-      );
-      return cmdHistory(values as never);
-    }
-    case 'stats': {
-      const { values } = parse(rest, { root: { type: 'string' }, json: { type: 'boolean' } }, false);
-      return cmdStats(values as never);
-    }
-    case 'watch': {
-      const { values } = parse(
-        rest,
-        { root: { type: 'string' }, json: { type: 'boolean' }, poll: { type: 'boolean' } },
-        false,
-      );
-      return cmdWatch(values as never);
-    }
-    case 'demo': {
-      const { values } = parse(rest, { dir: { type: 'string' } });
-      return runDemo({ dir: values.dir as string | undefined });
-    }
-    default:
-      throw new UsageError(`unknown command '${cmd}'`);
+    case 'demo':
+      return runDemo({ dir: v.dir as string | undefined });
   }
-}
-
-function parse(args: string[], options: Record<string, { type: 'boolean' | 'string' }>, positionals = true) {
-  let r;
-  try {
-    r = parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  if (!positionals && r.positionals.length) throw new UsageError(`unexpected argument '${r.positionals[0]}'`);
-  return r;
+  throw new CliUsageError(`unknown command '${cmd}'`);
 }
 
 main(process.argv.slice(2)).then(
@@ -133,7 +149,8 @@ main(process.argv.slice(2)).then(
   },
   (e) => {
     if (e instanceof CliUsageError) {
-      process.stderr.write(`lora-sync: ${e.message}\n\n${USAGE}\n`);
+      // The error and where to look; not the whole usage text, which buries the one line that matters.
+      process.stderr.write(`lora-sync: ${e.message}\n${helpHint ? `${helpHint}\n` : ''}`);
     } else if (e instanceof StateLinkError) {
       process.stderr.write(`lora-sync: ${e.message}\n`); // the workspace's doing, not ours: no stack
     } else {

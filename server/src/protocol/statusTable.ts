@@ -29,6 +29,9 @@ export type ReportStatus = Status | 'UNRECOGNIZED';
 /** Diagnostic severity, as the LSP names them (none: not a problem, no diagnostic). */
 export type Severity = 'error' | 'warning' | 'information';
 
+/** The ANSI colours the CLI uses (cli/colour.ts maps them to escape codes). */
+export type CliColor = 'red' | 'yellow' | 'green' | 'cyan' | 'blue' | 'magenta' | 'dim';
+
 /** What a sync does with a copy in this status: writes it, writes it only when forced, or never. */
 export type SyncRule = 'write' | 'force' | 'never';
 
@@ -50,6 +53,11 @@ export interface StatusFacts {
   bucket?: string;
   /** Glyph in `lora-sync status`. */
   cliIcon: string;
+  /**
+   * Terminal colour of the status in `lora-sync` output; undefined: from the severity (error red,
+   * warning yellow, information cyan, none: the terminal's default). See `cliColorOf`.
+   */
+  cliColor?: CliColor;
   /** Short words for descriptions, counts and tooltips. */
   label: string;
   /** The inspector's heading: the status in a sentence. */
@@ -66,6 +74,7 @@ export const STATUS_FACTS = {
     messageNamesParams: false,
     icon: 'star-full',
     cliIcon: '●',
+    cliColor: 'blue',
     label: 'source',
     explanation: 'Source: its copies follow this file',
   },
@@ -76,6 +85,7 @@ export const STATUS_FACTS = {
     icon: 'pass',
     color: 'testing.iconPassed',
     cliIcon: '✓',
+    cliColor: 'green',
     label: 'in sync',
     explanation: 'In sync with its source',
   },
@@ -180,6 +190,7 @@ export const STATUS_FACTS = {
     badge: 'U',
     bucket: 'unsafe',
     cliIcon: '☠',
+    cliColor: 'magenta',
     label: 'unsafe',
     explanation: 'Unsafe: torch.load would run code from this file',
   },
@@ -215,6 +226,7 @@ export const STATUS_FACTS = {
     messageNamesParams: false,
     icon: 'file',
     cliIcon: '·',
+    cliColor: 'dim',
     label: 'not a LoRA',
     explanation: 'Not a LoRA checkpoint: LoRA Sync leaves it alone',
   },
@@ -228,4 +240,23 @@ export function factsOf(status: ReportStatus): StatusFacts {
 /** Needs attention: has a diagnostic (the server counts problems this way, the views too). */
 export function isProblem(status: ReportStatus): boolean {
   return factsOf(status).severity !== undefined;
+}
+
+/** The SARIF level of a status's severity (SARIF has no "information": it says "note"). */
+export function sarifLevel(status: ReportStatus): 'error' | 'warning' | 'note' | 'none' {
+  const s = factsOf(status).severity;
+  return s === 'error' ? 'error' : s === 'warning' ? 'warning' : s === 'information' ? 'note' : 'none';
+}
+
+/** The terminal colour of a status: its own, else the colour of its severity. */
+export function cliColorOf(status: ReportStatus): CliColor | undefined {
+  const f = factsOf(status);
+  if (f.cliColor) return f.cliColor;
+  return f.severity === 'error'
+    ? 'red'
+    : f.severity === 'warning'
+      ? 'yellow'
+      : f.severity === 'information'
+        ? 'cyan'
+        : undefined;
 }
