@@ -359,4 +359,19 @@ describe('LoRA Sync in the VS Code extension host', function () {
     assert.deepEqual([...cp.entries()], [...src.entries()]);
     await vscode.commands.executeCommand('workbench.action.closeAllEditors');
   });
+  it('lora-sync.json is validated while edited, with the schema the engine uses (contributes.jsonValidation)', async () => {
+    // In a subfolder: the server reads only the root's lora-sync.json, so the rest of the suite is unaffected.
+    const file = join(root(), 'notes', 'lora-sync.json');
+    await writeFile(file, '{\n  "sourceFolder": ["CENTRAL"],\n  "backups": "yes"\n}\n');
+    const doc = await vscode.workspace.openTextDocument(vscode.Uri.file(file));
+    await vscode.window.showTextDocument(doc);
+    const diags = await waitFor('the JSON service to check lora-sync.json against the schema', () => {
+      const d = vscode.languages.getDiagnostics(doc.uri);
+      return d.length >= 2 ? d : undefined;
+    });
+    const lines = diags.map((d) => `${d.range.start.line}: ${d.message}`).sort();
+    assert.match(lines[0], /^1: .*sourceFolder/, lines.join(' | '));
+    assert.match(lines[1], /^2: .*(boolean|type)/i, lines.join(' | '));
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
+  });
 });
