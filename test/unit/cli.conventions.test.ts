@@ -97,6 +97,8 @@ describe('lora-sync command-line conventions (issue 14)', function () {
         [['sync', '--dry_run'], /did you mean --dry-run\?/],
         [['status', '--fromat', 'json'], /did you mean --format\?/],
         [['status', '--al'], /did you mean --all\?/],
+        [['sync', '-dry-run'], /unknown option '-dry-run'; did you mean --dry-run\?/],
+        [['status', '-x'], /unknown option '-x'\nRun 'lora-sync status --help' for its options/],
         [['stauts'], /unknown command 'stauts'; did you mean 'status'\?/],
         [['verfy'], /did you mean 'verify'\?/],
         [['help', 'snyc'], /no command 'snyc'; did you mean 'sync'\?/],

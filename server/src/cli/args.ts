@@ -30,12 +30,16 @@ export function parseCommand(spec: CommandSpec, args: string[]): Parsed {
     const name = long ? a.slice(2, eq < 0 ? undefined : eq) : a.slice(1);
     const o = long ? opts.find((x) => x.name === name) : opts.find((x) => x.short === name);
     if (!o) {
-      // `-abc` style bundles are not used by any command: every unknown spelling gets a suggestion.
-      const near = nearest(
-        long ? name : name.replace(/^-/, ''),
-        opts.flatMap((x) => (long || name.length > 1 ? [x.name] : x.short ? [x.short] : [])),
-      );
-      const hint = near ? `; did you mean --${near}?` : `; see 'lora-sync ${spec.name} --help'`;
+      // A long name (or one typed with a single dash, `-dry-run`) gets the nearest long name; an
+      // unknown one-letter option gets only the pointer to the help that follows every usage error.
+      const near =
+        name.length > 1
+          ? nearest(
+              name.replace(/^-/, ''),
+              opts.map((x) => x.name),
+            )
+          : undefined;
+      const hint = near ? `; did you mean --${near}?` : '';
       throw new CliUsageError(`${spec.name}: unknown option '${a.split('=')[0]}'${hint}`);
     }
     if (o.type === 'boolean') {
