@@ -107,17 +107,17 @@ export function scanPickles(buf: Uint8Array, opts: ScanOptions = {}): PickleScan
 class Scanner {
   private pos = 0;
   private readonly nb: Buffer;
-  // The stack model: three parallel arrays (tag, aux, aux2), `sp` values deep.
-  private tag: number[] = [];
-  private aux: number[] = [];
-  private aux2: number[] = [];
+  // The stack model: three numbers per value (tag, aux, aux2) in one Int32Array grown by doubling,
+  // `sp` values deep.
+  private st = new Int32Array(192);
   private sp = 0;
   private marks: number[] = [];
-  // The memo: index -> slot in three arrays of its own. Kept across pickles, as one Unpickler does.
-  private readonly memo = new Map<number, number>();
-  private readonly mTag: number[] = [];
-  private readonly mAux: number[] = [];
-  private readonly mAux2: number[] = [];
+  // The memo, kept across pickles as one Unpickler does: three numbers per index (tag + 1, aux, aux2) in
+  // an Int32Array for indices up to the input's length (a real pickle's are), a Map for the rest (a
+  // hostile index costs one entry, never a huge array).
+  private mem = new Int32Array(0);
+  private readonly sparse = new Map<number, [number, number, number]>();
+  private memoCount = 0;
   private readonly out: PickleScan = { names: [], unresolved: [], tampering: [], pickles: [], errors: [], end: 0 };
   /** Name key -> index in out.names. */
   private readonly seen = new Map<string, number>();
@@ -179,7 +179,8 @@ class Scanner {
           this.popMark(at);
           break;
         case 0x32: // DUP
-          if (this.sp > this.base()) this.push(this.tag[this.sp - 1], this.aux[this.sp - 1], this.aux2[this.sp - 1]);
+          if (this.sp > this.base())
+            this.push(this.tagAt(this.sp - 1), this.auxAt(this.sp - 1), this.aux2At(this.sp - 1));
           else {
             this.error(at, 'stack underflow');
             this.push(UNKNOWN, 0, 0);
@@ -259,8 +260,8 @@ class Scanner {
           break;
         case 0x98: // READONLY_BUFFER: the top stays
           break;
-        case 0x94: // MEMOIZE
-          this.putMemo(this.memo.size, at);
+        case 0x94: // MEMOIZE: the next index is the memo's size
+          this.putMemo(this.memoCount, at);
           break;
         // Containers.
         case 0x6c: // LIST
@@ -332,7 +333,7 @@ class Scanner {
           // OBJ: the class is the first value after the MARK
           const m = this.marks.length ? this.marks[this.marks.length - 1] : -1;
           const cls = m >= 0 && this.sp > m ? m : -1;
-          const t = cls >= 0 ? this.tag[cls] : UNKNOWN;
+          const t = cls >= 0 ? this.tagAt(cls) : UNKNOWN;
           this.popMark(at);
           if (cls < 0) this.error(at, 'OBJ without a class');
           this.checkCallable(t, op, at);
@@ -353,13 +354,13 @@ class Scanner {
         this.putMemo(b[p], at);
         return;
       case 0x72: // LONG_BINPUT
-        this.putMemo(this.nb.readUInt32LE(p), at);
+        this.putMemo(u32le(b, p), at);
         return;
       case 0x68: // BINGET
         this.getMemo(b[p], at);
         return;
       case 0x6a: // LONG_BINGET
-        this.getMemo(this.nb.readUInt32LE(p), at);
+        this.getMemo(u32le(b, p), at);
         return;
       case 0x82: // EXT1..4: a name from copyreg's extension registry, which the file does not say
       case 0x83:
@@ -384,10 +385,26 @@ class Scanner {
   }
 
   private push(t: number, a: number, b: number): void {
-    const i = this.sp++;
-    this.tag[i] = t;
-    this.aux[i] = a;
-    this.aux2[i] = b;
+    const i = 3 * this.sp++;
+    if (i >= this.st.length) {
+      const grown = new Int32Array(2 * this.st.length); // a push consumes a byte: bounded by the input
+      grown.set(this.st);
+      this.st = grown;
+    }
+    const st = this.st;
+    st[i] = t;
+    st[i + 1] = a;
+    st[i + 2] = b;
+  }
+
+  private tagAt(slot: number): number {
+    return this.st[3 * slot];
+  }
+  private auxAt(slot: number): number {
+    return this.st[3 * slot + 1];
+  }
+  private aux2At(slot: number): number {
+    return this.st[3 * slot + 2];
   }
 
   private pop(at: number): void {
@@ -413,23 +430,40 @@ class Scanner {
       this.error(at, 'memo of an empty stack');
       return;
     }
-    const top = this.sp - 1;
-    let slot = this.memo.get(index);
-    if (slot === undefined) {
-      slot = this.mTag.length;
-      this.memo.set(index, slot);
+    const top = 3 * (this.sp - 1);
+    const st = this.st;
+    if (index < 0 || index > this.buf.length) {
+      if (!this.sparse.has(index)) this.memoCount++;
+      this.sparse.set(index, [st[top], st[top + 1], st[top + 2]]);
+      return;
     }
-    this.mTag[slot] = this.tag[top];
-    this.mAux[slot] = this.aux[top];
-    this.mAux2[slot] = this.aux2[top];
+    const m = 3 * index;
+    if (m >= this.mem.length) {
+      // Doubling, bounded by the input's length (offsets and counts fit an Int32: inputs are < 2 GiB).
+      const grown = new Int32Array(Math.max(m + 3, Math.min(2 * this.mem.length, 3 * (this.buf.length + 1)), 192));
+      grown.set(this.mem);
+      this.mem = grown;
+    }
+    const mem = this.mem;
+    if (mem[m] === 0) this.memoCount++;
+    mem[m] = st[top] + 1; // tag + 1: 0 is "never stored"
+    mem[m + 1] = st[top + 1];
+    mem[m + 2] = st[top + 2];
   }
 
   private getMemo(index: number, at: number): void {
-    const slot = this.memo.get(index);
-    if (slot === undefined) {
+    const m = 3 * index;
+    const mem = this.mem;
+    if (index >= 0 && m < mem.length && mem[m] !== 0) {
+      this.push(mem[m] - 1, mem[m + 1], mem[m + 2]);
+      return;
+    }
+    const v = this.sparse.get(index);
+    if (v) this.push(v[0], v[1], v[2]);
+    else {
       this.error(at, `memo key ${index} was never stored`);
       this.push(UNKNOWN, 0, 0);
-    } else this.push(this.mTag[slot], this.mAux[slot], this.mAux2[slot]);
+    }
   }
 
   /** An error Python raises here: noted once per pickle; the scan goes on (the payload may be before it). */
@@ -453,13 +487,13 @@ class Scanner {
 
   private stackGlobal(at: number): void {
     const n = this.popSlot(at);
-    const nt = n >= 0 ? this.tag[n] : UNKNOWN;
-    const na = n >= 0 ? this.aux[n] : 0;
-    const nb = n >= 0 ? this.aux2[n] : 0;
+    const nt = n >= 0 ? this.tagAt(n) : UNKNOWN;
+    const na = n >= 0 ? this.auxAt(n) : 0;
+    const nb = n >= 0 ? this.aux2At(n) : 0;
     const m = this.popSlot(at);
-    const mt = m >= 0 ? this.tag[m] : UNKNOWN;
+    const mt = m >= 0 ? this.tagAt(m) : UNKNOWN;
     if (mt === STR && nt === STR) {
-      const module = this.strAt(this.aux[m], this.aux2[m]);
+      const module = this.strAt(this.auxAt(m), this.aux2At(m));
       const name = this.strAt(na, nb);
       if (module !== undefined && name !== undefined) {
         this.push(GLOB, this.record(module, name, 0x93, at), 0);
@@ -494,7 +528,7 @@ class Scanner {
   }
 
   private call(slot: number, op: number, at: number): void {
-    this.checkCallable(slot >= 0 ? this.tag[slot] : UNKNOWN, op, at);
+    this.checkCallable(slot >= 0 ? this.tagAt(slot) : UNKNOWN, op, at);
     this.push(BUILT, 0, 0);
   }
 
@@ -515,8 +549,8 @@ class Scanner {
       this.error(at, 'stack underflow');
       return;
     }
-    if (this.tag[this.sp - 1] !== GLOB) return;
-    const i = this.aux[this.sp - 1];
+    if (this.tagAt(this.sp - 1) !== GLOB) return;
+    const i = this.auxAt(this.sp - 1);
     const n = i >= 0 ? this.out.names[i] : undefined;
     this.out.tampering.push({ op: OPCODE_NAMES[op]!, at, target: n ? `${n.module}.${n.name}` : '?' });
   }
@@ -542,22 +576,22 @@ class Scanner {
 
   private u32(at: number): number {
     this.need(4, at);
-    const v = this.nb.readUInt32LE(this.pos);
+    const v = u32le(this.buf, this.pos);
     this.pos += 4;
     return v;
   }
 
   private i32(at: number): number {
     this.need(4, at);
-    const v = this.nb.readInt32LE(this.pos);
+    const v = u32le(this.buf, this.pos) | 0;
     this.pos += 4;
     return v;
   }
 
   private u64(at: number): number {
     this.need(8, at);
-    const lo = this.nb.readUInt32LE(this.pos);
-    const hi = this.nb.readUInt32LE(this.pos + 4);
+    const lo = u32le(this.buf, this.pos);
+    const hi = u32le(this.buf, this.pos + 4);
     this.pos += 8;
     return hi * 0x1_0000_0000 + lo;
   }
@@ -565,7 +599,11 @@ class Scanner {
   /** A text line, as [start, end) without its newline. */
   private line(at: number): [number, number] {
     const s = this.pos;
-    const nl = this.nb.indexOf(0x0a, s);
+    // A JS loop: names are short, and a native indexOf costs more to call than to run here.
+    const b = this.buf;
+    let nl = s;
+    while (nl < b.length && b[nl] !== 0x0a) nl++;
+    if (nl === b.length) nl = -1;
     if (nl < 0) throw new StuckError(at, `${describeOpcode(this.buf[at])} text operand has no newline`, true);
     this.pos = nl + 1;
     return [s, nl];
@@ -600,3 +638,8 @@ class Scanner {
 }
 
 const STOP_BYTE = Buffer.from([0x2e]);
+
+/** A little-endian uint32 (the caller checked the bounds): plain byte arithmetic, no Buffer method. */
+function u32le(b: Uint8Array, p: number): number {
+  return (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16)) + b[p + 3] * 0x1000000;
+}
