@@ -440,7 +440,17 @@ async function openLegacyChecked(
 }
 
 async function openSafetensors(path: string, fh: FileHandle, size: number, bytes?: Buffer): Promise<Checkpoint> {
-  const st = await readSafetensors(fh, size);
+  // torch.load reads a safetensors file down its legacy path too, as a pickle from byte 0: a crafted
+  // header length can land the unpickler inside the JSON header. Judged like any plain pickle.
+  const head = bytes ?? Buffer.alloc(0);
+  const { findings } =
+    bytes && !startsLikePickle(head) ? { findings: [] } : await scanLegacyStream(fh, size, bytes);
+  let st: Awaited<ReturnType<typeof readSafetensors>>;
+  try {
+    st = await readSafetensors(fh, size);
+  } catch (e) {
+    throw withFindings(e, findings);
+  }
   const storages = new Map<string, StorageInfo>();
   const tensors: TensorInfo[] = st.tensors.map((t) => {
     const dtype = dtypeFromSafetensors(t.dtype);
@@ -471,7 +481,7 @@ async function openSafetensors(path: string, fh: FileHandle, size: number, bytes
     tensors,
     storages,
     globals: [],
-    unsafe: [],
+    unsafe: findings,
     safetensorsMetadata: st.metadata,
     fh,
     close: () => fh.close(),
