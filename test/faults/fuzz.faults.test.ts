@@ -3,7 +3,9 @@
  * whole read of a checkpoint file (open, CRCs, fingerprints, metadata, identity), starting from real
  * files: what torch.save wrote (test/fixtures/torch, the torch-written workspace), a copy rewritten
  * with DEFLATE by Python's zipfile, pickles of protocols 0-5 and safetensors files written by plain
- * Python. Mutations (fuzzCases.ts): bit flips, interesting bytes, random runs, truncations,
+ * Python. A fifth target, planted, puts an unsafe global near the start of a pickle, a torch zip's
+ * data.pkl or a legacy checkpoint and mutates only the bytes after it: the safety scan and the engine's
+ * read must report that global every time. Mutations (fuzzCases.ts): bit flips, interesting bytes, random runs, truncations,
  * extensions, splices across seeds, deletions, and lies in the length, offset and count fields the
  * readers trust. Each case is seeded by (target, seed, index), so a failure names how to replay it.
  *

@@ -443,8 +443,7 @@ async function openSafetensors(path: string, fh: FileHandle, size: number, bytes
   // torch.load reads a safetensors file down its legacy path too, as a pickle from byte 0: a crafted
   // header length can land the unpickler inside the JSON header. Judged like any plain pickle.
   const head = bytes ?? Buffer.alloc(0);
-  const { findings } =
-    bytes && !startsLikePickle(head) ? { findings: [] } : await scanLegacyStream(fh, size, bytes);
+  const { findings } = bytes && !startsLikePickle(head) ? { findings: [] } : await scanLegacyStream(fh, size, bytes);
   let st: Awaited<ReturnType<typeof readSafetensors>>;
   try {
     st = await readSafetensors(fh, size);
