@@ -8,7 +8,7 @@ import { strict as assert } from 'node:assert';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodePickle } from '../../server/src/formats/pickle/decoder';
-import { scanPickles } from '../../server/src/formats/pickle/safetyScan';
+import { MODEL_LIMITS, scanPickles } from '../../server/src/formats/pickle/safetyScan';
 import { scanFindings } from '../../server/src/formats/safety';
 import { ZipReader } from '../../server/src/formats/zip/zipReader';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
@@ -152,6 +152,17 @@ describe('safety scan', () => {
       const ms = performance.now() - t0;
       assert.ok(ms < 1500, `${what}: ${ms} ms for ${x.length} bytes`);
     }
+  });
+
+  it('past its bounds the model stops with a finding (nothing after can be traced), and names are still read', () => {
+    const deep = cat(Buffer.alloc(MODEL_LIMITS.stack + 10, 0x4e), b('cposix\nsystem\n.'));
+    const f = labels(deep);
+    assert.equal(f.length, 2, f.join());
+    assert.equal(f[0], 'posix.system');
+    assert.match(f[1], /^unresolved NONE at offset/);
+    // An index far past the dense memo goes to the Map: no large allocation from one opcode.
+    const far = b('N\x72\xf0\xff\xff\x7f\x6a\xf0\xff\xff\x7f\x30.');
+    assert.deepEqual(labels(far), []);
   });
 
   it('never throws, whatever the bytes', () => {

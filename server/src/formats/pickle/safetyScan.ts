@@ -71,6 +71,13 @@ const BUILT = 3; // what a call returned: may be anything at run time (a str, a 
  */
 const UNKNOWN = 4;
 
+/**
+ * The model's bounds: values on the stack, open MARKs, memo entries (the decoder refuses pickles past
+ * its own, smaller limits). Past one, the model stops (a finding: what follows cannot be traced) and the
+ * scan goes on naming GLOBAL/INST names: memory stays a few tens of MB whatever the input.
+ */
+export const MODEL_LIMITS = { stack: 1 << 21, marks: 1 << 20, memo: 1 << 21 };
+
 /** Operand width of fixed-size opcodes; 0 for opcodes without operands or with other operand shapes. */
 const FIXED = new Uint8Array(256);
 for (const [op, n] of [
@@ -123,6 +130,8 @@ class Scanner {
   private readonly seen = new Map<string, number>();
   private pickleStart = 0;
   private pickleError = false;
+  /** Set once a bound of MODEL_LIMITS is passed: the model is off, names are still read. */
+  private capped = false;
 
   constructor(
     private readonly buf: Uint8Array,
@@ -158,7 +167,8 @@ class Scanner {
       }
       switch (op) {
         case 0x28: // MARK
-          this.marks.push(this.sp);
+          if (this.marks.length >= MODEL_LIMITS.marks) this.cap(at, 'open MARKs');
+          if (!this.capped) this.marks.push(this.sp);
           break;
         case 0x2e: // STOP
           this.pop(at);
@@ -384,7 +394,28 @@ class Scanner {
     return this.marks.length ? this.marks[this.marks.length - 1] : 0;
   }
 
+  /** Past a bound the model stops: one finding (nothing after can be traced), then names only. */
+  private cap(at: number, what: string): void {
+    if (this.capped) return;
+    this.capped = true;
+    this.out.unresolved.push({
+      op: OPCODE_NAMES[this.buf[at]] ?? 'opcode',
+      at,
+      why: `the pickle's ${what} exceed what the scan models (${JSON.stringify(MODEL_LIMITS)}), so what follows cannot be traced`,
+    });
+    this.sp = 0;
+    this.marks = [];
+    this.st = new Int32Array(0);
+    this.mem = new Int32Array(0);
+    this.sparse.clear();
+  }
+
   private push(t: number, a: number, b: number): void {
+    if (this.capped) return;
+    if (this.sp >= MODEL_LIMITS.stack) {
+      this.cap(this.pos - 1, 'stack values');
+      return;
+    }
     const i = 3 * this.sp++;
     if (i >= this.st.length) {
       const grown = new Int32Array(2 * this.st.length); // a push consumes a byte: bounded by the input
@@ -426,6 +457,11 @@ class Scanner {
   }
 
   private putMemo(index: number, at: number): void {
+    if (this.capped) return;
+    if (this.memoCount >= MODEL_LIMITS.memo) {
+      this.cap(at, 'memo entries');
+      return;
+    }
     if (this.sp <= this.base()) {
       this.error(at, 'memo of an empty stack');
       return;
@@ -439,8 +475,15 @@ class Scanner {
     }
     const m = 3 * index;
     if (m >= this.mem.length) {
-      // Doubling, bounded by the input's length (offsets and counts fit an Int32: inputs are < 2 GiB).
-      const grown = new Int32Array(Math.max(m + 3, Math.min(2 * this.mem.length, 3 * (this.buf.length + 1)), 192));
+      // Doubling as indices come in order (a real pickle's do); an index far past the dense part goes
+      // to the Map, so no single opcode can make a large allocation.
+      const want = Math.max(192, 2 * this.mem.length);
+      if (m + 3 > want) {
+        if (!this.sparse.has(index)) this.memoCount++;
+        this.sparse.set(index, [st[top], st[top + 1], st[top + 2]]);
+        return;
+      }
+      const grown = new Int32Array(want);
       grown.set(this.mem);
       this.mem = grown;
     }
@@ -468,7 +511,7 @@ class Scanner {
 
   /** An error Python raises here: noted once per pickle; the scan goes on (the payload may be before it). */
   private error(at: number, why: string): void {
-    if (this.pickleError) return;
+    if (this.pickleError || this.capped) return;
     this.pickleError = true;
     this.out.errors.push({ at, why });
   }
