@@ -165,6 +165,35 @@ describe('safety scan', () => {
     assert.deepEqual(labels(far), []);
   });
 
+  it('a zip our reader refuses is still judged: each local data.pkl record is scanned', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(join(tmpdir(), 'lora-scan-'));
+    try {
+      for (const [fixture, want] of [
+        ['unsafe_posix_system.pt', ['posix.system']],
+        ['seed_source.pt', undefined],
+      ] as const) {
+        const bytes = Buffer.from(readFileSync(join(__dirname, '..', 'fixtures', 'torch', fixture)));
+        bytes.writeUInt32LE(bytes.length + 100, bytes.length - 22 + 16); // the central directory: past the end
+        bytes.writeBigUInt64LE(BigInt(bytes.length + 100), bytes.length - 22 - 20 - 56 + 48);
+        await writeFile(join(dir, fixture), bytes);
+        const e = await openCheckpoint(join(dir, fixture)).then(
+          () => undefined,
+          (x: unknown) => x,
+        );
+        assert.ok(isFormatError(e) && /^ZIP_/.test(e.code), `${fixture}: ${e}`);
+        assert.deepEqual(
+          e.unsafe?.map((x) => x.global),
+          want,
+          fixture,
+        );
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('never throws, whatever the bytes', () => {
     let seed = 7;
     const rand = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;

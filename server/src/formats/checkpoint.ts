@@ -5,7 +5,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { FormatError } from './errors';
+import { FormatError, isFormatError } from './errors';
 import { decodePickle } from './pickle/decoder';
 import type { PyGlobal, PyNode } from './pickle/nodes';
 import { ZipReader, type ZipRecord } from './zip/zipReader';
@@ -18,6 +18,7 @@ import {
   LEGACY_PICKLES,
   scanDataPkl,
   scanLegacyStream,
+  scanZipLeniently,
   startsLikePickle,
   trailingAfterFirst,
   withFindings,
@@ -254,7 +255,13 @@ async function openZip(
   opts: OpenOptions,
   bytes?: Buffer,
 ): Promise<Checkpoint> {
-  const zip = bytes ? ZipReader.fromBytes(bytes) : await ZipReader.fromFileHandle(fh, size);
+  let zip: ZipReader;
+  try {
+    zip = bytes ? ZipReader.fromBytes(bytes) : await ZipReader.fromFileHandle(fh, size);
+  } catch (e) {
+    // Refused here, perhaps read by torch's laxer reader: its data.pkl is judged all the same.
+    throw isFormatError(e) ? withFindings(e, await scanZipLeniently(fh, size, bytes)) : e;
+  }
   // torch.load takes the one record named <prefix>/data.pkl; records outside a folder are rejected.
   const pkl = zip.records.filter((r) => /^[^/]+\/data\.pkl$/.test(r.name));
   if (pkl.length === 0)

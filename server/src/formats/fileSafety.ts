@@ -81,6 +81,33 @@ async function readHead(fh: FileHandle, len: number): Promise<Buffer> {
   return got === len ? buf : buf.subarray(0, got);
 }
 
+/**
+ * A zip our reader refused (overlaps, duplicate names, a broken directory...): torch's reader is laxer in
+ * places, so each local record named `<prefix>/data.pkl` and STORED is still scanned, found by walking
+ * local headers. Its size comes from the local header when it has one; torch writes 0 there (the real
+ * size is in a data descriptor), so then only its first pickle is scanned, to its STOP.
+ */
+export async function scanZipLeniently(fh: FileHandle, size: number, bytes?: Uint8Array): Promise<SafetyFinding[]> {
+  const buf = Buffer.from(bytes ?? (await readHead(fh, Math.min(size, 64 * 1024 * 1024))));
+  const findings: SafetyFinding[] = [];
+  for (let at = buf.indexOf(LOCAL_SIG); at >= 0 && at + 30 <= buf.length; at = buf.indexOf(LOCAL_SIG, at + 4)) {
+    const method = buf.readUInt16LE(at + 8);
+    const csize = buf.readUInt32LE(at + 18);
+    const nameLen = buf.readUInt16LE(at + 26);
+    const start = at + 30 + nameLen + buf.readUInt16LE(at + 28);
+    const name = buf.toString('utf8', at + 30, Math.min(buf.length, at + 30 + nameLen));
+    if (method !== 0 || !/^[^/]+\/data\.pkl$/.test(name) || start >= buf.length) continue;
+    const sized = csize > 0 && start + csize <= buf.length;
+    const scan = scanPickles(buf.subarray(start, sized ? start + csize : buf.length), {
+      maxPickles: sized ? undefined : 1,
+    });
+    for (const f of scanFindings(scan, name)) if (!findings.some((x) => x.global === f.global)) findings.push(f);
+  }
+  return findings;
+}
+
+const LOCAL_SIG = Buffer.from('504b0304', 'hex');
+
 /** Attaches findings to a reader's error (they outrank it), and returns it for `throw`. */
 export function withFindings(e: unknown, findings: readonly SafetyFinding[]): unknown {
   if (isFormatError(e) && findings.length) (e as FormatError).unsafe = findings;
