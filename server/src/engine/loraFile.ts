@@ -198,10 +198,15 @@ export async function readEntry(
     c = await openCheckpoint(abs, { expectedSize: key.size });
   } catch (e) {
     if (!isFormatError(e)) throw e;
-    const kind: EntryKind = e.code === 'NOT_A_CHECKPOINT' ? 'unrecognized' : 'corrupt';
-    return makeEntry({ ...base, kind, error: { code: e.code, message: e.message } });
+    // What the safety scan found outranks the error: a plain pickle that names code is no harmless
+    // "unrecognized" file, and a pickle that breaks after its payload still runs it.
+    const unsafe = e.unsafe?.length ? e.unsafe.map((u) => u.global) : undefined;
+    const kind: EntryKind = e.code === 'NOT_A_CHECKPOINT' && !unsafe ? 'unrecognized' : 'corrupt';
+    return makeEntry({ ...base, kind, error: { code: e.code, message: e.message }, unsafeGlobals: unsafe ?? [] });
   }
   try {
+    // Known before anything else can fail: an unsafe file stays unsafe whatever breaks later.
+    if (c.unsafe.length) base.unsafeGlobals = c.unsafe.map((u) => u.global);
     const fp = await fingerprintCheckpoint(c).catch((e) => {
       if (isFormatError(e)) return e;
       throw e;
@@ -209,7 +214,6 @@ export async function readEntry(
     if (isFormatError(fp))
       return makeEntry({ ...base, format: c.format, error: { code: fp.code, message: fp.message } });
     base.format = c.format;
-    if (c.unsafe.length) base.unsafeGlobals = c.unsafe.map((u) => u.global);
     const entry = base;
     if (fp.crcFailures.length) {
       entry.error = {
@@ -244,7 +248,8 @@ async function describeLora(
   cfg: EngineConfig,
 ): Promise<FileEntry> {
   const parts = c.format === 'safetensors' ? safetensorsParts(c, fps, cfg) : torchParts(c, fps, cfg);
-  if (!parts) return makeEntry({ ...entry, kind: 'unrecognized' });
+  // Not a LoRA, but naming code: an unsafe file (kind 'corrupt' keeps it out of the harmless unrecognized ones).
+  if (!parts) return makeEntry({ ...entry, kind: entry.unsafeGlobals.length ? 'corrupt' : 'unrecognized' });
   return loraEntry(entry, parts);
 }
 

@@ -6,6 +6,7 @@ import { DIGEST_ALG } from '../formats/fingerprint';
 import type { FileEntry } from './loraFile';
 import { type LoraGroup, primarySource } from './copyMap';
 import { STATUS_FACTS, STATUSES, type Status } from '../protocol/statusTable';
+import { findingTypeOf } from '../formats/safety';
 
 export { STATUSES, type Status } from '../protocol/statusTable';
 
@@ -19,6 +20,8 @@ export type IssueType =
   | 'LOAD_ERROR'
   | 'CRC_MISMATCH'
   | 'UNSAFE_GLOBAL'
+  | 'NAMESPACE_TAMPERING'
+  | 'TRAILING_DATA'
   | 'NO_SOURCE'
   | 'DUPLICATE_SOURCE'
   | 'CHANGED_SINCE_SYNC';
@@ -54,24 +57,15 @@ function namedSource(e: FileEntry, g: LoraGroup | undefined): { source?: string 
 }
 
 export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
-  // 1. Unreadable: nothing else can be said.
+  // 1. Would run code on torch.load: outranks everything, a read error included (kept as an issue).
+  if (e.unsafeGlobals.length) return { status: 'UNSAFE', issues: unsafeIssues(e), ...namedSource(e, g) };
+  // 2. Unreadable: nothing else can be said.
   if (e.kind === 'corrupt') {
-    const type: IssueType = e.error?.code === 'CRC_MISMATCH' ? 'CRC_MISMATCH' : 'LOAD_ERROR';
+    const code = e.error?.code;
+    const type: IssueType = code === 'CRC_MISMATCH' || code === 'TRAILING_DATA' ? code : 'LOAD_ERROR';
     return {
       status: 'CORRUPT',
       issues: [{ type, file: e.path, detail: e.error?.message ?? 'cannot be read' }],
-      ...namedSource(e, g),
-    };
-  }
-  // 2. Would run code on torch.load.
-  if (e.unsafeGlobals.length) {
-    return {
-      status: 'UNSAFE',
-      issues: e.unsafeGlobals.map((gl) => ({
-        type: 'UNSAFE_GLOBAL' as const,
-        file: e.path,
-        detail: `torch.load would import and may call ${gl}`,
-      })),
       ...namedSource(e, g),
     };
   }
@@ -102,6 +96,20 @@ export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
       issues: [{ type: 'NO_SOURCE', file: e.path, detail: `no source for ${g.name} (${g.id}) in a source folder` }],
     };
   return compareWithSource(e, src);
+}
+
+function unsafeIssues(e: FileEntry): Issue[] {
+  const issues: Issue[] = e.unsafeGlobals.map((gl) => ({
+    type: findingTypeOf(gl),
+    file: e.path,
+    detail:
+      findingTypeOf(gl) === 'NAMESPACE_TAMPERING'
+        ? `${gl}: the pickle rewrites what a global imported, so an allowed-looking name may run anything`
+        : `torch.load would import and may call ${gl}`,
+  }));
+  if (e.kind === 'corrupt' && e.error && e.error.code !== 'NOT_A_CHECKPOINT')
+    issues.push({ type: 'LOAD_ERROR', file: e.path, detail: `it also cannot be read: ${e.error.message}` });
+  return issues;
 }
 
 /** Names the same, in the same order, each once: then tensor i of one is tensor i of the other. */
