@@ -81,19 +81,6 @@ export async function snapshot(
 
 export const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), prefix));
 
-/** Runs `fn` over `items` with at most `n` at once. */
-export async function mapLimit<T>(items: T[], n: number, fn: (x: T, i: number) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (i < items.length) {
-        const k = i++;
-        await fn(items[k], k);
-      }
-    }),
-  );
-}
-
 /** Whether this process may mount a tmpfs (root in a machine or a privileged container), or why not. */
 export function canMount(probeDir: string): true | string {
   if (process.getuid?.() !== 0) return 'not running as root';
