@@ -1,83 +1,80 @@
 /**
  * Pickle opcodes of protocols 0–5, as listed by CPython's `pickletools.opcodes`.
- * OP is an enum, not an object, so that esbuild inlines `OP.MARK` as the literal 0x28 in the
- * bundles: the decoder's switch then has literal cases, which V8 compiles to a jump table.
+ * The decoder switches on the raw byte values (so V8 can build a jump table) and uses these
+ * tables only for names in error messages and for protocol inference.
  */
-export enum OP {
-  MARK = 0x28,
-  STOP = 0x2e,
-  POP = 0x30,
-  POP_MARK = 0x31,
-  DUP = 0x32,
-  FLOAT = 0x46,
-  BINFLOAT = 0x47,
-  INT = 0x49,
-  BININT = 0x4a,
-  BININT1 = 0x4b,
-  BININT2 = 0x4d,
-  LONG = 0x4c,
-  LONG1 = 0x8a,
-  LONG4 = 0x8b,
-  STRING = 0x53,
-  BINSTRING = 0x54,
-  SHORT_BINSTRING = 0x55,
-  BINBYTES = 0x42,
-  SHORT_BINBYTES = 0x43,
-  BINBYTES8 = 0x8e,
-  BYTEARRAY8 = 0x96,
-  NEXT_BUFFER = 0x97,
-  READONLY_BUFFER = 0x98,
-  NONE = 0x4e,
-  NEWTRUE = 0x88,
-  NEWFALSE = 0x89,
-  UNICODE = 0x56,
-  BINUNICODE = 0x58,
-  SHORT_BINUNICODE = 0x8c,
-  BINUNICODE8 = 0x8d,
-  EMPTY_LIST = 0x5d,
-  APPEND = 0x61,
-  APPENDS = 0x65,
-  LIST = 0x6c,
-  EMPTY_TUPLE = 0x29,
-  TUPLE = 0x74,
-  TUPLE1 = 0x85,
-  TUPLE2 = 0x86,
-  TUPLE3 = 0x87,
-  EMPTY_DICT = 0x7d,
-  DICT = 0x64,
-  SETITEM = 0x73,
-  SETITEMS = 0x75,
-  EMPTY_SET = 0x8f,
-  ADDITEMS = 0x90,
-  FROZENSET = 0x91,
-  GET = 0x67,
-  BINGET = 0x68,
-  LONG_BINGET = 0x6a,
-  PUT = 0x70,
-  BINPUT = 0x71,
-  LONG_BINPUT = 0x72,
-  MEMOIZE = 0x94,
-  EXT1 = 0x82,
-  EXT2 = 0x83,
-  EXT4 = 0x84,
-  GLOBAL = 0x63,
-  STACK_GLOBAL = 0x93,
-  REDUCE = 0x52,
-  BUILD = 0x62,
-  INST = 0x69,
-  OBJ = 0x6f,
-  NEWOBJ = 0x81,
-  NEWOBJ_EX = 0x92,
-  PROTO = 0x80,
-  FRAME = 0x95,
-  PERSID = 0x50,
-  BINPERSID = 0x51,
-}
+export const OP = {
+  MARK: 0x28,
+  STOP: 0x2e,
+  POP: 0x30,
+  POP_MARK: 0x31,
+  DUP: 0x32,
+  FLOAT: 0x46,
+  BINFLOAT: 0x47,
+  INT: 0x49,
+  BININT: 0x4a,
+  BININT1: 0x4b,
+  BININT2: 0x4d,
+  LONG: 0x4c,
+  LONG1: 0x8a,
+  LONG4: 0x8b,
+  STRING: 0x53,
+  BINSTRING: 0x54,
+  SHORT_BINSTRING: 0x55,
+  BINBYTES: 0x42,
+  SHORT_BINBYTES: 0x43,
+  BINBYTES8: 0x8e,
+  BYTEARRAY8: 0x96,
+  NEXT_BUFFER: 0x97,
+  READONLY_BUFFER: 0x98,
+  NONE: 0x4e,
+  NEWTRUE: 0x88,
+  NEWFALSE: 0x89,
+  UNICODE: 0x56,
+  BINUNICODE: 0x58,
+  SHORT_BINUNICODE: 0x8c,
+  BINUNICODE8: 0x8d,
+  EMPTY_LIST: 0x5d,
+  APPEND: 0x61,
+  APPENDS: 0x65,
+  LIST: 0x6c,
+  EMPTY_TUPLE: 0x29,
+  TUPLE: 0x74,
+  TUPLE1: 0x85,
+  TUPLE2: 0x86,
+  TUPLE3: 0x87,
+  EMPTY_DICT: 0x7d,
+  DICT: 0x64,
+  SETITEM: 0x73,
+  SETITEMS: 0x75,
+  EMPTY_SET: 0x8f,
+  ADDITEMS: 0x90,
+  FROZENSET: 0x91,
+  GET: 0x67,
+  BINGET: 0x68,
+  LONG_BINGET: 0x6a,
+  PUT: 0x70,
+  BINPUT: 0x71,
+  LONG_BINPUT: 0x72,
+  MEMOIZE: 0x94,
+  EXT1: 0x82,
+  EXT2: 0x83,
+  EXT4: 0x84,
+  GLOBAL: 0x63,
+  STACK_GLOBAL: 0x93,
+  REDUCE: 0x52,
+  BUILD: 0x62,
+  INST: 0x69,
+  OBJ: 0x6f,
+  NEWOBJ: 0x81,
+  NEWOBJ_EX: 0x92,
+  PROTO: 0x80,
+  FRAME: 0x95,
+  PERSID: 0x50,
+  BINPERSID: 0x51,
+} as const;
 
 export type OpName = keyof typeof OP;
-
-/** The names only (a numeric enum object also maps each value back to its name). */
-const OP_NAMES = Object.keys(OP).filter((k) => Number.isNaN(Number(k))) as OpName[];
 
 /** Lowest protocol that has each opcode (pickletools' `proto` column). */
 const PROTO_OF: Record<OpName, number> = {
@@ -154,14 +151,14 @@ const PROTO_OF: Record<OpName, number> = {
 /** Opcode name by byte value; undefined for bytes that are not opcodes. */
 export const OPCODE_NAMES: ReadonlyArray<OpName | undefined> = (() => {
   const names: Array<OpName | undefined> = new Array(256).fill(undefined);
-  for (const name of OP_NAMES) names[OP[name]] = name;
+  for (const [name, code] of Object.entries(OP) as Array<[OpName, number]>) names[code] = name;
   return names;
 })();
 
 /** Protocol that introduced each opcode by byte value; 0 for non-opcodes (they are rejected anyway). */
 export const OPCODE_PROTOCOL: Uint8Array = (() => {
   const protos = new Uint8Array(256);
-  for (const name of OP_NAMES) protos[OP[name]] = PROTO_OF[name];
+  for (const [name, code] of Object.entries(OP) as Array<[OpName, number]>) protos[code] = PROTO_OF[name];
   return protos;
 })();
 
