@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ZipReader } from '../../server/src/formats/zip/zipReader';
 import { LONG, setFigure } from './figures';
-import { listTree, REPO, tempDir } from './support';
+import { listTree, PY, REPO, tempDir } from './support';
 import type { Seed, Target } from './fuzzCases';
 import type { FuzzResult } from './fuzzWorker';
 
@@ -82,7 +82,7 @@ describe('fuzzing the readers with mutations of real files', function () {
     for (const n of readdirSync(torchDir)) if (n.endsWith('.pt')) files.push(join(torchDir, n));
     const ws = join(REPO, 'test', 'fixtures', 'workspace');
     for (const rel of await listTree(ws)) if (rel.endsWith('.pt')) files.push(join(ws, rel));
-    const py = spawnSync('/usr/bin/python3', ['-c', PYTHON_SEEDS, tmp, join(torchDir, 'seed_source.pt')], {
+    const py = spawnSync(PY, ['-c', PYTHON_SEEDS, tmp, join(torchDir, 'seed_source.pt')], {
       encoding: 'utf8',
     });
     if (py.status === 0) {

@@ -22,6 +22,7 @@ import { inspectWorkspaceFile } from '../../server/src/lsp/views/inspectModel';
 import { diagnosticsFor } from '../../server/src/lsp/diagnostics';
 import { addFigure, setFigure } from './figures';
 import { HAS_TORCH, PY, privateCli, runCli, snapshot, tempDir } from './support';
+import { pyScript } from '../support/python';
 
 const SEC = 'unsafe pickles (issue 17)';
 
@@ -85,7 +86,7 @@ for f in files:
       await mkdir(proof);
       marker = join(proof, 'ran');
       made = JSON.parse(
-        execFileSync(PY, [join(__dirname, 'make_unsafe_pickles.py'), ws, marker], { encoding: 'utf8' }),
+        execFileSync(PY, [pyScript('make_unsafe_pickles.py'), ws, marker], { encoding: 'utf8' }),
       ) as Made;
       for (const f of made.fixtures) f.file = nfc(f.file);
       made.benign = {

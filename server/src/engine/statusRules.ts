@@ -7,6 +7,7 @@ import type { FileEntry } from './loraFile';
 import { type LoraGroup, primarySource } from './copyMap';
 import { STATUS_FACTS, STATUSES, type Status } from '../protocol/statusTable';
 import { findingTypeOf } from '../formats/safety';
+import { tensorChange } from './tensorChange';
 
 export { STATUSES, type Status } from '../protocol/statusTable';
 
@@ -129,7 +130,10 @@ function uniqueNames(ts: FileEntry['tensors']): boolean {
 /** A copy against its source. */
 export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
   // Most copies list the source's tensors in its order: compare them pairwise, no lookup maps.
-  if (alignedUnique(src.tensors, copy.tensors) && src.tensors.every((t, i) => sameTensor(t, copy.tensors[i]))) {
+  if (
+    alignedUnique(src.tensors, copy.tensors) &&
+    src.tensors.every((t, i) => tensorChange(copy.tensors[i], t) === 'equal')
+  ) {
     const total = src.tensors.length;
     const drift = metadataDifferences(copy, src);
     return drift.length
@@ -157,7 +161,8 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
       });
       continue;
     }
-    if (c.shape.join() !== t.shape.join()) {
+    const change = tensorChange(c, t);
+    if (change === 'shape') {
       shape++;
       differing++;
       issues.push({
@@ -166,7 +171,7 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
         param: t.name,
         detail: `${t.name}: shape [${c.shape.join(', ')}], source [${t.shape.join(', ')}]`,
       });
-    } else if (c.dtype !== t.dtype) {
+    } else if (change === 'dtype') {
       dtype++;
       differing++;
       issues.push({
@@ -175,7 +180,7 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
         param: t.name,
         detail: `${t.name}: ${c.dtype}, source ${t.dtype}`,
       });
-    } else if (c.digest !== t.digest) {
+    } else if (change === 'differs') {
       differing++;
       issues.push({
         type: 'PARAM_MISMATCH',
@@ -221,16 +226,6 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
   const sm = src.syncInfo.lastSyncMatch;
   if (cm !== undefined && sm !== undefined && cm < sm) return { status: 'STALE', issues, ...base };
   return { status: structural(missing + extra, shape, dtype) ?? 'DIVERGED', issues, ...base };
-}
-
-function sameTensor(a: FileEntry['tensors'][number], b: FileEntry['tensors'][number]): boolean {
-  return (
-    a === b ||
-    (a.digest === b.digest &&
-      a.dtype === b.dtype &&
-      a.shape.length === b.shape.length &&
-      a.shape.every((d, i) => d === b.shape[i]))
-  );
 }
 
 function structural(
