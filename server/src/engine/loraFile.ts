@@ -12,6 +12,7 @@ import { isFormatError } from '../formats/errors';
 import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { type Typed, typedForm, typedFormJson } from '../formats/pyValue';
 import type { EngineConfig } from './config';
+import type { LayoutKind, TrainingProgress } from '../layouts/types';
 
 export interface TensorEntry {
   name: string;
@@ -48,6 +49,17 @@ export interface FileEntry {
   loraId?: string;
   name?: string;
   idFrom?: 'metadata' | 'filename';
+  /**
+   * Which layout the file is (seed dict, PEFT adapter, kohya, diffusers, plain state dict), from
+   * layouts/recognize.ts; undefined for files that are not LoRAs.
+   */
+  layout?: LayoutKind;
+  /** What a sync writes as one: the file itself, or (PEFT, diffusers) the folder holding it. Relative path. */
+  unit?: { kind: 'file' | 'folder'; path: string };
+  /** Where in its training run the file is (kohya epochs and steps, Trainer checkpoints). */
+  version?: TrainingProgress;
+  /** One training run (kohya `ss_session_id`): two runs of one name are two LoRAs. */
+  session?: string;
   tensors: TensorEntry[];
   /** Digest of the sorted (name, dtype, shape, digest) list: equal means every tensor is equal. */
   tensorsDigest: string;
@@ -80,6 +92,10 @@ export function makeEntry(e: FileEntry): FileEntry {
     loraId: e.loraId,
     name: e.name,
     idFrom: e.idFrom,
+    layout: e.layout,
+    unit: e.unit,
+    version: e.version,
+    session: e.session,
     tensors: e.tensors,
     tensorsDigest: e.tensorsDigest,
     metaDigest: e.metaDigest,
