@@ -23,6 +23,8 @@ export type IssueType =
   | 'UNSAFE_GLOBAL'
   | 'NAMESPACE_TAMPERING'
   | 'TRAILING_DATA'
+  | 'EMBEDDED_HASH_MISMATCH'
+  | 'LFS_POINTER'
   | 'NO_SOURCE'
   | 'DUPLICATE_SOURCE'
   | 'CHANGED_SINCE_SYNC';
@@ -270,6 +272,8 @@ export function describeStatus(e: FileEntry, s: FileStatus, src?: FileEntry): st
   switch (s.status) {
     case 'SOURCE':
       return 'source';
+    case 'VERSION':
+      return `an earlier version of ${s.source ?? 'the source'}`;
     case 'IN_SYNC':
       return `in sync with ${s.source}`;
     case 'STALE':
