@@ -5,7 +5,7 @@
  * Workspaces (the project's generator; ~20 % of copies STALE, nothing unsafe, since the Python peer
  * runs plain torch.load): 1x = the seed's 120 LoRAs / 487 copies, 10x, 100x, and 3 adapters of
  * 200 MB with 2 stale copies each. Peers: the seed's coordinator in Python with Debian's torch
- * (scripts/bench/python/seed_coordinator.py: torch.load every file, torch.equal, torch.save),
+ * (test/python/seed_coordinator.py: torch.load every file, torch.equal, torch.save),
  * `cat` and `sha256sum` of the same bytes (the I/O floor), `cp` of the same bytes for a sync (and `cp`
  * followed by `sync FILE`, the same durability).
  * Env: BENCH_SCALES=1,10,100  BENCH_BIG=1 (0 skips the 200 MB set)  BENCH_DIR (default: os.tmpdir())
@@ -27,10 +27,10 @@ import { TreeBuilder, py, pyFloat } from '../../server/src/demo/loraTree';
 import { writeTorchCheckpoint, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
 import { atomicWrite } from '../../server/src/io/atomicWrite';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
+import { PY, pyScript } from '../../test/support/python';
 
 const ROOT = join(__dirname, '..', '..');
-const PY = '/usr/bin/python3';
-const COORD = join(__dirname, 'python', 'seed_coordinator.py');
+const COORD = pyScript('seed_coordinator.py');
 const scales = (process.env.BENCH_SCALES ?? '1,10,100')
   .split(',')
   .map(Number)

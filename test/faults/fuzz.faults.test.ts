@@ -3,7 +3,9 @@
  * whole read of a checkpoint file (open, CRCs, fingerprints, metadata, identity), starting from real
  * files: what torch.save wrote (test/fixtures/torch, the torch-written workspace), a copy rewritten
  * with DEFLATE by Python's zipfile, pickles of protocols 0-5 and safetensors files written by plain
- * Python. Mutations (fuzzCases.ts): bit flips, interesting bytes, random runs, truncations,
+ * Python. A fifth target, planted, puts an unsafe global near the start of a pickle, a torch zip's
+ * data.pkl or a legacy checkpoint and mutates only the bytes after it: the safety scan and the engine's
+ * read must report that global every time. Mutations (fuzzCases.ts): bit flips, interesting bytes, random runs, truncations,
  * extensions, splices across seeds, deletions, and lies in the length, offset and count fields the
  * readers trust. Each case is seeded by (target, seed, index), so a failure names how to replay it.
  *
@@ -21,15 +23,15 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ZipReader } from '../../server/src/formats/zip/zipReader';
 import { LONG, setFigure } from './figures';
-import { listTree, REPO, tempDir } from './support';
+import { listTree, PY, REPO, tempDir } from './support';
 import type { Seed, Target } from './fuzzCases';
 import type { FuzzResult } from './fuzzWorker';
 
 const SEC = 'fuzzing';
 const SEED = Number(process.env.LORA_SYNC_FUZZ_SEED ?? 0x10a5);
 const CASES: Record<Target, number> = LONG
-  ? { zip: 70_000, pickle: 70_000, safetensors: 40_000, checkpoint: 70_000 }
-  : { zip: 6_000, pickle: 6_000, safetensors: 4_000, checkpoint: 4_000 };
+  ? { zip: 70_000, pickle: 70_000, safetensors: 40_000, checkpoint: 70_000, planted: 40_000 }
+  : { zip: 6_000, pickle: 6_000, safetensors: 4_000, checkpoint: 4_000, planted: 4_000 };
 /** A case slower than this fails the run; one that makes no progress this long is a hang. */
 const CASE_BOUND_MS = 2_000;
 const HANG_MS = 20_000;
@@ -71,7 +73,7 @@ with zipfile.ZipFile(out + "/deflated.pt", "w", zipfile.ZIP_DEFLATED) as z:
 describe('fuzzing the readers with mutations of real files', function () {
   this.timeout(LONG ? 3_600_000 : 600_000);
   let tmp: string;
-  const seeds: Record<Target, Seed[]> = { zip: [], pickle: [], safetensors: [], checkpoint: [] };
+  const seeds: Record<Target, Seed[]> = { zip: [], pickle: [], safetensors: [], checkpoint: [], planted: [] };
 
   before(async () => {
     tmp = await tempDir('lora-fuzz-');
@@ -80,7 +82,7 @@ describe('fuzzing the readers with mutations of real files', function () {
     for (const n of readdirSync(torchDir)) if (n.endsWith('.pt')) files.push(join(torchDir, n));
     const ws = join(REPO, 'test', 'fixtures', 'workspace');
     for (const rel of await listTree(ws)) if (rel.endsWith('.pt')) files.push(join(ws, rel));
-    const py = spawnSync('/usr/bin/python3', ['-c', PYTHON_SEEDS, tmp, join(torchDir, 'seed_source.pt')], {
+    const py = spawnSync(PY, ['-c', PYTHON_SEEDS, tmp, join(torchDir, 'seed_source.pt')], {
       encoding: 'utf8',
     });
     if (py.status === 0) {
@@ -104,13 +106,22 @@ describe('fuzzing the readers with mutations of real files', function () {
       try {
         const z = await ZipReader.open(f);
         const pkl = z.records.find((r) => r.name.endsWith('/data.pkl'));
-        if (pkl) seeds.pickle.push({ name: `${name}:data.pkl`, bytes: await z.read(pkl) });
+        if (pkl) {
+          seeds.pickle.push({ name: `${name}:data.pkl`, bytes: await z.read(pkl) });
+          seeds.planted.push({ name: `${name}:data.pkl`, bytes: await z.read(pkl), zip: bytes });
+        }
         await z.close();
       } catch {
         // a deliberately broken fixture: a zip seed only
       }
     }
     for (const s of seeds.safetensors) seeds.checkpoint.push(s);
+    // Planted: an unsafe global planted into pickles of every protocol and into a legacy checkpoint's
+    // object pickle, the bytes after it then mutated; the global must always be reported.
+    // (Zip data.pkl seeds were added above with their zip: the plant is written back into the checkpoint.)
+    const legacy = seeds.checkpoint.filter((s) => s.name === 'legacy.pt');
+    seeds.planted.push(...seeds.pickle.filter((s) => !s.name.endsWith(':data.pkl')));
+    for (let i = 0; i < 8; i++) seeds.planted.push(...legacy); // weighted: one file, as many cases as a kind
     if (!seeds.safetensors.length) {
       // Without Python: what our own writer makes, so the target still runs.
       const { writeSafetensors } = await import('../../server/src/formats/safetensors');
@@ -187,13 +198,13 @@ describe('fuzzing the readers with mutations of real files', function () {
     setFigure(SEC, 'hangs', 0);
   });
 
-  for (const target of ['zip', 'pickle', 'safetensors', 'checkpoint'] as Target[]) {
+  for (const target of ['zip', 'pickle', 'safetensors', 'checkpoint', 'planted'] as Target[]) {
     it(`${target}: ${CASES[target].toLocaleString('en')} mutated inputs, only typed errors, each within ${CASE_BOUND_MS} ms and bounded memory`, async () => {
       await mkdir(tmp, { recursive: true });
       const n = CASES[target];
       const t0 = performance.now();
       // Two workers (this machine has two cores), each half of the cases.
-      const offset = { zip: 0, pickle: 1e7, safetensors: 2e7, checkpoint: 3e7 }[target];
+      const offset = { zip: 0, pickle: 1e7, safetensors: 2e7, checkpoint: 3e7, planted: 4e7 }[target];
       const halves = await Promise.all([
         runSlice(target, offset, offset + n / 2, 0),
         runSlice(target, offset + n / 2, offset + n, 1),

@@ -4,11 +4,15 @@
  * is `mutate(seeds, caseRng(seed, i))`, so (target, seed, i) is all a failure report needs.
  */
 import { unlinkSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { writeTorchZip } from '../../server/src/formats/zip/zipWriter';
 import { FormatError } from '../../server/src/formats/errors';
 import { ZipReader } from '../../server/src/formats/zip/zipReader';
 import { decodePickle } from '../../server/src/formats/pickle/decoder';
 import { readSafetensors } from '../../server/src/formats/safetensors';
-import { safetyFindings } from '../../server/src/formats/safety';
+import { safetyFindings, scanFindings } from '../../server/src/formats/safety';
+import { scanPickles } from '../../server/src/formats/pickle/safetyScan';
+import { LEGACY_HEAD } from '../../server/src/formats/torch/legacy';
 import { findTensors } from '../../server/src/formats/torch/torchPickle';
 import { typedForm } from '../../server/src/formats/pyValue';
 import { MemoryHandle } from '../../server/src/io/memoryHandle';
@@ -16,10 +20,12 @@ import { readEntry } from '../../server/src/engine/loraFile';
 import { DEFAULT_CONFIG } from '../../server/src/engine/config';
 import { prng } from '../../server/src/demo/loraTree';
 
-export type Target = 'zip' | 'pickle' | 'safetensors' | 'checkpoint';
+export type Target = 'zip' | 'pickle' | 'safetensors' | 'checkpoint' | 'planted';
 export interface Seed {
   name: string;
   bytes: Uint8Array;
+  /** A data.pkl seed: the torch zip it came from (planted cases are written back into it). */
+  zip?: Uint8Array;
 }
 
 /** mulberry32 (the demo generator's PRNG), one stream per case. */
@@ -260,11 +266,70 @@ export function mutate(
   return { bytes: b, seed: s.name, ops };
 }
 
+/** The global every planted case names; the scan must report it however the bytes after it break. */
+export const PLANTED = 'posix.system';
+
+const sstr = (t: string) => Buffer.concat([Buffer.from([0x8c, t.length]), Buffer.from(t, 'latin1')]);
+/** Ways to name posix.system, each leaving the stack as it found it (a POP after). */
+const PLANTS: Array<[string, Buffer]> = [
+  ['GLOBAL', Buffer.from('cposix\nsystem\n0', 'latin1')],
+  ['STACK_GLOBAL', Buffer.concat([sstr('posix'), sstr('system'), Buffer.from([0x93, 0x30])])],
+  [
+    'STACK_GLOBAL via the memo',
+    Buffer.concat([
+      sstr('posix'),
+      Buffer.from('r\x00\x00\x01\x000', 'latin1'), // LONG_BINPUT 65536, POP
+      sstr('system'),
+      Buffer.from('p65537\n0', 'latin1'), // PUT 65537, POP
+      Buffer.from('j\x00\x00\x01\x00g65537\n\x93' + '0', 'latin1'), // LONG_BINGET, GET, STACK_GLOBAL, POP
+    ]),
+  ],
+  ['INST', Buffer.from("(S'true'\niposix\nsystem\n0", 'latin1')],
+  ['REDUCE', Buffer.from("cposix\nsystem\nS'true'\n\x85R0", 'latin1')],
+];
+
+/** Offsets just after each of the first `n` STOPs of a legacy file (its pickles, walked by the scan). */
+function legacyCuts(b: Buffer, n: number): number[] {
+  return scanPickles(b, { maxPickles: n }).pickles.map((p) => p.end);
+}
+
+/**
+ * A planted case: a seed with an unsafe global planted near its start (a pickle seed: right after
+ * PROTO; a legacy checkpoint: at the head of its object pickle, the fourth), then the bytes after the
+ * plant mutated as `mutate` does. Returns the bytes and where the plant ends.
+ */
+export function plant(
+  seeds: Seed[],
+  rand: () => number,
+): { bytes: Buffer; seed: string; ops: string[]; zip?: Uint8Array } {
+  const s = seeds[Math.floor(rand() * seeds.length)];
+  const b = Buffer.from(s.bytes);
+  const [how, ops] = PLANTS[Math.floor(rand() * PLANTS.length)];
+  let head: Buffer;
+  let rest: Buffer;
+  if (b.subarray(0, LEGACY_HEAD.length).equals(LEGACY_HEAD)) {
+    const at = legacyCuts(b, 3)[2];
+    head = Buffer.concat([b.subarray(0, at + 2), ops]); // after the object pickle's PROTO 2
+    rest = b.subarray(at + 2);
+  } else {
+    const p = b[0] === 0x80 ? 2 : 0;
+    head = Buffer.concat([b.subarray(0, p), ops]);
+    rest = b.subarray(p);
+  }
+  const m = mutate('pickle', [{ name: s.name, bytes: rest }], rand);
+  return { bytes: Buffer.concat([head, m.bytes]), seed: s.name, ops: [`plant ${how}`, ...m.ops], zip: s.zip };
+}
+
 /**
  * Runs one input through a target. Resolves when it was read (the checkpoint target: with what the
  * engine made of it, e.g. `corrupt CRC_MISMATCH`); rejects with whatever the reader threw.
  */
-export async function runTarget(target: Target, bytes: Buffer, scratchFile: string): Promise<string | undefined> {
+export async function runTarget(
+  target: Target,
+  bytes: Buffer,
+  scratchFile: string,
+  zip?: Uint8Array,
+): Promise<string | undefined> {
   switch (target) {
     case 'zip': {
       const z = await ZipReader.fromFileHandle(new MemoryHandle(bytes).asFileHandle(), bytes.length);
@@ -275,7 +340,9 @@ export async function runTarget(target: Target, bytes: Buffer, scratchFile: stri
       return undefined;
     }
     case 'pickle': {
-      // What consumers do with a decoded tree: list globals, judge them, find tensors, render values.
+      // The safety scan (it never throws), then what consumers do with a decoded tree: list globals,
+      // judge them, find tensors, render values.
+      scanFindings(scanPickles(bytes));
       const d = decodePickle(bytes);
       safetyFindings(d.globals);
       findTensors(d.root);
@@ -285,6 +352,25 @@ export async function runTarget(target: Target, bytes: Buffer, scratchFile: stri
     case 'safetensors': {
       await readSafetensors(new MemoryHandle(bytes).asFileHandle(), bytes.length);
       return undefined;
+    }
+    case 'planted': {
+      // The scan itself, then the engine's whole read of the bytes as a file: both must name the plant.
+      const found = scanFindings(scanPickles(bytes)).map((f) => f.global);
+      if (!found.includes(PLANTED)) throw new Error(`the scan lost the planted ${PLANTED}: ${found.join(', ')}`);
+      if (zip) await writeZipWith(scratchFile, zip, bytes);
+      else writeFileSync(scratchFile, bytes);
+      try {
+        const e = await readEntry(scratchFile, 'Team/🎯_WIN_EXPERTS/LoRA_X_abcdef.pt', DEFAULT_CONFIG);
+        if (!e.unsafeGlobals.includes(PLANTED))
+          throw new Error(`the engine lost the planted ${PLANTED}: ${e.kind} ${e.error?.code ?? ''}`);
+        return `unsafe${e.error ? ` ${e.error.code}` : ''}`;
+      } finally {
+        try {
+          unlinkSync(scratchFile);
+        } catch {
+          /* gone */
+        }
+      }
     }
     case 'checkpoint': {
       // The engine's own read of a file (open, fingerprint with CRCs, metadata, identity): never throws on content.
@@ -300,6 +386,24 @@ export async function runTarget(target: Target, bytes: Buffer, scratchFile: stri
         }
       }
     }
+  }
+}
+
+/** The torch zip `zip` with its data.pkl replaced by `pkl`, written to `path` (the project's own zip writer). */
+async function writeZipWith(path: string, zip: Uint8Array, pkl: Buffer): Promise<void> {
+  const z = ZipReader.fromBytes(Buffer.from(zip));
+  const entries = z.records.map((r) => ({
+    name: r.name,
+    source: {
+      kind: 'buffer' as const,
+      data: r.name.endsWith('/data.pkl') ? pkl : (z.readInMemory(r, { checkCrc: false }) ?? Buffer.alloc(0)),
+    },
+  }));
+  const fh = await open(path, 'w');
+  try {
+    await writeTorchZip(fh, entries);
+  } finally {
+    await fh.close();
   }
 }
 

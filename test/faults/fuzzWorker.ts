@@ -5,7 +5,7 @@
  * (Buffer.alloc* are wrapped here), and samples the heap.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { acceptable, caseRng, mutate, runTarget, type Seed, type Target } from './fuzzCases';
+import { acceptable, caseRng, mutate, plant, runTarget, type Seed, type Target } from './fuzzCases';
 
 interface Job {
   target: Target;
@@ -53,11 +53,12 @@ export interface FuzzResult {
   };
   for (let i = job.from; i < job.to; i++) {
     Atomics.store(current, 0, i);
-    const m = mutate(job.target, job.seeds, caseRng(job.seed, i)); // outside the try: a mutator bug must not pass as a reader's
+    const rng = caseRng(job.seed, i);
+    const m = job.target === 'planted' ? plant(job.seeds, rng) : mutate(job.target, job.seeds, rng); // outside the try: a mutator bug must not pass as a reader's
     allocPeak = 0;
     const t0 = performance.now();
     try {
-      const what = await runTarget(job.target, m.bytes, job.scratch);
+      const what = await runTarget(job.target, m.bytes, job.scratch, (m as { zip?: Uint8Array }).zip);
       r.parsed++;
       if (what) r.codes[what] = (r.codes[what] ?? 0) + 1;
     } catch (e) {

@@ -39,6 +39,7 @@ import {
   listTree,
   privateCli,
   PY,
+  pyScript,
   REPO,
   rewriteCheckpoint,
   runCli,
@@ -77,9 +78,7 @@ interface Made {
       ws = join(tmp, 'ws');
       await mkdir(join(tmp, 'proof'));
       marker = join(tmp, 'proof', 'ran');
-      made = JSON.parse(
-        execFileSync(PY, [join(__dirname, 'make_hostile.py'), ws, marker], { encoding: 'utf8' }),
-      ) as Made;
+      made = JSON.parse(execFileSync(PY, [pyScript('make_hostile.py'), ws, marker], { encoding: 'utf8' })) as Made;
       // Python may write NFD or NFC; the engine reports NFC.
       const nfc = (o: Record<string, string>) =>
         Object.fromEntries(Object.entries(o).map(([k, v]) => [k.normalize('NFC'), v]));

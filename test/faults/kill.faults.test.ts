@@ -23,6 +23,7 @@ import { cp, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 import { History } from '../../server/src/engine/history';
+import { mapLimit } from '../../server/src/io/mapLimit';
 import { sha256File } from '../support/files';
 import { LONG, setFigure } from './figures';
 import {
@@ -32,7 +33,6 @@ import {
   PY,
   isTemp,
   listTree,
-  mapLimit,
   prng,
   privateCli,
   runCli,

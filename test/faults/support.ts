@@ -13,10 +13,12 @@ import { getKey, type PyDict, type PyNode, type PyObject } from '../../server/sr
 import { storageSourcesOf, torchPrefixFor, writeTorchCheckpoint } from '../../server/src/formats/torch/ptWriter';
 import { typedForm, type Typed } from '../../server/src/formats/pyValue';
 import { DEFAULT_CONFIG } from '../../server/src/engine/config';
+import { hasTorch } from '../support/python';
+
+export { PY, pyScript } from '../support/python';
 
 export const REPO = join(__dirname, '..', '..');
-export const PY = '/usr/bin/python3';
-export const HAS_TORCH = spawnSync(PY, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+export const HAS_TORCH = hasTorch();
 /** The sync clock the suites fix (io/faults.ts `clock@`), so two runs write byte-identical copies. */
 export const CLOCK = 'clock@2026-01-02T03:04:05.678Z';
 
@@ -80,19 +82,6 @@ export async function snapshot(
 }
 
 export const tempDir = (prefix: string) => mkdtemp(join(tmpdir(), prefix));
-
-/** Runs `fn` over `items` with at most `n` at once. */
-export async function mapLimit<T>(items: T[], n: number, fn: (x: T, i: number) => Promise<void>): Promise<void> {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (i < items.length) {
-        const k = i++;
-        await fn(items[k], k);
-      }
-    }),
-  );
-}
 
 /** Whether this process may mount a tmpfs (root in a machine or a privileged container), or why not. */
 export function canMount(probeDir: string): true | string {

@@ -1,5 +1,5 @@
 /**
- * Our tensor digests against an independent implementation in Python (test/interop/digest_dump.py:
+ * Our tensor digests against an independent implementation in Python (test/python/digest_dump.py:
  * python3-xxhash and hashlib over the bytes real torch.load gives): every sound torch fixture, the
  * seed-like workspace, and a file torch.save wrote with multi-leaf tensors, views and odd dtypes.
  * Both hashing backends (native and portable) are checked.
@@ -10,9 +10,9 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fg from 'fast-glob';
+import { PY, pyScript } from '../support/python';
 
 const ROOT = join(__dirname, '..', '..');
-const PY = '/usr/bin/python3';
 
 interface Inspected {
   sound: boolean;
@@ -39,7 +39,7 @@ describe('interop: tensor digests match an independent Python implementation', f
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'lora-digest-'));
-    execFileSync(PY, [join(__dirname, 'digest_dump.py'), 'write', join(dir, 'digest_cases.pt')]);
+    execFileSync(PY, [pyScript('digest_dump.py'), 'write', join(dir, 'digest_cases.pt')]);
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -63,7 +63,7 @@ describe('interop: tensor digests match an independent Python implementation', f
     const files = [...ours.keys()].filter((f) => !/legacy|torchscript/.test(f)); // torch.load rebuilds those differently
     assert.ok(files.length >= 20, `only ${files.length} sound files to compare`);
     const py = JSON.parse(
-      execFileSync(PY, [join(__dirname, 'digest_dump.py'), 'dump', ...files], {
+      execFileSync(PY, [pyScript('digest_dump.py'), 'dump', ...files], {
         encoding: 'utf8',
         maxBuffer: 64 << 20,
       }),

@@ -7,6 +7,7 @@
  * are never given to torch.load: the Python side refuses any pickle global outside a short allowlist.
  */
 import { walk, sha256File } from '../support/files';
+import { PY, PY_DIR, requireTorch } from '../support/python';
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -16,9 +17,7 @@ import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import type { CopyResult, SyncResult } from '../../server/src/engine/syncExecutor';
 
-const PY = '/usr/bin/python3';
 const FIX = join(__dirname, '..', 'fixtures', 'workspace');
-const FIXTURE_LIB = join(__dirname, '..', 'fixtures');
 const COPY_KEYS = ['team', 'specialization_key', 'score', 'match_count', 'exported_at'];
 
 type Typed = unknown[];
@@ -129,7 +128,7 @@ describe('interop: engine sync results read by real torch.load', function () {
   const byPath = new Map(expected.map((e) => [e.path, e]));
 
   before(async () => {
-    execFileSync(PY, ['-c', 'import torch']); // fails loudly when torch is missing
+    requireTorch();
     tmp = await mkdtemp(join(tmpdir(), 'lora-engine-interop-'));
     checker = join(tmp, 'check_sync.py');
     await writeFile(checker, CHECKER);
@@ -161,7 +160,7 @@ describe('interop: engine sync results read by real torch.load', function () {
     const out = execFileSync(PY, [checker, job], {
       encoding: 'utf8',
       maxBuffer: 64 << 20,
-      env: { ...process.env, PYTHONHASHSEED: '0', PYTHONDONTWRITEBYTECODE: '1', FIXTURE_LIB },
+      env: { ...process.env, PYTHONHASHSEED: '0', PYTHONDONTWRITEBYTECODE: '1', FIXTURE_LIB: PY_DIR },
     });
     return JSON.parse(out);
   }

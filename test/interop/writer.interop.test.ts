@@ -18,9 +18,9 @@ import { type PyNode, getKey, mappingEntries } from '../../server/src/formats/pi
 import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../../server/src/formats/torch/ptWriter';
 import { atomicWrite } from '../../server/src/io/atomicWrite';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
+import { PY, pyScript, requireTorch } from '../support/python';
 
 const FIX = join(__dirname, '..', 'fixtures', 'torch');
-const PY = '/usr/bin/python3';
 
 interface Dump {
   meta?: Typed;
@@ -36,7 +36,7 @@ interface Dump {
 }
 
 function torchDump(files: string[]): Record<string, Dump> {
-  const out = execFileSync(PY, [join(__dirname, 'torch_dump.py'), ...files], {
+  const out = execFileSync(PY, [pyScript('torch_dump.py'), ...files], {
     encoding: 'utf8',
     maxBuffer: 256 << 20,
     env: { ...process.env, PYTHONHASHSEED: '0' },
@@ -81,7 +81,7 @@ describe('interop: our writer -> real torch.load', function () {
   let dir: string;
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'lora-interop-'));
-    execFileSync(PY, ['-c', 'import torch']); // fails loudly when torch is missing
+    requireTorch();
   });
   after(() => rm(dir, { recursive: true, force: true }));
 

@@ -1,6 +1,6 @@
 /**
  * The checkpoint model against ground truth printed by real torch (test/fixtures/torch/manifest.json,
- * written by test/fixtures/generate_fixtures.py): formats, records, every tensor's dtype, shape,
+ * written by test/python/generate_fixtures.py): formats, records, every tensor's dtype, shape,
  * stride, storage, bytes, the whole metadata tree, unsafe globals, corrupt files; and the writer's
  * byte-identical round trip of files torch wrote.
  */

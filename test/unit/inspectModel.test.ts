@@ -15,8 +15,8 @@ import { copyFixtureWorkspace } from '../support/files';
 import { Workspace } from '../../server/src/engine/workspace';
 import { InspectError, inspectWorkspaceFile } from '../../server/src/lsp/views/inspectModel';
 import type { InspectModel, MetaNode } from '../../server/src/protocol/inspect';
+import { hasTorch, PY } from '../support/python';
 
-const PYTHON = '/usr/bin/python3';
 const SRC_A = '⭐_AKTIF_EN_IYILER/LoRA_A.pt';
 const STALE = 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt';
 const DIVERGED = 'İstanbul_Başakşehir/🎯_DRAW_EXPERTS/LoRA_A_0d0e0f.pt';
@@ -250,7 +250,7 @@ describe('inspector view model on a pickle that would run code', function () {
   let dir: string;
 
   before(async function () {
-    if (spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) this.skip();
+    if (!hasTorch()) this.skip();
     dir = await copyFixtureWorkspace('lora-inspect-unsafe-');
   });
   after(async () => {
@@ -269,7 +269,7 @@ obj = torch.load(sys.argv[2])
 obj["metadata"]["hook"] = Hook()
 torch.save(obj, sys.argv[1])
 `;
-    const p = spawnSync(PYTHON, ['-c', py, target, join(dir, STALE.normalize('NFC'))], { encoding: 'utf8' });
+    const p = spawnSync(PY, ['-c', py, target, join(dir, STALE.normalize('NFC'))], { encoding: 'utf8' });
     assert.equal(p.status, 0, p.stderr);
     assert.ok(!existsSync(marker));
     const ws = await Workspace.open(dir);

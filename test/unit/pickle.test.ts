@@ -12,9 +12,9 @@ import { decodePickle } from '../../server/src/formats/pickle/decoder';
 import { encodeLong, encodePickle } from '../../server/src/formats/pickle/encoder';
 import * as N from '../../server/src/formats/pickle/nodes';
 import type { PyNode } from '../../server/src/formats/pickle/nodes';
+import { OP } from '../../server/src/formats/pickle/opcodes';
 import { prng } from '../../server/src/demo/loraTree';
-
-const PYTHON = '/usr/bin/python3';
+import { PY } from '../support/python';
 
 /** Writes pickles into argv[1] and prints a JSON manifest: renders computed by Python itself. */
 /** One Python `render(o)` for both generators: an exact text form of a value; `extra` adds a case. */
@@ -157,7 +157,7 @@ interface Case {
 }
 
 function hasPython(): boolean {
-  return spawnSync(PYTHON, ['-c', 'import pickle'], { stdio: 'ignore' }).status === 0;
+  return spawnSync(PY, ['-c', 'import pickle'], { stdio: 'ignore' }).status === 0;
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
@@ -278,7 +278,7 @@ describe('pickle codec', function () {
   before(function () {
     if (!hasPython()) this.skip();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pickle-test-'));
-    const out = execFileSync(PYTHON, ['-c', GENERATOR, dir], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    const out = execFileSync(PY, ['-c', GENERATOR, dir], { encoding: 'utf8', maxBuffer: 64 << 20 });
     const manifest = JSON.parse(out) as { torch: boolean; cases: Case[] };
     cases = manifest.cases;
     torchAvailable = manifest.torch;
@@ -525,14 +525,14 @@ tree = {'a': [1, 2.5, None, True, 'x', (1, 2), (), b'ab', b'', b'a', b'a', {1, 2
         'o': [collections.OrderedDict(), collections.OrderedDict([('a', -2**40)]), collections.OrderedDict((i, i) for i in range(1001))],
         'big': [2**70, -2**31, 65536, 'Manchester_United \U0001F19A', '\ud800'], 'd': {i: [] for i in range(2000)}}
 sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
-      const want = execFileSync(PYTHON, ['-c', script], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      const want = execFileSync(PY, ['-c', script], { encoding: 'utf8', maxBuffer: 64 << 20 });
       assertSameHex(hex(encodePickle(tree)), want, 'code-built tree');
     });
 
     it('writes long ints like encode_long, LONG4 past 255 bytes', () => {
       const script =
         'import pickle,sys\nfor v in [2**31, -2**31-1, -2**40, 2**63, -2**63, 2**64-1, -128*2**32, 2**2040, -2**2040, 2**8000]: print(pickle.encode_long(v).hex())';
-      const lines = execFileSync(PYTHON, ['-c', script], { encoding: 'utf8' }).trim().split('\n');
+      const lines = execFileSync(PY, ['-c', script], { encoding: 'utf8' }).trim().split('\n');
       const vals = [
         2n ** 31n,
         -(2n ** 31n) - 1n,
@@ -571,7 +571,7 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
         decodePickle(file('newobj_ex_p4')).root,
         `Ex((int:1),{str:${utf16hex('k')}:str:${utf16hex('v')}})`,
       );
-      const out = execFileSync(PYTHON, ['-c', LOADER], { input: JSON.stringify(jobs), encoding: 'utf8' });
+      const out = execFileSync(PY, ['-c', LOADER], { input: JSON.stringify(jobs), encoding: 'utf8' });
       assert.deepEqual(JSON.parse(out), []);
     });
 
@@ -742,8 +742,22 @@ sys.stdout.write(pickle.dumps(tree, protocol=2).hex())`;
       encodePickle(d.root);
       assert.equal(fs.existsSync(marker), false);
       // Python would run it: prove the fixture is the real thing.
-      execFileSync(PYTHON, ['-c', 'import pickle,sys; pickle.loads(bytes.fromhex(sys.argv[1]))', hex(pkl)]);
+      execFileSync(PY, ['-c', 'import pickle,sys; pickle.loads(bytes.fromhex(sys.argv[1]))', hex(pkl)]);
       assert.equal(fs.existsSync(marker), true);
     });
+  });
+});
+
+describe('pickle decoder source', () => {
+  it('dispatches every opcode of opcodes.ts once, each case naming its opcode as OP does', () => {
+    // The switch keeps number literals (a jump table); the names in its comments must not drift from OP.
+    const src = fs.readFileSync(path.join(__dirname, '../../server/src/formats/pickle/decoder.ts'), 'utf8');
+    const cases = [...src.matchAll(/case (0x[0-9a-f]{2}):(?: \{)?\s*\/\/ (\w+)/g)].map((m) => [Number(m[1]), m[2]]);
+    const named = new Map(cases.map(([code, name]) => [name as string, code as number]));
+    assert.equal(named.size, cases.length, 'an opcode name appears on two cases');
+    assert.deepEqual(
+      [...named].sort((a, b) => a[1] - b[1]),
+      Object.entries(OP).sort((a, b) => a[1] - b[1]),
+    );
   });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { open, readFile, truncate, writeFile } from 'node:fs/promises';
@@ -14,8 +14,7 @@ import {
   type SafetensorsFile,
   type SafetensorsInput,
 } from '../../server/src/formats/safetensors';
-
-const PYTHON = '/usr/bin/python3';
+import { hasTorch, PY } from '../support/python';
 
 /**
  * Writes reference files by following the spec in plain Python (the safetensors package is not
@@ -123,7 +122,7 @@ interface PyCheck {
 }
 
 function py(...args: string[]): string {
-  return execFileSync(PYTHON, ['-c', PY_SCRIPT, ...args], { encoding: 'utf8' });
+  return execFileSync(PY, ['-c', PY_SCRIPT, ...args], { encoding: 'utf8' });
 }
 
 function sha256(b: Uint8Array): string {
@@ -151,7 +150,7 @@ describe('safetensors', function () {
   before(function () {
     // Reference files are made with real torch tensors: without torch (npm packages only) the suite
     // is skipped; CI installs python3-torch and runs it.
-    if (spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) this.skip();
+    if (!hasTorch()) this.skip();
     dir = mkdtempSync(join(tmpdir(), 'safetensors-test-'));
     desc = JSON.parse(py('gen', dir)) as Record<string, PyDesc>;
   });

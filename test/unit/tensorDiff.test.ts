@@ -1,7 +1,7 @@
 /**
  * tensorDiff: a copy compared with its source tensor by tensor, on files written by real torch.
  * The fixture workspace gives the statuses (equal copy, stale copy, shape, dtype, missing tensor);
- * a second pair is written by torch here (test/support/make_diff_pairs.py) with every dtype, NaN
+ * a second pair is written by torch here (test/python/make_diff_pairs.py) with every dtype, NaN
  * and ±0 and inf cases, a strided view and a 6 MB tensor, and torch's own account of each
  * difference to compare with. The reads are checked to stay within the chunk size.
  */
@@ -14,8 +14,8 @@ import { type Checkpoint, openCheckpoint } from '../../server/src/formats/checkp
 import { DEFAULT_CONFIG } from '../../server/src/engine/config';
 import { readEntry } from '../../server/src/engine/loraFile';
 import { type DiffOptions, diffTensors, type TensorDiff } from '../../server/src/engine/tensorDiff';
+import { hasTorch, PY, pyScript } from '../support/python';
 
-const PYTHON = '/usr/bin/python3';
 const WS = join(__dirname, '..', 'fixtures', 'workspace');
 const SRC_A = '⭐_AKTIF_EN_IYILER/LoRA_A.pt';
 const SRC_B = '⭐_AKTIF_EN_IYILER/LoRA_B.pt';
@@ -129,9 +129,9 @@ describe('tensorDiff on every dtype, written by torch', function () {
 
   before(async function () {
     // Needs real torch (CI installs python3-torch); skipped without it.
-    if (spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status !== 0) this.skip();
+    if (!hasTorch()) this.skip();
     dir = await mkdtemp(join(tmpdir(), 'lora-diff-'));
-    const p = spawnSync(PYTHON, [join(__dirname, '..', 'support', 'make_diff_pairs.py'), dir], { encoding: 'utf8' });
+    const p = spawnSync(PY, [pyScript('make_diff_pairs.py'), dir], { encoding: 'utf8' });
     assert.equal(p.status, 0, p.stderr);
     want = JSON.parse(p.stdout);
   });

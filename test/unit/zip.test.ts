@@ -15,10 +15,9 @@ import {
 import { ZipReader, type ZipRecord } from '../../server/src/formats/zip/zipReader';
 import { writeTorchZip, type ZipEntry } from '../../server/src/formats/zip/zipWriter';
 import { prng } from '../../server/src/demo/loraTree';
+import { hasTorch, PY, pyScript } from '../support/python';
 
-const PY = '/usr/bin/python3';
-const FIXTURES = path.join(__dirname, '..', 'fixtures', 'zip');
-const HAS_TORCH = spawnSync(PY, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+const HAS_TORCH = hasTorch();
 
 interface PyRecord {
   name: string;
@@ -91,7 +90,7 @@ async function openAndReadAll(file: string): Promise<void> {
 
   before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lora-zip-test-'));
-    manifest = JSON.parse(python([path.join(FIXTURES, 'gen_fixtures.py'), dir])) as Manifest;
+    manifest = JSON.parse(python([pyScript('zip_fixtures.py'), dir])) as Manifest;
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -254,7 +253,7 @@ async function openAndReadAll(file: string): Promise<void> {
     it('writes a zip from buffer sources that real torch.load reads', async () => {
       const parts = path.join(dir, 'parts');
       fs.mkdirSync(parts);
-      python([path.join(FIXTURES, 'pickle_parts.py'), 'make', parts]);
+      python([pyScript('pickle_parts.py'), 'make', parts]);
       const keys = fs.readdirSync(path.join(parts, 'data')).sort();
       const entries: ZipEntry[] = [
         { name: 'built/data.pkl', source: { kind: 'buffer', data: fs.readFileSync(path.join(parts, 'data.pkl')) } },
@@ -269,10 +268,7 @@ async function openAndReadAll(file: string): Promise<void> {
       const outPath = path.join(dir, 'built.pt');
       const out = await fsp.open(outPath, 'w');
       await writeTorchZip(out, entries).finally(() => out.close());
-      assert.equal(
-        python([path.join(FIXTURES, 'pickle_parts.py'), 'check', outPath, path.join(parts, 'ref.pt')]).trim(),
-        'OK',
-      );
+      assert.equal(python([pyScript('pickle_parts.py'), 'check', outPath, path.join(parts, 'ref.pt')]).trim(), 'OK');
       const z = await ZipReader.open(outPath);
       for (const r of z.records) assert.equal((await z.verifyCrc(r)).ok, true);
       await z.close();

@@ -40,8 +40,12 @@ export async function inspectFile(path: string, display: string = path): Promise
   try {
     c = await openCheckpoint(path);
   } catch (e) {
-    if (isFormatError(e)) return { file: display, sound: false, error: { code: e.code, message: e.message } };
-    throw e;
+    if (!isFormatError(e)) throw e;
+    const r: InspectReport = { file: display, sound: false, error: { code: e.code, message: e.message } };
+    // The safety scan does not need a readable file: what it found outranks the error.
+    if (e.unsafe?.length)
+      r.safety = { safe: false, globals: [], unsafe: e.unsafe.map((u) => ({ global: u.global, detail: u.detail })) };
+    return r;
   }
   try {
     let fp: CheckpointFingerprint;
@@ -117,6 +121,12 @@ const FORMAT_NAMES: Record<string, string> = {
 
 export function formatInspect(r: InspectReport): string {
   const lines: string[] = [];
+  if (r.error && r.safety && !r.safety.safe) {
+    lines.push(`${r.file}: UNSAFE — torch.load would run code from this file`);
+    for (const u of r.safety.unsafe) lines.push(`    ${u.global}: ${u.detail}`);
+    lines.push(`  it also cannot be read (${r.error.code}): ${r.error.message}`);
+    return lines.join('\n');
+  }
   if (r.error) {
     lines.push(`${r.file}: CORRUPT (${r.error.code})`, `  ${r.error.message}`);
     return lines.join('\n');

@@ -128,15 +128,6 @@ function unique<T>(xs: T[]): T[] {
   return xs.length < 2 || (xs.length === 2 && xs[0] !== xs[1]) ? xs : [...new Set(xs)];
 }
 
-/** The whole map from a set of entries (readable files first, so unreadable ones find their LoRA). */
-export function buildCopyMap(entries: Iterable<FileEntry>, isSource: (path: string) => boolean): CopyMap {
-  const idx = new CopyIndex(isSource);
-  const all = [...entries];
-  for (const e of all) if (e.kind === 'lora' && e.loraId) idx.add(e);
-  for (const e of all) if (!(e.kind === 'lora' && e.loraId)) idx.add(e);
-  return idx.snapshot();
-}
-
 /**
  * The source copies are compared with: the only source, or among duplicates the most recently
  * trained one (highest sync_info match, then newest file, then path) so statuses stay meaningful while

@@ -12,6 +12,7 @@ import { isFormatError } from '../formats/errors';
 import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { type Typed, typedForm, typedFormJson } from '../formats/pyValue';
 import type { EngineConfig } from './config';
+import type { LayoutKind, TrainingProgress } from '../layouts/types';
 
 export interface TensorEntry {
   name: string;
@@ -48,6 +49,17 @@ export interface FileEntry {
   loraId?: string;
   name?: string;
   idFrom?: 'metadata' | 'filename';
+  /**
+   * Which layout the file is (seed dict, PEFT adapter, kohya, diffusers, plain state dict), from
+   * layouts/recognize.ts; undefined for files that are not LoRAs.
+   */
+  layout?: LayoutKind;
+  /** What a sync writes as one: the file itself, or (PEFT, diffusers) the folder holding it. Relative path. */
+  unit?: { kind: 'file' | 'folder'; path: string };
+  /** Where in its training run the file is (kohya epochs and steps, Trainer checkpoints). */
+  version?: TrainingProgress;
+  /** One training run (kohya `ss_session_id`): two runs of one name are two LoRAs. */
+  session?: string;
   tensors: TensorEntry[];
   /** Digest of the sorted (name, dtype, shape, digest) list: equal means every tensor is equal. */
   tensorsDigest: string;
@@ -80,6 +92,10 @@ export function makeEntry(e: FileEntry): FileEntry {
     loraId: e.loraId,
     name: e.name,
     idFrom: e.idFrom,
+    layout: e.layout,
+    unit: e.unit,
+    version: e.version,
+    session: e.session,
     tensors: e.tensors,
     tensorsDigest: e.tensorsDigest,
     metaDigest: e.metaDigest,
@@ -198,10 +214,15 @@ export async function readEntry(
     c = await openCheckpoint(abs, { expectedSize: key.size });
   } catch (e) {
     if (!isFormatError(e)) throw e;
-    const kind: EntryKind = e.code === 'NOT_A_CHECKPOINT' ? 'unrecognized' : 'corrupt';
-    return makeEntry({ ...base, kind, error: { code: e.code, message: e.message } });
+    // What the safety scan found outranks the error: a plain pickle that names code is no harmless
+    // "unrecognized" file, and a pickle that breaks after its payload still runs it.
+    const unsafe = e.unsafe?.length ? e.unsafe.map((u) => u.global) : undefined;
+    const kind: EntryKind = e.code === 'NOT_A_CHECKPOINT' && !unsafe ? 'unrecognized' : 'corrupt';
+    return makeEntry({ ...base, kind, error: { code: e.code, message: e.message }, unsafeGlobals: unsafe ?? [] });
   }
   try {
+    // Known before anything else can fail: an unsafe file stays unsafe whatever breaks later.
+    if (c.unsafe.length) base.unsafeGlobals = c.unsafe.map((u) => u.global);
     const fp = await fingerprintCheckpoint(c).catch((e) => {
       if (isFormatError(e)) return e;
       throw e;
@@ -209,7 +230,6 @@ export async function readEntry(
     if (isFormatError(fp))
       return makeEntry({ ...base, format: c.format, error: { code: fp.code, message: fp.message } });
     base.format = c.format;
-    if (c.unsafe.length) base.unsafeGlobals = c.unsafe.map((u) => u.global);
     const entry = base;
     if (fp.crcFailures.length) {
       entry.error = {
@@ -244,7 +264,8 @@ async function describeLora(
   cfg: EngineConfig,
 ): Promise<FileEntry> {
   const parts = c.format === 'safetensors' ? safetensorsParts(c, fps, cfg) : torchParts(c, fps, cfg);
-  if (!parts) return makeEntry({ ...entry, kind: 'unrecognized' });
+  // Not a LoRA, but naming code: an unsafe file (kind 'corrupt' keeps it out of the harmless unrecognized ones).
+  if (!parts) return makeEntry({ ...entry, kind: entry.unsafeGlobals.length ? 'corrupt' : 'unrecognized' });
   return loraEntry(entry, parts);
 }
 

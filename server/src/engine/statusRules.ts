@@ -6,6 +6,8 @@ import { DIGEST_ALG } from '../formats/fingerprint';
 import type { FileEntry } from './loraFile';
 import { type LoraGroup, primarySource } from './copyMap';
 import { STATUS_FACTS, STATUSES, type Status } from '../protocol/statusTable';
+import { findingTypeOf } from '../formats/safety';
+import { tensorChange } from './tensorChange';
 
 export { STATUSES, type Status } from '../protocol/statusTable';
 
@@ -19,6 +21,10 @@ export type IssueType =
   | 'LOAD_ERROR'
   | 'CRC_MISMATCH'
   | 'UNSAFE_GLOBAL'
+  | 'NAMESPACE_TAMPERING'
+  | 'TRAILING_DATA'
+  | 'EMBEDDED_HASH_MISMATCH'
+  | 'LFS_POINTER'
   | 'NO_SOURCE'
   | 'DUPLICATE_SOURCE'
   | 'CHANGED_SINCE_SYNC';
@@ -54,24 +60,15 @@ function namedSource(e: FileEntry, g: LoraGroup | undefined): { source?: string 
 }
 
 export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
-  // 1. Unreadable: nothing else can be said.
+  // 1. Would run code on torch.load: outranks everything, a read error included (kept as an issue).
+  if (e.unsafeGlobals.length) return { status: 'UNSAFE', issues: unsafeIssues(e), ...namedSource(e, g) };
+  // 2. Unreadable: nothing else can be said.
   if (e.kind === 'corrupt') {
-    const type: IssueType = e.error?.code === 'CRC_MISMATCH' ? 'CRC_MISMATCH' : 'LOAD_ERROR';
+    const code = e.error?.code;
+    const type: IssueType = code === 'CRC_MISMATCH' || code === 'TRAILING_DATA' ? code : 'LOAD_ERROR';
     return {
       status: 'CORRUPT',
       issues: [{ type, file: e.path, detail: e.error?.message ?? 'cannot be read' }],
-      ...namedSource(e, g),
-    };
-  }
-  // 2. Would run code on torch.load.
-  if (e.unsafeGlobals.length) {
-    return {
-      status: 'UNSAFE',
-      issues: e.unsafeGlobals.map((gl) => ({
-        type: 'UNSAFE_GLOBAL' as const,
-        file: e.path,
-        detail: `torch.load would import and may call ${gl}`,
-      })),
       ...namedSource(e, g),
     };
   }
@@ -104,6 +101,20 @@ export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
   return compareWithSource(e, src);
 }
 
+function unsafeIssues(e: FileEntry): Issue[] {
+  const issues: Issue[] = e.unsafeGlobals.map((gl) => ({
+    type: findingTypeOf(gl),
+    file: e.path,
+    detail:
+      findingTypeOf(gl) === 'NAMESPACE_TAMPERING'
+        ? `${gl}: the pickle rewrites what a global imported, so an allowed-looking name may run anything`
+        : `torch.load would import and may call ${gl}`,
+  }));
+  if (e.kind === 'corrupt' && e.error && e.error.code !== 'NOT_A_CHECKPOINT')
+    issues.push({ type: 'LOAD_ERROR', file: e.path, detail: `it also cannot be read: ${e.error.message}` });
+  return issues;
+}
+
 /** Names the same, in the same order, each once: then tensor i of one is tensor i of the other. */
 function alignedUnique(a: FileEntry['tensors'], b: FileEntry['tensors']): boolean {
   if (a === b) return uniqueNames(a);
@@ -121,7 +132,10 @@ function uniqueNames(ts: FileEntry['tensors']): boolean {
 /** A copy against its source. */
 export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
   // Most copies list the source's tensors in its order: compare them pairwise, no lookup maps.
-  if (alignedUnique(src.tensors, copy.tensors) && src.tensors.every((t, i) => sameTensor(t, copy.tensors[i]))) {
+  if (
+    alignedUnique(src.tensors, copy.tensors) &&
+    src.tensors.every((t, i) => tensorChange(copy.tensors[i], t) === 'equal')
+  ) {
     const total = src.tensors.length;
     const drift = metadataDifferences(copy, src);
     return drift.length
@@ -149,7 +163,8 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
       });
       continue;
     }
-    if (c.shape.join() !== t.shape.join()) {
+    const change = tensorChange(c, t);
+    if (change === 'shape') {
       shape++;
       differing++;
       issues.push({
@@ -158,7 +173,7 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
         param: t.name,
         detail: `${t.name}: shape [${c.shape.join(', ')}], source [${t.shape.join(', ')}]`,
       });
-    } else if (c.dtype !== t.dtype) {
+    } else if (change === 'dtype') {
       dtype++;
       differing++;
       issues.push({
@@ -167,7 +182,7 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
         param: t.name,
         detail: `${t.name}: ${c.dtype}, source ${t.dtype}`,
       });
-    } else if (c.digest !== t.digest) {
+    } else if (change === 'differs') {
       differing++;
       issues.push({
         type: 'PARAM_MISMATCH',
@@ -215,16 +230,6 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
   return { status: structural(missing + extra, shape, dtype) ?? 'DIVERGED', issues, ...base };
 }
 
-function sameTensor(a: FileEntry['tensors'][number], b: FileEntry['tensors'][number]): boolean {
-  return (
-    a === b ||
-    (a.digest === b.digest &&
-      a.dtype === b.dtype &&
-      a.shape.length === b.shape.length &&
-      a.shape.every((d, i) => d === b.shape[i]))
-  );
-}
-
 function structural(
   count: number,
   shape: number,
@@ -267,6 +272,8 @@ export function describeStatus(e: FileEntry, s: FileStatus, src?: FileEntry): st
   switch (s.status) {
     case 'SOURCE':
       return 'source';
+    case 'VERSION':
+      return `an earlier version of ${s.source ?? 'the source'}`;
     case 'IN_SYNC':
       return `in sync with ${s.source}`;
     case 'STALE':

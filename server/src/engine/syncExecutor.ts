@@ -7,6 +7,7 @@
 import { copyFile, lstat, mkdir, realpath } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { type Checkpoint, openCheckpoint } from '../formats/checkpoint';
+import { isFormatError } from '../formats/errors';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import { ensureRealDir } from '../io/realDir';
 import * as N from '../formats/pickle/nodes';
@@ -268,10 +269,13 @@ export async function executeSync(
       }
       slot.src = src;
     } catch (e) {
+      const unsafe = isFormatError(e) ? e.unsafe : undefined;
       slot.err =
         e instanceof ChangedSincePlan || e instanceof LockBusy
           ? e.message
-          : `the source cannot be read: ${(e as Error).message}`;
+          : unsafe?.length
+            ? `the source ${lora.source} now names globals torch.load would run (${unsafe.map((u) => u.global).join(', ')}): never propagated`
+            : `the source cannot be read: ${(e as Error).message}`;
     }
     return slot;
   };
@@ -419,6 +423,13 @@ async function syncOne(
     return { path: rel, outcome: 'synced', reason: force ? 'forced' : 'synced', backup, entry };
   } catch (e) {
     if (e instanceof ChangedSincePlan) return { path: rel, outcome: 'skipped', reason: e.message };
+    // A copy that now names code and cannot be read either: the code is what the user must hear.
+    if (isFormatError(e) && e.unsafe?.length)
+      return {
+        path: rel,
+        outcome: 'refused',
+        reason: `the copy now names globals torch.load would run (${e.unsafe.map((u) => u.global).join(', ')}): never overwritten blindly`,
+      };
     return { path: rel, outcome: 'failed', reason: e instanceof ReadBackMismatch ? e.message : errText(e) };
   }
 }

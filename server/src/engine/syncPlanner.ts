@@ -52,7 +52,11 @@ function planLora(g: LoraGroup, statusOf: (e: FileEntry) => FileStatus, force: b
   const src = primarySource(g);
   const sources = g.sources.filter((s) => s.kind === 'lora');
   let blocked: string | undefined;
-  if (!src)
+  // An unsafe source outranks an unreadable one (a pickle may run its payload and then break).
+  const unsafeSource = g.broken.find((b) => b.role === 'source' && b.unsafeGlobals.length);
+  if (!src && unsafeSource)
+    blocked = `its source ${unsafeSource.path} is unsafe (${unsafeSource.unsafeGlobals.join(', ')}): it would run code on torch.load and is never propagated`;
+  else if (!src)
     blocked = g.sources.length
       ? `its source ${g.sources[0].path} cannot be read`
       : 'it has no source in a source folder';

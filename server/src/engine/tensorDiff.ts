@@ -21,7 +21,9 @@ import type { Checkpoint, TensorInfo } from '../formats/checkpoint';
 import { readTensorBytes } from '../formats/fingerprint';
 import { getKey, mappingEntries } from '../formats/pickle/nodes';
 import { itemSize, numelOf, type TorchDtype } from '../formats/dtypes';
+import { readFull } from '../io/readAhead';
 import { loraTensorName } from './loraFile';
+import { tensorChange } from './tensorChange';
 
 export type TensorDiffKind = 'equal' | 'differs' | 'shape' | 'dtype' | 'missing' | 'extra';
 
@@ -107,16 +109,13 @@ export async function diffTensors(copy: DiffFile, source: DiffFile, opts: DiffOp
       out.push({ name: t.name, kind: 'extra' });
       continue;
     }
-    if (t.shape.join() !== s.shape.join()) {
-      out.push({ name: t.name, kind: 'shape', source: { dtype: s.dtype, shape: s.shape } });
-      continue;
-    }
-    if (t.dtype !== s.dtype) {
-      out.push({ name: t.name, kind: 'dtype', source: { dtype: s.dtype, shape: s.shape } });
+    const change = tensorChange(t, s);
+    if (change === 'shape' || change === 'dtype') {
+      out.push({ name: t.name, kind: change, source: { dtype: s.dtype, shape: s.shape } });
       continue;
     }
     const numel = numelOf(t.shape);
-    if (t.digest === s.digest) {
+    if (change === 'equal') {
       out.push({ name: t.name, kind: 'equal', numel });
       continue;
     }
@@ -182,13 +181,9 @@ async function byteSource(c: Checkpoint, t: TensorInfo): Promise<ByteSource> {
       inflated.copy(into, 0, start + from, start + from + len);
     };
   const base = t.storage.offset + start;
+  const shrank = () => new Error(`${c.path}: the file shrank while it was read (${t.path})`);
   return async (into, from, len) => {
-    let got = 0;
-    while (got < len) {
-      const { bytesRead } = await c.fh.read(into, got, len - got, base + from + got);
-      if (bytesRead === 0) throw new Error(`${c.path}: the file shrank while it was read (${t.path})`);
-      got += bytesRead;
-    }
+    await readFull(c.fh, into.subarray(0, len), base + from, shrank);
   };
 }
 

@@ -1,107 +1,56 @@
 /**
  * A workspace: the root folder, its config, and the engine's view of it (entries, copy map,
- * statuses). The CLI and the language server both drive the engine through this class.
+ * statuses). The CLI and the language server both drive the engine through this class. It owns the
+ * state (declared together at the top of the class); the disk listing and file keys are in
+ * scanner.ts, the reports in workspaceReports.ts, the temporary-file sweep in tempSweep.ts.
  */
-import { readdir, unlink } from 'node:fs/promises';
-import { lstatSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve, sep } from 'node:path';
-import fg from 'fast-glob';
+import { join, resolve } from 'node:path';
 import { type EngineConfig, STATE_DIR, loadConfig } from './config';
 import { type FileEntry, isSourcePath, makeEntry, readEntry } from './loraFile';
-import { CopyIndex, type CopyMap, type LoraGroup, primarySource } from './copyMap';
+import { CopyIndex, type CopyMap, type LoraGroup } from './copyMap';
 import { type CachedFile, type FileKey, IndexCache, sameKey } from './indexCache';
-import micromatch from 'micromatch';
-import { describeStatus, type FileStatus, type Issue, SOUND, statusOf, type Status, STATUSES } from './statusRules';
+import { type FileStatus, statusOf, type Status } from './statusRules';
 import { planSync, type PlannedLora, type PlanOptions } from './syncPlanner';
 import { executeSync, type SyncOptions, type SyncResult, withoutEntries } from './syncExecutor';
-import { History, type HistoryEvent } from './history';
+import { History } from './history';
 import { readEntries } from './entryPool';
 import { EntryInterner } from './entryIntern';
 import { removeAbandonedLocks } from './loraLock';
-import { ownStartTicks, processAlive } from '../io/processIdentity';
+import {
+  entryKey,
+  fileKey,
+  fileKeySync,
+  includedMatcher,
+  isClean,
+  listCheckpoints,
+  racyWindowMs,
+  relPath,
+  unreadableEntry,
+} from './scanner';
+import { syncEvents } from './syncEvents';
+import { removeStaleTempFiles } from './tempSweep';
+import {
+  fileReport,
+  report,
+  type StatusReport,
+  type Stats,
+  stats,
+  type VerifyReport,
+  verify,
+  type FileReport,
+  type ReportSource,
+} from './workspaceReports';
 import { ensureRealDir } from '../io/realDir';
-import { isTempFile, tempFileOwner, TEMP_MARK } from '../io/atomicWrite';
 import { faultClock } from '../io/faults';
 
-/**
- * How recent an mtime must be, at the time its key is taken, for the key not to be trusted later: more
- * than the timestamp tick of the file system. Where mtimes have a fraction of a second (ext4, xfs,
- * btrfs: one kernel tick, at most 10 ms; exFAT 10 ms; NTFS 100 ns), 100 ms; where they are whole
- * seconds (FAT's 2 s, HFS+'s 1 s), 3 s. Files written less than this before a read are read again once.
- */
-function racyWindowMs(mtimeNs: string): number {
-  return mtimeNs.endsWith('000000000') ? 3000 : 100;
-}
-
-/** Temporary files of a killed write, anywhere under the root (dot folders excepted, as in scans). */
-const TEMP_GLOB = `**/.*${TEMP_MARK}*`;
+export type { FileReport, LoraReport, Stats, StatusReport, VerifyReport } from './workspaceReports';
+export { fileKey, relPath };
 
 export interface ScanOptions {
   onProgress?: (done: number, total: number) => void;
   cancelled?: () => boolean;
   /** Read on worker threads too (default: when there are enough files to read for it to pay). */
   workers?: boolean;
-}
-
-export interface FileReport {
-  path: string;
-  role: 'source' | 'copy' | null;
-  lora_id: string | null;
-  status: Status | 'UNRECOGNIZED';
-  message: string;
-  issues: Issue[];
-}
-
-export interface LoraReport {
-  id: string;
-  name: string;
-  source: string | null;
-  sources: string[];
-  copies: Array<{ path: string; status: Status }>;
-  problems: number;
-}
-
-export interface Stats {
-  total_loras_tracked: number;
-  total_copies_tracked: number;
-  total_syncs_performed: number;
-  average_copies_per_lora: number;
-  files: number;
-  unrecognized: number;
-  by_status: Record<string, number>;
-}
-
-export interface StatusReport {
-  root: string;
-  stats: Stats;
-  loras: LoraReport[];
-  files: FileReport[];
-}
-
-export interface VerifyReport {
-  is_consistent: boolean;
-  issues: Issue[];
-  loras: Array<{ id: string; name: string; is_consistent: boolean; issues: Issue[] }>;
-}
-
-/** A path with no '.', '..' or empty segment and no trailing '/': string prefixes then say what path.relative would. */
-const isClean = (p: string) => !/(^|\/)\.{1,2}(\/|$)|\/\/|.\/$/.test(p);
-let lastRoot = '';
-let lastRootClean = false;
-
-/** Relative path with '/' separators, NFC: how every path is shown and keyed. */
-export function relPath(root: string, abs: string): string {
-  // Fast path for what listings give (the root joined with a clean relative path): a scan does this per file.
-  if (sep === '/' && abs.length > root.length + 1 && abs.charCodeAt(root.length) === 47 && abs.startsWith(root)) {
-    if (root !== lastRoot) {
-      lastRoot = root;
-      lastRootClean = root.startsWith('/') && isClean(root);
-    }
-    const rest = abs.slice(root.length + 1);
-    if (lastRootClean && rest.charCodeAt(0) !== 47 && isClean(rest))
-      return /[^\x00-\x7f]/.test(rest) ? rest.normalize('NFC') : rest;
-  }
-  return relative(root, abs).split(sep).join('/').normalize('NFC');
 }
 
 /** A file whose status changed (before undefined: new file; after undefined: gone or not a LoRA file any more). */
@@ -140,6 +89,25 @@ export class Workspace {
 
   /** Read and report only (an untrusted workspace): no sync, no cache, no history written. */
   private readOnly = false;
+  /** Temporary files the last listing saw (relative); swept by the next sync. */
+  private tempsSeen: string[] = [];
+  /**
+   * Racily clean files (git's term): read while their mtime was within racyWindowMs of the time their
+   * key was taken. A file rewritten in place again within the same timestamp tick, with the same size,
+   * keeps its (size, mtime, inode) key although its bytes changed; so these keys are not trusted: the
+   * next scan or update reads the file again (and the cache saves them with a key no file has).
+   * Once read when its mtime is older than that, a file's key is trusted again.
+   */
+  private readonly racy = new Set<string>();
+  /** A cache save is due (scheduleCacheSave), and its timer. */
+  private cacheDirty = false;
+  private saveTimer: NodeJS.Timeout | undefined;
+  /** How long the last cache save took (ms), for the save delay. */
+  private lastSaveMs = 0;
+  /** The include and exclude globs, compiled once (see included). */
+  private matchers: ((rel: string) => boolean) | undefined;
+  /** The root is absolute with no '.', '..' or empty segment (see noteAbs). */
+  private readonly rootClean: boolean;
 
   /** From now on nothing is written under this root, not even the engine's own state. */
   setReadOnly(): void {
@@ -171,22 +139,10 @@ export class Workspace {
    * so a sync need not walk the workspace again to sweep them.
    */
   private async listRelative(): Promise<string[]> {
-    const listed = await fg([...this.cfg.include, TEMP_GLOB], {
-      cwd: this.root,
-      ignore: this.cfg.exclude,
-      onlyFiles: true,
-      followSymbolicLinks: false,
-      dot: false,
-      suppressErrors: true,
-    });
-    const files: string[] = [];
-    const temps: string[] = [];
-    for (const r of listed) (isTempFile(r.slice(r.lastIndexOf('/') + 1)) ? temps : files).push(r);
+    const { files, temps } = await listCheckpoints(this.root, this.cfg);
     this.tempsSeen = temps;
     return files;
   }
-  /** Temporary files the last listing saw (relative); swept by the next sync. */
-  private tempsSeen: string[] = [];
 
   /** Where a listed file is: what the listing's own `absolute` option gave (path.resolve), without a resolve per file. */
   private absOfListed(onDisk: string): string {
@@ -243,7 +199,7 @@ export class Workspace {
     });
     toRead.forEach((f, i) => {
       const r = results[i];
-      const entry = r.ok ? r.entry : this.unreadable(f.rel, r.code, r.message);
+      const entry = r.ok ? r.entry : unreadableEntry(f.rel, this.cfg, r.code, r.message);
       updates.push([f.rel, entry]);
       this.noteRacy(f.rel, entry, started);
       this.noteAbs(f.rel, f.abs);
@@ -304,22 +260,10 @@ export class Workspace {
     return changes;
   }
 
-  /**
-   * Racily clean files (git's term): read while their mtime was within racyWindowMs of the time their
-   * key was taken. A file rewritten in place again within the same timestamp tick, with the same size,
-   * keeps its (size, mtime, inode) key although its bytes changed; so these keys are not trusted: the
-   * next scan or update reads the file again (and the cache saves them with a key no file has).
-   * Once read when its mtime is older than that, a file's key is trusted again.
-   */
-  private readonly racy = new Set<string>();
-
   private noteRacy(rel: string, e: FileEntry, keyTakenAfter: number): void {
     if (e.mtimeMs >= keyTakenAfter - racyWindowMs(e.mtimeNs)) this.racy.add(rel);
     else this.racy.delete(rel);
   }
-
-  private saveTimer: NodeJS.Timeout | undefined;
-  private cacheDirty = false;
 
   /** Incremental updates write the cache a moment later, so a burst of changes costs one write. */
   private scheduleCacheSave(): void {
@@ -331,8 +275,6 @@ export class Workspace {
     }, cacheSaveDelayMs(this.lastSaveMs));
     this.saveTimer.unref();
   }
-  /** How long the last cache save took (ms), for the save delay. */
-  private lastSaveMs = 0;
 
   /** Writes the cache now if anything changed since it was last written. */
   async flushCache(): Promise<void> {
@@ -344,45 +286,16 @@ export class Workspace {
   }
 
   private included(rel: string): boolean {
-    // micromatch.isMatch compiles the globs at every call; these are compiled once (matcher takes a
-    // list as isMatch does, whatever its typings say).
-    this.matchers ??= {
-      include: micromatch.matcher(this.cfg.include as unknown as string),
-      exclude: micromatch.matcher(this.cfg.exclude as unknown as string),
-    };
-    return (
-      !rel.split('/').some((seg) => seg.startsWith('.')) && this.matchers.include(rel) && !this.matchers.exclude(rel)
-    );
+    this.matchers ??= includedMatcher(this.cfg);
+    return this.matchers(rel);
   }
-  private matchers: { include: (s: string) => boolean; exclude: (s: string) => boolean } | undefined;
 
   private async readOne(abs: string, rel: string, key?: FileKey): Promise<FileEntry> {
     try {
       return await readEntry(abs, rel, this.cfg, key);
     } catch (e) {
-      return this.unreadable(rel, (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', (e as Error).message);
+      return unreadableEntry(rel, this.cfg, (e as NodeJS.ErrnoException).code ?? 'IO_ERROR', (e as Error).message);
     }
-  }
-
-  /** A file that vanished or cannot be opened (permissions): reported, never a reason to stop. */
-  private unreadable(rel: string, code: string, message: string): FileEntry {
-    return makeEntry({
-      path: rel,
-      size: 0,
-      mtimeMs: 0,
-      mtimeNs: '0',
-      ino: 0,
-      kind: 'corrupt',
-      role: isSourcePath(rel, this.cfg) ? 'source' : 'copy',
-      unsafeGlobals: [],
-      tensors: [],
-      tensorsDigest: '',
-      metaDigest: '',
-      metaKeys: {},
-      copyKeys: [],
-      syncInfo: {},
-      error: { code, message },
-    });
   }
 
   /** Applies new entries (undefined = gone) and recomputes the statuses of the LoRAs they touch. */
@@ -515,91 +428,36 @@ export class Workspace {
     if (abs === joined) this.absOf.delete(rel);
     else this.absOf.set(rel, abs);
   }
-  /** The root is absolute with no '.', '..' or empty segment (see noteAbs). */
-  private readonly rootClean: boolean;
 
-  private sourceEntry(rel: string): FileEntry | undefined {
-    const s = this.statuses.get(rel)?.source;
-    return s ? this.entries.get(s) : undefined;
+  // ---- reports (workspaceReports.ts) ----
+
+  /** What the reports read: this workspace's state, read-only. */
+  private reportSource(): ReportSource {
+    return {
+      root: this.root,
+      history: this.history,
+      copyMap: () => this.copyMap(),
+      entry: (rel) => this.entries.get(rel),
+      entries: () => this.entries.values(),
+      fileCount: () => this.entries.size,
+      status: (rel) => this.statuses.get(rel),
+      statuses: () => this.statuses.values(),
+      groupOf: (rel) => this.index.groupOf(rel),
+    };
   }
 
   fileReport(e: FileEntry): FileReport {
-    const s = this.statuses.get(e.path);
-    if (!s)
-      return {
-        path: e.path,
-        role: null,
-        lora_id: null,
-        status: 'UNRECOGNIZED',
-        message: `not a LoRA checkpoint${e.error ? `: ${e.error.message}` : ''}; left alone`,
-        issues: [],
-      };
-    // An unreadable file has no id of its own: it belongs to the LoRA its name attached it to.
-    return {
-      path: e.path,
-      role: e.role ?? null,
-      lora_id: e.loraId ?? this.index.groupOf(e.path)?.id ?? null,
-      status: s.status,
-      message: describeStatus(e, s, this.sourceEntry(e.path)),
-      issues: s.issues,
-    };
+    return fileReport(this.reportSource(), e);
   }
-
-  async stats(): Promise<Stats> {
-    const by: Record<string, number> = Object.fromEntries(STATUSES.map((s) => [s, 0]));
-    for (const s of this.statuses.values()) by[s.status]++;
-    const map = this.copyMap();
-    const loras = map.loras.size;
-    const copies = [...map.loras.values()].reduce(
-      (n, g) => n + g.copies.length + g.broken.filter((b) => b.role === 'copy').length,
-      0,
-    );
-    const { events } = await this.history.read();
-    return {
-      total_loras_tracked: loras,
-      total_copies_tracked: copies,
-      total_syncs_performed: events.filter((e) => e.event === 'SYNC' && (e.synced_copies ?? 0) > 0).length,
-      average_copies_per_lora: loras ? Math.round((copies / loras) * 100) / 100 : 0,
-      files: this.entries.size,
-      unrecognized: map.unrecognized.length,
-      by_status: by,
-    };
+  stats(): Promise<Stats> {
+    return stats(this.reportSource());
   }
-
-  async report(): Promise<StatusReport> {
-    const loras: LoraReport[] = [...this.copyMap().loras.values()].map((g) => {
-      const files = [...g.sources, ...g.copies, ...g.broken];
-      const copies = [...g.copies, ...g.broken.filter((b) => b.role === 'copy')].sort((a, b) =>
-        a.path < b.path ? -1 : 1,
-      );
-      return {
-        id: g.id,
-        name: g.name,
-        source: primarySource(g)?.path ?? null,
-        sources: g.sources.map((s) => s.path),
-        copies: copies.map((c) => ({ path: c.path, status: this.statuses.get(c.path)!.status })),
-        problems: files.filter((f) => !SOUND.has(this.statuses.get(f.path)!.status)).length,
-      };
-    });
-    const files = [...this.entries.values()]
-      .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-      .map((e) => this.fileReport(e));
-    return { root: this.root, stats: await this.stats(), loras, files };
+  report(): Promise<StatusReport> {
+    return report(this.reportSource());
   }
-
   /** The seed's verify_sync_integrity: for one LoRA or all, {is_consistent, issues}. */
   verify(loraIds?: string[]): VerifyReport {
-    const out: VerifyReport['loras'] = [];
-    for (const g of this.copyMap().loras.values()) {
-      if (loraIds && !loraIds.includes(g.id)) continue;
-      const issues = [...g.sources, ...g.copies, ...g.broken].flatMap((f) => {
-        const s = this.statuses.get(f.path)!;
-        if (SOUND.has(s.status)) return [];
-        return s.issues.length ? s.issues : [{ type: 'PARAM_MISMATCH' as const, file: f.path, detail: s.status }];
-      });
-      out.push({ id: g.id, name: g.name, is_consistent: issues.length === 0, issues });
-    }
-    return { is_consistent: out.every((l) => l.is_consistent), issues: out.flatMap((l) => l.issues), loras: out };
+    return verify(this.reportSource(), loraIds);
   }
 
   plan(opts: PlanOptions = {}): PlannedLora[] {
@@ -629,43 +487,7 @@ export class Workspace {
       },
       opts,
     );
-    const time = (opts.now ?? (() => new Date()))().toISOString();
-    const events: HistoryEvent[] = [];
-    for (const l of res.loras) {
-      const acted = l.copies.filter((c) => c.outcome === 'synced' || c.outcome === 'failed');
-      if (!acted.length && !l.copies.some((c) => c.outcome === 'skipped' && c.reason !== 'already in sync')) continue;
-      const failed = l.copies.filter((c) => c.outcome === 'failed');
-      events.push({
-        time,
-        event: 'SYNC',
-        lora_id: l.id,
-        name: l.name,
-        match_idx: opts.match,
-        reason: opts.reason,
-        synced_copies: l.copies.filter((c) => c.outcome === 'synced').length,
-        failed_copies: failed.length,
-        skipped_copies: l.copies.filter((c) => c.outcome === 'skipped' || c.outcome === 'refused').length,
-        total_copies: l.copies.length,
-        ...(failed.length
-          ? {
-              files: failed.map((f) => f.path),
-              details: { failures: Object.fromEntries(failed.map((f) => [f.path, f.reason])) },
-            }
-          : {}),
-      });
-      for (const c of l.copies) {
-        if (c.backup && c.outcome === 'synced')
-          events.push({
-            time,
-            event: 'FORCE_OVERWRITE',
-            lora_id: l.id,
-            name: l.name,
-            reason: opts.reason,
-            files: [c.path],
-            backup: c.backup,
-          });
-      }
-    }
+    const events = syncEvents(res, opts);
     // Copies already written stay written: a history that cannot be appended to is reported, not fatal.
     let historyError: string | undefined;
     if (events.length)
@@ -685,6 +507,17 @@ export class Workspace {
     return historyError ? { ...out, historyError } : out;
   }
 
+  /** Sweeps temporary files of killed writes (tempSweep.ts): near `targets`, or everywhere. */
+  removeStaleTempFiles(targets?: readonly string[]): Promise<string[]> {
+    return removeStaleTempFiles(
+      this.root,
+      this.cfg.exclude,
+      targets,
+      () => this.tempsSeen.map((r) => this.absOfListed(r)),
+      (r) => this.abs(r),
+    );
+  }
+
   /** Records a verify run in the history, one event per LoRA. */
   async recordVerify(v: VerifyReport): Promise<void> {
     if (this.readOnly) return;
@@ -700,56 +533,6 @@ export class Workspace {
       })),
     );
   }
-
-  /**
-   * Temporary files left by a write that was killed: `.<name>.lora-sync-tmp-<pid>-<rand>`. Removed
-   * when the process that made them is gone (a live one may still be writing). Looked for in the
-   * folders of `targets` (the copies a sync is about to write), in what the last listing saw, and in
-   * the state folder; with no targets, in the whole workspace.
-   */
-  async removeStaleTempFiles(targets?: readonly string[]): Promise<string[]> {
-    let temps: string[];
-    if (!targets) {
-      temps = await fg(TEMP_GLOB, {
-        cwd: this.root,
-        ignore: this.cfg.exclude,
-        dot: false,
-        absolute: true,
-        onlyFiles: true,
-        followSymbolicLinks: false,
-        suppressErrors: true,
-      });
-    } else {
-      const found = new Set(this.tempsSeen.map((r) => this.absOfListed(r)));
-      for (const dir of new Set(targets.map((r) => dirname(this.abs(r))))) {
-        for (const name of await readdir(dir).catch(() => [] as string[]))
-          if (isTempFile(name)) found.add(join(dir, name));
-      }
-      temps = [...found];
-    }
-    // The engine's own state folder is excluded from scans, but its cache is written the same way.
-    const state = join(this.root, STATE_DIR);
-    for (const name of await readdir(state).catch(() => [] as string[]))
-      if (isTempFile(name)) temps.push(join(state, name));
-    const removed: string[] = [];
-    for (const t of temps) {
-      const name = basename(t);
-      if (!isTempFile(name)) continue;
-      const owner = tempFileOwner(name);
-      if (owner && owner.pid === process.pid && (owner.start === undefined || owner.start === ownStartTicks()))
-        continue; // ours, being written
-      if (owner && owner.pid !== process.pid && processAlive(owner.pid, owner.start)) continue;
-      // Reported only when it was there and is gone (the listing that saw it may be old).
-      if (
-        await unlink(t).then(
-          () => true,
-          () => false,
-        )
-      )
-        removed.push(relPath(this.root, t));
-    }
-    return removed;
-  }
 }
 
 /**
@@ -760,27 +543,6 @@ export class Workspace {
  */
 export function cacheSaveDelayMs(lastSaveMs: number): number {
   return Math.min(60_000, Math.max(2000, 20 * lastSaveMs));
-}
-
-/** The key an entry was read with. */
-function entryKey(e: FileEntry): FileKey {
-  return { size: e.size, mtimeNs: e.mtimeNs, ino: e.ino };
-}
-
-/** (size, mtime in ns, inode) of a regular file; undefined when it is gone or not a file. Links are not followed. */
-export async function fileKey(abs: string): Promise<FileKey | undefined> {
-  return fileKeySync(abs);
-}
-
-function fileKeySync(abs: string): FileKey | undefined {
-  try {
-    // Synchronous: microseconds, where an asynchronous lstat waits on the thread pool.
-    const st = lstatSync(abs, { bigint: true });
-    if (!st.isFile()) return undefined;
-    return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
-  } catch {
-    return undefined;
-  }
 }
 
 export { STATE_DIR };

@@ -5,7 +5,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { FormatError } from './errors';
+import { FormatError, isFormatError } from './errors';
 import { decodePickle } from './pickle/decoder';
 import type { PyGlobal, PyNode } from './pickle/nodes';
 import { ZipReader, type ZipRecord } from './zip/zipReader';
@@ -14,6 +14,15 @@ import { findTensors, isContiguous, type TensorCall } from './torch/torchPickle'
 import { looksLegacy, readLegacy } from './torch/legacy';
 import { isSafetensors, readSafetensors } from './safetensors';
 import { safetyFindings, type SafetyFinding } from './safety';
+import {
+  LEGACY_PICKLES,
+  scanDataPkl,
+  scanLegacyStream,
+  scanZipLeniently,
+  startsLikePickle,
+  trailingAfterFirst,
+  withFindings,
+} from './fileSafety';
 import { MemoryHandle, SMALL_FILE_BYTES } from '../io/memoryHandle';
 
 export type CheckpointFormat = 'torch-zip' | 'torch-legacy' | 'torchscript' | 'safetensors';
@@ -164,12 +173,35 @@ export async function openCheckpoint(path: string, opts: OpenOptions = {}): Prom
       case 'safetensors':
         return await openSafetensors(path, fh, size, small);
       default:
+        // torch.load unpickles such a file before it checks the magic number: judge what it would run.
+        if (startsLikePickle(head)) await judgePlainPickle(fh, size, small);
         throw new FormatError('NOT_A_CHECKPOINT', 'not a torch checkpoint (zip or legacy) nor a safetensors file');
     }
   } catch (e) {
     await fh.close().catch(() => undefined);
     throw e;
   }
+}
+
+/** A plain pickle (no legacy header): a finding makes it an unsafe file, not merely an unrecognized one. */
+async function judgePlainPickle(fh: FileHandle, size: number, bytes?: Buffer): Promise<void> {
+  const { findings } = await scanLegacyStream(fh, size, bytes);
+  if (findings.length)
+    throw withFindings(
+      new FormatError(
+        'NOT_A_CHECKPOINT',
+        'a plain pickle, not a torch checkpoint: torch.load unpickles it (running what it names) before it checks the magic number',
+      ),
+      findings,
+    );
+}
+
+/** Scan findings first, then any global the decoder listed that the scan did not (belt and braces). */
+function mergeFindings(scanned: SafetyFinding[], decodedGlobals: PyGlobal[]): SafetyFinding[] {
+  const out = [...scanned];
+  const seen = new Set(scanned.map((f) => f.global));
+  for (const f of safetyFindings(decodedGlobals)) if (!seen.has(f.global)) out.push(f);
+  return out;
 }
 
 /** Opens, runs `fn`, always closes. */
@@ -223,12 +255,48 @@ async function openZip(
   opts: OpenOptions,
   bytes?: Buffer,
 ): Promise<Checkpoint> {
-  const zip = bytes ? ZipReader.fromBytes(bytes) : await ZipReader.fromFileHandle(fh, size);
+  let zip: ZipReader;
+  try {
+    zip = bytes ? ZipReader.fromBytes(bytes) : await ZipReader.fromFileHandle(fh, size);
+  } catch (e) {
+    // Refused here, perhaps read by torch's laxer reader: its data.pkl is judged all the same.
+    throw isFormatError(e) ? withFindings(e, await scanZipLeniently(fh, size, bytes)) : e;
+  }
   // torch.load takes the one record named <prefix>/data.pkl; records outside a folder are rejected.
   const pkl = zip.records.filter((r) => /^[^/]+\/data\.pkl$/.test(r.name));
   if (pkl.length === 0)
     throw new FormatError('MISSING_RECORD', 'no <archive>/data.pkl record: not a torch checkpoint', 'data.pkl');
-  if (pkl.length > 1) throw new FormatError('ZIP_BAD_STRUCTURE', 'more than one data.pkl record');
+  const pklOpts = { maxBytes: opts.maxPickleBytes ?? 256 * 1024 * 1024 };
+  if (pkl.length > 1) {
+    // Which one a loader takes is its own business: each is judged.
+    const findings: SafetyFinding[] = [];
+    for (const r of pkl) {
+      const b = zip.readInMemory(r, pklOpts) ?? (await zip.read(r, pklOpts));
+      findings.push(...scanDataPkl(b, r.name).findings);
+    }
+    throw withFindings(new FormatError('ZIP_BAD_STRUCTURE', 'more than one data.pkl record'), findings);
+  }
+  const pickleBytes = zip.readInMemory(pkl[0], pklOpts) ?? (await zip.read(pkl[0], pklOpts));
+  const safety = scanDataPkl(pickleBytes, pkl[0].name);
+  try {
+    return await openZipPickle(path, fh, size, zip, pkl[0], pickleBytes, safety.findings, bytes, safety.scan);
+  } catch (e) {
+    throw withFindings(e, safety.findings);
+  }
+}
+
+async function openZipPickle(
+  path: string,
+  fh: FileHandle,
+  size: number,
+  zip: ZipReader,
+  pklRecord: ZipRecord,
+  pickleBytes: Buffer,
+  findings: SafetyFinding[],
+  bytes: Buffer | undefined,
+  scan: ReturnType<typeof scanDataPkl>['scan'],
+): Promise<Checkpoint> {
+  const pkl = [pklRecord];
   const prefix = pkl[0].name.slice(0, -'/data.pkl'.length);
   const versionRec = zip.get(`${prefix}/version`) ?? zip.get(`${prefix}/.data/version`);
   if (!versionRec) throw new FormatError('MISSING_RECORD', `no ${prefix}/version record`, `${prefix}/version`);
@@ -238,9 +306,14 @@ async function openZip(
   if (!/^\d+$/.test(version))
     throw new FormatError('BAD_VERSION', `version record says ${JSON.stringify(version.slice(0, 20))}`);
   const format: CheckpointFormat = zip.get(`${prefix}/constants.pkl`) ? 'torchscript' : 'torch-zip';
-  const pklOpts = { maxBytes: opts.maxPickleBytes ?? 256 * 1024 * 1024 };
-  const pickleBytes = zip.readInMemory(pkl[0], pklOpts) ?? (await zip.read(pkl[0], pklOpts));
   const decoded = decodePickle(pickleBytes);
+  const trailing = trailingAfterFirst(scan, pickleBytes.length);
+  if (trailing !== undefined)
+    throw new FormatError(
+      'TRAILING_DATA',
+      `${pickleBytes.length - trailing} bytes follow the pickle's STOP in ${pkl[0].name} (torch.save writes none)`,
+      pkl[0].name,
+    );
   const calls = findTensors(decoded.root);
   // Each DEFLATE storage is inflated into memory: bound their sum before inflating any (a zip bomb
   // of many honest 500 MB records in a 5 MB file would otherwise take gigabytes).
@@ -296,7 +369,7 @@ async function openZip(
     tensors: tensorInfos(calls, storages),
     storages,
     globals: decoded.globals,
-    unsafe: safetyFindings(decoded.globals),
+    unsafe: mergeFindings(findings, decoded.globals),
     fh,
     zip,
     close: () => fh.close(),
@@ -306,6 +379,22 @@ async function openZip(
 }
 
 async function openLegacy(path: string, fh: FileHandle, size: number, bytes?: Buffer): Promise<Checkpoint> {
+  const safety = await scanLegacyStream(fh, size, bytes);
+  try {
+    return await openLegacyChecked(path, fh, size, bytes, safety.findings, safety.scan.pickles);
+  } catch (e) {
+    throw withFindings(e, safety.findings);
+  }
+}
+
+async function openLegacyChecked(
+  path: string,
+  fh: FileHandle,
+  size: number,
+  bytes: Buffer | undefined,
+  findings: SafetyFinding[],
+  pickles: ReadonlyArray<{ end: number }>,
+): Promise<Checkpoint> {
   const legacy = await readLegacy(fh, size);
   const calls = findTensors(legacy.object.root);
   const storages = new Map<string, StorageInfo>();
@@ -329,6 +418,17 @@ async function openLegacy(path: string, fh: FileHandle, size: number, bytes?: Bu
       byteLength: loc.numel * itemSize(t.storage.dtype),
     });
   }
+  // torch.save ends the file with the last storage (or the storage keys when there is none).
+  let end = pickles.length >= LEGACY_PICKLES ? pickles[LEGACY_PICKLES - 1].end : size;
+  for (const s of legacy.storages.values()) {
+    const info = storages.get(s.key);
+    end = Math.max(end, s.offset + (info ? info.byteLength : 0));
+  }
+  if (end < size)
+    throw new FormatError(
+      'TRAILING_DATA',
+      `${size - end} bytes follow the last storage of this legacy checkpoint (torch.save writes none)`,
+    );
   return {
     path,
     format: 'torch-legacy',
@@ -338,7 +438,7 @@ async function openLegacy(path: string, fh: FileHandle, size: number, bytes?: Bu
     tensors: tensorInfos(calls, storages),
     storages,
     globals: legacy.globals,
-    unsafe: safetyFindings(legacy.globals),
+    unsafe: mergeFindings(findings, legacy.globals),
     fh,
     close: () => fh.close(),
     inMemory: !!bytes,
@@ -347,7 +447,16 @@ async function openLegacy(path: string, fh: FileHandle, size: number, bytes?: Bu
 }
 
 async function openSafetensors(path: string, fh: FileHandle, size: number, bytes?: Buffer): Promise<Checkpoint> {
-  const st = await readSafetensors(fh, size);
+  // torch.load reads a safetensors file down its legacy path too, as a pickle from byte 0: a crafted
+  // header length can land the unpickler inside the JSON header. Judged like any plain pickle.
+  const head = bytes ?? Buffer.alloc(0);
+  const { findings } = bytes && !startsLikePickle(head) ? { findings: [] } : await scanLegacyStream(fh, size, bytes);
+  let st: Awaited<ReturnType<typeof readSafetensors>>;
+  try {
+    st = await readSafetensors(fh, size);
+  } catch (e) {
+    throw withFindings(e, findings);
+  }
   const storages = new Map<string, StorageInfo>();
   const tensors: TensorInfo[] = st.tensors.map((t) => {
     const dtype = dtypeFromSafetensors(t.dtype);
@@ -378,7 +487,7 @@ async function openSafetensors(path: string, fh: FileHandle, size: number, bytes
     tensors,
     storages,
     globals: [],
-    unsafe: [],
+    unsafe: findings,
     safetensorsMetadata: st.metadata,
     fh,
     close: () => fh.close(),

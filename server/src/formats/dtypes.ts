@@ -24,10 +24,28 @@ export type TorchDtype =
   | 'quint8'
   | 'qint32';
 
+/** The safetensors codes of the dtypes the format has. */
+export type SafetensorsDtype =
+  | 'F64'
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'I64'
+  | 'I32'
+  | 'I16'
+  | 'I8'
+  | 'U8'
+  | 'BOOL'
+  | 'F8_E4M3'
+  | 'F8_E5M2'
+  | 'U16'
+  | 'U32'
+  | 'U64';
+
 interface DtypeInfo {
   itemSize: number;
   storage?: string;
-  safetensors?: string;
+  safetensors?: SafetensorsDtype;
 }
 
 const TABLE: Record<TorchDtype, DtypeInfo> = {
@@ -79,7 +97,11 @@ export function dtypeFromSafetensors(code: string): TorchDtype | undefined {
   return BY_SAFETENSORS.get(code);
 }
 
-export function safetensorsCodeOf(dtype: TorchDtype): string | undefined {
+export function isSafetensorsDtype(code: string): code is SafetensorsDtype {
+  return BY_SAFETENSORS.has(code);
+}
+
+export function safetensorsCodeOf(dtype: TorchDtype): SafetensorsDtype | undefined {
   return TABLE[dtype].safetensors;
 }
 

@@ -22,12 +22,18 @@ export type FormatErrorCode =
   // checkpoint
   | 'BAD_TENSOR' // a tensor rebuild call whose arguments make no sense
   | 'BAD_VERSION'
+  | 'TRAILING_DATA' // bytes after data.pkl's STOP or after a legacy file's last storage (torch.save writes none)
   // safetensors
   | 'SAFETENSORS_BAD_HEADER'
   | 'SAFETENSORS_BAD_TENSOR';
 
 export class FormatError extends Error {
   override readonly name = 'FormatError';
+  /**
+   * What the safety scan found in a file that then could not be read (formats/safety.ts findings):
+   * a file that breaks after its payload is still unsafe, and that outranks the error.
+   */
+  unsafe?: ReadonlyArray<{ type: 'UNSAFE_GLOBAL' | 'NAMESPACE_TAMPERING'; global: string; detail: string }>;
   constructor(
     readonly code: FormatErrorCode,
     message: string,

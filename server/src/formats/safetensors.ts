@@ -4,29 +4,18 @@
  * Layout: u64 little-endian header length N, N bytes of UTF-8 JSON (padded with spaces), then the data
  * buffer. Tensor `data_offsets` are relative to the start of the data buffer.
  *
- * The reader is stricter than JSON.parse: it uses its own small JSON parser so that duplicate keys
- * (which JSON.parse silently collapses) and non-integer offsets like `1e2` or `24.0` are rejected,
+ * The reader is stricter than JSON.parse: its own small JSON parser (strictJson.ts) lets duplicate
+ * keys (which JSON.parse silently collapses) and non-integer offsets like `1e2` or `24.0` be rejected,
  * matching what the reference Rust implementation (serde) refuses.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { PositionalWriter } from '../io/positionalWriter';
+import { readFull } from '../io/readAhead';
+import { dtypeFromSafetensors, isSafetensorsDtype, itemSize, type SafetensorsDtype } from './dtypes';
 import { FormatError } from './errors';
+import { type JsonValue, parseStrictJson } from './strictJson';
 
-export type SafetensorsDtype =
-  | 'F64'
-  | 'F32'
-  | 'F16'
-  | 'BF16'
-  | 'I64'
-  | 'I32'
-  | 'I16'
-  | 'I8'
-  | 'U8'
-  | 'BOOL'
-  | 'F8_E4M3'
-  | 'F8_E5M2'
-  | 'U16'
-  | 'U32'
-  | 'U64';
+export type { SafetensorsDtype } from './dtypes';
 
 export interface SafetensorsTensor {
   name: string;
@@ -61,38 +50,8 @@ export interface SafetensorsInput {
 /** Same limit as the reference implementation (100 MB). */
 export const MAX_HEADER_SIZE = 100_000_000;
 
-const DTYPES: Record<SafetensorsDtype, { size: number; torch: string }> = {
-  F64: { size: 8, torch: 'float64' },
-  F32: { size: 4, torch: 'float32' },
-  F16: { size: 2, torch: 'float16' },
-  BF16: { size: 2, torch: 'bfloat16' },
-  I64: { size: 8, torch: 'int64' },
-  I32: { size: 4, torch: 'int32' },
-  I16: { size: 2, torch: 'int16' },
-  I8: { size: 1, torch: 'int8' },
-  U8: { size: 1, torch: 'uint8' },
-  BOOL: { size: 1, torch: 'bool' },
-  F8_E4M3: { size: 1, torch: 'float8_e4m3fn' },
-  F8_E5M2: { size: 1, torch: 'float8_e5m2' },
-  U16: { size: 2, torch: 'uint16' },
-  U32: { size: 4, torch: 'uint32' },
-  U64: { size: 8, torch: 'uint64' },
-};
-
 const METADATA_KEY = '__metadata__';
 const COPY_CHUNK = 1 << 20;
-
-export function isSafetensorsDtype(s: string): s is SafetensorsDtype {
-  return Object.hasOwn(DTYPES, s);
-}
-
-export function safetensorsDtypeSize(dtype: SafetensorsDtype): number {
-  return DTYPES[dtype].size;
-}
-
-export function safetensorsTorchDtype(dtype: SafetensorsDtype): string {
-  return DTYPES[dtype].torch;
-}
 
 /** Cheap sniff from the first 9+ bytes: a plausible header length followed by `{`. */
 export function isSafetensors(head: Uint8Array, fileSize: number): boolean {
@@ -137,7 +96,7 @@ export function parseHeader(raw: Uint8Array, fileSize: number): SafetensorsFile 
   } catch {
     headerError('header is not valid UTF-8');
   }
-  const root = new JsonParser(text).parseDocument();
+  const root = parseStrictJson(text, (msg) => new FormatError('SAFETENSORS_BAD_HEADER', msg));
   if (root.kind !== 'object') headerError('header is not a JSON object');
 
   const dataStart = 8 + headerSize;
@@ -172,8 +131,9 @@ export async function writeSafetensors(
   prefix.writeBigUInt64LE(BigInt(padded), 0);
   header.copy(prefix, 8);
 
-  const w = new BatchWriter(out);
-  await w.push(prefix);
+  // LoRA files hold thousands of tiny tensors: one write call per tensor would dominate the time.
+  const w = new PositionalWriter(out, COPY_CHUNK);
+  await w.write(prefix);
   // Adjacent ranges of one source (the usual case when rewriting a file) are copied as one run,
   // so thousands of tiny tensors cost a few large reads instead of one read each.
   let run: { fh: FileHandle; offset: number; length: number; name: string } | null = null;
@@ -183,63 +143,28 @@ export async function writeSafetensors(
       run.length += d.length;
       continue;
     }
-    if (run) await w.pushRange(run.fh, run.offset, run.length, run.name);
+    if (run) await copyRun(w, run);
     run = null;
-    if (d instanceof Uint8Array) await w.push(d);
+    if (d instanceof Uint8Array) await w.write(d);
     else run = { fh: d.fh, offset: d.offset, length: d.length, name: t.name };
   }
-  if (run) await w.pushRange(run.fh, run.offset, run.length, run.name);
-  return w.finish();
+  if (run) await copyRun(w, run);
+  await w.flush();
+  return w.position;
 }
 
-/**
- * Gathers small writes into one buffer: LoRA files hold thousands of tiny tensors, and one
- * write call per tensor would dominate the time. Ranges of other files are read straight into it.
- */
-class BatchWriter {
-  private readonly buf = Buffer.allocUnsafe(COPY_CHUNK);
-  private used = 0;
-  private pos = 0;
-  constructor(private readonly out: FileHandle) {}
-
-  async push(data: Uint8Array): Promise<void> {
-    if (data.length >= COPY_CHUNK) {
-      await this.flush();
-      this.pos = await writeAll(this.out, data, this.pos);
-      return;
-    }
-    if (this.used + data.length > COPY_CHUNK) await this.flush();
-    this.buf.set(data, this.used);
-    this.used += data.length;
-  }
-
-  async pushRange(fh: FileHandle, offset: number, length: number, name: string): Promise<void> {
-    for (let done = 0; done < length; ) {
-      if (this.used === COPY_CHUNK) await this.flush();
-      const want = Math.min(COPY_CHUNK - this.used, length - done);
-      const { bytesRead } = await fh.read(this.buf, this.used, want, offset + done);
-      if (bytesRead === 0) {
-        throw new FormatError(
-          'SAFETENSORS_BAD_TENSOR',
-          `source data of tensor "${name}" (and any adjacent tensors copied with it) ended ${length - done} bytes early`,
-          name,
-        );
-      }
-      this.used += bytesRead;
-      done += bytesRead;
-    }
-  }
-
-  /** Returns the total number of bytes written. */
-  async finish(): Promise<number> {
-    await this.flush();
-    return this.pos;
-  }
-
-  private async flush(): Promise<void> {
-    this.pos = await writeAll(this.out, this.buf.subarray(0, this.used), this.pos);
-    this.used = 0;
-  }
+function copyRun(w: PositionalWriter, run: { fh: FileHandle; offset: number; length: number; name: string }) {
+  return w.copyFrom(
+    run.fh,
+    run.offset,
+    run.length,
+    (missing) =>
+      new FormatError(
+        'SAFETENSORS_BAD_TENSOR',
+        `source data of tensor "${run.name}" (and any adjacent tensors copied with it) ended ${missing} bytes early`,
+        run.name,
+      ),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -289,11 +214,12 @@ function toTensor(name: string, value: JsonValue, dataStart: number, dataSize: n
 
   // BigInt: a product of safe integers can overflow doubles, and a zero dim makes huge dims legal.
   const numel = shape.reduce((acc, d) => acc * BigInt(d), 1n);
-  const expected = numel * BigInt(DTYPES[dtype].size);
+  const torchDtype = dtypeFromSafetensors(dtype)!;
+  const expected = numel * BigInt(itemSize(torchDtype));
   if (expected !== BigInt(end - begin)) {
     bad(`spans ${end - begin} bytes but shape [${shape.join(', ')}] of ${dtype} needs ${expected}`);
   }
-  return { name, dtype, torchDtype: DTYPES[dtype].torch, shape, begin: dataStart + begin, end: dataStart + end };
+  return { name, dtype, torchDtype, shape, begin: dataStart + begin, end: dataStart + end };
 }
 
 function tensorError(name: string, msg: string): never {
@@ -363,7 +289,7 @@ function buildHeaderJson(tensors: SafetensorsInput[], metadata: Record<string, s
     if (!(t.data instanceof Uint8Array) && (!Number.isSafeInteger(t.data.offset) || t.data.offset < 0)) {
       bad(`bad source offset ${t.data.offset}`);
     }
-    const expected = t.shape.reduce((acc, d) => acc * BigInt(d), 1n) * BigInt(DTYPES[t.dtype].size);
+    const expected = t.shape.reduce((acc, d) => acc * BigInt(d), 1n) * BigInt(itemSize(dtypeFromSafetensors(t.dtype)!));
     if (!Number.isSafeInteger(length) || BigInt(length) !== expected)
       bad(`data is ${length} bytes, shape needs ${expected}`);
     const begin = offset;
@@ -382,181 +308,6 @@ function jsonString(s: string, what: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A minimal strict JSON parser: keeps number text, keeps key order, rejects duplicate keys.
-
-type JsonValue =
-  | { kind: 'object'; entries: Array<[string, JsonValue]> }
-  | { kind: 'array'; items: JsonValue[] }
-  | { kind: 'string'; value: string }
-  | { kind: 'number'; raw: string }
-  | { kind: 'literal'; value: true | false | null };
-
-/** A valid header needs depth 3 (root, entry, shape); this only bounds recursion on hostile input. */
-const MAX_DEPTH = 16;
-const NUMBER_RE = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-
-class JsonParser {
-  private pos = 0;
-  constructor(private readonly s: string) {}
-
-  parseDocument(): JsonValue {
-    this.skipWs();
-    const v = this.value(0);
-    this.skipWs();
-    if (this.pos !== this.s.length) this.fail('unexpected data after the JSON object');
-    return v;
-  }
-
-  private fail(msg: string): never {
-    headerError(`invalid JSON at character ${this.pos}: ${msg}`);
-  }
-
-  private skipWs(): void {
-    const s = this.s;
-    while (this.pos < s.length) {
-      const c = s.charCodeAt(this.pos);
-      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) break;
-      this.pos++;
-    }
-  }
-
-  private value(depth: number): JsonValue {
-    if (depth > MAX_DEPTH) this.fail('nested too deeply');
-    const c = this.s.charCodeAt(this.pos);
-    if (c === 0x7b /* { */) return this.object(depth);
-    if (c === 0x5b /* [ */) return this.array(depth);
-    if (c === 0x22 /* " */) return { kind: 'string', value: this.string() };
-    if (c === 0x74 /* t */) return this.literal('true', true);
-    if (c === 0x66 /* f */) return this.literal('false', false);
-    if (c === 0x6e /* n */) return this.literal('null', null);
-    NUMBER_RE.lastIndex = this.pos;
-    const m = NUMBER_RE.exec(this.s);
-    if (!m) this.fail(Number.isNaN(c) ? 'unexpected end' : `unexpected ${JSON.stringify(this.s[this.pos])}`);
-    this.pos += m[0].length;
-    return { kind: 'number', raw: m[0] };
-  }
-
-  private literal(word: string, value: true | false | null): JsonValue {
-    if (!this.s.startsWith(word, this.pos)) this.fail('unexpected literal');
-    this.pos += word.length;
-    return { kind: 'literal', value };
-  }
-
-  private object(depth: number): JsonValue {
-    this.pos++; // {
-    const entries: Array<[string, JsonValue]> = [];
-    const keys = new Set<string>();
-    this.skipWs();
-    if (this.s[this.pos] === '}') {
-      this.pos++;
-      return { kind: 'object', entries };
-    }
-    for (;;) {
-      if (this.s[this.pos] !== '"') this.fail('expected a string key');
-      const key = this.string();
-      if (keys.has(key)) headerError(`duplicate key ${JSON.stringify(key)}`);
-      keys.add(key);
-      this.skipWs();
-      if (this.s[this.pos] !== ':') this.fail('expected ":"');
-      this.pos++;
-      this.skipWs();
-      entries.push([key, this.value(depth + 1)]);
-      this.skipWs();
-      const c = this.s[this.pos++];
-      if (c === '}') return { kind: 'object', entries };
-      if (c !== ',') this.fail('expected "," or "}"');
-      this.skipWs();
-    }
-  }
-
-  private array(depth: number): JsonValue {
-    this.pos++; // [
-    const items: JsonValue[] = [];
-    this.skipWs();
-    if (this.s[this.pos] === ']') {
-      this.pos++;
-      return { kind: 'array', items };
-    }
-    for (;;) {
-      items.push(this.value(depth + 1));
-      this.skipWs();
-      const c = this.s[this.pos++];
-      if (c === ']') return { kind: 'array', items };
-      if (c !== ',') this.fail('expected "," or "]"');
-      this.skipWs();
-    }
-  }
-
-  private string(): string {
-    const s = this.s;
-    this.pos++; // opening quote
-    let out = '';
-    let runStart = this.pos;
-    for (;;) {
-      if (this.pos >= s.length) this.fail('unterminated string');
-      const c = s.charCodeAt(this.pos);
-      if (c === 0x22) {
-        out += s.slice(runStart, this.pos);
-        this.pos++;
-        return out;
-      }
-      if (c < 0x20) this.fail('control character in string');
-      if (c !== 0x5c) {
-        this.pos++;
-        continue;
-      }
-      out += s.slice(runStart, this.pos);
-      out += this.escape();
-      runStart = this.pos;
-    }
-  }
-
-  /** At a backslash; returns the decoded text. Surrogates must come in proper pairs. */
-  private escape(): string {
-    const e = this.s[this.pos + 1];
-    this.pos += 2;
-    switch (e) {
-      case '"':
-        return '"';
-      case '\\':
-        return '\\';
-      case '/':
-        return '/';
-      case 'b':
-        return '\b';
-      case 'f':
-        return '\f';
-      case 'n':
-        return '\n';
-      case 'r':
-        return '\r';
-      case 't':
-        return '\t';
-      case 'u': {
-        const hi = this.hex4();
-        if (hi >= 0xdc00 && hi <= 0xdfff) this.fail('lone low surrogate escape');
-        if (hi < 0xd800 || hi > 0xdbff) return String.fromCharCode(hi);
-        if (this.s[this.pos] !== '\\' || this.s[this.pos + 1] !== 'u') this.fail('lone high surrogate escape');
-        this.pos += 2;
-        const lo = this.hex4();
-        if (lo < 0xdc00 || lo > 0xdfff) this.fail('lone high surrogate escape');
-        return String.fromCharCode(hi, lo);
-      }
-      default:
-        this.pos -= 2;
-        return this.fail('bad escape');
-    }
-  }
-
-  private hex4(): number {
-    const h = this.s.slice(this.pos, this.pos + 4);
-    if (!/^[0-9a-fA-F]{4}$/.test(h)) this.fail('bad \\u escape');
-    this.pos += 4;
-    return parseInt(h, 16);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Small I/O helpers
 
 function headerError(msg: string): never {
@@ -568,22 +319,11 @@ function readU64(b: Uint8Array): bigint {
 }
 
 /** A short read means the file shrank under us: that is bad input, not a crash. */
-async function readExactly(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, length - done, position + done);
-    if (bytesRead === 0) headerError(`file ended at byte ${position + done} while reading the header`);
-    done += bytesRead;
-  }
-  return buf;
-}
-
-async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Promise<number> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
-    done += bytesWritten;
-  }
-  return position + data.length;
+function readExactly(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  return readFull(
+    fh,
+    Buffer.alloc(length),
+    position,
+    (at) => new FormatError('SAFETENSORS_BAD_HEADER', `file ended at byte ${at} while reading the header`),
+  );
 }

@@ -5,6 +5,7 @@
  * Anything else is a finding: importing a module can run code, and calling anything else can do anything.
  */
 import type { PyGlobal } from './pickle/nodes';
+import type { PickleScan } from './pickle/safetyScan';
 
 const ALLOWED: Record<string, ReadonlySet<string>> = {
   'torch._utils': new Set([
@@ -86,9 +87,55 @@ export function isAllowedGlobal(g: PyGlobal): boolean {
 }
 
 export interface SafetyFinding {
-  type: 'UNSAFE_GLOBAL';
+  /** UNSAFE_GLOBAL: a name outside the allowlist, or a call/import the scan cannot name. */
+  type: 'UNSAFE_GLOBAL' | 'NAMESPACE_TAMPERING';
+  /** A short label: `posix.system`, `BUILD on torch._utils`, `unresolved STACK_GLOBAL at offset 12`. */
   global: string;
   detail: string;
+}
+
+const MUTATION_LABEL = /^(BUILD|SETITEMS?|APPENDS?|ADDITEMS) on /;
+
+/** The finding type of a label (entries keep labels only, see loraFile.ts). */
+export function findingTypeOf(label: string): SafetyFinding['type'] {
+  return MUTATION_LABEL.test(label) ? 'NAMESPACE_TAMPERING' : 'UNSAFE_GLOBAL';
+}
+
+/**
+ * What a safety scan (pickle/safetyScan.ts) finds: every imported name outside the allowlist, every
+ * call or import it cannot name, every mutation of what a global produced; once each, in that order.
+ * `where` names the pickle for the detail (`data.pkl`, `pickle 2 of the file`).
+ */
+export function scanFindings(scan: PickleScan, where = 'the pickle'): SafetyFinding[] {
+  const out: SafetyFinding[] = [];
+  const seen = new Set<string>();
+  const add = (f: SafetyFinding) => {
+    if (seen.has(f.global)) return;
+    seen.add(f.global);
+    out.push(f);
+  };
+  for (const n of scan.names) {
+    if (ALLOWED_BY_MODULE.get(n.module)?.has(n.name)) continue;
+    const name = `${n.module}.${n.name}`;
+    add({
+      type: 'UNSAFE_GLOBAL',
+      global: name,
+      detail: `torch.load would import and may call ${name} (${n.op} at offset ${n.at} of ${where}); it is not in the list of data-only globals`,
+    });
+  }
+  for (const u of scan.unresolved)
+    add({
+      type: 'UNSAFE_GLOBAL',
+      global: `unresolved ${u.op} at offset ${u.at}`,
+      detail: `${u.op} at offset ${u.at} of ${where}: ${u.why}, so what torch.load would import or call cannot be checked against the allowlist`,
+    });
+  for (const t of scan.tampering)
+    add({
+      type: 'NAMESPACE_TAMPERING',
+      global: `${t.op} on ${t.target}`,
+      detail: `${t.op} at offset ${t.at} of ${where} rewrites ${t.target}, an object a GLOBAL imported (a module, class or function), not data an allowlisted constructor built: a later, allowed-looking name could then run anything`,
+    });
+  return out;
 }
 
 /** Every global outside the allowlist, once each, in first-seen order. Empty means safe to load. */

@@ -2,8 +2,20 @@
  * Consecutive chunks of a byte range of an open file, with the next chunk's read already in flight
  * (on libuv's pool) while the caller works on this one: hashing or writing a large record then costs
  * about the longer of reading and working, not their sum. Used by fingerprints and the zip writer.
+ * readFull/readUpTo are the read loop every reader uses.
  */
 import type { FileHandle } from 'node:fs/promises';
+
+/** Reads into `buf` from `pos` until it is full or the file ends; returns the bytes read. The one read loop. */
+export async function readUpTo(fh: FileHandle, buf: Buffer, pos: number): Promise<number> {
+  let got = 0;
+  while (got < buf.length) {
+    const { bytesRead } = await fh.read(buf, got, buf.length - got, pos + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
+}
 
 /** Fills `buf` from `pos`, or throws `ended(pos of the missing byte)` when the file ends first. */
 export async function readFull(
@@ -12,12 +24,8 @@ export async function readFull(
   pos: number,
   ended: (at: number) => Error,
 ): Promise<Buffer> {
-  let got = 0;
-  while (got < buf.length) {
-    const { bytesRead } = await fh.read(buf, got, buf.length - got, pos + got);
-    if (bytesRead === 0) throw ended(pos + got);
-    got += bytesRead;
-  }
+  const got = await readUpTo(fh, buf, pos);
+  if (got < buf.length) throw ended(pos + got);
   return buf;
 }
 

@@ -15,12 +15,8 @@
  */
 import { createHash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
-import {
-  isSafetensors,
-  readSafetensorsFile,
-  safetensorsDtypeSize,
-  type SafetensorsDtype,
-} from '../formats/safetensors';
+import { isSafetensors, readSafetensorsFile } from '../formats/safetensors';
+import { dtypeFromSafetensors, itemSize, type SafetensorsDtype } from '../formats/dtypes';
 import { readAhead, readFull } from '../io/readAhead';
 
 export const LEGACY_OFFSET = 0x100000;
@@ -149,7 +145,7 @@ export function savedHeaderLength(
   }
   let off = 0;
   for (const t of safetensorsSaveOrder(tensors)) {
-    const n = t.shape.reduce((a, b) => a * b, 1) * safetensorsDtypeSize(t.dtype);
+    const n = t.shape.reduce((a, b) => a * b, 1) * safetensorsItemSize(t.dtype);
     parts.push(
       `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${off},${off + n}]}`,
     );
@@ -321,4 +317,11 @@ export async function embeddedHashReport(path: string): Promise<{ hashes: FileHa
   } finally {
     await fh.close();
   }
+}
+
+/** Bytes per element of a safetensors dtype code (the one dtype table, by way of torch's name). */
+function safetensorsItemSize(code: SafetensorsDtype): number {
+  const dtype = dtypeFromSafetensors(code);
+  if (!dtype) throw new Error(`unknown safetensors dtype ${code}`);
+  return itemSize(dtype);
 }

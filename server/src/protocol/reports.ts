@@ -16,6 +16,10 @@ export type IssueType =
   | 'LOAD_ERROR'
   | 'CRC_MISMATCH'
   | 'UNSAFE_GLOBAL'
+  | 'NAMESPACE_TAMPERING'
+  | 'TRAILING_DATA'
+  | 'EMBEDDED_HASH_MISMATCH'
+  | 'LFS_POINTER'
   | 'NO_SOURCE'
   | 'DUPLICATE_SOURCE'
   | 'CHANGED_SINCE_SYNC';
@@ -42,7 +46,24 @@ export interface FileReport {
   /** One sentence a user acts on (the diagnostic's message). */
   message: string;
   issues: Issue[];
+  /**
+   * How the file was tied to its LoRA: its `metadata.id`, the engine's own sync record in it, its
+   * layout's name (kohya `ss_output_name`, the PEFT or diffusers folder), its file name, or its content
+   * (tensors equal to a source or version of exactly one LoRA). Absent for files that are no LoRA.
+   */
+  identified_by?: IdentifiedBy;
+  /** The layout the file is in; absent for files that are no LoRA. */
+  layout?: Layout;
+  /** What a sync writes as one: the file, or (PEFT, diffusers) the folder holding it. */
+  unit?: { kind: 'file' | 'folder'; path: string };
+  /** Where in its training run the file is, in words (`epoch 8`, `step 500`, `checkpoint-500`). */
+  version?: string;
+  /** Why a file is not a LoRA, in a few words (`no LoRA tensor names`); UNRECOGNIZED files only. */
+  why?: string;
 }
+
+export type IdentifiedBy = 'metadata_id' | 'sync_record' | 'layout_name' | 'file_name' | 'content';
+export type Layout = 'seed' | 'peft' | 'kohya' | 'diffusers' | 'state-dict';
 
 /** One LoRA: its source(s) and copies. */
 export interface LoraReport {

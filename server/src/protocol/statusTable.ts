@@ -20,6 +20,7 @@ export const STATUSES = [
   'UNSAFE',
   'ORPHAN',
   'DUPLICATE_SOURCE',
+  'VERSION',
 ] as const;
 export type Status = (typeof STATUSES)[number];
 
@@ -219,6 +220,16 @@ export const STATUS_FACTS = {
     cliIcon: '⚠',
     label: 'duplicate source',
     explanation: 'Duplicate source: another source claims this LoRA',
+  },
+  VERSION: {
+    sound: true,
+    sync: 'never',
+    messageNamesParams: false,
+    icon: 'history',
+    cliIcon: '◦',
+    cliColor: 'dim',
+    label: 'version',
+    explanation: 'An earlier version of the source (an older epoch, step or checkpoint): kept, never written',
   },
   UNRECOGNIZED: {
     sound: false,

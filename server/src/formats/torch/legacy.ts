@@ -5,6 +5,7 @@
  * head of the file and only locate the storages (no tensor bytes are read here).
  */
 import type { FileHandle } from 'node:fs/promises';
+import { readUpTo } from '../../io/readAhead';
 import { FormatError, isFormatError } from '../errors';
 import { decodePickle, type DecodedPickle } from '../pickle/decoder';
 import { type PyGlobal, type PyNode, getKey } from '../pickle/nodes';
@@ -37,14 +38,10 @@ export function looksLegacy(head: Uint8Array): boolean {
 
 const MAX_HEAD = 512 * 1024 * 1024;
 
+/** Up to `len` bytes at `pos`: fewer if the file ends first (the parse then finds it truncated). */
 async function readAt(fh: FileHandle, pos: number, len: number): Promise<Buffer> {
   const buf = Buffer.alloc(len);
-  let got = 0;
-  while (got < len) {
-    const { bytesRead } = await fh.read(buf, got, len - got, pos + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
+  const got = await readUpTo(fh, buf, pos);
   return got === len ? buf : buf.subarray(0, got);
 }
 

@@ -5,6 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { crc32 } from '../hashBackend';
+import { PositionalWriter } from '../../io/positionalWriter';
 import { readAhead } from '../../io/readAhead';
 import { FormatError } from '../errors';
 import { U16_MAX, buildCentralEntry, buildDataDescriptor, buildEndRecords, buildLocalHeader } from './zipLayout';
@@ -22,52 +23,6 @@ const DEFAULT_CHUNK = 1024 * 1024;
 /** Headers, descriptors and small records are coalesced into writes of up to this size. */
 const COALESCE_LIMIT = 256 * 1024;
 
-/** Appends to a FileHandle at explicit positions, batching small pieces into one write. */
-class SequentialWriter {
-  position = 0;
-  private pending = Buffer.allocUnsafe(COALESCE_LIMIT);
-  private pendingLen = 0;
-
-  constructor(private readonly out: FileHandle) {}
-
-  /** The caller may reuse `data` as soon as this resolves. */
-  async write(data: Uint8Array): Promise<void> {
-    if (this.pendingLen + data.length <= COALESCE_LIMIT) {
-      this.pending.set(data, this.pendingLen);
-      this.pendingLen += data.length;
-      return;
-    }
-    await this.flush();
-    if (data.length < COALESCE_LIMIT) {
-      this.pending.set(data, 0);
-      this.pendingLen = data.length;
-    } else {
-      await this.writeFully(data);
-    }
-  }
-
-  async flush(): Promise<void> {
-    if (this.pendingLen === 0) return;
-    const len = this.pendingLen;
-    this.pendingLen = 0;
-    await this.writeFully(this.pending.subarray(0, len));
-  }
-
-  /** Offset the next byte will land at, counting what is still pending. */
-  get offset(): number {
-    return this.position + this.pendingLen;
-  }
-
-  private async writeFully(data: Uint8Array): Promise<void> {
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.out.write(data, done, data.length - done, this.position);
-      done += bytesWritten;
-      this.position += bytesWritten;
-    }
-  }
-}
-
 function sourceLength(src: ZipSource): number {
   return src.kind === 'buffer' ? src.data.length : src.length;
 }
@@ -76,7 +31,7 @@ function sourceLength(src: ZipSource): number {
  * Copies a record's bytes to the output, returning their CRC32. From a file, the next chunk is read
  * into the other buffer while this one is written (the two run on libuv's pool side by side).
  */
-async function copySource(w: SequentialWriter, entry: ZipEntry, bufs: [Buffer, Buffer]): Promise<number> {
+async function copySource(w: PositionalWriter, entry: ZipEntry, bufs: [Buffer, Buffer]): Promise<number> {
   const src = entry.source;
   if (src.kind === 'buffer') {
     await w.write(src.data);
@@ -133,7 +88,7 @@ export async function writeTorchZip(
   for (const e of entries) if (e.source.kind === 'range') largest = Math.max(largest, e.source.length);
   const size = Math.min(Math.max(1, opts.chunkSize ?? DEFAULT_CHUNK), largest);
   const copyBufs: [Buffer, Buffer] = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
-  const w = new SequentialWriter(out);
+  const w = new PositionalWriter(out, COALESCE_LIMIT);
   const central: Buffer[] = [];
   const crcs: number[] = [];
 

@@ -91,6 +91,9 @@ export async function buildInspectModel(input: InspectInput): Promise<InspectMod
     c = await openCheckpoint(input.abs);
   } catch (err) {
     const code = isFormatError(err) ? err.code : ((err as NodeJS.ErrnoException).code ?? 'IO_ERROR');
+    // Findings of the safety scan survive a file that cannot be read (they outrank the error).
+    if (isFormatError(err) && err.unsafe?.length)
+      model.safety = { safe: false, unsafe: err.unsafe.map((u) => ({ global: u.global, detail: u.detail })) };
     // The index's account (e.g. a CRC failure found while fingerprinting) is kept when it has one.
     if (!model.error && code !== 'NOT_A_CHECKPOINT') model.error = { code, message: (err as Error).message };
     return model;

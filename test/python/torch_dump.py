@@ -5,8 +5,8 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
-import generate_fixtures as g  # noqa: E402  (re-execs with PYTHONHASHSEED=0 when unset)
+sys.dont_write_bytecode = True  # no __pycache__ in test/python
+import generate_fixtures as g  # noqa: E402  (a sibling; re-execs with PYTHONHASHSEED=0 when unset)
 import torch  # noqa: E402
 
 out = {}

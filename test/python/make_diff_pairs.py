@@ -2,7 +2,7 @@
 """Write a LoRA copy and its source with real torch.save, and print torch's own account of how each
 tensor of the copy differs from the source (for test/unit/tensorDiff.test.ts).
 
-Usage: /usr/bin/python3 test/support/make_diff_pairs.py OUTDIR  ->  OUTDIR/copy.pt, OUTDIR/source.pt; JSON on stdout
+Usage: /usr/bin/python3 test/python/make_diff_pairs.py OUTDIR  ->  OUTDIR/copy.pt, OUTDIR/source.pt; JSON on stdout
 
 Expected values are computed here, independently of the TypeScript under test: in double precision
 (float16/bfloat16/float32 widen exactly), NaN on both sides equal, NaN on one side a differing

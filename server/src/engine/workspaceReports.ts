@@ -1,0 +1,142 @@
+/**
+ * What the CLI, the language server and the views report about a workspace: per-file reports,
+ * statistics, the status report and the seed's verify, all read from the engine's state.
+ */
+import type { CopyMap, LoraGroup } from './copyMap';
+import { primarySource } from './copyMap';
+import type { History } from './history';
+import type { FileEntry } from './loraFile';
+import { describeStatus, type FileStatus, type Issue, SOUND, type Status, STATUSES } from './statusRules';
+
+export interface FileReport {
+  path: string;
+  role: 'source' | 'copy' | null;
+  lora_id: string | null;
+  status: Status | 'UNRECOGNIZED';
+  message: string;
+  issues: Issue[];
+}
+
+export interface LoraReport {
+  id: string;
+  name: string;
+  source: string | null;
+  sources: string[];
+  copies: Array<{ path: string; status: Status }>;
+  problems: number;
+}
+
+export interface Stats {
+  total_loras_tracked: number;
+  total_copies_tracked: number;
+  total_syncs_performed: number;
+  average_copies_per_lora: number;
+  files: number;
+  unrecognized: number;
+  by_status: Record<string, number>;
+}
+
+export interface StatusReport {
+  root: string;
+  stats: Stats;
+  loras: LoraReport[];
+  files: FileReport[];
+}
+
+export interface VerifyReport {
+  is_consistent: boolean;
+  issues: Issue[];
+  loras: Array<{ id: string; name: string; is_consistent: boolean; issues: Issue[] }>;
+}
+
+/** What the reports read (a Workspace). */
+export interface ReportSource {
+  readonly root: string;
+  readonly history: History;
+  copyMap(): CopyMap;
+  entry(rel: string): FileEntry | undefined;
+  entries(): Iterable<FileEntry>;
+  fileCount(): number;
+  status(rel: string): FileStatus | undefined;
+  statuses(): Iterable<FileStatus>;
+  groupOf(rel: string): LoraGroup | undefined;
+}
+
+export function fileReport(ws: ReportSource, e: FileEntry): FileReport {
+  const s = ws.status(e.path);
+  if (!s)
+    return {
+      path: e.path,
+      role: null,
+      lora_id: null,
+      status: 'UNRECOGNIZED',
+      message: `not a LoRA checkpoint${e.error ? `: ${e.error.message}` : ''}; left alone`,
+      issues: [],
+    };
+  // An unreadable file has no id of its own: it belongs to the LoRA its name attached it to.
+  return {
+    path: e.path,
+    role: e.role ?? null,
+    lora_id: e.loraId ?? ws.groupOf(e.path)?.id ?? null,
+    status: s.status,
+    message: describeStatus(e, s, s.source ? ws.entry(s.source) : undefined),
+    issues: s.issues,
+  };
+}
+
+export async function stats(ws: ReportSource): Promise<Stats> {
+  const by: Record<string, number> = Object.fromEntries(STATUSES.map((s) => [s, 0]));
+  for (const s of ws.statuses()) by[s.status]++;
+  const map = ws.copyMap();
+  const loras = map.loras.size;
+  const copies = [...map.loras.values()].reduce(
+    (n, g) => n + g.copies.length + g.broken.filter((b) => b.role === 'copy').length,
+    0,
+  );
+  const { events } = await ws.history.read();
+  return {
+    total_loras_tracked: loras,
+    total_copies_tracked: copies,
+    total_syncs_performed: events.filter((e) => e.event === 'SYNC' && (e.synced_copies ?? 0) > 0).length,
+    average_copies_per_lora: loras ? Math.round((copies / loras) * 100) / 100 : 0,
+    files: ws.fileCount(),
+    unrecognized: map.unrecognized.length,
+    by_status: by,
+  };
+}
+
+export async function report(ws: ReportSource): Promise<StatusReport> {
+  const loras: LoraReport[] = [...ws.copyMap().loras.values()].map((g) => {
+    const files = [...g.sources, ...g.copies, ...g.broken];
+    const copies = [...g.copies, ...g.broken.filter((b) => b.role === 'copy')].sort((a, b) =>
+      a.path < b.path ? -1 : 1,
+    );
+    return {
+      id: g.id,
+      name: g.name,
+      source: primarySource(g)?.path ?? null,
+      sources: g.sources.map((s) => s.path),
+      copies: copies.map((c) => ({ path: c.path, status: ws.status(c.path)!.status })),
+      problems: files.filter((f) => !SOUND.has(ws.status(f.path)!.status)).length,
+    };
+  });
+  const files = [...ws.entries()]
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
+    .map((e) => fileReport(ws, e));
+  return { root: ws.root, stats: await stats(ws), loras, files };
+}
+
+/** The seed's verify_sync_integrity: for one LoRA or all, {is_consistent, issues}. */
+export function verify(ws: ReportSource, loraIds?: string[]): VerifyReport {
+  const out: VerifyReport['loras'] = [];
+  for (const g of ws.copyMap().loras.values()) {
+    if (loraIds && !loraIds.includes(g.id)) continue;
+    const issues = [...g.sources, ...g.copies, ...g.broken].flatMap((f) => {
+      const s = ws.status(f.path)!;
+      if (SOUND.has(s.status)) return [];
+      return s.issues.length ? s.issues : [{ type: 'PARAM_MISMATCH' as const, file: f.path, detail: s.status }];
+    });
+    out.push({ id: g.id, name: g.name, is_consistent: issues.length === 0, issues });
+  }
+  return { is_consistent: out.every((l) => l.is_consistent), issues: out.flatMap((l) => l.issues), loras: out };
+}
