@@ -98,6 +98,16 @@ export function statusSchema(): Record<string, unknown> {
             status: reportStatus,
             message: str,
             issues: { type: 'array', items: issue },
+            // Optional: present for LoRA files once the layouts are wired in (protocol/reports.ts).
+            identified_by: { ...str, description: 'how the file was tied to its LoRA (metadata id, name, ...)' },
+            layout: { ...str, description: 'seed, peft, kohya, diffusers, state-dict, ...' },
+            unit: {
+              type: 'object',
+              required: ['kind', 'path'],
+              properties: { kind: { enum: ['file', 'folder'] }, path: str },
+            },
+            version: { ...str, description: 'where in its training run the file is: epoch 8, step 500, ...' },
+            why: { ...str, description: 'why an UNRECOGNIZED file is no LoRA' },
           },
         },
       },
