@@ -447,18 +447,13 @@ describe('pickle codec', function () {
       assert.equal((N.getKey(N.getKey(lora, 'meta')!, 'neg') as N.PyInt).value, -3n);
     });
 
-    it("decodes a ~0.9 MB pickle about as fast as CPython's C unpickler", () => {
+    it('decodes a ~0.9 MB pickle of 12,000 dicts whole (its speed against CPython is in `npm run bench:format`)', () => {
       const buf = file('big_p2');
       assert.ok(buf.length > 800_000);
-      let best = Infinity;
-      for (let i = 0; i < 5; i++) {
-        const t0 = process.hrtime.bigint();
-        const d = decodePickle(buf);
-        best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6);
-        assert.equal((d.root as N.PyList).items.length, 12000);
-      }
-      // ~25 ms on an idle 2-core box (CPython's C unpickler: ~25 ms); the bound catches regressions, not jitter.
-      assert.ok(best < 250, `best decode ${best.toFixed(1)} ms`);
+      const d = decodePickle(buf);
+      const items = (d.root as N.PyList).items;
+      assert.equal(items.length, 12000);
+      assert.equal(items[11999].kind, 'dict');
     });
   });
 
