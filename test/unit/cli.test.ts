@@ -82,7 +82,8 @@ describe('lora-sync inspect (CLI)', () => {
     assert.equal(JSON.parse(e.out).error.code, 'EMPTY_FILE');
   });
 
-  it('--json is valid JSON for every fixture, sound or not (the legacy format has no prefix: the key is left out)', () => {
+  it('--json is valid JSON for every fixture, sound or not (the legacy format has no prefix: the key is left out)', function () {
+    this.timeout(120_000); // ~20 CLI processes in a row: room for a busy machine, not a speed check
     const files = readdirSync(FIX).filter((f) => f.endsWith('.pt'));
     assert.ok(files.length >= 15);
     for (const f of files) {

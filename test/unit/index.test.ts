@@ -89,8 +89,10 @@ describe('live index: cache and incremental updates', function () {
     const rel = '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt';
     const f = join(dir, rel);
     const original = await readFile(f);
-    // A trainer's write (in place: same inode), and a scan within the same moment.
+    // A trainer's write (in place: same inode), and a scan within the same moment. The mtime is set a
+    // little ahead, in whole seconds, so the read stays "within its tick" however slow a shared machine is.
     await writeFile(f, original);
+    await utimes(f, new Date(), aheadWholeSeconds());
     const ws = await Workspace.open(dir);
     await ws.scan();
     assert.equal(ws.entry(rel)!.kind, 'lora');
@@ -123,7 +125,8 @@ describe('live index: cache and incremental updates', function () {
     const rel = 'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt';
     const f = join(dir, rel);
     const original = await readFile(f);
-    await writeFile(f, original); // fresh: read within its tick
+    await writeFile(f, original); // fresh: read within its tick (however slow the machine, see aheadWholeSeconds)
+    await utimes(f, new Date(), aheadWholeSeconds());
     const ws = await Workspace.open(dir);
     await ws.scan();
     const plan = ws.plan();
@@ -248,3 +251,8 @@ describe('live index: cache and incremental updates', function () {
     assert.deepEqual((await fresh.report()).files, (await ws.report()).files);
   });
 });
+
+/** A whole-second mtime 30 s ahead: a key taken any time before then is racily clean (scanner.racyWindowMs). */
+function aheadWholeSeconds(): Date {
+  return new Date((Math.ceil(Date.now() / 1000) + 30) * 1000);
+}
