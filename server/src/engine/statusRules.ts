@@ -5,29 +5,12 @@
 import { DIGEST_ALG } from '../formats/fingerprint';
 import type { FileEntry } from './loraFile';
 import { type LoraGroup, primarySource } from './copyMap';
+import type { IssueType } from '../protocol/reports';
 import { STATUS_FACTS, STATUSES, type Status } from '../protocol/statusTable';
 import { findingTypeOf } from '../formats/safety';
 import { tensorChange } from './tensorChange';
 
 export { STATUSES, type Status } from '../protocol/statusTable';
-
-export type IssueType =
-  | 'PARAM_MISMATCH'
-  | 'PARAM_MISSING'
-  | 'PARAM_EXTRA'
-  | 'SHAPE_MISMATCH'
-  | 'DTYPE_MISMATCH'
-  | 'METADATA_MISMATCH'
-  | 'LOAD_ERROR'
-  | 'CRC_MISMATCH'
-  | 'UNSAFE_GLOBAL'
-  | 'NAMESPACE_TAMPERING'
-  | 'TRAILING_DATA'
-  | 'EMBEDDED_HASH_MISMATCH'
-  | 'LFS_POINTER'
-  | 'NO_SOURCE'
-  | 'DUPLICATE_SOURCE'
-  | 'CHANGED_SINCE_SYNC';
 
 /** The seed's issue shape. */
 export interface Issue {

@@ -10,73 +10,24 @@
  * mutation (BUILD, SETITEM(S), APPEND(S), ADDITEMS) of an object a global produced: a module, class or
  * function whose namespace could be rewritten for a later, allowlisted-looking name.
  *
- * To follow STACK_GLOBAL operands it keeps a model of the stack and the memo, one small tag per value
- * (a string literal keeps where its opcode is, decoded only when a STACK_GLOBAL takes it). Cost: linear
- * in the bytes; memory: at most a few numbers per opcode (every push or memo entry consumes a byte).
- * Nothing is ever executed or imported.
+ * The walk is here; the stack and memo model (bounded by MODEL_LIMITS) is scanModel.ts, operand
+ * reading scanCursor.ts, the finding types scanFindings.ts. Cost: linear in the bytes. Nothing is ever
+ * executed or imported.
  */
 import { decodePickle } from './decoder';
 import { describeOpcode, OPCODE_NAMES } from './opcodes';
+import { StuckError, u32le as importedU32le } from './scanCursor';
+import type { PickleScan, ScanOptions } from './scanFindings';
+import { MODEL_LIMITS as IMPORTED_LIMITS, ScanModel, TAGS } from './scanModel';
 
-export interface ScannedName {
-  module: string;
-  name: string;
-  /** The opcode that imports it and its offset in the scanned bytes. */
-  op: 'GLOBAL' | 'STACK_GLOBAL' | 'INST';
-  at: number;
-}
+export type { PickleScan, ScannedName, ScanOptions, Tampering, Unresolved } from './scanFindings';
+export { MODEL_LIMITS } from './scanModel';
 
-/** Something the scan could not name: a call or import whose target is computed, not written. */
-export interface Unresolved {
-  op: string;
-  at: number;
-  why: string;
-}
-
-/** A mutation of what a global produced. `target` is the global's name (or `?` when unresolved). */
-export interface Tampering {
-  op: string;
-  at: number;
-  target: string;
-}
-
-export interface PickleScan {
-  /** Every distinct name imported, first-seen order. */
-  names: ScannedName[];
-  unresolved: Unresolved[];
-  tampering: Tampering[];
-  /** Complete pickles: where each starts and the offset just after its STOP. */
-  pickles: Array<{ start: number; end: number }>;
-  /** The first opcode the scan could not step past (bytes after it were not scanned), if any. */
-  stuck?: { at: number; why: string; truncated: boolean };
-  /** Where each pickle hit its first error Python would raise (the scan went on past it). */
-  errors: Array<{ at: number; why: string }>;
-  /** Offset where the scan ended. */
-  end: number;
-}
-
-export interface ScanOptions {
-  /** Stop after this many complete pickles (torch's legacy loader unpickles five). */
-  maxPickles?: number;
-}
-
-// Value tags of the stack model.
-const OTHER = 0; // literals, containers, persistent ids: nothing to call or import
-const STR = 1; // a str literal; aux = its opcode's offset, aux2 = the offset after it
-const GLOB = 2; // what GLOBAL/STACK_GLOBAL/EXT produced; aux = index in names, -1 unresolved
-const BUILT = 3; // what a call returned: may be anything at run time (a str, a callable)
-/**
- * Lost by the model: only after an error Python raises (underflow, a memo key never stored), so
- * nothing after it in this pickle runs; calls and STACK_GLOBALs of it are not findings.
- */
-const UNKNOWN = 4;
-
-/**
- * The model's bounds: values on the stack, open MARKs, memo entries (the decoder refuses pickles past
- * its own, smaller limits). Past one, the model stops (a finding: what follows cannot be traced) and the
- * scan goes on naming GLOBAL/INST names: memory stays a few tens of MB whatever the input.
- */
-export const MODEL_LIMITS = { stack: 1 << 21, marks: 1 << 20, memo: 1 << 21 };
+// Module-local bindings of what the opcode walk uses on every opcode: run from source (tsx, mocha) an
+// imported binding is a getter call on each use, which made the walk ~40% slower; bundled it is the same.
+const { OTHER, STR, GLOB, BUILT, UNKNOWN } = TAGS;
+const MODEL_LIMITS = IMPORTED_LIMITS;
+const u32le = importedU32le;
 
 /** Operand width of fixed-size opcodes; 0 for opcodes without operands or with other operand shapes. */
 const FIXED = new Uint8Array(256);
@@ -97,47 +48,20 @@ for (const [op, n] of [
 ] as const)
   FIXED[op] = n;
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-class StuckError {
-  constructor(
-    readonly at: number,
-    readonly why: string,
-    readonly truncated: boolean,
-  ) {}
-}
-
 export function scanPickles(buf: Uint8Array, opts: ScanOptions = {}): PickleScan {
   return new Scanner(buf, opts.maxPickles ?? Number.POSITIVE_INFINITY).run();
 }
 
-class Scanner {
-  private pos = 0;
-  private readonly nb: Buffer;
-  // The stack model: three numbers per value (tag, aux, aux2) in one Int32Array grown by doubling,
-  // `sp` values deep.
-  private st = new Int32Array(192);
-  private sp = 0;
-  private marks: number[] = [];
-  // The memo, kept across pickles as one Unpickler does: three numbers per index (tag + 1, aux, aux2) in
-  // an Int32Array for indices up to the input's length (a real pickle's are), a Map for the rest (a
-  // hostile index costs one entry, never a huge array).
-  private mem = new Int32Array(0);
-  private readonly sparse = new Map<number, [number, number, number]>();
-  private memoCount = 0;
-  private readonly out: PickleScan = { names: [], unresolved: [], tampering: [], pickles: [], errors: [], end: 0 };
+class Scanner extends ScanModel {
   /** Name key -> index in out.names. */
   private readonly seen = new Map<string, number>();
   private pickleStart = 0;
-  private pickleError = false;
-  /** Set once a bound of MODEL_LIMITS is passed: the model is off, names are still read. */
-  private capped = false;
 
   constructor(
-    private readonly buf: Uint8Array,
+    buf: Uint8Array,
     private readonly maxPickles: number,
   ) {
-    this.nb = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+    super(buf);
   }
 
   run(): PickleScan {
@@ -388,134 +312,6 @@ class Scanner {
     }
   }
 
-  // ---- the stack model ----
-
-  private base(): number {
-    return this.marks.length ? this.marks[this.marks.length - 1] : 0;
-  }
-
-  /** Past a bound the model stops: one finding (nothing after can be traced), then names only. */
-  private cap(at: number, what: string): void {
-    if (this.capped) return;
-    this.capped = true;
-    this.out.unresolved.push({
-      op: OPCODE_NAMES[this.buf[at]] ?? 'opcode',
-      at,
-      why: `the pickle's ${what} exceed what the scan models (${JSON.stringify(MODEL_LIMITS)}), so what follows cannot be traced`,
-    });
-    this.sp = 0;
-    this.marks = [];
-    this.st = new Int32Array(0);
-    this.mem = new Int32Array(0);
-    this.sparse.clear();
-  }
-
-  private push(t: number, a: number, b: number): void {
-    if (this.capped) return;
-    if (this.sp >= MODEL_LIMITS.stack) {
-      this.cap(this.pos - 1, 'stack values');
-      return;
-    }
-    const i = 3 * this.sp++;
-    if (i >= this.st.length) {
-      const grown = new Int32Array(2 * this.st.length); // a push consumes a byte: bounded by the input
-      grown.set(this.st);
-      this.st = grown;
-    }
-    const st = this.st;
-    st[i] = t;
-    st[i + 1] = a;
-    st[i + 2] = b;
-  }
-
-  private tagAt(slot: number): number {
-    return this.st[3 * slot];
-  }
-  private auxAt(slot: number): number {
-    return this.st[3 * slot + 1];
-  }
-  private aux2At(slot: number): number {
-    return this.st[3 * slot + 2];
-  }
-
-  private pop(at: number): void {
-    if (this.sp > this.base()) this.sp--;
-    else this.error(at, 'stack underflow');
-  }
-
-  /** Pops the top and returns its slot index (valid until the next push), or -1 on underflow. */
-  private popSlot(at: number): number {
-    if (this.sp > this.base()) return --this.sp;
-    this.error(at, 'stack underflow');
-    return -1;
-  }
-
-  private popMark(at: number): void {
-    const m = this.marks.pop();
-    if (m === undefined) this.error(at, 'no MARK');
-    else this.sp = m;
-  }
-
-  private putMemo(index: number, at: number): void {
-    if (this.capped) return;
-    if (this.memoCount >= MODEL_LIMITS.memo) {
-      this.cap(at, 'memo entries');
-      return;
-    }
-    if (this.sp <= this.base()) {
-      this.error(at, 'memo of an empty stack');
-      return;
-    }
-    const top = 3 * (this.sp - 1);
-    const st = this.st;
-    if (index < 0 || index > this.buf.length) {
-      if (!this.sparse.has(index)) this.memoCount++;
-      this.sparse.set(index, [st[top], st[top + 1], st[top + 2]]);
-      return;
-    }
-    const m = 3 * index;
-    if (m >= this.mem.length) {
-      // Doubling as indices come in order (a real pickle's do); an index far past the dense part goes
-      // to the Map, so no single opcode can make a large allocation.
-      const want = Math.max(192, 2 * this.mem.length);
-      if (m + 3 > want) {
-        if (!this.sparse.has(index)) this.memoCount++;
-        this.sparse.set(index, [st[top], st[top + 1], st[top + 2]]);
-        return;
-      }
-      const grown = new Int32Array(want);
-      grown.set(this.mem);
-      this.mem = grown;
-    }
-    const mem = this.mem;
-    if (mem[m] === 0) this.memoCount++;
-    mem[m] = st[top] + 1; // tag + 1: 0 is "never stored"
-    mem[m + 1] = st[top + 1];
-    mem[m + 2] = st[top + 2];
-  }
-
-  private getMemo(index: number, at: number): void {
-    const m = 3 * index;
-    const mem = this.mem;
-    if (index >= 0 && m < mem.length && mem[m] !== 0) {
-      this.push(mem[m] - 1, mem[m + 1], mem[m + 2]);
-      return;
-    }
-    const v = this.sparse.get(index);
-    if (v) this.push(v[0], v[1], v[2]);
-    else {
-      this.error(at, `memo key ${index} was never stored`);
-      this.push(UNKNOWN, 0, 0);
-    }
-  }
-
-  /** An error Python raises here: noted once per pickle; the scan goes on (the payload may be before it). */
-  private error(at: number, why: string): void {
-    if (this.pickleError || this.capped) return;
-    this.pickleError = true;
-    this.out.errors.push({ at, why });
-  }
-
   // ---- imports, calls, mutations ----
 
   private record(module: string, name: string, op: number, at: number): number {
@@ -597,92 +393,6 @@ class Scanner {
     const n = i >= 0 ? this.out.names[i] : undefined;
     this.out.tampering.push({ op: OPCODE_NAMES[op]!, at, target: n ? `${n.module}.${n.name}` : '?' });
   }
-
-  // ---- operands ----
-
-  private skip(n: number, at: number): void {
-    if (n < 0) throw new StuckError(at, `${describeOpcode(this.buf[at])} declares a negative length`, false);
-    if (n > this.buf.length - this.pos)
-      throw new StuckError(at, `${describeOpcode(this.buf[at])} operand runs past the end`, true);
-    this.pos += n;
-  }
-
-  private need(n: number, at: number): void {
-    if (n > this.buf.length - this.pos)
-      throw new StuckError(at, `${describeOpcode(this.buf[at])} operand runs past the end`, true);
-  }
-
-  private u8(at: number): number {
-    this.need(1, at);
-    return this.buf[this.pos++];
-  }
-
-  private u32(at: number): number {
-    this.need(4, at);
-    const v = u32le(this.buf, this.pos);
-    this.pos += 4;
-    return v;
-  }
-
-  private i32(at: number): number {
-    this.need(4, at);
-    const v = u32le(this.buf, this.pos) | 0;
-    this.pos += 4;
-    return v;
-  }
-
-  private u64(at: number): number {
-    this.need(8, at);
-    const lo = u32le(this.buf, this.pos);
-    const hi = u32le(this.buf, this.pos + 4);
-    this.pos += 8;
-    return hi * 0x1_0000_0000 + lo;
-  }
-
-  /** A text line, as [start, end) without its newline. */
-  private line(at: number): [number, number] {
-    const s = this.pos;
-    // A JS loop: names are short, and a native indexOf costs more to call than to run here.
-    const b = this.buf;
-    let nl = s;
-    while (nl < b.length && b[nl] !== 0x0a) nl++;
-    if (nl === b.length) nl = -1;
-    if (nl < 0) throw new StuckError(at, `${describeOpcode(this.buf[at])} text operand has no newline`, true);
-    this.pos = nl + 1;
-    return [s, nl];
-  }
-
-  private lineIndex(at: number): number {
-    const [s, e] = this.line(at);
-    const text = this.nb.toString('latin1', s, e);
-    return /^\d{1,15}$/.test(text) ? Number(text) : -1;
-  }
-
-  /**
-   * A GLOBAL/INST name line, decoded as CPython does (UTF-8; ASCII for INST). Undefined when Python
-   * could not decode it or would refuse it before importing (empty, or holding a NUL).
-   */
-  private nameLine(at: number, ascii: boolean): string | undefined {
-    const [s, e] = this.line(at);
-    if (e === s) return undefined;
-    let text: string | undefined;
-    let plain = true;
-    for (let i = s; i < e; i++) if (this.buf[i] >= 0x80) plain = false;
-    if (plain) text = this.nb.toString('latin1', s, e);
-    else if (!ascii) {
-      try {
-        text = UTF8.decode(this.buf.subarray(s, e));
-      } catch {
-        text = undefined;
-      }
-    }
-    return text?.includes('\0') ? undefined : text;
-  }
 }
 
 const STOP_BYTE = Buffer.from([0x2e]);
-
-/** A little-endian uint32 (the caller checked the bounds): plain byte arithmetic, no Buffer method. */
-function u32le(b: Uint8Array, p: number): number {
-  return (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16)) + b[p + 3] * 0x1000000;
-}

@@ -1,7 +1,7 @@
 /**
  * Byte layout of the zip records torch 1.13 writes (miniz via PyTorchStreamWriter), as pure functions.
  * Kept free of I/O so the ≥ 4 GiB rules can be unit-tested without writing 4 GiB.
- * See /work/shared/docs/pt-format-notes.md §1.
+ * The format and what is checked: docs/formats.md.
  */
 
 export const SIG_LOCAL = 0x04034b50; // PK\3\4
