@@ -42,8 +42,18 @@ export function formatStatus(r: StatusReport, all: boolean): string {
   lines.push(`  ${counts}`);
   const problems = r.files.filter((f) => isProblem(f.status));
   if (!problems.length) lines.push('  every copy is in sync');
-  for (const f of all ? r.files : problems)
-    lines.push(`  ${STATUS_FACTS[f.status].cliIcon} ${f.status.padEnd(20)} ${f.path}\n      ${f.message}`);
+  // With no source folder at all, one hint says what to do instead of an orphan line per file.
+  const hinted = !all && !!r.hints?.length;
+  const listed = (all ? r.files : problems).filter((f) => !(hinted && f.status === 'ORPHAN'));
+  for (const f of listed)
+    lines.push(
+      `  ${STATUS_FACTS[f.status].cliIcon} ${f.status.padEnd(20)} ${f.path}\n      ${f.message}${f.why ? ` (${f.why})` : ''}`,
+    );
+  if (hinted) {
+    const orphans = problems.length - listed.filter((f) => isProblem(f.status)).length;
+    if (orphans) lines.push(`  ${orphans} orphan${orphans === 1 ? '' : 's'} not listed (--all lists them)`);
+  }
+  for (const h of r.hints ?? []) lines.push(`hint: ${h}`);
   return lines.join('\n');
 }
 

@@ -25,6 +25,8 @@ import {
   listCheckpoints,
   racyWindowMs,
   relPath,
+  grewWhileRead,
+  sideKeyHolds,
   unreadableEntry,
 } from './scanner';
 import { syncEvents } from './syncEvents';
@@ -68,6 +70,8 @@ export interface ScanSummary {
   removed: number;
   cacheNote?: string;
   changes: StatusChange[];
+  /** Files still being written (growing.ts), left for a later look. */
+  waiting?: string[];
 }
 
 export class Workspace {
@@ -179,7 +183,7 @@ export class Workspace {
       const key = fileKeySync(abs);
       if (!key) continue;
       const known = this.entries.get(rel) ?? cached.get(rel)?.entry;
-      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel)) {
+      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel) && sideKeyHolds(known, abs)) {
         if (!this.entries.has(rel)) updates.push([known.path, known]); // its own path string: one copy of each path in memory
         this.noteAbs(rel, abs);
       } else toRead.push({ abs, rel, key });
@@ -197,14 +201,24 @@ export class Workspace {
         return { ok: true, entry: intern.entry(makeEntry(r.entry)) };
       },
     });
+    // Files still being written are not judged yet: what was known of them stays.
+    const growing = new Set<string>();
+    toRead.forEach((f, i) => {
+      if (!grewWhileRead(f, this.cfg.settleMs, started)) return;
+      growing.add(f.rel);
+      const known = this.entries.get(f.rel) ?? cached.get(f.rel)?.entry;
+      if (known && !this.entries.has(f.rel)) updates.push([known.path, known]);
+      results[i] = undefined as unknown as (typeof results)[number];
+    });
     toRead.forEach((f, i) => {
       const r = results[i];
+      if (!r) return;
       const entry = r.ok ? r.entry : unreadableEntry(f.rel, this.cfg, r.code, r.message);
       updates.push([f.rel, entry]);
       this.noteRacy(f.rel, entry, started);
       this.noteAbs(f.rel, f.abs);
     });
-    const read = toRead.length;
+    const read = toRead.length - growing.size;
     let removed = 0;
     if (!opts.cancelled?.()) {
       for (const rel of this.entries.keys())
@@ -219,7 +233,15 @@ export class Workspace {
       this.cacheDirty = true;
       await this.flushCache();
     }
-    return { files: files.length, read, reused: files.length - read, removed, cacheNote, changes };
+    return {
+      files: files.length - growing.size,
+      read,
+      reused: files.length - growing.size - read,
+      removed,
+      cacheNote,
+      changes,
+      ...(growing.size ? { waiting: [...growing].sort() } : {}),
+    };
   }
 
   /**
@@ -246,7 +268,7 @@ export class Workspace {
         continue;
       }
       const known = this.entries.get(rel);
-      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel)) continue;
+      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel) && sideKeyHolds(known, abs)) continue;
       const fresh = readBack?.get(rel);
       const reuse = !!fresh && sameKey(entryKey(fresh), key);
       const entry = reuse ? fresh! : await this.readOne(abs, rel, key);
@@ -354,10 +376,12 @@ export class Workspace {
 
   /** The status rules, plus what this workspace remembers of copies that diverged (see `diverged`). */
   private computeStatus(e: FileEntry, g: LoraGroup | undefined): FileStatus {
-    const s = statusOf(e, g);
+    const candidates = this.index.contentCandidates(e.path);
+    const s = statusOf(e, g, candidates ? { candidates } : {});
     if (e.role !== 'copy' || e.kind !== 'lora') return s;
     const seen = this.diverged.get(e.path);
-    if (s.status === 'STALE' && !e.syncInfo.engine && seen === e.tensorsDigest) {
+    // (A copy equal to an earlier version of its source (`note`) is known stale, whatever it was before.)
+    if (s.status === 'STALE' && !e.syncInfo.engine && !s.note && seen === e.tensorsDigest) {
       return {
         ...s,
         status: 'DIVERGED',
@@ -443,6 +467,8 @@ export class Workspace {
       status: (rel) => this.statuses.get(rel),
       statuses: () => this.statuses.values(),
       groupOf: (rel) => this.index.groupOf(rel),
+      identifiedBy: (rel) => this.index.identifiedBy(rel),
+      cfg: this.cfg,
     };
   }
 
