@@ -17,6 +17,9 @@ import { DEFAULT_CONFIG, mergeConfig } from '../../server/src/engine/config';
 import { matchesSourceFolder } from '../../server/src/engine/sourceFolders';
 import { addSourceFolder } from '../../server/src/engine/sourceFolderEdit';
 import type { FileReport } from '../../server/src/engine/workspace';
+import { diagnosticsFor } from '../../server/src/lsp/diagnostics';
+import { inspectWorkspaceFile } from '../../server/src/lsp/views/inspectModel';
+import { inspectFile } from '../../server/src/cli/inspect';
 
 const FIX = join(__dirname, '..', 'fixtures', 'layouts_workspace');
 interface Expected {
@@ -46,7 +49,7 @@ async function age(dir: string): Promise<void> {
     if (d.isFile()) await utimes(join(d.parentPath, d.name), then, then);
 }
 after(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
+  for (const d of dirs) await rm(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 });
 
 function byPath(files: FileReport[]): Map<string, FileReport> {
@@ -108,6 +111,14 @@ describe('engine on real LoRA layouts (layouts_workspace)', function () {
       'sshs_model_hash',
     ]);
     assert.match(bad.issues.find((i) => i.param === 'sshs_model_hash')!.detail, /hashed nothing/);
+    // In VS Code: a warning for the sound file, naming the keys; none for its in-sync neighbour.
+    const diags = diagnosticsFor(bad, undefined, (r) => `file:///${r}`);
+    assert.deepEqual(
+      diags.map((d) => [d.severity, d.code]),
+      [[2, 'EMBEDDED_HASH_MISMATCH']],
+    );
+    assert.match(String(diags[0].message), /sshs_legacy_hash says 0badc0de/);
+    assert.deepEqual(diagnosticsFor(files.get('ComfyUI/models/loras/pixel_style.safetensors')!, undefined, String), []);
     // The LFS pointer says what to do.
     assert.match(files.get('lfs/pixel_style.safetensors')!.message, /git lfs pull/);
     // The ambiguous copy names both LoRAs.
@@ -120,6 +131,32 @@ describe('engine on real LoRA layouts (layouts_workspace)', function () {
     const planned = new Map(plan.flatMap((l) => l.copies.map((c) => [c.path, c.action] as const)));
     assert.equal(planned.get('stable-diffusion-webui/models/Lora/pixel_style.safetensors'), 'write');
     assert.equal(planned.get('train/kohya/pixel_style-000008.safetensors'), undefined);
+  });
+
+  it('inspect (CLI and inspector) gives the ecosystem hashes and how the file was identified', async () => {
+    const dir = await copyOf();
+    const ws = await Workspace.open(dir);
+    await ws.scan({ workers: false });
+    const m = await inspectWorkspaceFile(ws, join(dir, 'ComfyUI/models/loras/pixel_style_badhash.safetensors'));
+    assert.equal(m.identity.by, 'layout_name');
+    assert.equal(m.identity.layout, 'kohya');
+    assert.equal(m.identity.id, 'name:pixel_style@1874263015');
+    assert.equal(m.hashes?.autoV2.length, 10);
+    assert.equal(m.hashes?.autoV3?.length, 12);
+    assert.deepEqual(m.hashes?.embeddedMismatches.map((x) => x.key).sort(), [
+      'modelspec.hash_sha256',
+      'sshs_legacy_hash',
+      'sshs_model_hash',
+    ]);
+    const content = await inspectWorkspaceFile(ws, join(dir, 'deploy/canary/sql-exp/adapter_model.safetensors'));
+    assert.equal(content.identity.by, 'content');
+    assert.equal(content.identity.id, 'name:pixel_lora', 'the LoRA it belongs to, not its own name');
+    const good = await inspectFile(join(dir, 'train/kohya/pixel_style.safetensors'));
+    // kohya embedded the data hash: AutoV3 is its first 12 hex, and nothing disagrees.
+    const md = good.metadata as Record<string, string>;
+    assert.equal(good.hashes?.dataSha256, md.sshs_model_hash);
+    assert.equal(good.hashes?.autoV3, md.sshs_model_hash.slice(0, 12));
+    assert.deepEqual(good.hashes?.embeddedMismatches, []);
   });
 
   it('a warm start from the cache gives the same report', async () => {
@@ -236,10 +273,11 @@ describe('engine on real LoRA layouts (layouts_workspace)', function () {
       join(dir, 'lora-sync.json'),
       JSON.stringify({ copyKeys: ['team'], sourceFolders: ['a/b'] }, null, 2),
     );
-    await addSourceFolder(dir, 'out/run1');
-    await addSourceFolder(dir, 'out/run1');
+    assert.deepEqual((await addSourceFolder(dir, 'out/run1')).value, 'out/run1');
+    assert.deepEqual((await addSourceFolder(dir, 'out/run1/')).sourceFolders, ['a/b', 'out/run1']);
+    assert.equal((await addSourceFolder(dir, 'top')).value, 'top/', 'one name: stored as a path');
     const cfg = JSON.parse(readFileSync(join(dir, 'lora-sync.json'), 'utf8'));
-    assert.deepEqual(cfg, { copyKeys: ['team'], sourceFolders: ['a/b', 'out/run1'] });
+    assert.deepEqual(cfg, { copyKeys: ['team'], sourceFolders: ['a/b', 'out/run1', 'top/'] });
     await writeFile(join(dir, 'lora-sync.json'), '{ not json');
     await assert.rejects(addSourceFolder(dir, 'x/y'), /not valid JSON/);
   });

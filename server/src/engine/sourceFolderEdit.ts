@@ -11,9 +11,12 @@ import { CONFIG_FILE, ConfigError, DEFAULT_CONFIG, mergeConfig } from './config'
 /**
  * `folderRel`: the folder relative to the root, '/' separators. It is stored as a path (it has a '/'
  * or is made to have one) so it names exactly that folder, not every folder whose name contains it.
- * Returns the new `sourceFolders`.
+ * Returns the value that names the folder and the new `sourceFolders`.
  */
-export async function addSourceFolder(root: string, folderRel: string): Promise<string[]> {
+export async function addSourceFolder(
+  root: string,
+  folderRel: string,
+): Promise<{ value: string; sourceFolders: string[] }> {
   const rel = folderRel
     .normalize('NFC')
     .replace(/\\/g, '/')
@@ -40,7 +43,8 @@ export async function addSourceFolder(root: string, folderRel: string): Promise<
       throw new ConfigError(`${CONFIG_FILE}: expected an object`);
   }
   const current = mergeConfig(DEFAULT_CONFIG, obj, CONFIG_FILE).sourceFolders; // validates the file as a whole
-  if (current.includes(value) || current.includes(rel)) return current;
+  if (current.includes(value)) return { value, sourceFolders: current };
+  if (current.includes(rel)) return { value: rel, sourceFolders: current };
   // A file without the key had the defaults: they stay (the seed's folders keep working).
   const next = [...current, value];
   const out = { ...obj, sourceFolders: next };
@@ -49,5 +53,5 @@ export async function addSourceFolder(root: string, folderRel: string): Promise<
   await atomicWrite(path, async (fh) => {
     await fh.writeFile(body, 'utf8');
   });
-  return next;
+  return { value, sourceFolders: next };
 }

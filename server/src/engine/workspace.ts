@@ -33,6 +33,7 @@ import { syncEvents } from './syncEvents';
 import { removeStaleTempFiles } from './tempSweep';
 import {
   fileReport,
+  noSourceHint,
   report,
   type StatusReport,
   type Stats,
@@ -440,6 +441,15 @@ export class Workspace {
   }
   status(rel: string): FileStatus | undefined {
     return this.statuses.get(rel);
+  }
+  /** The LoRA a file belongs to (a copy may be tied by its sync record or content, not its own id). */
+  groupOf(rel: string): LoraGroup | undefined {
+    return this.index.groupOf(rel);
+  }
+  /** Hints about the whole workspace (no source folder), each to be shown once. */
+  hints(): string[] {
+    const h = noSourceHint(this.reportSource());
+    return h ? [h] : [];
   }
   abs(rel: string): string {
     return this.absOf.get(rel) ?? join(this.root, rel);
