@@ -243,6 +243,11 @@ describe('engine on real LoRA layouts (layouts_workspace)', function () {
       b.status(rel)!.issues.map((i) => i.param),
       ['adapter_config.r'],
     );
+    // Live: the watcher hands the config's path over; the adapter beside it is read again.
+    cfg.r = 4;
+    await writeFile(cfgPath, `${JSON.stringify(cfg)}\n`);
+    const changes = await b.update([cfgPath]);
+    assert.deepEqual(changes, [{ path: rel, before: 'METADATA_DRIFT', after: 'IN_SYNC' }]);
   });
 
   it('without a source folder: one hint for the workspace, no orphan line per file', async () => {

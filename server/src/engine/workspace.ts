@@ -5,6 +5,8 @@
  * scanner.ts, the reports in workspaceReports.ts, the temporary-file sweep in tempSweep.ts.
  */
 import { join, resolve } from 'node:path';
+import { ADAPTER_CONFIG } from '../layouts/peft';
+import { dirName } from '../layouts/fileName';
 import { type EngineConfig, STATE_DIR, loadConfig } from './config';
 import { type FileEntry, isSourcePath, makeEntry, readEntry } from './loraFile';
 import { CopyIndex, type CopyMap, type LoraGroup } from './copyMap';
@@ -258,7 +260,7 @@ export class Workspace {
   ): Promise<StatusChange[]> {
     const started = Date.now();
     const updates: Array<[string, FileEntry | undefined]> = [];
-    for (const p of new Set(paths)) {
+    for (const p of new Set(this.withConfigAdapters(paths))) {
       const rel = p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC');
       const abs = p.startsWith('/') ? p : this.abs(rel);
       const key = await fileKey(abs);
@@ -281,6 +283,20 @@ export class Workspace {
     const changes = this.apply(updates);
     if (updates.length) this.scheduleCacheSave();
     return changes;
+  }
+
+  /**
+   * An `adapter_config.json` that changed stands for the adapter files beside it (its keys are their
+   * general metadata): they are looked at again, and re-read since their entry's config key no longer holds.
+   */
+  private withConfigAdapters(paths: string[]): string[] {
+    const configs = paths.filter((p) => p === ADAPTER_CONFIG || p.endsWith(`/${ADAPTER_CONFIG}`));
+    if (!configs.length) return paths;
+    const dirs = new Set(configs.map((p) => dirName(p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC'))));
+    const adapters = [...this.entries.values()]
+      .filter((e) => e.sideKey && dirs.has(dirName(e.path)))
+      .map((e) => e.path);
+    return [...paths.filter((p) => !configs.includes(p)), ...adapters];
   }
 
   private noteRacy(rel: string, e: FileEntry, keyTakenAfter: number): void {
