@@ -138,8 +138,8 @@ describe('engine on real LoRA layouts (layouts_workspace)', function () {
     const ws = await Workspace.open(dir);
     await ws.scan({ workers: false });
     const m = await inspectWorkspaceFile(ws, join(dir, 'ComfyUI/models/loras/pixel_style_badhash.safetensors'));
-    assert.equal(m.identity.by, 'layout_name');
-    assert.equal(m.identity.layout, 'kohya');
+    assert.equal(m.identifiedBy, 'layout_name');
+    assert.equal(m.layout, 'kohya');
     assert.equal(m.identity.id, 'name:pixel_style@1874263015');
     assert.equal(m.hashes?.autoV2.length, 10);
     assert.equal(m.hashes?.autoV3?.length, 12);
@@ -149,7 +149,7 @@ describe('engine on real LoRA layouts (layouts_workspace)', function () {
       'sshs_model_hash',
     ]);
     const content = await inspectWorkspaceFile(ws, join(dir, 'deploy/canary/sql-exp/adapter_model.safetensors'));
-    assert.equal(content.identity.by, 'content');
+    assert.equal(content.identifiedBy, 'content');
     assert.equal(content.identity.id, 'name:pixel_lora', 'the LoRA it belongs to, not its own name');
     const good = await inspectFile(join(dir, 'train/kohya/pixel_style.safetensors'));
     // kohya embedded the data hash: AutoV3 is its first 12 hex, and nothing disagrees.

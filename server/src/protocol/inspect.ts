@@ -103,19 +103,16 @@ export interface InspectModel {
   tracked: boolean;
   /** The file on disk is not the one the index last read (a trainer writing it): the view will follow. */
   changedOnDisk: boolean;
+  /** `from`: where the file's own id comes from (its metadata, its layout's name, or its file name). */
+  identity: { id: string | null; name: string | null; from: 'metadata' | 'filename' | 'layout' | null };
   /**
-   * `from`: where the file's own id comes from (its metadata, its layout's name, or its file name);
-   * `by`: how the workspace tied it to its LoRA (FileReport.identified_by: a copy may be tied by its
-   * sync record or its content to a LoRA other than the one its name says).
+   * How the workspace tied the file to its LoRA (FileReport.identified_by: a copy may be tied by its
+   * sync record or its content to a LoRA other than the one its own name says; `identity.id` is that LoRA).
    */
-  identity: {
-    id: string | null;
-    name: string | null;
-    from: 'metadata' | 'filename' | 'layout' | null;
-    by?: IdentifiedBy;
-    layout?: Layout;
-    version?: string;
-  };
+  identifiedBy?: IdentifiedBy;
+  /** The file's layout (seed, peft, kohya, diffusers, state-dict) and where in training it is (`epoch 8`). */
+  layout?: Layout;
+  version?: string;
   /**
    * The ecosystem's hashes of the file, computed when asked for (one pass over the file): AutoV2 (the
    * file's SHA-256, first 10 hex, as Civitai shows it), AutoV3 (safetensors: the data section's
