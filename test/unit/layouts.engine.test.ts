@@ -16,6 +16,7 @@ import { readEntry } from '../../server/src/engine/loraFile';
 import { DEFAULT_CONFIG, mergeConfig } from '../../server/src/engine/config';
 import { matchesSourceFolder } from '../../server/src/engine/sourceFolders';
 import { addSourceFolder } from '../../server/src/engine/sourceFolderEdit';
+import { fileKeySync, grewWhileRead, listCheckpoints } from '../../server/src/engine/scanner';
 import type { FileReport } from '../../server/src/engine/workspace';
 import { diagnosticsFor } from '../../server/src/lsp/diagnostics';
 import { inspectWorkspaceFile } from '../../server/src/lsp/views/inspectModel';
@@ -301,6 +302,27 @@ describe('engine on real LoRA layouts (layouts_workspace)', function () {
     assert.ok(!matchesSourceFolder('models/loras/a.safetensors', v));
     assert.equal(mergeConfig(DEFAULT_CONFIG, { sourceFolders: ['train/'] }, 't').sourceFolders[0], 'train/');
     assert.ok(matchesSourceFolder('train/a.pt', ['train/']), 'a trailing slash names the folder');
+  });
+
+  it('growing files: a recent file whose key changed across its read waits; an old or settled one does not; partial downloads are never listed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lora-grow-'));
+    dirs.push(dir);
+    const abs = join(dir, 'a.safetensors');
+    await writeFile(abs, 'x'.repeat(100));
+    const key = fileKeySync(abs)!;
+    const f = { abs, rel: 'a.safetensors', key };
+    assert.equal(grewWhileRead(f, 1000, Date.now()), false, 'unchanged');
+    await writeFile(abs, 'x'.repeat(200)); // the trainer is still writing
+    assert.equal(grewWhileRead(f, 1000, Date.now()), true, 'size changed within the settle window');
+    assert.equal(grewWhileRead(f, 1000, Date.now() + 60_000), false, 'an old mtime is never looked at again');
+    assert.equal(grewWhileRead(f, 0, Date.now()), false, 'settleMs 0: no check');
+    const f2 = { abs, rel: 'a.safetensors', key: fileKeySync(abs)! };
+    await writeFile(`${abs}.aria2`, '');
+    assert.equal(grewWhileRead(f2, 1000, Date.now()), true, 'aria2 is still downloading it');
+    await writeFile(join(dir, 'b.safetensors.part'), '');
+    await writeFile(join(dir, 'c.safetensors.incomplete'), '');
+    const listed = await listCheckpoints(dir, { ...DEFAULT_CONFIG, include: ['**/*'] });
+    assert.deepEqual(listed.files.sort(), ['a.safetensors', 'a.safetensors.aria2']);
   });
 
   it('a non-LoRA file is never read past its header: a 6 GB sparse model scans in moments', async () => {
