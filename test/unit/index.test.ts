@@ -201,7 +201,7 @@ describe('live index: cache and incremental updates', function () {
     const ws = await Workspace.open(dir);
     await ws.scan();
     const src = '⭐_AKTIF_EN_IYILER/LoRA_A.pt';
-    const saved = join(dir, 'saved.bin');
+    const saved = join(dir, 'saved.bak');
     await copyFile(join(dir, src), saved);
     await unlink(join(dir, src));
     let ch = await ws.update([src]);

@@ -75,10 +75,18 @@ export function formatStatus(r: StatusReport, all: boolean, c: Painter = plain):
   lines.push(`  ${counts}`);
   const problems = r.files.filter((f) => isProblem(f.status));
   if (!problems.length) lines.push(`  ${c.paint('green', 'every copy is in sync')}`);
-  for (const f of all ? r.files : problems)
+  // With no source folder at all, one hint says what to do instead of an orphan line per file.
+  const hinted = !all && !!r.hints?.length;
+  const listed = (all ? r.files : problems).filter((f) => !(hinted && f.status === 'ORPHAN'));
+  for (const f of listed)
     lines.push(
-      `  ${c.status(f.status, `${STATUS_FACTS[f.status].cliIcon} ${f.status}`)}${' '.repeat(Math.max(1, 21 - f.status.length))}${f.path}\n      ${f.message}`,
+      `  ${c.status(f.status, `${STATUS_FACTS[f.status].cliIcon} ${f.status}`)}${' '.repeat(Math.max(1, 21 - f.status.length))}${f.path}\n      ${f.message}${f.why ? ` (${f.why})` : ''}`,
     );
+  if (hinted) {
+    const orphans = problems.length - listed.filter((f) => isProblem(f.status)).length;
+    if (orphans) lines.push(`  ${orphans} orphan${orphans === 1 ? '' : 's'} not listed (--all lists them)`);
+  }
+  for (const h of r.hints ?? []) lines.push(`hint: ${h}`);
   return lines.join('\n');
 }
 

@@ -5,6 +5,8 @@ import { hashBackend } from '../formats/hashBackend';
 import { isFormatError } from '../formats/errors';
 import { toJson, type Json, JsonFloat, stringifyJson } from '../formats/pyValue';
 import type { PyNode } from '../formats/pickle/nodes';
+import { fileHashes } from '../engine/fileHashes';
+import type { InspectHashes } from '../protocol/inspect';
 
 export interface InspectReport {
   file: string;
@@ -30,6 +32,8 @@ export interface InspectReport {
     contiguous: boolean;
   }>;
   metadata?: Json;
+  /** The ecosystem's hashes of the file (layouts/ecosystemHashes.ts), and embedded ones that disagree. */
+  hashes?: InspectHashes;
   error?: { code: string; message: string };
 }
 
@@ -106,6 +110,7 @@ export async function inspectFile(path: string, display: string = path): Promise
         ...(t.requiresGrad ? { requires_grad: true } : {}),
       })),
       metadata,
+      hashes: await fileHashes(path),
     };
   } finally {
     await c.close();
@@ -138,6 +143,13 @@ export function formatInspect(r: InspectReport): string {
     lines.push(r.crc!.ok ? '  CRC32: all records good' : `  CRC32: ${r.crc!.failures.length} record(s) damaged`);
     for (const f of r.crc!.failures) lines.push(`    ${f.record}: stored ${f.expected}, computed ${f.actual}`);
   } else lines.push('  CRC32: this format has none');
+  if (r.hashes) {
+    const h = r.hashes;
+    lines.push(
+      `  hashes: AutoV2 ${h.autoV2.toUpperCase()}${h.autoV3 ? `, AutoV3 ${h.autoV3.toUpperCase()}` : ''}${h.legacyWindowBytes === 65536 ? `, legacy ${h.legacy}` : ''}`,
+    );
+    for (const m of h.embeddedMismatches) lines.push(`    embedded hash mismatch: ${m.detail}`);
+  }
   if (r.safety!.safe) lines.push(`  safety: sound (${r.safety!.globals.length} data-only globals)`);
   else {
     lines.push(`  safety: UNSAFE — torch.load would run code from this file`);

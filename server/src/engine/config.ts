@@ -16,7 +16,8 @@ import validateConfig, { type SchemaError } from './configValidator.generated';
 export type EngineConfig = Settings;
 
 export const DEFAULT_CONFIG: EngineConfig = {
-  include: ['**/*.pt', '**/*.safetensors'],
+  // Every extension torch and safetensors checkpoints come in (PEFT's adapter_model.bin, kohya's .ckpt).
+  include: ['**/*.pt', '**/*.pth', '**/*.bin', '**/*.ckpt', '**/*.safetensors'],
   exclude: ['**/.git/**', '**/node_modules/**', '**/.lora-sync/**'],
   sourceFolders: ['AKTIF_EN_IYILER'],
   copyKeys: ['team', 'specialization_key', 'score', 'match_count', 'exported_at'],

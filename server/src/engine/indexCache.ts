@@ -27,7 +27,7 @@ import { EntryInterner } from './entryIntern';
 
 export const INDEX_FILE = 'index.jsonl';
 /** Bump when FileEntry's meaning changes. */
-export const INDEX_VERSION = 7; // 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
+export const INDEX_VERSION = 8; // 8: layouts (layout, unit, version, session, why, adapter_config key, embedded-hash issues). 7: 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
 
 export interface FileKey {
   size: number;
@@ -157,7 +157,23 @@ type FileLine = [
   FileEntry['idFrom'] | null,
   string | null,
   number | null,
+  LayoutFields | null,
 ];
+
+/** The entry fields real layouts added (one object, null for the seed's files that have none). */
+type LayoutFields = Pick<FileEntry, 'layout' | 'unit' | 'version' | 'session' | 'why' | 'sideKey' | 'hashIssues'>;
+
+function layoutFields(e: FileEntry): LayoutFields | null {
+  const x: LayoutFields = {};
+  if (e.layout) x.layout = e.layout;
+  if (e.unit) x.unit = e.unit;
+  if (e.version) x.version = e.version;
+  if (e.session) x.session = e.session;
+  if (e.why) x.why = e.why;
+  if (e.sideKey) x.sideKey = e.sideKey;
+  if (e.hashIssues) x.hashIssues = e.hashIssues;
+  return Object.keys(x).length ? x : null;
+}
 
 /** Writes each tensor list and digest set once, however many files hold it. */
 class CacheWriter {
@@ -224,6 +240,7 @@ class CacheWriter {
       e.idFrom ?? null,
       f.divergedAt ?? null,
       e.mtimeMs === msOfNs(e.mtimeNs) ? null : e.mtimeMs,
+      layoutFields(e),
     ];
     out.push(JSON.stringify(line));
   }
@@ -299,6 +316,7 @@ class CacheReader {
       idFrom,
       divergedAt,
       mtimeMs,
+      layout,
     ] = v;
     const tensors = list === -1 ? [] : this.lists[list];
     const metaKeys = set === -1 ? {} : this.sets[set];
@@ -317,6 +335,7 @@ class CacheReader {
       loraId: this.intern.str(loraId ?? undefined),
       name: this.intern.str(name ?? undefined),
       idFrom: idFrom ?? undefined,
+      ...(layout ?? {}),
       tensors,
       tensorsDigest: this.intern.str(tensorsDigest),
       metaDigest: this.intern.str(metaDigest),

@@ -5,6 +5,7 @@
  * match" (a source that settles after a change gets its STALE copies synced) and "every N matches"
  * (a full verify and sync). Batches are handled one at a time, in order.
  */
+import { ADAPTER_CONFIG } from '../layouts/peft';
 import type { Workspace, ScanSummary, StatusChange } from './workspace';
 import { WorkspaceWatcher, type WatcherEvent, type WatchChange } from './watcher';
 import type { SyncResult } from './syncExecutor';
@@ -48,7 +49,8 @@ export class LiveIndex {
       this.watcher = new WorkspaceWatcher(
         {
           root: this.ws.root,
-          include: cfg.include,
+          // A PEFT adapter's config is part of its metadata: its edits are changes of the adapter (Workspace.update).
+          include: [...cfg.include, `**/${ADAPTER_CONFIG}`],
           exclude: cfg.exclude,
           debounceMs: cfg.debounceMs,
           settleMs: cfg.settleMs,

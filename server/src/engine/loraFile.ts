@@ -3,8 +3,8 @@
  * caches) of its identity, role, tensor fingerprints, metadata digests and sync_info. Reading a file
  * never throws for bad content: a corrupt or unsafe file is an entry that says so.
  */
-import { stat } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { open, readdir, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { type Checkpoint, type CheckpointFormat, openCheckpoint } from '../formats/checkpoint';
 import { hash } from 'node:crypto';
 import { fingerprintCheckpoint, DIGEST_ALG, tensorTypedLookup, type TensorFingerprint } from '../formats/fingerprint';
@@ -12,7 +12,14 @@ import { isFormatError } from '../formats/errors';
 import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { type Typed, typedForm, typedFormJson } from '../formats/pyValue';
 import type { EngineConfig } from './config';
-import type { LayoutKind, TrainingProgress } from '../layouts/types';
+import type { LayoutKind, Recognized, TrainingProgress } from '../layouts/types';
+import { describeCheckpoint, type FolderFacts } from '../layouts/describe';
+import { recognize } from '../layouts/recognize';
+import { layoutLoraId } from '../layouts/runs';
+import { nameFromFileName } from '../layouts/fileName';
+import { LFS_POINTER_MAX_BYTES, lfsPointerIssue, parseLfsPointer } from '../layouts/lfsPointer';
+import { EMBEDDED_KEYS, embeddedHashReport } from '../layouts/ecosystemHashes';
+import { matchesSourceFolder } from './sourceFolders';
 
 export interface TensorEntry {
   name: string;
@@ -48,7 +55,12 @@ export interface FileEntry {
   unsafeGlobals: string[];
   loraId?: string;
   name?: string;
-  idFrom?: 'metadata' | 'filename';
+  /**
+   * What the file itself says its LoRA is: its `metadata.id`, its layout's name (kohya
+   * `ss_output_name`, the PEFT or diffusers folder) or its file name. The copy map may tie a copy to
+   * another LoRA by its sync record or its content (copyMap.ts `identifiedBy`).
+   */
+  idFrom?: 'metadata' | 'filename' | 'layout';
   /**
    * Which layout the file is (seed dict, PEFT adapter, kohya, diffusers, plain state dict), from
    * layouts/recognize.ts; undefined for files that are not LoRAs.
@@ -60,6 +72,15 @@ export interface FileEntry {
   version?: TrainingProgress;
   /** One training run (kohya `ss_session_id`): two runs of one name are two LoRAs. */
   session?: string;
+  /** Unrecognized files: why the file is no LoRA, in a few words (`no LoRA tensor names`). */
+  why?: string;
+  /**
+   * PEFT and diffusers units: the key (size:mtime ns:inode, or `none`) of the `adapter_config.json`
+   * beside the file, whose keys are part of the general metadata: a change to it re-reads the file.
+   */
+  sideKey?: string;
+  /** Embedded ecosystem hashes (`sshs_model_hash`, ...) that disagree with the file's bytes. */
+  hashIssues?: Array<{ key: string; detail: string }>;
   tensors: TensorEntry[];
   /** Digest of the sorted (name, dtype, shape, digest) list: equal means every tensor is equal. */
   tensorsDigest: string;
@@ -96,6 +117,9 @@ export function makeEntry(e: FileEntry): FileEntry {
     unit: e.unit,
     version: e.version,
     session: e.session,
+    why: e.why,
+    sideKey: e.sideKey,
+    hashIssues: e.hashIssues,
     tensors: e.tensors,
     tensorsDigest: e.tensorsDigest,
     metaDigest: e.metaDigest,
@@ -105,17 +129,12 @@ export function makeEntry(e: FileEntry): FileEntry {
   };
 }
 
-/** The seed's naming: a source is `<name>.pt`, a copy `<name>_<shortid>.pt`. */
-export function nameFromFile(file: string, role: 'source' | 'copy'): string {
-  const stem = basename(file).replace(/\.(pt|pth|bin|safetensors)$/i, '');
-  if (role === 'source') return stem;
-  const m = /^(.*)_[0-9A-Za-z]{4,12}$/.exec(stem);
-  return m ? m[1] : stem;
-}
+/** The LoRA name a file's name gives (layouts/fileName.ts: only the seed's `_<6 hex>` copy mark is stripped). */
+export const nameFromFile = nameFromFileName;
 
+/** A file in a source folder (sourceFolders.ts: a folder name containing a value, or a glob on the folder's path). */
 export function isSourcePath(rel: string, cfg: EngineConfig): boolean {
-  const folders = dirname(rel).split('/');
-  return folders.some((f) => cfg.sourceFolders.some((s) => f.normalize('NFC').includes(s)));
+  return matchesSourceFolder(rel, cfg.sourceFolders);
 }
 
 function strOf(n: PyNode | undefined): string | undefined {
@@ -209,6 +228,14 @@ export async function readEntry(
     copyKeys: [],
     syncInfo: {},
   };
+  // A git-lfs pointer (a clone without `git lfs pull`) in place of the checkpoint: tiny, so read whole.
+  if (key.size <= LFS_POINTER_MAX_BYTES) {
+    const lfs = await lfsPointerAt(abs);
+    if (lfs) {
+      const issue = lfsPointerIssue(rel, lfs);
+      return makeEntry({ ...base, error: { code: 'LFS_POINTER', message: issue.detail } });
+    }
+  }
   let c: Checkpoint;
   try {
     c = await openCheckpoint(abs, { expectedSize: key.size });
@@ -223,13 +250,20 @@ export async function readEntry(
   try {
     // Known before anything else can fail: an unsafe file stays unsafe whatever breaks later.
     if (c.unsafe.length) base.unsafeGlobals = c.unsafe.map((u) => u.global);
+    base.format = c.format;
+    // Recognition needs only what opening read (names, __metadata__, the pickle): a file that is no
+    // LoRA (a 6 GB base model, an optimizer state) is never read past its header.
+    const folder = await folderFactsOf(abs, rel);
+    const r = recognize(describeCheckpoint(c, rel, folder), base.role!);
+    if (r.layout === 'unrecognized') {
+      // Not a LoRA, but naming code: an unsafe file (kind 'corrupt' keeps it out of the harmless unrecognized ones).
+      return makeEntry({ ...base, kind: base.unsafeGlobals.length ? 'corrupt' : 'unrecognized', why: r.why });
+    }
     const fp = await fingerprintCheckpoint(c).catch((e) => {
       if (isFormatError(e)) return e;
       throw e;
     });
-    if (isFormatError(fp))
-      return makeEntry({ ...base, format: c.format, error: { code: fp.code, message: fp.message } });
-    base.format = c.format;
+    if (isFormatError(fp)) return makeEntry({ ...base, error: { code: fp.code, message: fp.message } });
     const entry = base;
     if (fp.crcFailures.length) {
       entry.error = {
@@ -238,10 +272,66 @@ export async function readEntry(
       };
       return makeEntry(entry);
     }
-    return await describeLora(c, fp.tensors, entry, cfg);
+    entry.sideKey = folder.sideKey;
+    entry.hashIssues = await hashIssuesOf(c, abs);
+    return describeLora(c, fp.tensors, entry, cfg, r, folder.adapterConfigText);
   } finally {
     await c.close();
   }
+}
+
+/** The pointer a tiny file holds, if it is a git-lfs pointer. */
+async function lfsPointerAt(abs: string) {
+  const fh = await open(abs, 'r');
+  try {
+    const buf = Buffer.alloc(LFS_POINTER_MAX_BYTES + 1);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return parseLfsPointer(buf.subarray(0, bytesRead));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Files whose folder is their unit: PEFT's `adapter_model.*`, diffusers' `pytorch_lora_weights.*`. */
+const FOLDER_UNIT_FILE = /^(adapter_model|pytorch_lora_weights)\.(safetensors|bin)$/;
+const ADAPTER_CONFIG = 'adapter_config.json';
+/** An adapter_config.json larger than this is not read (PEFT writes a few kB). */
+const MAX_CONFIG_BYTES = 1 << 20;
+
+/**
+ * What the recognizers need of the file's folder. Only folder units need it (the folder listing and
+ * adapter_config.json): other files cost no extra I/O. `sideKey` keys the config for the cache.
+ */
+async function folderFactsOf(abs: string, rel: string): Promise<FolderFacts & { sideKey?: string }> {
+  const name = rel.slice(rel.lastIndexOf('/') + 1);
+  if (!FOLDER_UNIT_FILE.test(name)) return { siblings: [] };
+  const dir = dirname(abs);
+  const siblings = await readdir(dir).catch(() => [] as string[]);
+  if (!siblings.includes(ADAPTER_CONFIG)) return { siblings, sideKey: 'none' };
+  try {
+    const fh = await open(`${dir}/${ADAPTER_CONFIG}`, 'r');
+    try {
+      const st = await fh.stat({ bigint: true });
+      const sideKey = `${st.size}:${st.mtimeNs}:${st.ino}`;
+      if (st.size > BigInt(MAX_CONFIG_BYTES)) return { siblings, sideKey };
+      return { siblings, adapterConfigText: (await fh.readFile()).toString('utf8'), sideKey };
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return { siblings, sideKey: 'none' };
+  }
+}
+
+/**
+ * Embedded ecosystem hashes that disagree with the file. Only safetensors files that embed one are
+ * hashed (one extra pass over the file), so the cold scan of other files costs nothing more.
+ */
+async function hashIssuesOf(c: Checkpoint, abs: string): Promise<FileEntry['hashIssues']> {
+  const md = c.format === 'safetensors' ? c.safetensorsMetadata : undefined;
+  if (!md || !EMBEDDED_KEYS.some((k) => (md[k] ?? '').trim() !== '')) return undefined;
+  const { issues } = await embeddedHashReport(abs);
+  return issues.length ? issues.map((i) => ({ key: i.key, detail: i.detail })) : undefined;
 }
 
 /** What a LoRA file says about itself, before it becomes an entry. */
@@ -257,23 +347,50 @@ interface LoraParts {
 
 // Small functions rather than one: each is compiled on its own (in every thread that reads), and one
 // large function with all of this inlined cost V8 more to compile than a 6,000-file scan spends in it.
-async function describeLora(
+function describeLora(
   c: Checkpoint,
   fps: TensorFingerprint[],
   entry: FileEntry,
   cfg: EngineConfig,
-): Promise<FileEntry> {
-  const parts = c.format === 'safetensors' ? safetensorsParts(c, fps, cfg) : torchParts(c, fps, cfg);
-  // Not a LoRA, but naming code: an unsafe file (kind 'corrupt' keeps it out of the harmless unrecognized ones).
-  if (!parts) return makeEntry({ ...entry, kind: entry.unsafeGlobals.length ? 'corrupt' : 'unrecognized' });
-  return loraEntry(entry, parts);
+  r: Recognized,
+  adapterConfigText: string | undefined,
+): FileEntry {
+  const parts = c.format === 'safetensors' ? safetensorsParts(c, fps, cfg, r) : torchParts(c, fps, cfg, r);
+  if (adapterConfigText !== undefined) adapterConfigKeys(adapterConfigText, parts);
+  // The name came from the layout (a folder, kohya's ss_output_name), not from the file's own name.
+  const byLayout =
+    r.layout === 'peft' ||
+    r.layout === 'diffusers' ||
+    (r.layout === 'kohya' && !!c.safetensorsMetadata?.ss_output_name?.trim());
+  return loraEntry(entry, parts, r, byLayout);
 }
 
-function safetensorsParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineConfig): LoraParts | undefined {
+/** A PEFT adapter's `adapter_config.json` is its general metadata: one key per top-level entry. */
+function adapterConfigKeys(text: string, parts: LoraParts): void {
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(text);
+  } catch {
+    parts.texts.set('adapter_config.json', JSON.stringify(text));
+    return;
+  }
+  if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) return;
+  for (const [k, v] of Object.entries(cfg)) parts.texts.set(`adapter_config.${k}`, JSON.stringify(v));
+}
+
+/** Embedded hashes describe the bytes, not the LoRA: a copy's differ from its source's whenever its header does. */
+const HASH_KEYS: ReadonlySet<string> = new Set(EMBEDDED_KEYS);
+
+/**
+ * `format: pt` is what `safetensors.torch.save_file` marks a file with, not something about the LoRA:
+ * a PEFT adapter saved as `.bin` lacks it and is still in sync.
+ */
+const SERIALIZATION_KEYS: ReadonlySet<string> = new Set(['format']);
+
+function safetensorsParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineConfig, r: Recognized): LoraParts {
+  const skip = r.layout === 'seed' ? HASH_KEYS : new Set([...HASH_KEYS, ...SERIALIZATION_KEYS]);
   const md = c.safetensorsMetadata ?? {};
   const loraId = md.id;
-  const looksLora = !!loraId || c.tensors.some((t) => /lora/i.test(t.path));
-  if (!looksLora) return undefined;
   const parts: LoraParts = {
     loraId,
     name: md.name,
@@ -284,7 +401,7 @@ function safetensorsParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineCo
   };
   for (const [k, v] of Object.entries(md)) {
     if (cfg.copyKeys.includes(k)) parts.copyKeys.push(k);
-    else if (!cfg.ignoreKeys.includes(k)) parts.texts.set(k, JSON.stringify(v));
+    else if (!cfg.ignoreKeys.includes(k) && !skip.has(k)) parts.texts.set(k, JSON.stringify(v));
   }
   if (md.sync_info) {
     try {
@@ -302,13 +419,14 @@ function safetensorsParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineCo
   return parts;
 }
 
-function torchParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineConfig): LoraParts | undefined {
-  const root = c.root;
-  const entries = root ? mappingEntries(root) : undefined;
-  const params = root ? getKey(root, 'lora_params') : undefined;
-  const meta = root ? getKey(root, 'metadata') : undefined;
+function torchParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineConfig, r: Recognized): LoraParts {
+  // A plain state dict (kohya's save_model_as=pt, PEFT's adapter_model.bin): every tensor, no metadata.
+  if (r.layout !== 'seed') return { tensors: loraTensors(fps, ''), texts: new Map(), copyKeys: [], syncInfo: {} };
+  const root = c.root!;
+  const entries = mappingEntries(root) ?? [];
+  const params = getKey(root, 'lora_params');
+  const meta = getKey(root, 'metadata');
   const loraId = meta ? strOf(getKey(meta, 'id')) : undefined;
-  if (!entries || (!params && !loraId) || c.format === 'torchscript') return undefined;
   const parts: LoraParts = {
     loraId,
     name: meta ? strOf(getKey(meta, 'name')) : undefined,
@@ -369,10 +487,15 @@ function generalMetadata(
   }
 }
 
-function loraEntry(entry: FileEntry, p: LoraParts): FileEntry {
-  const fileName = nameFromFile(entry.path, entry.role!);
+function loraEntry(entry: FileEntry, p: LoraParts, r: Recognized, byLayout: boolean): FileEntry {
+  const fileName = nameFromFileName(entry.path, entry.role!);
   const metaKeys: Record<string, string> = {};
   for (const [k, text] of p.texts) metaKeys[k] = keyDigestOf(text);
+  const seed = r.layout === 'seed';
+  // The seed keeps its ids exactly (`metadata.id`, else `name:<file name>`); other layouts are named by
+  // the layout (kohya ss_output_name + run, the PEFT/diffusers folder) or, failing that, the file.
+  const loraId = seed ? p.loraId || `name:${fileName}` : layoutLoraId(r);
+  const idFrom: FileEntry['idFrom'] = seed ? (p.loraId ? 'metadata' : 'filename') : byLayout ? 'layout' : 'filename';
   return makeEntry({
     path: entry.path,
     size: entry.size,
@@ -383,9 +506,15 @@ function loraEntry(entry: FileEntry, p: LoraParts): FileEntry {
     format: entry.format,
     role: entry.role,
     unsafeGlobals: entry.unsafeGlobals,
-    loraId: p.loraId || `name:${fileName}`,
-    name: p.name ?? fileName,
-    idFrom: p.loraId ? 'metadata' : 'filename',
+    loraId,
+    name: seed ? (p.name ?? fileName) : r.name,
+    idFrom,
+    layout: r.layout,
+    unit: r.unit,
+    version: r.version,
+    session: r.session,
+    sideKey: entry.sideKey,
+    hashIssues: entry.hashIssues,
     tensors: p.tensors,
     tensorsDigest: tensorsDigestOf(p.tensors),
     metaDigest: metaDigestOf(metaKeys),

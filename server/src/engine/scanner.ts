@@ -13,6 +13,7 @@ import { isTempFile } from '../io/atomicWrite';
 import micromatch from 'micromatch';
 import { isSourcePath, makeEntry } from './loraFile';
 import { TEMP_MARK } from '../io/atomicWrite';
+import { isPartialDownloadName, settling } from '../layouts/growing';
 
 /**
  * How recent an mtime must be, at the time its key is taken, for the key not to be trusted later: more
@@ -63,7 +64,12 @@ export async function listCheckpoints(root: string, cfg: EngineConfig): Promise<
   });
   const files: string[] = [];
   const temps: string[] = [];
-  for (const r of listed) (isTempFile(r.slice(r.lastIndexOf('/') + 1)) ? temps : files).push(r);
+  for (const r of listed) {
+    const name = r.slice(r.lastIndexOf('/') + 1);
+    if (isTempFile(name)) temps.push(r);
+    // A download in progress (`.part`, `.incomplete`, ...) is never read, whatever the globs include.
+    else if (!isPartialDownloadName(name)) files.push(r);
+  }
   return { files, temps };
 }
 
@@ -116,4 +122,49 @@ export function unreadableEntry(rel: string, cfg: EngineConfig, code: string, me
     syncInfo: {},
     error: { code, message },
   });
+}
+
+/**
+ * Whether a cached entry's side file still holds: a PEFT adapter's general metadata is its
+ * `adapter_config.json`, so the entry is keyed by that file's key too.
+ */
+export function sideKeyHolds(e: FileEntry, abs: string): boolean {
+  if (!e.sideKey) return true;
+  const dir = abs.slice(0, abs.lastIndexOf('/'));
+  try {
+    const st = lstatSync(`${dir}/adapter_config.json`, { bigint: true });
+    return e.sideKey === `${st.size}:${st.mtimeNs}:${st.ino}`;
+  } catch {
+    return e.sideKey === 'none';
+  }
+}
+
+/**
+ * Whether a file was still being written while it was read (a trainer's save, a download): its key
+ * (size, mtime, inode), taken before the read, differs from one taken after it, or an aria2 control
+ * file says it is downloading. Only files whose mtime lies within `settleMs` of the scan are looked
+ * at again (one lstat each), so a settled workspace costs nothing more and no scan ever waits. Such a
+ * file is not judged now; the watcher (or the next scan) reads it once it settles.
+ */
+export function grewWhileRead(f: { abs: string; rel: string; key: FileKey }, settleMs: number, now: number): boolean {
+  if (settleMs <= 0 || now - msOfKey(f.key) >= settleMs) return false;
+  const k = fileKeySync(f.abs);
+  const name = f.rel.slice(f.rel.lastIndexOf('/') + 1);
+  const siblings = existsAria2(f.abs) ? [`${name}.aria2`] : [];
+  const before = { size: f.key.size, mtimeMs: Number(f.key.mtimeNs), ino: f.key.ino, at: 0 };
+  const after = k ? { size: k.size, mtimeMs: Number(k.mtimeNs), ino: k.ino, at: 0 } : { ...before, size: -1 };
+  return settling(name, before, after, 0, siblings).state === 'growing';
+}
+
+function msOfKey(k: FileKey): number {
+  return Number(BigInt(k.mtimeNs) / 1_000_000n);
+}
+
+function existsAria2(abs: string): boolean {
+  try {
+    lstatSync(`${abs}.aria2`);
+    return true;
+  } catch {
+    return false;
+  }
 }

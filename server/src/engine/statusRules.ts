@@ -4,8 +4,10 @@
  */
 import { DIGEST_ALG } from '../formats/fingerprint';
 import type { FileEntry } from './loraFile';
-import { type LoraGroup, primarySource } from './copyMap';
+import { type LoraGroup, primarySource, sourcePick } from './copyMap';
 import type { IssueType } from '../protocol/reports';
+import { staleVersionMessage, versionLabel } from '../layouts/versions';
+import { baseName } from '../layouts/fileName';
 import { STATUS_FACTS, STATUSES, type Status } from '../protocol/statusTable';
 import { findingTypeOf } from '../formats/safety';
 import { tensorChange } from './tensorChange';
@@ -28,6 +30,14 @@ export interface FileStatus {
   /** How many tensors differ, of how many (copies compared with a source). */
   differing?: number;
   total?: number;
+  /** The sentence to show instead of the status's usual one (a copy equal to an earlier version, a VERSION). */
+  note?: string;
+}
+
+/** What the copy map knows of a file beyond its group. */
+export interface StatusContext {
+  /** A copy whose content matched several LoRAs (none chosen): their ids. */
+  candidates?: string[];
 }
 
 /** Statuses that mean "nothing to do". */
@@ -42,13 +52,30 @@ function namedSource(e: FileEntry, g: LoraGroup | undefined): { source?: string 
   return e.role === 'copy' && sources?.length === 1 ? { source: sources[0].path } : {};
 }
 
-export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
+export function statusOf(e: FileEntry, g: LoraGroup | undefined, ctx: StatusContext = {}): FileStatus {
+  const s = baseStatus(e, g, ctx);
+  // Embedded hashes that disagree with the bytes: a warning on any status (the file itself may be fine).
+  if (e.hashIssues?.length)
+    s.issues = [
+      ...s.issues,
+      ...e.hashIssues.map((h) => ({
+        type: 'EMBEDDED_HASH_MISMATCH' as const,
+        file: e.path,
+        param: h.key,
+        detail: h.detail,
+      })),
+    ];
+  return s;
+}
+
+function baseStatus(e: FileEntry, g: LoraGroup | undefined, ctx: StatusContext): FileStatus {
   // 1. Would run code on torch.load: outranks everything, a read error included (kept as an issue).
   if (e.unsafeGlobals.length) return { status: 'UNSAFE', issues: unsafeIssues(e), ...namedSource(e, g) };
   // 2. Unreadable: nothing else can be said.
   if (e.kind === 'corrupt') {
     const code = e.error?.code;
-    const type: IssueType = code === 'CRC_MISMATCH' || code === 'TRAILING_DATA' ? code : 'LOAD_ERROR';
+    const type: IssueType =
+      code === 'CRC_MISMATCH' || code === 'TRAILING_DATA' || code === 'LFS_POINTER' ? code : 'LOAD_ERROR';
     return {
       status: 'CORRUPT',
       issues: [{ type, file: e.path, detail: e.error?.message ?? 'cannot be read' }],
@@ -57,17 +84,30 @@ export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
   }
   if (!g) return { status: 'ORPHAN', issues: [{ type: 'NO_SOURCE', file: e.path, detail: 'not part of any LoRA' }] };
   const sources = g.sources.filter((s) => s.kind === 'lora');
-  // 3. Sources: one per LoRA.
+  // 3. Sources: one per LoRA; several ordered by training progress are its versions.
   if (e.role === 'source') {
     if (sources.length > 1) {
+      const pick = sourcePick(g);
+      if (pick.kind === 'picked' && pick.source) {
+        if (pick.source === e) return { status: 'SOURCE', issues: [] };
+        const was = versionLabel(e.version) ?? 'an earlier version';
+        const now = versionLabel(pick.source.version);
+        return {
+          status: 'VERSION',
+          issues: [],
+          source: pick.source.path,
+          note: `${was}: an earlier version of ${pick.source.path}${now ? ` (the source, at ${now})` : ''}`,
+        };
+      }
       const others = sources.filter((s) => s !== e).map((s) => s.path);
+      const why = pick.kind === 'unordered' && sources.some((s) => s.version) ? ` (${pick.why})` : '';
       return {
         status: 'DUPLICATE_SOURCE',
         issues: [
           {
             type: 'DUPLICATE_SOURCE',
             file: e.path,
-            detail: `${others.join(', ')} also claim${others.length === 1 ? 's' : ''} to be the source of ${g.id}`,
+            detail: `${others.join(', ')} also claim${others.length === 1 ? 's' : ''} to be the source of ${g.id}${why}`,
           },
         ],
       };
@@ -76,12 +116,31 @@ export function statusOf(e: FileEntry, g: LoraGroup | undefined): FileStatus {
   }
   // 4. Copies need a source.
   const src = primarySource(g);
-  if (!src)
-    return {
-      status: 'ORPHAN',
-      issues: [{ type: 'NO_SOURCE', file: e.path, detail: `no source for ${g.name} (${g.id}) in a source folder` }],
-    };
-  return compareWithSource(e, src);
+  if (!src) {
+    const cands = ctx.candidates;
+    const detail = cands?.length
+      ? `its tensors equal sources of ${cands.length} LoRAs (${cands.join(', ')}); which one it belongs to is not known`
+      : `no source for ${g.name} (${g.id}) in a source folder`;
+    return { status: 'ORPHAN', issues: [{ type: 'NO_SOURCE', file: e.path, detail }] };
+  }
+  const s = compareWithSource(e, src);
+  return s.status === 'IN_SYNC' || s.status === 'METADATA_DRIFT' || e.syncInfo.engine ? s : versionMatch(e, s, src, g);
+}
+
+/**
+ * A copy whose tensors equal an earlier version of its source is STALE (the source moved on): as good
+ * as a sync record for telling STALE from DIVERGED.
+ */
+function versionMatch(copy: FileEntry, s: FileStatus, src: FileEntry, g: LoraGroup): FileStatus {
+  if (g.sources.length < 2) return s;
+  const v = g.sources.find((f) => f !== src && f.kind === 'lora' && f.tensorsDigest === copy.tensorsDigest);
+  if (!v) return s;
+  const file = v.unit?.kind === 'folder' ? v.unit.path : baseName(v.path);
+  return {
+    ...s,
+    status: 'STALE',
+    note: staleVersionMessage({ file, progress: v.version }, { progress: src.version }),
+  };
 }
 
 function unsafeIssues(e: FileEntry): Issue[] {
@@ -251,6 +310,7 @@ export function describeStatus(e: FileEntry, s: FileStatus, src?: FileEntry): st
     if (src?.syncInfo.lastSyncMatch !== undefined) parts.push(`source at match ${src.syncInfo.lastSyncMatch}`);
     return parts.length ? `, ${parts.join(', ')}` : '';
   };
+  if (s.note) return s.note;
   const diff = s.total !== undefined ? `${s.differing} of ${s.total} tensors differ from ${s.source}` : '';
   switch (s.status) {
     case 'SOURCE':

@@ -2,7 +2,7 @@
  * The sync planner: pure. From the copy map and the statuses it decides, per copy, what a sync
  * will do and why. Executing is the executor's job; `sync --dry-run` prints this plan.
  */
-import { type CopyMap, type LoraGroup, primarySource } from './copyMap';
+import { type CopyMap, type LoraGroup, primarySource, sourcePick } from './copyMap';
 import type { FileEntry } from './loraFile';
 import type { FileStatus, Status } from './statusRules';
 import { STATUS_FACTS } from '../protocol/statusTable';
@@ -60,7 +60,8 @@ function planLora(g: LoraGroup, statusOf: (e: FileEntry) => FileStatus, force: b
     blocked = g.sources.length
       ? `its source ${g.sources[0].path} cannot be read`
       : 'it has no source in a source folder';
-  else if (sources.length > 1)
+  else if (sources.length > 1 && sourcePick(g).kind === 'unordered')
+    // Versions ordered by training progress are no conflict: the newest is the source.
     blocked = `${sources.length} sources claim this id (${sources.map((s) => s.path).join(', ')}): keep one`;
   else if (src.unsafeGlobals.length)
     blocked = `its source ${src.path} is unsafe (${src.unsafeGlobals.join(', ')}): it would run code on torch.load and is never propagated`;

@@ -5,6 +5,8 @@
  * scanner.ts, the reports in workspaceReports.ts, the temporary-file sweep in tempSweep.ts.
  */
 import { join, resolve } from 'node:path';
+import { ADAPTER_CONFIG } from '../layouts/peft';
+import { dirName } from '../layouts/fileName';
 import { type EngineConfig, STATE_DIR, loadConfig } from './config';
 import { type FileEntry, isSourcePath, makeEntry, readEntry } from './loraFile';
 import { CopyIndex, type CopyMap, type LoraGroup } from './copyMap';
@@ -25,12 +27,15 @@ import {
   listCheckpoints,
   racyWindowMs,
   relPath,
+  grewWhileRead,
+  sideKeyHolds,
   unreadableEntry,
 } from './scanner';
 import { syncEvents } from './syncEvents';
 import { removeStaleTempFiles } from './tempSweep';
 import {
   fileReport,
+  noSourceHint,
   report,
   type StatusReport,
   type Stats,
@@ -68,6 +73,8 @@ export interface ScanSummary {
   removed: number;
   cacheNote?: string;
   changes: StatusChange[];
+  /** Files still being written (growing.ts), left for a later look. */
+  waiting?: string[];
 }
 
 export class Workspace {
@@ -179,7 +186,7 @@ export class Workspace {
       const key = fileKeySync(abs);
       if (!key) continue;
       const known = this.entries.get(rel) ?? cached.get(rel)?.entry;
-      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel)) {
+      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel) && sideKeyHolds(known, abs)) {
         if (!this.entries.has(rel)) updates.push([known.path, known]); // its own path string: one copy of each path in memory
         this.noteAbs(rel, abs);
       } else toRead.push({ abs, rel, key });
@@ -197,14 +204,24 @@ export class Workspace {
         return { ok: true, entry: intern.entry(makeEntry(r.entry)) };
       },
     });
+    // Files still being written are not judged yet: what was known of them stays.
+    const growing = new Set<string>();
+    toRead.forEach((f, i) => {
+      if (!grewWhileRead(f, this.cfg.settleMs, started)) return;
+      growing.add(f.rel);
+      const known = this.entries.get(f.rel) ?? cached.get(f.rel)?.entry;
+      if (known && !this.entries.has(f.rel)) updates.push([known.path, known]);
+      results[i] = undefined as unknown as (typeof results)[number];
+    });
     toRead.forEach((f, i) => {
       const r = results[i];
+      if (!r) return;
       const entry = r.ok ? r.entry : unreadableEntry(f.rel, this.cfg, r.code, r.message);
       updates.push([f.rel, entry]);
       this.noteRacy(f.rel, entry, started);
       this.noteAbs(f.rel, f.abs);
     });
-    const read = toRead.length;
+    const read = toRead.length - growing.size;
     let removed = 0;
     if (!opts.cancelled?.()) {
       for (const rel of this.entries.keys())
@@ -219,7 +236,15 @@ export class Workspace {
       this.cacheDirty = true;
       await this.flushCache();
     }
-    return { files: files.length, read, reused: files.length - read, removed, cacheNote, changes };
+    return {
+      files: files.length - growing.size,
+      read,
+      reused: files.length - growing.size - read,
+      removed,
+      cacheNote,
+      changes,
+      ...(growing.size ? { waiting: [...growing].sort() } : {}),
+    };
   }
 
   /**
@@ -235,7 +260,7 @@ export class Workspace {
   ): Promise<StatusChange[]> {
     const started = Date.now();
     const updates: Array<[string, FileEntry | undefined]> = [];
-    for (const p of new Set(paths)) {
+    for (const p of new Set(this.withConfigAdapters(paths))) {
       const rel = p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC');
       const abs = p.startsWith('/') ? p : this.abs(rel);
       const key = await fileKey(abs);
@@ -246,7 +271,7 @@ export class Workspace {
         continue;
       }
       const known = this.entries.get(rel);
-      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel)) continue;
+      if (known && sameKey(entryKey(known), key) && !this.racy.has(rel) && sideKeyHolds(known, abs)) continue;
       const fresh = readBack?.get(rel);
       const reuse = !!fresh && sameKey(entryKey(fresh), key);
       const entry = reuse ? fresh! : await this.readOne(abs, rel, key);
@@ -258,6 +283,20 @@ export class Workspace {
     const changes = this.apply(updates);
     if (updates.length) this.scheduleCacheSave();
     return changes;
+  }
+
+  /**
+   * An `adapter_config.json` that changed stands for the adapter files beside it (its keys are their
+   * general metadata): they are looked at again, and re-read since their entry's config key no longer holds.
+   */
+  private withConfigAdapters(paths: string[]): string[] {
+    const configs = paths.filter((p) => p === ADAPTER_CONFIG || p.endsWith(`/${ADAPTER_CONFIG}`));
+    if (!configs.length) return paths;
+    const dirs = new Set(configs.map((p) => dirName(p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC'))));
+    const adapters = [...this.entries.values()]
+      .filter((e) => e.sideKey && dirs.has(dirName(e.path)))
+      .map((e) => e.path);
+    return [...paths.filter((p) => !configs.includes(p)), ...adapters];
   }
 
   private noteRacy(rel: string, e: FileEntry, keyTakenAfter: number): void {
@@ -354,10 +393,12 @@ export class Workspace {
 
   /** The status rules, plus what this workspace remembers of copies that diverged (see `diverged`). */
   private computeStatus(e: FileEntry, g: LoraGroup | undefined): FileStatus {
-    const s = statusOf(e, g);
+    const candidates = this.index.contentCandidates(e.path);
+    const s = statusOf(e, g, candidates ? { candidates } : {});
     if (e.role !== 'copy' || e.kind !== 'lora') return s;
     const seen = this.diverged.get(e.path);
-    if (s.status === 'STALE' && !e.syncInfo.engine && seen === e.tensorsDigest) {
+    // (A copy equal to an earlier version of its source (`note`) is known stale, whatever it was before.)
+    if (s.status === 'STALE' && !e.syncInfo.engine && !s.note && seen === e.tensorsDigest) {
       return {
         ...s,
         status: 'DIVERGED',
@@ -417,6 +458,15 @@ export class Workspace {
   status(rel: string): FileStatus | undefined {
     return this.statuses.get(rel);
   }
+  /** The LoRA a file belongs to (a copy may be tied by its sync record or content, not its own id). */
+  groupOf(rel: string): LoraGroup | undefined {
+    return this.index.groupOf(rel);
+  }
+  /** Hints about the whole workspace (no source folder), each to be shown once. */
+  hints(): string[] {
+    const h = noSourceHint(this.reportSource());
+    return h ? [h] : [];
+  }
   abs(rel: string): string {
     return this.absOf.get(rel) ?? join(this.root, rel);
   }
@@ -443,6 +493,8 @@ export class Workspace {
       status: (rel) => this.statuses.get(rel),
       statuses: () => this.statuses.values(),
       groupOf: (rel) => this.index.groupOf(rel),
+      identifiedBy: (rel) => this.index.identifiedBy(rel),
+      cfg: this.cfg,
     };
   }
 

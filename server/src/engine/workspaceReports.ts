@@ -2,7 +2,11 @@
  * What the CLI, the language server and the views report about a workspace: per-file reports,
  * statistics, the status report and the seed's verify, all read from the engine's state.
  */
-import type { CopyMap, LoraGroup } from './copyMap';
+import type { CopyMap, IdentifiedBy, LoraGroup } from './copyMap';
+import type { EngineConfig } from './config';
+import { CONFIG_FILE } from './config';
+import { versionLabel } from '../layouts/versions';
+import type { LayoutKind } from '../layouts/types';
 import { primarySource } from './copyMap';
 import type { History } from './history';
 import type { FileEntry } from './loraFile';
@@ -15,6 +19,14 @@ export interface FileReport {
   status: Status | 'UNRECOGNIZED';
   message: string;
   issues: Issue[];
+  /** How the file was tied to its LoRA (readable LoRA files only). */
+  identified_by?: IdentifiedBy;
+  layout?: LayoutKind;
+  unit?: { kind: 'file' | 'folder'; path: string };
+  /** Where in its training run the file is, in words (`epoch 8`). */
+  version?: string;
+  /** Why the file is no LoRA (UNRECOGNIZED only). */
+  why?: string;
 }
 
 export interface LoraReport {
@@ -41,6 +53,8 @@ export interface StatusReport {
   stats: Stats;
   loras: LoraReport[];
   files: FileReport[];
+  /** Things to tell the user once about the whole workspace (no source folder); absent when none. */
+  hints?: string[];
 }
 
 export interface VerifyReport {
@@ -60,6 +74,8 @@ export interface ReportSource {
   status(rel: string): FileStatus | undefined;
   statuses(): Iterable<FileStatus>;
   groupOf(rel: string): LoraGroup | undefined;
+  identifiedBy(rel: string): IdentifiedBy | undefined;
+  readonly cfg: EngineConfig;
 }
 
 export function fileReport(ws: ReportSource, e: FileEntry): FileReport {
@@ -72,16 +88,41 @@ export function fileReport(ws: ReportSource, e: FileEntry): FileReport {
       status: 'UNRECOGNIZED',
       message: `not a LoRA checkpoint${e.error ? `: ${e.error.message}` : ''}; left alone`,
       issues: [],
+      ...(e.why ? { why: e.why } : {}),
     };
-  // An unreadable file has no id of its own: it belongs to the LoRA its name attached it to.
+  // An unreadable file has no id of its own: it belongs to the LoRA its name attached it to. A copy
+  // tied by its sync record or content belongs to that LoRA, whatever its own id says.
+  const by = ws.identifiedBy(e.path);
+  const version = versionLabel(e.version);
   return {
     path: e.path,
     role: e.role ?? null,
-    lora_id: e.loraId ?? ws.groupOf(e.path)?.id ?? null,
+    lora_id: ws.groupOf(e.path)?.id ?? e.loraId ?? null,
     status: s.status,
     message: describeStatus(e, s, s.source ? ws.entry(s.source) : undefined),
     issues: s.issues,
+    ...(by ? { identified_by: by } : {}),
+    ...(e.layout ? { layout: e.layout } : {}),
+    ...(e.unit ? { unit: e.unit } : {}),
+    ...(version ? { version } : {}),
   };
+}
+
+/** The one hint a workspace with LoRA files but no source folder gets, instead of an orphan per file. */
+export function noSourceHint(ws: ReportSource): string | undefined {
+  let loraFiles = 0;
+  for (const e of ws.entries()) {
+    if (e.role === 'source' && e.kind !== 'unrecognized') return undefined;
+    if (e.kind === 'lora') loraFiles++;
+  }
+  if (!loraFiles) return undefined;
+  const now = ws.cfg.sourceFolders.map((v) => JSON.stringify(v)).join(', ');
+  return (
+    `no source folder: none of the ${loraFiles} LoRA file${loraFiles === 1 ? '' : 's'} lies in a folder "sourceFolders" names (${now}), ` +
+    `so every copy is an orphan. Designate the folder your trainer writes to: add it to "sourceFolders" in ${CONFIG_FILE} ` +
+    `(a name a folder contains, or a glob on the folder's path such as "train/**"), or right-click it in the VS Code Explorer and ` +
+    `choose "LoRA Sync: Use Folder as Source".`
+  );
 }
 
 export async function stats(ws: ReportSource): Promise<Stats> {
@@ -123,7 +164,8 @@ export async function report(ws: ReportSource): Promise<StatusReport> {
   const files = [...ws.entries()]
     .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
     .map((e) => fileReport(ws, e));
-  return { root: ws.root, stats: await stats(ws), loras, files };
+  const hint = noSourceHint(ws);
+  return { root: ws.root, stats: await stats(ws), loras, files, ...(hint ? { hints: [hint] } : {}) };
 }
 
 /** The seed's verify_sync_integrity: for one LoRA or all, {is_consistent, issues}. */

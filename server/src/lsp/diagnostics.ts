@@ -35,6 +35,29 @@ export function diagnosticsFor(
   source: string | undefined,
   uriOf: (rel: string) => string,
 ): Diagnostic[] {
+  const hashIssues = r.issues.filter((i) => i.type === 'EMBEDDED_HASH_MISMATCH');
+  const out = statusDiagnostic(r, source, uriOf);
+  // Embedded hashes that disagree with the file: a warning of their own, whatever the status (a sound
+  // file included: UIs that trust the hash will show the wrong one).
+  if (hashIssues.length)
+    out.push({
+      range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } },
+      severity: DiagnosticSeverity.Warning,
+      code: 'EMBEDDED_HASH_MISMATCH',
+      source: DIAGNOSTIC_SOURCE,
+      message: `embedded hash mismatch: ${hashIssues.map((i) => i.detail).join('; ')}`,
+      data: {
+        path: r.path,
+        lora_id: r.lora_id,
+        role: r.role,
+        ...(source ? { source } : {}),
+        issues: hashIssues.map(issueToWire),
+      } satisfies DiagnosticData,
+    });
+  return out;
+}
+
+function statusDiagnostic(r: FileReport, source: string | undefined, uriOf: (rel: string) => string): Diagnostic[] {
   const severity = severityOf(r.status);
   if (severity === undefined) return [];
   const related: DiagnosticRelatedInformation[] = [];
@@ -42,7 +65,7 @@ export function diagnosticsFor(
   if (source && source !== r.path)
     related.push({ location: { uri: uriOf(source), range: at0 }, message: `source: ${source}` });
   // Per-tensor (or per-key) issues: the message says what differs, so list the first few by name.
-  const named = r.issues.filter((i) => i.param !== undefined);
+  const named = r.issues.filter((i) => i.param !== undefined && i.type !== 'EMBEDDED_HASH_MISMATCH');
   let message = r.message;
   if (named.length && !factsOf(r.status).messageNamesParams) {
     const listed = named

@@ -12,6 +12,7 @@ import {
   ResponseError,
   type WorkDoneProgressReporter,
   type WorkspaceFolder,
+  DiagnosticSeverity,
 } from 'vscode-languageserver/node';
 import { CONFIG_FILE, type EngineConfig } from '../engine/config';
 import { type LiveEvent, LiveIndex } from '../engine/liveIndex';
@@ -24,7 +25,7 @@ import {
   type ServerStatus,
   StatusChangedNotification,
 } from '../protocol/messages';
-import { diagnosticsFor } from './diagnostics';
+import { DIAGNOSTIC_SOURCE, diagnosticsFor } from './diagnostics';
 
 export interface Folder {
   uri: string;
@@ -43,6 +44,10 @@ export interface Folder {
   lock: Promise<unknown>;
   /** Resolves once the folder's current Workspace has done its first scan. */
   ready: Promise<void>;
+  /** The settings overrides the current Workspace was opened with (a lora-sync.json edit restarts with them). */
+  overrides?: Record<string, unknown>;
+  /** The workspace-level hint shown once (no source folder), as last published. */
+  hint?: string;
 }
 
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -71,7 +76,9 @@ export class ServerHost {
     let loras = 0;
     let problems = 0;
     const errors: string[] = [];
+    const hints: string[] = [];
     for (const f of this.folders.values()) {
+      if (f.hint) hints.push(this.folders.size > 1 ? `${f.root}: ${f.hint}` : f.hint);
       if (f.ws) loras += f.ws.copyMap().loras.size;
       problems += f.sent.size;
       if (f.error) errors.push(f.error);
@@ -84,6 +91,7 @@ export class ServerHost {
       folders: this.folders.size,
       loras,
       problems,
+      ...(hints.length ? { hints } : {}),
     };
   }
 
@@ -112,7 +120,9 @@ export class ServerHost {
   private publishFile(f: Folder, rel: string, report: FileReport | undefined): void {
     const ws = f.ws;
     const uriOf = (r: string) => pathToFileURL(ws ? ws.abs(r) : `${f.root}/${r}`).toString();
-    const diagnostics = ws && report ? diagnosticsFor(report, ws.status(rel)?.source, uriOf) : [];
+    // With no source folder at all, one hint (publishHint) stands for the orphan of every file.
+    const hinted = !!f.hint && report?.status === 'ORPHAN';
+    const diagnostics = ws && report && !hinted ? diagnosticsFor(report, ws.status(rel)?.source, uriOf) : [];
     const was = f.sent.get(rel);
     if (!diagnostics.length) {
       if (!was) return;
@@ -130,7 +140,9 @@ export class ServerHost {
 
   /** Every file of the folder; files no longer there (or no longer a problem) are cleared. */
   async publishAll(f: Folder): Promise<void> {
-    const files = f.ws ? (await f.ws.report()).files : [];
+    const r = f.ws ? await f.ws.report() : undefined;
+    this.publishHint(f, r?.hints?.[0]);
+    const files = r ? r.files : [];
     const seen = new Set<string>();
     for (const r of files) {
       seen.add(r.path);
@@ -140,15 +152,44 @@ export class ServerHost {
     this.statusChanged();
   }
 
+  /**
+   * The one diagnostic that says the workspace has no source folder and how to designate one, on
+   * `lora-sync.json` (where the fix goes, whether or not the file exists yet); cleared once a source
+   * appears. Returns whether the hint changed.
+   */
+  private publishHint(f: Folder, hint: string | undefined): boolean {
+    if (hint === f.hint) return false;
+    f.hint = hint;
+    const at0 = { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } };
+    void this.connection.sendDiagnostics({
+      uri: pathToFileURL(join(f.root, CONFIG_FILE)).toString(),
+      diagnostics: hint
+        ? [
+            {
+              range: at0,
+              severity: DiagnosticSeverity.Warning,
+              code: 'NO_SOURCE_FOLDER',
+              source: DIAGNOSTIC_SOURCE,
+              message: hint,
+            },
+          ]
+        : [],
+    });
+    return true;
+  }
+
   /** The changed files and every file of the LoRAs they belong to (a source moving on changes its copies' messages). */
   publishChanged(f: Folder, paths: string[]): void {
     const ws = f.ws;
     if (!ws) return;
+    // The hint appearing or going changes what every orphan shows: publish them all.
+    if (this.publishHint(f, ws.hints()[0])) {
+      void this.publishAll(f);
+      return;
+    }
     const rels = new Set(paths);
-    const groups = ws.copyMap().loras;
     for (const p of paths) {
-      const id = ws.entry(p)?.loraId;
-      const g = id ? groups.get(id) : undefined;
+      const g = ws.groupOf(p);
       if (g) for (const m of [...g.sources, ...g.copies, ...g.broken]) rels.add(m.path);
     }
     for (const rel of rels) {
@@ -203,6 +244,7 @@ export class ServerHost {
     const old = f.live;
     f.live = undefined;
     await old?.stop().catch(() => undefined);
+    f.overrides = settings;
     f.settingsKey = `${JSON.stringify(settings)}\u0000${await readFile(join(f.root, CONFIG_FILE), 'utf8').catch(() => '')}`;
     f.error = undefined;
     f.watchError = undefined;
@@ -283,6 +325,7 @@ export class ServerHost {
     f.ws = undefined;
     await live?.stop().catch(() => undefined);
     for (const rel of [...f.sent.keys()]) this.publishFile(f, rel, undefined);
+    this.publishHint(f, undefined);
     this.statusChanged();
   }
 

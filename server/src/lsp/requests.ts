@@ -13,6 +13,9 @@ import {
 } from 'vscode-languageserver/node';
 import type { RequestType } from 'vscode-languageserver-protocol';
 import { resolveLora } from '../engine/copyMap';
+import { ConfigError } from '../engine/config';
+import { addSourceFolder } from '../engine/sourceFolderEdit';
+import { relPath } from '../engine/workspace';
 import {
   CopyMapRequest,
   HistoryRequest,
@@ -22,6 +25,7 @@ import {
   type RescanResult,
   ServerStatusRequest,
   StatsRequest,
+  UseFolderAsSourceRequest,
   SyncRequest,
   type SyncSummary,
   VerifyRequest,
@@ -261,6 +265,36 @@ export function registerRequests(connection: Connection, host: ServerHost): void
       if (e instanceof InspectError) throw new ResponseError(ErrorCodes.InvalidParams, e.message);
       throw e;
     }
+  });
+
+  // "LoRA Sync: Use Folder as Source" (Explorer): the folder joins sourceFolders in lora-sync.json, and
+  // the folder's index restarts with it (as any edit of that file does).
+  handle(UseFolderAsSourceRequest, async (p) => {
+    if (host.initOptions.readOnly)
+      throw new ResponseError(
+        ErrorCodes.InvalidRequest,
+        'this workspace is not trusted: LoRA Sync reads and reports but never writes here',
+      );
+    let abs: string | undefined;
+    try {
+      abs = p?.uri ? fileURLToPath(p.uri) : p?.path;
+    } catch {
+      throw new ResponseError(ErrorCodes.InvalidParams, `${p?.uri}: only folders on disk (file: URIs)`);
+    }
+    if (!abs?.startsWith('/'))
+      throw new ResponseError(ErrorCodes.InvalidParams, 'needs the folder: uri or absolute path');
+    const f = host.folderOf(abs);
+    if (!f) throw new ResponseError(ErrorCodes.InvalidParams, `${abs} is not inside an open workspace folder`);
+    const rel = relPath(f.root, abs);
+    let added: { value: string; sourceFolders: string[] };
+    try {
+      added = await addSourceFolder(f.root, rel);
+    } catch (e) {
+      if (e instanceof ConfigError) throw new ResponseError(ErrorCodes.InvalidParams, e.message);
+      throw e;
+    }
+    await host.working(() => host.restartFolder(f, f.overrides ?? {}));
+    return { ...folderRef(f), added: added.value, sourceFolders: added.sourceFolders };
   });
 
   connection.onRequest(ServerStatusRequest, () => host.serverStatus());

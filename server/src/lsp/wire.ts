@@ -47,6 +47,11 @@ export function fileReportToWire(r: EngineFileReport): FileReport {
     status: r.status,
     message: r.message,
     issues: r.issues.map(issueToWire),
+    ...opt('identified_by', r.identified_by),
+    ...opt('layout', r.layout),
+    ...opt('unit', r.unit && { kind: r.unit.kind, path: r.unit.path }),
+    ...opt('version', r.version),
+    ...opt('why', r.why),
   };
 }
 

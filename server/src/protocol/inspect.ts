@@ -2,7 +2,7 @@
  * `loraSync/inspect`'s answer: one checkpoint as the LoRA inspector shows it (built by
  * server/src/lsp/views/inspectModel.ts). Plain JSON for a webview; never holds tensor bytes.
  */
-import type { Issue } from './reports';
+import type { IdentifiedBy, Issue, Layout } from './reports';
 import type { ReportStatus } from './statusTable';
 
 export type CheckpointFormat = 'torch-zip' | 'torch-legacy' | 'torchscript' | 'safetensors';
@@ -103,8 +103,22 @@ export interface InspectModel {
   tracked: boolean;
   /** The file on disk is not the one the index last read (a trainer writing it): the view will follow. */
   changedOnDisk: boolean;
-  /** `from`: where the id comes from (its metadata, or its file name). */
-  identity: { id: string | null; name: string | null; from: 'metadata' | 'filename' | null };
+  /** `from`: where the file's own id comes from (its metadata, its layout's name, or its file name). */
+  identity: { id: string | null; name: string | null; from: 'metadata' | 'filename' | 'layout' | null };
+  /**
+   * How the workspace tied the file to its LoRA (FileReport.identified_by: a copy may be tied by its
+   * sync record or its content to a LoRA other than the one its own name says; `identity.id` is that LoRA).
+   */
+  identifiedBy?: IdentifiedBy;
+  /** The file's layout (seed, peft, kohya, diffusers, state-dict) and where in training it is (`epoch 8`). */
+  layout?: Layout;
+  version?: string;
+  /**
+   * The ecosystem's hashes of the file, computed when asked for (one pass over the file): AutoV2 (the
+   * file's SHA-256, first 10 hex, as Civitai shows it), AutoV3 (safetensors: the data section's
+   * SHA-256, first 12 hex), A1111's legacy hash, and embedded hashes that disagree with the file.
+   */
+  hashes?: InspectHashes;
   role: InspectRole;
   /** What its folder makes it: a source folder or anywhere else. */
   place: 'source' | 'copy';
@@ -133,4 +147,18 @@ export interface InspectModel {
   /** The configured copy keys and ignored keys (the tree's legend). */
   copyKeys: string[];
   ignoreKeys: string[];
+}
+
+export interface InspectHashes {
+  sha256: string;
+  autoV2: string;
+  /** safetensors only. */
+  autoV3?: string;
+  /** safetensors only: SHA-256 of the data section (what kohya embeds as `sshs_model_hash`). */
+  dataSha256?: string;
+  /** A1111's legacy hash (8 hex); meaningful only when `legacyWindowBytes` is 65536. */
+  legacy: string;
+  legacyWindowBytes: number;
+  /** Embedded hashes (`sshs_model_hash`, `sshs_legacy_hash`, `modelspec.hash_sha256`) that disagree with the file. */
+  embeddedMismatches: Array<{ key: string; embedded: string; actual: string; detail: string }>;
 }

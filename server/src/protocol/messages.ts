@@ -182,6 +182,23 @@ export interface ServerStatus {
   loras: number;
   /** Files whose status needs attention (not SOURCE / IN_SYNC), all folders. */
   problems: number;
+  /**
+   * Things to tell the user once (a folder with LoRA files but no source folder, and how to designate
+   * one); also published as one diagnostic on the folder's lora-sync.json. Absent when none.
+   */
+  hints?: string[];
+}
+
+/** Adds a folder to `sourceFolders` in its workspace folder's lora-sync.json (created if needed). */
+export interface UseFolderAsSourceParams {
+  /** The folder's `file:` URI, or `path` (absolute). */
+  uri?: string;
+  path?: string;
+}
+export interface UseFolderAsSourceResult extends FolderRef {
+  /** The value added (the folder's path relative to the workspace folder) and the new list. */
+  added: string;
+  sourceFolders: string[];
 }
 
 export interface InspectParams {
@@ -211,6 +228,9 @@ export const StatsRequest = new RequestType<FolderParams | undefined, StatsResul
 export const HistoryRequest = new RequestType<HistoryParams, HistoryResult, void>('loraSync/history');
 export const RescanRequest = new RequestType<RescanParams | undefined, RescanResult, void>('loraSync/rescan');
 export const InspectRequest = new RequestType<InspectParams, InspectResult, void>('loraSync/inspect');
+export const UseFolderAsSourceRequest = new RequestType<UseFolderAsSourceParams, UseFolderAsSourceResult, void>(
+  'loraSync/useFolderAsSource',
+);
 export const ServerStatusRequest = new RequestType0<ServerStatus, void>('loraSync/serverStatus');
 /** Server → client, whenever the server status changes. */
 export const StatusChangedNotification = new NotificationType<ServerStatus>('loraSync/statusChanged');

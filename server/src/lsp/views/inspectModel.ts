@@ -15,10 +15,19 @@ import { itemSize, numelOf, type TorchDtype } from '../../formats/dtypes';
 import type { EngineConfig } from '../../engine/config';
 import { type FileEntry, readEntry } from '../../engine/loraFile';
 import { primarySource } from '../../engine/copyMap';
+import { fileHashes } from '../../engine/fileHashes';
 import type { Issue } from '../../engine/statusRules';
 import { fileKey, type FileReport, relPath, type Workspace } from '../../engine/workspace';
 import { DEFAULT_BUDGET, type DiffOptions, diffTensors, loraTensorsByName } from '../../engine/tensorDiff';
-import type { DiffInfo, Fitness, InspectModel, InspectRole, MetaNode, TensorDiffKind } from '../../protocol/inspect';
+import type {
+  DiffInfo,
+  Fitness,
+  InspectHashes,
+  InspectModel,
+  InspectRole,
+  MetaNode,
+  TensorDiffKind,
+} from '../../protocol/inspect';
 import type { ReportStatus } from '../../protocol/statusTable';
 import { issueToWire, tensorDiffToWire } from '../wire';
 import { metaTreeOf, metaTreeOfStrings } from './metaTree';
@@ -56,7 +65,10 @@ export async function buildInspectModel(input: InspectInput): Promise<InspectMod
     mtime: new Date(e.mtimeMs).toISOString(),
     tracked: !!report,
     changedOnDisk: !!input.changedOnDisk,
-    identity: { id: e.loraId ?? report?.lora_id ?? null, name: e.name ?? null, from: e.idFrom ?? null },
+    identity: { id: report?.lora_id ?? e.loraId ?? null, name: e.name ?? null, from: e.idFrom ?? null },
+    ...(report?.identified_by ? { identifiedBy: report.identified_by } : {}),
+    ...(e.layout ? { layout: e.layout } : {}),
+    ...(report?.version ? { version: report.version } : {}),
     role,
     place: e.role ?? 'copy',
     status: report?.status ?? null,
@@ -104,6 +116,8 @@ export async function buildInspectModel(input: InspectInput): Promise<InspectMod
       safe: c.unsafe.length === 0,
       unsafe: c.unsafe.map((u) => ({ global: u.global, detail: u.detail })),
     };
+    // The ecosystem's hashes (one pass over the file): LoRA files only, never a multi-GB base model.
+    if (e.kind === 'lora') model.hashes = await inspectHashes(input.abs);
     fillTensors(model, c, e);
     model.metadata = metadataTree(c, e, report?.issues ?? [], cfg);
     model.fitness = fitnessOf(c);
@@ -325,10 +339,15 @@ export async function inspectWorkspaceFile(ws: Workspace, abs: string, diff?: Di
     // The source the status rules compared it with, else the LoRA's primary source (an unsafe,
     // unreadable or untracked copy: still worth opening, and for the readable ones comparing).
     const compared = indexed ? ws.status(rel)?.source : undefined;
-    const id = entry.loraId ?? report?.lora_id;
+    const id = report?.lora_id ?? entry.loraId;
     const g = id ? ws.copyMap().loras.get(id) : undefined;
     const srcEntry = compared ? ws.entry(compared) : g ? primarySource(g) : undefined;
     if (srcEntry) source = { abs: ws.abs(srcEntry.path), entry: srcEntry, status: ws.fileReport(srcEntry).status };
   }
   return buildInspectModel({ abs, rel, cfg: ws.cfg, entry, report, source, changedOnDisk, diff });
+}
+
+/** The file's hashes, or nothing when it changed or vanished meanwhile (the rest of the model still stands). */
+function inspectHashes(abs: string): Promise<InspectHashes | undefined> {
+  return fileHashes(abs).catch(() => undefined);
 }
