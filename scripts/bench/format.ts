@@ -199,7 +199,10 @@ best = min((lambda t0: (pickle.loads(data), time.perf_counter() - t0)[1])(time.p
 sys.stderr.write('%f' % (best * 1000))
 `;
   const r = spawnSync('/usr/bin/python3', ['-c', script], { maxBuffer: 1 << 26 });
-  if (r.status !== 0) return console.log('\n(pickle decoder vs CPython: no /usr/bin/python3, skipped)');
+  if (r.status !== 0) {
+    console.log('\n(pickle decoder vs CPython: no /usr/bin/python3, skipped)');
+    return;
+  }
   const data = r.stdout;
   const cpython = Number(r.stderr.toString());
   let best = Infinity;

@@ -106,12 +106,19 @@ export class CopyIndex {
     return names;
   }
 
+  /**
+   * The LoRA an unreadable file's names point at. When several do (two training runs of one name), the
+   * lowest id wins, so the answer does not depend on the order files were added (cold scan vs cache).
+   */
   private findByName(names: string[]): LoraGroup | undefined {
+    let best: LoraGroup | undefined;
     for (const g of this.groups.values()) {
-      if (names.includes(g.name)) return g;
-      if ([...g.sources, ...g.copies].some((f) => names.includes(nameFromFileName(f.path, f.role ?? 'copy')))) return g;
+      const hit =
+        names.includes(g.name) ||
+        [...g.sources, ...g.copies].some((f) => names.includes(nameFromFileName(f.path, f.role ?? 'copy')));
+      if (hit && (!best || g.id < best.id)) best = g;
     }
-    return undefined;
+    return best;
   }
 
   private groupFor(id: string, name: string | undefined): LoraGroup {
@@ -153,7 +160,7 @@ export class CopyIndex {
     if (!this.unattached.size) return;
     const names = [g.name, ...this.namesOf(e)];
     for (const u of [...this.unattached.values()]) {
-      if (this.namesOf(u).some((n) => names.includes(n))) {
+      if (this.namesOf(u).some((n) => names.includes(n)) && this.findByName(this.namesOf(u)) === g) {
         this.unattached.delete(u.path);
         g.broken.push(u);
         this.groupOfPath.set(u.path, g);
