@@ -13,6 +13,7 @@ import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { type Typed, typedForm, typedFormJson } from '../formats/pyValue';
 import type { EngineConfig } from './config';
 import type { LayoutKind, TrainingProgress } from '../layouts/types';
+import { UNIT_CONFIG_KEY, unitConfigAt, unitName, unitOf } from './unitFiles';
 
 export interface TensorEntry {
   name: string;
@@ -238,10 +239,22 @@ export async function readEntry(
       };
       return makeEntry(entry);
     }
-    return await describeLora(c, fp.tensors, entry, cfg);
+    return await withUnitConfig(await describeLora(c, fp.tensors, entry, cfg), abs);
   } finally {
     await c.close();
   }
+}
+
+/**
+ * A folder unit's config (PEFT's `adapter_config.json`) is part of its general metadata: a copy whose
+ * config differs from its source's is METADATA_DRIFT (unitFiles.ts).
+ */
+async function withUnitConfig(e: FileEntry, abs: string): Promise<FileEntry> {
+  if (e.kind !== 'lora' || unitOf(e).kind !== 'folder') return e;
+  const config = await unitConfigAt(abs);
+  if (!config) return e;
+  const metaKeys = { ...e.metaKeys, [UNIT_CONFIG_KEY]: config.digest };
+  return makeEntry({ ...e, metaKeys, metaDigest: metaDigestOf(metaKeys) });
 }
 
 /** What a LoRA file says about itself, before it becomes an entry. */
@@ -370,7 +383,8 @@ function generalMetadata(
 }
 
 function loraEntry(entry: FileEntry, p: LoraParts): FileEntry {
-  const fileName = nameFromFile(entry.path, entry.role!);
+  // A folder unit (PEFT, diffusers) is named by its folder, as the layout recognizers name it.
+  const fileName = unitName(entry.path) ?? nameFromFile(entry.path, entry.role!);
   const metaKeys: Record<string, string> = {};
   for (const [k, text] of p.texts) metaKeys[k] = keyDigestOf(text);
   return makeEntry({
