@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import { readSafetensorsFile } from '../../server/src/formats/safetensors';
+import { DIGEST_ALG } from '../../server/src/formats/fingerprint';
 import { LAYOUTS } from '../support/layoutFixtures';
 
 const PY = '/usr/bin/python3';
@@ -216,6 +217,28 @@ describe('sync of real LoRA layouts', function () {
         (sync!.details as { notes: Record<string, string[]> }).notes['models/bad_style_b1c2d3.safetensors'],
         done.notes,
       );
+    });
+  });
+
+  describe('the sync records kept under .lora-sync/synced', () => {
+    it('tell STALE from DIVERGED for a copy that carries no record of its own', async () => {
+      const SRC = 'train/kohya/pixel_style.safetensors';
+      const COPY = 'models/pixel_style_1a2b3c.safetensors';
+      await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ sourceFolders: ['train'] }));
+      await put(dir, SRC, SRC);
+      await put(dir, 'train/kohya/pixel_style-000008.safetensors', COPY);
+      const ws = await Workspace.open(dir);
+      await ws.scan();
+      const mine = ws.entry(COPY)!.tensorsDigest;
+      assert.equal(ws.status(COPY)?.status, 'DIVERGED', 'no record, no match numbers: the safe side');
+      // A record saying LoRA Sync wrote exactly these tensors: the source moved on since.
+      await ws.records.record(COPY, { tensors: mine, alg: DIGEST_ALG, source: SRC });
+      assert.equal((await fresh(ws)).status(COPY)?.status, 'STALE');
+      // A record of other tensors: the copy changed on its own since that sync.
+      await ws.records.record(COPY, { tensors: 'f'.repeat(32), alg: DIGEST_ALG, source: SRC });
+      const st = (await fresh(ws)).status(COPY);
+      assert.equal(st?.status, 'DIVERGED');
+      assert.equal(st?.issues[0].type, 'CHANGED_SINCE_SYNC');
     });
   });
 
