@@ -217,6 +217,8 @@ describe('sync of real LoRA layouts', function () {
         (sync!.details as { notes: Record<string, string[]> }).notes['models/bad_style_b1c2d3.safetensors'],
         done.notes,
       );
+      // The corrected hashes describe the same data: the copy is in sync, not drifting for ever.
+      assert.equal((await fresh(ws)).status('models/bad_style_b1c2d3.safetensors')?.status, 'IN_SYNC');
     });
   });
 

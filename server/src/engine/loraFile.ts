@@ -13,6 +13,7 @@ import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { type Typed, typedForm, typedFormJson } from '../formats/pyValue';
 import type { EngineConfig } from './config';
 import type { LayoutKind, TrainingProgress } from '../layouts/types';
+import { EMBEDDED_KEYS } from '../layouts/ecosystemHashes';
 import { UNIT_CONFIG_KEY, unitConfigAt, unitName, unitOf } from './unitFiles';
 
 export interface TensorEntry {
@@ -297,7 +298,10 @@ function safetensorsParts(c: Checkpoint, fps: TensorFingerprint[], cfg: EngineCo
   };
   for (const [k, v] of Object.entries(md)) {
     if (cfg.copyKeys.includes(k)) parts.copyKeys.push(k);
-    else if (!cfg.ignoreKeys.includes(k)) parts.texts.set(k, JSON.stringify(v));
+    // Embedded hashes describe the bytes, which the tensors already compare: a sync sets them right for
+    // the copy, so a source that embeds wrong ones must not leave its copies drifting for ever.
+    else if (!cfg.ignoreKeys.includes(k) && !(EMBEDDED_KEYS as readonly string[]).includes(k))
+      parts.texts.set(k, JSON.stringify(v));
   }
   if (md.sync_info) {
     try {
