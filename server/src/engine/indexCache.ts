@@ -27,7 +27,7 @@ import { EntryInterner } from './entryIntern';
 
 export const INDEX_FILE = 'index.jsonl';
 /** Bump when FileEntry's meaning changes. */
-export const INDEX_VERSION = 7; // 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
+export const INDEX_VERSION = 8; // 8: a folder unit's adapter_config.json in its metadata, embedded hashes out of it; 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
 
 export interface FileKey {
   size: number;
