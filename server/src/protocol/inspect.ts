@@ -92,6 +92,20 @@ export interface DiffInfo {
   note?: string;
 }
 
+/**
+ * The hashes the LoRA ecosystem shows for a file (server/src/layouts/ecosystemHashes.ts), full lower-case hex.
+ * `autoV2`: SHA-256 of the whole file (A1111, Civitai show its first 10 hex); `autoV3`: SHA-256 of a
+ * safetensors file's data section (kohya's addnet hash, shown as 12 hex); `sha256`: the whole file's.
+ * `embedded`: each hash key the file's own metadata carries (`sshs_model_hash`, `sshs_legacy_hash`,
+ * `modelspec.hash_sha256`), its value, and whether it is right for this file.
+ */
+export interface EcosystemHashes {
+  autoV2?: string;
+  autoV3?: string;
+  sha256?: string;
+  embedded?: Array<{ key: string; value: string; ok: boolean }>;
+}
+
 export interface InspectModel {
   /** Relative to the workspace folder, '/', NFC. */
   path: string;
@@ -133,4 +147,6 @@ export interface InspectModel {
   /** The configured copy keys and ignored keys (the tree's legend). */
   copyKeys: string[];
   ignoreKeys: string[];
+  /** Absent when not computed (not a checkpoint, unreadable, or a server without layouts). */
+  hashes?: EcosystemHashes;
 }

@@ -97,7 +97,18 @@ export interface FolderRef {
 
 /** Every LoRA and every checkpoint file of each folder. */
 export interface CopyMapResult {
-  folders: Array<FolderRef & { loras: LoraReport[]; files: FileReport[] }>;
+  folders: Array<
+    FolderRef & {
+      loras: LoraReport[];
+      files: FileReport[];
+      /**
+       * One sentence of advice for this folder, present while it applies: today when no source folder
+       * exists (every LoRA file is then a copy). The client shows each hint once per session as a
+       * notification with a "Use Folder as Source…" button, and as the Copy Map's message while present.
+       */
+      hint?: string;
+    }
+  >;
 }
 
 export interface PlanParams extends FolderParams {
@@ -184,6 +195,20 @@ export interface ServerStatus {
   problems: number;
 }
 
+/** Adds a folder to the `sourceFolders` of the workspace folder's `lora-sync.json` (created if missing). */
+export interface UseFolderAsSourceParams {
+  /** The workspace folder's URI; none: the first workspace folder. */
+  folder?: string;
+  /** The folder to add, relative to the workspace folder, '/'-separated, NFC. */
+  path: string;
+}
+export interface UseFolderAsSourceResult {
+  /** The `lora-sync.json` written (absolute path on disk). */
+  configPath: string;
+  /** Its `sourceFolders` after the change, as written. */
+  sourceFolders: string[];
+}
+
 export interface InspectParams {
   /** The file's `file:` URI; it must lie inside one of the workspace folders. */
   uri: string;
@@ -211,6 +236,10 @@ export const StatsRequest = new RequestType<FolderParams | undefined, StatsResul
 export const HistoryRequest = new RequestType<HistoryParams, HistoryResult, void>('loraSync/history');
 export const RescanRequest = new RequestType<RescanParams | undefined, RescanResult, void>('loraSync/rescan');
 export const InspectRequest = new RequestType<InspectParams, InspectResult, void>('loraSync/inspect');
+/** Refused in a read-only (untrusted) workspace. */
+export const UseFolderAsSourceRequest = new RequestType<UseFolderAsSourceParams, UseFolderAsSourceResult, void>(
+  'loraSync/useFolderAsSource',
+);
 export const ServerStatusRequest = new RequestType0<ServerStatus, void>('loraSync/serverStatus');
 /** Server → client, whenever the server status changes. */
 export const StatusChangedNotification = new NotificationType<ServerStatus>('loraSync/statusChanged');
