@@ -5,7 +5,7 @@
  * untrusted workspace and says what was added.
  */
 import * as path from 'node:path';
-import { commands, type QuickPickItem, Uri, window, workspace, type WorkspaceFolder } from 'vscode';
+import { commands, FileType, type QuickPickItem, Uri, window, workspace, type WorkspaceFolder } from 'vscode';
 import { UseFolderAsSourceRequest, type UseFolderAsSourceResult } from '../../server/src/protocol/messages';
 import type { CopyMapStore } from './copyMapStore';
 import { errorText } from './progress';
@@ -81,6 +81,14 @@ export async function useFolderAsSource(
   if (!uri) return undefined;
   const folder = workspace.getWorkspaceFolder(uri);
   const rel = folder ? relativeTo(folder, uri) : '';
+  const isFolder = await workspace.fs.stat(uri).then(
+    (st) => (st.type & FileType.Directory) !== 0,
+    () => false,
+  );
+  if (!isFolder) {
+    void window.showWarningMessage(`LoRA Sync: ${rel || uri.fsPath} is not a folder.`);
+    return undefined;
+  }
   if (!folder || !rel || rel.startsWith('../')) {
     void window.showWarningMessage(
       `LoRA Sync: choose a folder inside a workspace folder (${folder ? 'not the workspace folder itself' : uri.fsPath}).`,

@@ -68,7 +68,7 @@ describe('LoRA Sync on real LoRA layouts (kohya, A1111, ComfyUI, PEFT, diffusers
     assert.ok(map.folders[0].files.some((f) => f.path === KOHYA_SOURCE));
   });
 
-  it('offers "Use Folder as Source" on Explorer folders and in the palette, and refuses the workspace folder itself', async () => {
+  it('offers "Use Folder as Source" on Explorer folders and in the palette, and refuses the workspace folder itself and files', async () => {
     const pkg = vscode.extensions.getExtension('lora-sync.lora-sync')!.packageJSON as {
       contributes: { menus: Record<string, Array<{ command: string; when?: string }>> };
     };
@@ -81,6 +81,11 @@ describe('LoRA Sync on real LoRA layouts (kohya, A1111, ComfyUI, PEFT, diffusers
       vscode.workspace.workspaceFolders![0].uri,
     );
     assert.equal(r, undefined, 'the workspace folder itself is no source folder');
+    const onFile = await vscode.commands.executeCommand<UseFolderAsSourceResult | undefined>(
+      'loraSync.useFolderAsSource',
+      vscode.Uri.file(abs(KOHYA_SOURCE)),
+    );
+    assert.equal(onFile, undefined, 'a file is no folder');
     assert.equal(await readFile(abs('lora-sync.json'), 'utf8'), before, 'lora-sync.json unchanged');
   });
 
