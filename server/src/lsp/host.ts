@@ -187,7 +187,11 @@ export class ServerHost {
         break;
       case 'watch-error':
         f.watchError = `${f.root}: ${e.message}. ${e.advice}`;
-        console.error(f.watchError);
+        // Once per folder (the watcher says it once): the log, the status, and a notification the user sees.
+        if (e.polling) {
+          console.warn(f.watchError);
+          void this.connection.window.showWarningMessage(`LoRA Sync: ${f.watchError}`);
+        } else console.error(f.watchError);
         this.statusChanged();
         break;
       case 'error':
