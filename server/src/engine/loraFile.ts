@@ -133,6 +133,30 @@ export function makeEntry(e: FileEntry): FileEntry {
 export const nameFromFile = nameFromFileName;
 
 /** A file in a source folder (sourceFolders.ts: a folder name containing a value, or a glob on the folder's path). */
+/** An entry that says nothing yet of the content: where readEntry starts, what the scanner reports for a file it cannot open. */
+export function blankEntry(
+  rel: string,
+  cfg: EngineConfig,
+  key: Pick<FileEntry, 'size' | 'mtimeNs' | 'ino'>,
+): FileEntry {
+  return makeEntry({
+    path: rel,
+    size: key.size,
+    mtimeMs: msOfNs(key.mtimeNs),
+    mtimeNs: key.mtimeNs,
+    ino: key.ino,
+    kind: 'corrupt',
+    role: isSourcePath(rel, cfg) ? 'source' : 'copy',
+    unsafeGlobals: [],
+    tensors: [],
+    tensorsDigest: '',
+    metaDigest: '',
+    metaKeys: {},
+    copyKeys: [],
+    syncInfo: {},
+  });
+}
+
 export function isSourcePath(rel: string, cfg: EngineConfig): boolean {
   return matchesSourceFolder(rel, cfg.sourceFolders);
 }
@@ -212,22 +236,7 @@ export async function readEntry(
     const st = await stat(abs, { bigint: true });
     key = { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
   }
-  const base: FileEntry = {
-    path: rel,
-    size: key.size,
-    mtimeMs: msOfNs(key.mtimeNs),
-    mtimeNs: key.mtimeNs,
-    ino: key.ino,
-    kind: 'corrupt',
-    role: isSourcePath(rel, cfg) ? 'source' : 'copy',
-    unsafeGlobals: [],
-    tensors: [],
-    tensorsDigest: '',
-    metaDigest: '',
-    metaKeys: {},
-    copyKeys: [],
-    syncInfo: {},
-  };
+  const base = blankEntry(rel, cfg, key);
   // A git-lfs pointer (a clone without `git lfs pull`) in place of the checkpoint: tiny, so read whole.
   if (key.size <= LFS_POINTER_MAX_BYTES) {
     const lfs = await lfsPointerAt(abs);

@@ -11,7 +11,7 @@ import type { FileKey } from './indexCache';
 import type { FileEntry } from './loraFile';
 import { isTempFile } from '../io/atomicWrite';
 import micromatch from 'micromatch';
-import { isSourcePath, makeEntry } from './loraFile';
+import { blankEntry } from './loraFile';
 import { TEMP_MARK } from '../io/atomicWrite';
 import { isPartialDownloadName, settling } from '../layouts/growing';
 
@@ -105,23 +105,9 @@ export function includedMatcher(cfg: EngineConfig): (rel: string) => boolean {
 
 /** A file that vanished or cannot be opened (permissions): reported, never a reason to stop. */
 export function unreadableEntry(rel: string, cfg: EngineConfig, code: string, message: string): FileEntry {
-  return makeEntry({
-    path: rel,
-    size: 0,
-    mtimeMs: 0,
-    mtimeNs: '0',
-    ino: 0,
-    kind: 'corrupt',
-    role: isSourcePath(rel, cfg) ? 'source' : 'copy',
-    unsafeGlobals: [],
-    tensors: [],
-    tensorsDigest: '',
-    metaDigest: '',
-    metaKeys: {},
-    copyKeys: [],
-    syncInfo: {},
-    error: { code, message },
-  });
+  const e = blankEntry(rel, cfg, { size: 0, mtimeNs: '0', ino: 0 });
+  e.error = { code, message };
+  return e;
 }
 
 /**
