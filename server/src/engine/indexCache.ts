@@ -27,7 +27,7 @@ import { EntryInterner } from './entryIntern';
 
 export const INDEX_FILE = 'index.jsonl';
 /** Bump when FileEntry's meaning changes. */
-export const INDEX_VERSION = 8; // 8: layouts (layout, unit, version, session, why, adapter_config key, embedded-hash issues). 7: 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
+export const INDEX_VERSION = 9; // 9: a folder unit's config digest (the sync checks it). 8: layouts (layout, unit, version, session, why, adapter_config key, embedded-hash issues). 7: 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
 
 export interface FileKey {
   size: number;
@@ -161,7 +161,10 @@ type FileLine = [
 ];
 
 /** The entry fields real layouts added (one object, null for the seed's files that have none). */
-type LayoutFields = Pick<FileEntry, 'layout' | 'unit' | 'version' | 'session' | 'why' | 'sideKey' | 'hashIssues'>;
+type LayoutFields = Pick<
+  FileEntry,
+  'layout' | 'unit' | 'version' | 'session' | 'why' | 'sideKey' | 'configDigest' | 'hashIssues'
+>;
 
 function layoutFields(e: FileEntry): LayoutFields | null {
   const x: LayoutFields = {};
@@ -171,6 +174,7 @@ function layoutFields(e: FileEntry): LayoutFields | null {
   if (e.session) x.session = e.session;
   if (e.why) x.why = e.why;
   if (e.sideKey) x.sideKey = e.sideKey;
+  if (e.configDigest) x.configDigest = e.configDigest;
   if (e.hashIssues) x.hashIssues = e.hashIssues;
   return Object.keys(x).length ? x : null;
 }

@@ -20,6 +20,7 @@ import { nameFromFileName } from '../layouts/fileName';
 import { LFS_POINTER_MAX_BYTES, lfsPointerIssue, parseLfsPointer } from '../layouts/lfsPointer';
 import { EMBEDDED_KEYS, embeddedHashReport } from '../layouts/ecosystemHashes';
 import { matchesSourceFolder } from './sourceFolders';
+import { configDigestOf, MAX_CONFIG_BYTES } from './unitFiles';
 
 export interface TensorEntry {
   name: string;
@@ -79,6 +80,11 @@ export interface FileEntry {
    * beside the file, whose keys are part of the general metadata: a change to it re-reads the file.
    */
   sideKey?: string;
+  /**
+   * PEFT and diffusers units: a digest of the `adapter_config.json` bytes (undefined: none beside the
+   * file). The sync executor checks it to write the config byte for byte and only when unchanged.
+   */
+  configDigest?: string;
   /** Embedded ecosystem hashes (`sshs_model_hash`, ...) that disagree with the file's bytes. */
   hashIssues?: Array<{ key: string; detail: string }>;
   tensors: TensorEntry[];
@@ -119,6 +125,7 @@ export function makeEntry(e: FileEntry): FileEntry {
     session: e.session,
     why: e.why,
     sideKey: e.sideKey,
+    configDigest: e.configDigest,
     hashIssues: e.hashIssues,
     tensors: e.tensors,
     tensorsDigest: e.tensorsDigest,
@@ -282,6 +289,7 @@ export async function readEntry(
       return makeEntry(entry);
     }
     entry.sideKey = folder.sideKey;
+    entry.configDigest = folder.configDigest;
     entry.hashIssues = await hashIssuesOf(c, abs);
     return describeLora(c, fp.tensors, entry, cfg, r, folder.adapterConfigText);
   } finally {
@@ -304,14 +312,15 @@ async function lfsPointerAt(abs: string) {
 /** Files whose folder is their unit: PEFT's `adapter_model.*`, diffusers' `pytorch_lora_weights.*`. */
 const FOLDER_UNIT_FILE = /^(adapter_model|pytorch_lora_weights)\.(safetensors|bin)$/;
 const ADAPTER_CONFIG = 'adapter_config.json';
-/** An adapter_config.json larger than this is not read (PEFT writes a few kB). */
-const MAX_CONFIG_BYTES = 1 << 20;
 
 /**
  * What the recognizers need of the file's folder. Only folder units need it (the folder listing and
  * adapter_config.json): other files cost no extra I/O. `sideKey` keys the config for the cache.
  */
-async function folderFactsOf(abs: string, rel: string): Promise<FolderFacts & { sideKey?: string }> {
+async function folderFactsOf(
+  abs: string,
+  rel: string,
+): Promise<FolderFacts & { sideKey?: string; configDigest?: string }> {
   const name = rel.slice(rel.lastIndexOf('/') + 1);
   if (!FOLDER_UNIT_FILE.test(name)) return { siblings: [] };
   const dir = dirname(abs);
@@ -323,7 +332,8 @@ async function folderFactsOf(abs: string, rel: string): Promise<FolderFacts & { 
       const st = await fh.stat({ bigint: true });
       const sideKey = `${st.size}:${st.mtimeNs}:${st.ino}`;
       if (st.size > BigInt(MAX_CONFIG_BYTES)) return { siblings, sideKey };
-      return { siblings, adapterConfigText: (await fh.readFile()).toString('utf8'), sideKey };
+      const bytes = await fh.readFile();
+      return { siblings, adapterConfigText: bytes.toString('utf8'), sideKey, configDigest: configDigestOf(bytes) };
     } finally {
       await fh.close();
     }
@@ -523,6 +533,7 @@ function loraEntry(entry: FileEntry, p: LoraParts, r: Recognized, byLayout: bool
     version: r.version,
     session: r.session,
     sideKey: entry.sideKey,
+    configDigest: entry.configDigest,
     hashIssues: entry.hashIssues,
     tensors: p.tensors,
     tensorsDigest: tensorsDigestOf(p.tensors),

@@ -12,6 +12,7 @@ export function syncEvents(res: SyncResult, opts: SyncOptions): HistoryEvent[] {
     const acted = l.copies.filter((c) => c.outcome === 'synced' || c.outcome === 'failed');
     if (!acted.length && !l.copies.some((c) => c.outcome === 'skipped' && c.reason !== 'already in sync')) continue;
     const failed = l.copies.filter((c) => c.outcome === 'failed');
+    const noted = l.copies.filter((c) => c.notes?.length);
     events.push({
       time,
       event: 'SYNC',
@@ -23,10 +24,14 @@ export function syncEvents(res: SyncResult, opts: SyncOptions): HistoryEvent[] {
       failed_copies: failed.length,
       skipped_copies: l.copies.filter((c) => c.outcome === 'skipped' || c.outcome === 'refused').length,
       total_copies: l.copies.length,
-      ...(failed.length
+      ...(failed.length ? { files: failed.map((f) => f.path) } : {}),
+      ...(failed.length || noted.length
         ? {
-            files: failed.map((f) => f.path),
-            details: { failures: Object.fromEntries(failed.map((f) => [f.path, f.reason])) },
+            details: {
+              ...(failed.length ? { failures: Object.fromEntries(failed.map((f) => [f.path, f.reason])) } : {}),
+              // What a written copy's user should know: an embedded hash corrected or left out, a record not kept.
+              ...(noted.length ? { notes: Object.fromEntries(noted.map((c) => [c.path, c.notes!])) } : {}),
+            },
           }
         : {}),
     });

@@ -4,7 +4,7 @@
  * copy's own keys exactly as they were, a new sync_info), keep a backup when forced, write it
  * atomically, and read it back to confirm. One copy failing never stops the others.
  */
-import { copyFile, lstat, mkdir, realpath } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { type Checkpoint, openCheckpoint } from '../formats/checkpoint';
 import { isFormatError } from '../formats/errors';
@@ -13,14 +13,16 @@ import { ensureRealDir } from '../io/realDir';
 import * as N from '../formats/pickle/nodes';
 import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../formats/torch/ptWriter';
-import { writeSafetensors, type SafetensorsDtype } from '../formats/safetensors';
-import { safetensorsCodeOf } from '../formats/dtypes';
+import { writeSafetensors } from '../formats/safetensors';
 import { atomicWrite, type AtomicWriteOptions, fsyncDir } from '../io/atomicWrite';
 import { type EngineConfig, STATE_DIR } from './config';
 import { type FileEntry, readEntry } from './loraFile';
 import type { PlannedLora } from './syncPlanner';
 import { mapLimit } from '../io/mapLimit';
 import { lockLora, LockBusy } from './loraLock';
+import { safetensorsCopyOf } from './safetensorsCopy';
+import type { SyncRecords } from './syncRecords';
+import { configDigestOf, isUnitConfigKey, UNIT_CONFIG, unitConfigAt, unitOf } from './unitFiles';
 
 export interface SyncOptions {
   reason: string;
@@ -39,6 +41,8 @@ export interface CopyResult {
   outcome: CopyOutcome;
   reason: string;
   backup?: string;
+  /** What a user should know about a written copy (an embedded hash corrected or left out, a record not kept). */
+  notes?: string[];
 }
 
 /** A copy as the executor left it: a synced one with the entry read back, which the workspace indexes as is. */
@@ -82,6 +86,10 @@ export interface ExecContext {
   entry: (rel: string) => FileEntry | undefined;
   /** Whether a file's key cannot be trusted (racily clean, see Workspace): its content is compared instead. */
   racy?: (rel: string) => boolean;
+  /** Where the sync of a copy that cannot carry `sync_info` (a plain state dict) is recorded. */
+  records?: SyncRecords;
+  /** How a written file is read back into an entry (default: readEntry with the config). */
+  read?: (abs: string, rel: string) => Promise<FileEntry>;
 }
 
 /**
@@ -162,15 +170,26 @@ function mergedRoot(src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: 
   return N.dict(rootEntries);
 }
 
+/**
+ * Whether a torch source carries metadata a sync record can join (the seed's dict with `metadata` or
+ * `lora_params`). A plain state dict does not: it is a flat {name: tensor} mapping that loaders check
+ * key by key (`load_state_dict(strict=True)`), so nothing is added to it (see syncRecords.ts).
+ */
+export function carriesMetadata(src: Checkpoint): boolean {
+  const meta = src.root ? getKey(src.root, 'metadata') : undefined;
+  return !!src.root && (!!(meta && mappingEntries(meta)) || !!getKey(src.root, 'lora_params'));
+}
+
 async function writeTorchCopy(
   abs: string,
   src: Checkpoint,
   copy: Checkpoint,
   cfg: EngineConfig,
-  info: PyNode,
+  info: PyNode | undefined,
   how: AtomicWriteOptions,
 ): Promise<void> {
-  const root = mergedRoot(src, copy, cfg, info);
+  // Without metadata to join (info undefined), the source's object is written as it is, OrderedDict and `_metadata` included.
+  const root = info ? mergedRoot(src, copy, cfg, info) : src.root!;
   await atomicWrite(
     abs,
     (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages: storageSourcesOf(src) }),
@@ -178,32 +197,27 @@ async function writeTorchCopy(
   );
 }
 
-async function writeSafetensorsCopy(
-  abs: string,
-  src: Checkpoint,
-  copy: Checkpoint,
-  cfg: EngineConfig,
-  srcEntry: FileEntry,
-  opts: SyncOptions,
-  when: Date,
-  how: AtomicWriteOptions,
-): Promise<void> {
-  const md: Record<string, string> = {};
-  for (const [k, v] of Object.entries(src.safetensorsMetadata ?? {})) if (!cfg.copyKeys.includes(k)) md[k] = v;
-  for (const [k, v] of Object.entries(copy.safetensorsMetadata ?? {})) if (cfg.copyKeys.includes(k)) md[k] = v;
-  md.sync_info = JSON.stringify({
+/** Our sync record in a safetensors copy: `sync_info` in `__metadata__`, as a JSON string (UIs ignore keys they do not know). */
+function safetensorsSyncInfo(srcEntry: FileEntry, opts: SyncOptions, when: Date): string {
+  return JSON.stringify({
     last_sync_match: opts.match ?? srcEntry.syncInfo.lastSyncMatch,
     last_sync_time: when.toISOString(),
     sync_reason: opts.reason,
     lora_sync: { tensors: srcEntry.tensorsDigest, alg: DIGEST_ALG, source: srcEntry.path },
   });
-  const tensors = src.tensors.map((t) => ({
-    name: t.path,
-    dtype: safetensorsCodeOf(t.dtype) as SafetensorsDtype,
-    shape: t.shape,
-    data: { fh: src.fh, offset: t.storage.offset, length: t.byteLength },
-  }));
-  await atomicWrite(abs, (fh) => writeSafetensors(fh, tensors, md), how);
+}
+
+/**
+ * Whether a file read back holds what the plan read in the source: the same tensors and the same
+ * general metadata, apart from `except` (keys the sync set on purpose: a corrected hash, the copy's
+ * own config not written yet).
+ */
+function holdsSource(e: FileEntry, src: FileEntry, except?: (key: string) => boolean): boolean {
+  if (e.kind !== 'lora' || e.tensorsDigest !== src.tensorsDigest) return false;
+  if (!except) return e.metaDigest === src.metaDigest;
+  const keys = new Set([...Object.keys(e.metaKeys), ...Object.keys(src.metaKeys)]);
+  for (const k of keys) if (!except(k) && e.metaKeys[k] !== src.metaKeys[k]) return false;
+  return true;
 }
 
 function stamp(d: Date): string {
@@ -353,6 +367,8 @@ async function syncOne(
   const abs = ctx.abs(rel);
   const planned = ctx.entry(rel);
   if (!planned) return { path: rel, outcome: 'skipped', reason: 'not in the index' };
+  const folderUnit = unitOf(planned).kind === 'folder';
+  const readBack = ctx.read ?? ((a: string, r: string) => readEntry(a, r, ctx.cfg));
   // Checked just before writing, and again just before the rename.
   const guard = async () => {
     const change = await changeSince(abs, planned);
@@ -361,30 +377,35 @@ async function syncOne(
       throw new ChangedSincePlan(`the folder of ${rel} now leads outside the workspace (a link?): it was not written`);
     const srcChange = await changeSince(srcAbs, srcEntry);
     if (srcChange) throw new ChangedSincePlan(`the source ${srcChange} during the sync: ${rel} was not overwritten`);
+    // A folder unit's config is part of what the plan judged: the copy's and the source's must be unchanged too.
+    if (folderUnit) await configGuard(rel, abs, srcAbs, planned, srcEntry);
   };
   let entry: FileEntry | undefined;
+  // Keys the new file differs in from the source on purpose (see holdsSource).
+  // A folder unit's weights are read back beside the copy's old config, which is written after them.
+  const except = new Set<string>();
+  const excepted = (k: string) => except.has(k) || (folderUnit && isUnitConfigKey(k));
   // Last, the new file itself is read back before it replaces the copy: it must hold what the plan
   // read in the source. A source rewritten in place within one timestamp tick keeps its (size,
   // mtime, inode) and would otherwise slip a version the plan never saw into the copy.
   const beforeRename = async (temp: string) => {
     await guard();
-    entry = await readEntry(temp, rel, ctx.cfg);
-    if (
-      entry.kind !== 'lora' ||
-      entry.tensorsDigest !== srcEntry.tensorsDigest ||
-      entry.metaDigest !== srcEntry.metaDigest
-    ) {
+    entry = await readBack(temp, rel);
+    if (!holdsSource(entry, srcEntry, folderUnit || except.size ? excepted : undefined)) {
       throw new ReadBackMismatch(
         `the new file, read back, does not hold what the plan read in the source (was the source rewritten in place?): ${rel} was not replaced`,
       );
     }
   };
+  let backup: string | undefined;
+  const notes: string[] = [];
+  let weightsWritten = false;
   try {
     await guard();
     // A copy read within its mtime tick may have been rewritten since with the same key: its content
     // must still be what the plan judged (a copy edited by hand is never overwritten unasked).
     if (ctx.racy?.(rel)) {
-      const now = await readEntry(abs, rel, ctx.cfg);
+      const now = await readBack(abs, rel);
       if (now.tensorsDigest !== planned.tensorsDigest || now.metaDigest !== planned.metaDigest) {
         return {
           path: rel,
@@ -394,7 +415,7 @@ async function syncOne(
       }
     }
     const copy = await openCheckpoint(abs);
-    let backup: string | undefined;
+    let record = false;
     try {
       // As for the source: the file opened is judged, not only the one the plan read.
       if (copy.unsafe.length)
@@ -403,26 +424,51 @@ async function syncOne(
           outcome: 'refused',
           reason: `the copy now names globals torch.load would run (${copy.unsafe.map((u) => u.global).join(', ')}): never overwritten blindly`,
         };
-      if (force && ctx.cfg.backups) {
-        backup = join(STATE_DIR, 'backups', stamp(started), rel);
-        // The state folder and its backups folder are real folders, not links out of the workspace.
-        await ensureRealDir(join(ctx.root, STATE_DIR));
-        await ensureRealDir(join(ctx.root, STATE_DIR, 'backups'));
-        await mkdir(dirname(join(ctx.root, backup)), { recursive: true });
-        await copyFile(abs, join(ctx.root, backup));
-      }
+      if (force && ctx.cfg.backups) backup = await keepBackup(ctx.root, rel, abs, started, folderUnit);
       const how: AtomicWriteOptions = { beforeRename, deferDirSync: (d) => dirs.add(d) };
-      if (src.format === 'safetensors') await writeSafetensorsCopy(abs, src, copy, ctx.cfg, srcEntry, opts, when, how);
-      else {
-        const info = syncInfoNode(src, srcEntry, opts, when);
+      if (src.format === 'safetensors') {
+        const made = await safetensorsCopyOf(src, copy, ctx.cfg, safetensorsSyncInfo(srcEntry, opts, when));
+        for (const k of made.changedKeys) except.add(k);
+        notes.push(...made.notes);
+        await atomicWrite(abs, (fh) => writeSafetensors(fh, made.tensors, made.metadata), how);
+      } else {
+        record = !carriesMetadata(src);
+        const info = record ? undefined : syncInfoNode(src, srcEntry, opts, when);
         await writeTorchCopy(abs, src, copy, ctx.cfg, info, how);
       }
+      weightsWritten = true;
     } finally {
       await copy.close();
     }
-    return { path: rel, outcome: 'synced', reason: force ? 'forced' : 'synced', backup, entry };
+    if (record) {
+      // After the write: a crash between leaves a copy equal to its source (IN_SYNC) without a record,
+      // which errs on the safe side once the source moves on (DIVERGED, refused unless forced).
+      const r = { tensors: srcEntry.tensorsDigest, alg: DIGEST_ALG, source: srcEntry.path, time: when.toISOString() };
+      await ctx.records
+        ?.record(rel, r)
+        .catch((e) => notes.push(`the sync record under ${STATE_DIR}/ could not be written (${errText(e)})`));
+    }
+    if (folderUnit && (await writeUnitConfig(rel, abs, srcAbs, planned, srcEntry, dirs))) {
+      // The entry read back saw the copy's old config: read the unit again as it now is.
+      entry = await readBack(abs, rel);
+    }
+    return {
+      path: rel,
+      outcome: 'synced',
+      reason: force ? 'forced' : 'synced',
+      backup,
+      entry,
+      ...(notes.length ? { notes } : {}),
+    };
   } catch (e) {
-    if (e instanceof ChangedSincePlan) return { path: rel, outcome: 'skipped', reason: e.message };
+    // The weights are in, the config is not: reported as failed, with the entry so the index shows the drift.
+    const partly = weightsWritten
+      ? { entry, reason: `${rel} was written but its ${UNIT_CONFIG} was not (the next sync finishes it): ` }
+      : undefined;
+    if (e instanceof ChangedSincePlan)
+      return partly
+        ? { path: rel, outcome: 'failed', reason: partly.reason + e.message, entry: partly.entry, backup }
+        : { path: rel, outcome: 'skipped', reason: e.message };
     // A copy that now names code and cannot be read either: the code is what the user must hear.
     if (isFormatError(e) && e.unsafe?.length)
       return {
@@ -430,8 +476,72 @@ async function syncOne(
         outcome: 'refused',
         reason: `the copy now names globals torch.load would run (${e.unsafe.map((u) => u.global).join(', ')}): never overwritten blindly`,
       };
-    return { path: rel, outcome: 'failed', reason: e instanceof ReadBackMismatch ? e.message : errText(e) };
+    const why = e instanceof ReadBackMismatch ? e.message : errText(e);
+    return partly
+      ? { path: rel, outcome: 'failed', reason: partly.reason + why, entry: partly.entry, backup }
+      : { path: rel, outcome: 'failed', reason: why };
   }
+}
+
+/** Copies the old copy to `.lora-sync/backups/<time>/<path>` before a forced overwrite; a folder unit's config goes beside it. */
+async function keepBackup(root: string, rel: string, abs: string, started: Date, folderUnit: boolean): Promise<string> {
+  const backup = join(STATE_DIR, 'backups', stamp(started), rel);
+  // The state folder and its backups folder are real folders, not links out of the workspace.
+  await ensureRealDir(join(root, STATE_DIR));
+  await ensureRealDir(join(root, STATE_DIR, 'backups'));
+  await mkdir(dirname(join(root, backup)), { recursive: true });
+  await copyFile(abs, join(root, backup));
+  if (folderUnit) {
+    const config = await unitConfigAt(abs);
+    if (config) await writeFile(join(root, dirname(backup), UNIT_CONFIG), config.bytes);
+  }
+  return backup;
+}
+
+/** The copy's and the source's configs are still what the plan read (absent: no key). */
+async function configGuard(rel: string, abs: string, srcAbs: string, planned: FileEntry, srcEntry: FileEntry) {
+  const [mine, theirs] = await Promise.all([unitConfigAt(abs), unitConfigAt(srcAbs)]);
+  if (theirs?.digest !== srcEntry.configDigest)
+    throw new ChangedSincePlan(`the source's ${UNIT_CONFIG} changed during the sync: ${rel} was not overwritten`);
+  // Already the source's (a sync that stopped between its two writes): nothing of the copy's is lost.
+  if (mine?.digest !== planned.configDigest && mine?.digest !== theirs?.digest)
+    throw new ChangedSincePlan(`the ${UNIT_CONFIG} beside ${rel} changed since the plan: it was not overwritten`);
+}
+
+/**
+ * Brings a folder unit's config to the source's, byte for byte, after its weights: a crash between
+ * the two leaves weights equal to the source's and a config that differs, which the next status shows
+ * as METADATA_DRIFT and the next sync finishes. True when it wrote.
+ */
+async function writeUnitConfig(
+  rel: string,
+  abs: string,
+  srcAbs: string,
+  planned: FileEntry,
+  srcEntry: FileEntry,
+  dirs: Set<string>,
+): Promise<boolean> {
+  const theirs = await unitConfigAt(srcAbs);
+  // A source without a config: the copy's (if any) is left as it is.
+  if (!theirs) return false;
+  if (theirs.digest !== srcEntry.configDigest)
+    throw new ChangedSincePlan(`the source's ${UNIT_CONFIG} changed during the sync`);
+  if ((await unitConfigAt(abs))?.digest === theirs.digest) return false;
+  const target = join(dirname(abs), UNIT_CONFIG);
+  await atomicWrite(target, (fh) => fh.writeFile(theirs.bytes), {
+    beforeRename: async (temp) => {
+      const mine = await unitConfigAt(abs);
+      if (mine?.digest !== planned.configDigest)
+        throw new ChangedSincePlan(`the ${UNIT_CONFIG} beside ${rel} changed since the plan: it was not overwritten`);
+      if ((await unitConfigAt(srcAbs))?.digest !== theirs.digest)
+        throw new ChangedSincePlan(`the source's ${UNIT_CONFIG} changed during the sync`);
+      // Read back: the new file holds the source's bytes.
+      if (configDigestOf(await readFile(temp)) !== theirs.digest)
+        throw new ReadBackMismatch(`the new ${UNIT_CONFIG}, read back, is not the source's: it was not installed`);
+    },
+    deferDirSync: (d) => dirs.add(d),
+  });
+  return true;
 }
 
 function errText(e: unknown): string {

@@ -6,6 +6,7 @@ import { type CopyMap, type LoraGroup, primarySource, sourcePick } from './copyM
 import type { FileEntry } from './loraFile';
 import type { FileStatus, Status } from './statusRules';
 import { STATUS_FACTS } from '../protocol/statusTable';
+import { inTrainerCheckpoint } from './unitFiles';
 
 export type Action = 'write' | 'force' | 'skip' | 'refuse';
 
@@ -96,6 +97,13 @@ function planCopy(
     };
   if (st === 'ORPHAN') return { ...base, action: 'refuse', why: 'no source to sync from' };
   if (blocked) return { ...base, action: 'refuse', why: `the LoRA is blocked: ${blocked}` };
+  // A Trainer's checkpoint-<step>/ folder is a training version (with its optimizer and RNG state): never a target.
+  if (inTrainerCheckpoint(c.path))
+    return {
+      ...base,
+      action: 'refuse',
+      why: 'it is inside a Trainer checkpoint folder (a training version): never written',
+    };
   if (src && c.format !== src.format && !(isTorch(c.format) && isTorch(src.format))) {
     return {
       ...base,

@@ -47,6 +47,7 @@ import {
 } from './workspaceReports';
 import { ensureRealDir } from '../io/realDir';
 import { faultClock } from '../io/faults';
+import { SyncRecords } from './syncRecords';
 
 export type { FileReport, LoraReport, Stats, StatusReport, VerifyReport } from './workspaceReports';
 export { fileKey, relPath };
@@ -79,6 +80,8 @@ export interface ScanSummary {
 
 export class Workspace {
   readonly history: History;
+  /** What LoRA Sync wrote into copies that cannot carry a record themselves (plain state dicts). */
+  readonly records: SyncRecords;
   private readonly cache: IndexCache;
   private entries = new Map<string, FileEntry>();
   private absOf = new Map<string, string>();
@@ -127,6 +130,7 @@ export class Workspace {
   ) {
     this.rootClean = root.length > 1 && root.startsWith('/') && isClean(root);
     this.history = new History(root);
+    this.records = new SyncRecords(root);
     this.cache = new IndexCache(root, cfg);
     this.index = new CopyIndex((p) => isSourcePath(p, cfg));
   }
@@ -167,7 +171,11 @@ export class Workspace {
     let cached = new Map<string, CachedFile>();
     let cacheNote: string | undefined;
     // Listing the folders and reading the cache overlap: both wait on the disk.
-    const [files, c] = await Promise.all([this.listRelative(), this.cacheLoaded ? undefined : this.cache.load()]);
+    const [files, c] = await Promise.all([
+      this.listRelative(),
+      this.cacheLoaded ? undefined : this.cache.load(),
+      this.cacheLoaded ? undefined : this.records.load(),
+    ]);
     if (c) {
       cached = c.files;
       cacheNote = c.reason;
@@ -392,7 +400,8 @@ export class Workspace {
   }
 
   /** The status rules, plus what this workspace remembers of copies that diverged (see `diverged`). */
-  private computeStatus(e: FileEntry, g: LoraGroup | undefined): FileStatus {
+  private computeStatus(entry: FileEntry, g: LoraGroup | undefined): FileStatus {
+    const e = this.withRecord(entry);
     const candidates = this.index.contentCandidates(e.path);
     const s = statusOf(e, g, candidates ? { candidates } : {});
     if (e.role !== 'copy' || e.kind !== 'lora') return s;
@@ -423,6 +432,13 @@ export class Workspace {
     else this.diverged.delete(e.path);
     if (was !== this.diverged.get(e.path)) this.cacheDirty = true; // remembered with the cache
     return s;
+  }
+
+  /** A copy without a record of its own (a plain state dict) judged with the one kept for it under .lora-sync/synced. */
+  private withRecord(e: FileEntry): FileEntry {
+    if (e.role !== 'copy' || e.kind !== 'lora' || e.syncInfo.engine) return e;
+    const r = this.records.recordOf(e.path);
+    return r ? { ...e, syncInfo: { ...e.syncInfo, engine: { tensors: r.tensors, alg: r.alg, source: r.source } } } : e;
   }
 
   private statusName(p: string): Status | 'UNRECOGNIZED' | undefined {
@@ -536,6 +552,7 @@ export class Workspace {
         abs: (r) => this.abs(r),
         entry: (r) => this.entries.get(r),
         racy: (r) => this.racy.has(r),
+        records: this.records,
       },
       opts,
     );
