@@ -15,9 +15,10 @@
  *   refresh()                   CopyMapResult | undefined (re-fetches the copy map and history)
  *   getCopyMap()                CopyMapResult | undefined (the map the views show now, no request)
  *   getServerStatus()           ServerStatus
+ *   useFolderAsSource(uri?)     UseFolderAsSourceResult | undefined   uri: an Explorer folder; none: a folder picker
  *   openLog(), restartServer(), revealInExplorer(fileNode), openSource(fileNode): undefined
  */
-import { commands, type Disposable, window, workspace } from 'vscode';
+import { commands, type Disposable, type Uri, window, workspace } from 'vscode';
 import {
   type CopyMapResult,
   type HistoryResult,
@@ -36,6 +37,7 @@ import { type LoraArg, targetFromArg } from './pickers';
 import { planMarkdown, statsLines } from './reports';
 import { errorText, withServerProgress } from './progress';
 import type { ServerClient } from './serverClient';
+import { useFolderAsSource } from './sourceFolderCommand';
 import { type CopyArg, type ForceOptions, SyncCommands } from './syncCommands';
 
 export function registerCommands(server: ServerClient, store: CopyMapStore, history: HistoryView): Disposable[] {
@@ -101,6 +103,7 @@ export function registerCommands(server: ServerClient, store: CopyMapStore, hist
     },
     getCopyMap: (): CopyMapResult | undefined => store.result,
     getServerStatus: (): ServerStatus => server.status,
+    useFolderAsSource: (uri?: Uri) => useFolderAsSource(server, store, uri),
 
     openLog: () => log.show(),
     restartServer: async () => {

@@ -31,7 +31,7 @@ export class CopyMapStore implements Disposable {
         if (s.state === 'ready' || s.state === 'error') this.schedule();
       }),
       languages.onDidChangeDiagnostics((e) => {
-        if (e.uris.some((u) => /\.(pt|safetensors)$/i.test(u.path))) this.schedule();
+        if (e.uris.some((u) => /\.(pt|pth|bin|ckpt|safetensors)$/i.test(u.path))) this.schedule();
       }),
     );
   }

@@ -1,6 +1,8 @@
 /**
- * The Copy Map view: (folder →) LoRA → its source(s), then its copies. Built from the store's last
- * copy map; file nodes carry the file's URI so Explorer decorations and "open" work on them.
+ * The Copy Map view: (folder →) LoRA → its source(s), its earlier versions ("Versions (N)"), then its
+ * copies; files that are no LoRA last, with why. Built from the store's last copy map through the pure
+ * copyMapModel.ts; file nodes carry the file's URI so Explorer decorations and "open" work on them.
+ * The folders' hints (no source folder yet) show as the view's message.
  */
 import * as path from 'node:path';
 import {
@@ -19,7 +21,17 @@ import {
 import type { FileReport, LoraReport } from '../../server/src/protocol/reports';
 import type { FolderRef } from '../../server/src/protocol/messages';
 import type { CopyMapStore } from './copyMapStore';
-import { isProblem, statusIcon, statusLabel } from './icons';
+import {
+  fileText,
+  filesOfNoLora,
+  fileTooltip,
+  hintMessage,
+  loraGroups,
+  loraRows,
+  plural,
+  versionsLabel,
+} from './copyMapModel';
+import { isProblem, statusIcon } from './icons';
 
 export interface FolderNode {
   kind: 'folder';
@@ -33,6 +45,19 @@ export interface LoraNode {
   lora: LoraReport;
   files: FileReport[];
 }
+/** A LoRA's earlier versions (status VERSION), newest first. */
+export interface VersionsNode {
+  kind: 'versions';
+  folder: string;
+  lora: LoraReport;
+  files: FileReport[];
+}
+/** The files of a folder that are no LoRA checkpoint. */
+export interface NotLorasNode {
+  kind: 'notLoras';
+  folder: string;
+  files: FileReport[];
+}
 export interface FileNode {
   kind: 'file';
   folder: string;
@@ -40,28 +65,21 @@ export interface FileNode {
   report: FileReport;
   sourceUri?: Uri;
 }
-export type MapNode = FolderNode | LoraNode | FileNode;
-
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-
-function loraNodes(folder: string, loras: LoraReport[], files: FileReport[]): LoraNode[] {
-  const byLora = new Map<string, FileReport[]>();
-  for (const f of files) {
-    if (!f.lora_id) continue;
-    const list = byLora.get(f.lora_id) ?? [];
-    list.push(f);
-    byLora.set(f.lora_id, list);
-  }
-  // Problems first, so the view opens on what needs a person; then by name.
-  return loras
-    .map((lora) => ({ kind: 'lora' as const, folder, lora, files: byLora.get(lora.id) ?? [] }))
-    .sort(
-      (a, b) => Number(b.lora.problems > 0) - Number(a.lora.problems > 0) || a.lora.name.localeCompare(b.lora.name),
-    );
-}
+export type MapNode = FolderNode | LoraNode | VersionsNode | NotLorasNode | FileNode;
 
 function fileUri(folder: string, rel: string): Uri {
   return Uri.joinPath(Uri.parse(folder), ...rel.split('/'));
+}
+
+function folderChildren(folder: string, loras: LoraReport[], files: FileReport[]): MapNode[] {
+  const out: MapNode[] = loraGroups(loras, files).map((g) => ({ kind: 'lora', folder, lora: g.lora, files: g.files }));
+  const others = filesOfNoLora(files);
+  if (others.length) out.push({ kind: 'notLoras', folder, files: others });
+  return out;
+}
+
+function fileNode(folder: string, report: FileReport, sourceUri?: Uri): FileNode {
+  return { kind: 'file', folder, uri: fileUri(folder, report.path), report, sourceUri };
 }
 
 export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
@@ -81,13 +99,14 @@ export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
   private update(): void {
     const problems = this.store.files().filter((f) => isProblem(f.report.status)).length;
     this.view.badge = problems ? { value: problems, tooltip: `${plural(problems, 'file')} need attention` } : undefined;
+    this.view.message = hintMessage(this.store.result?.folders ?? []);
     this.emitter.fire(undefined);
   }
 
   getChildren(node?: MapNode): MapNode[] {
     const folders = this.store.result?.folders ?? [];
     if (!node) {
-      if (folders.length === 1) return loraNodes(folders[0].uri, folders[0].loras, folders[0].files);
+      if (folders.length === 1) return folderChildren(folders[0].uri, folders[0].loras, folders[0].files);
       return folders.map((f) => ({
         kind: 'folder',
         folder: { uri: f.uri, root: f.root },
@@ -95,20 +114,16 @@ export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
         files: f.files,
       }));
     }
-    if (node.kind === 'folder') return loraNodes(node.folder.uri, node.loras, node.files);
-    if (node.kind === 'lora') {
-      const sourceUri = node.lora.source ? fileUri(node.folder, node.lora.source) : undefined;
-      const rank = (f: FileReport) => (f.role === 'source' ? 0 : 1);
-      return [...node.files]
-        .sort((a, b) => rank(a) - rank(b) || a.path.localeCompare(b.path))
-        .map((report) => ({
-          kind: 'file',
-          folder: node.folder,
-          uri: fileUri(node.folder, report.path),
-          report,
-          sourceUri: report.role === 'source' ? undefined : sourceUri,
-        }));
-    }
+    if (node.kind === 'folder') return folderChildren(node.folder.uri, node.loras, node.files);
+    if (node.kind === 'notLoras') return node.files.map((r) => fileNode(node.folder, r));
+    const sourceUri = node.kind !== 'file' && node.lora.source ? fileUri(node.folder, node.lora.source) : undefined;
+    if (node.kind === 'versions') return node.files.map((r) => fileNode(node.folder, r, sourceUri));
+    if (node.kind === 'lora')
+      return loraRows(node.files).map((row) =>
+        row.kind === 'versions'
+          ? { kind: 'versions', folder: node.folder, lora: node.lora, files: row.files }
+          : fileNode(node.folder, row.report, row.report.role === 'source' ? undefined : sourceUri),
+      );
     return [];
   }
 
@@ -122,6 +137,8 @@ export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
       return item;
     }
     if (node.kind === 'lora') return loraItem(node);
+    if (node.kind === 'versions') return versionsItem(node);
+    if (node.kind === 'notLoras') return notLorasItem(node);
     return fileItem(node);
   }
 
@@ -150,23 +167,38 @@ function loraItem(node: LoraNode): TreeItem {
   return item;
 }
 
+function versionsItem(node: VersionsNode): TreeItem {
+  const item = new TreeItem(versionsLabel(node.files), TreeItemCollapsibleState.Collapsed);
+  item.id = `versions:${node.folder}#${node.lora.id}`;
+  item.iconPath = new ThemeIcon('history');
+  item.contextValue = 'loraVersions';
+  item.tooltip = 'Earlier saves of the source in its training run: kept as they are, never written by a sync';
+  return item;
+}
+
+function notLorasItem(node: NotLorasNode): TreeItem {
+  const item = new TreeItem('Not LoRA checkpoints', TreeItemCollapsibleState.Collapsed);
+  item.id = `notLoras:${node.folder}`;
+  item.description = String(node.files.length);
+  item.iconPath = new ThemeIcon('circle-slash');
+  item.contextValue = 'loraNotLoras';
+  item.tooltip =
+    'Checkpoint files that hold no LoRA (optimizer state, a full model, another adapter type): LoRA Sync leaves them alone';
+  return item;
+}
+
 function fileItem(node: FileNode): TreeItem {
   const { report } = node;
   const item = new TreeItem(node.uri);
+  const text = fileText(report);
   item.id = `file:${node.folder}#${report.path}`;
-  item.label = path.posix.basename(report.path);
-  item.description = path.posix.dirname(report.path) === '.' ? '' : path.posix.dirname(report.path);
+  item.label = text.label;
+  item.description = text.description;
   item.iconPath = statusIcon(report.status);
-  item.contextValue = `loraFile.${report.role ?? 'unreadable'}.${report.status}`;
+  // A file of no LoRA has no source to open: `none`, not `unreadable` (a corrupt file of a known LoRA).
+  const role = report.role ?? (report.status === 'UNRECOGNIZED' ? 'none' : 'unreadable');
+  item.contextValue = `loraFile.${role}.${report.status}`;
   item.command = { command: 'vscode.open', title: 'Open', arguments: [node.uri] };
-  const md = new MarkdownString(`**${statusLabel(report.status)}** (\`${report.status}\`) · \`${report.path}\`\n\n`);
-  md.appendText(report.message);
-  if (report.issues.length) {
-    md.appendMarkdown('\n\n');
-    for (const i of report.issues.slice(0, 20))
-      md.appendMarkdown(`- \`${i.type}\`${i.param ? ` \`${i.param}\`` : ''}: `).appendText(`${i.detail}\n`);
-    if (report.issues.length > 20) md.appendMarkdown(`- … and ${report.issues.length - 20} more`);
-  }
-  item.tooltip = md;
+  item.tooltip = new MarkdownString(fileTooltip(report));
   return item;
 }

@@ -8,6 +8,7 @@ import { registerCommands } from './commands';
 import { CopyMapStore } from './copyMapStore';
 import { CopyMapTree } from './copyMapTree';
 import { StatusDecorations } from './decorations';
+import { HintNotifier } from './hints';
 import { HistoryView } from './historyView';
 import { registerInspector } from './inspector/inspectorProvider';
 import { ServerClient, watchConfigSources } from './serverClient';
@@ -31,12 +32,14 @@ export async function activate(context: ExtensionContext): Promise<void> {
     tree,
     new StatusBar(server, store),
     new StatusDecorations(store),
+    new HintNotifier(store),
     ...registerCommands(server, store, history),
     ...watchConfigSources(server),
     ...registerInspector(context.extensionUri, server, store),
     // For tests and automation: both views as they render now (hidden from the palette).
     commands.registerCommand('loraSync.getViewSnapshot', async () => ({
       copyMap: await snapshotTree(tree),
+      copyMapMessage: tree.view.message,
       history: await snapshotTree(history),
     })),
   );

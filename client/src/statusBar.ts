@@ -60,6 +60,9 @@ export class StatusBar implements Disposable {
       );
       if (parts.length) tip.appendMarkdown(`${parts.map((p) => `- ${p}`).join('\n')}\n\n`);
       else if (this.store.result) tip.appendMarkdown('Every copy is in sync.\n\n');
+      // VERSION files are sound (no bucket, no badge): counted here only so they are not a mystery.
+      const versions = this.store.files().filter((f) => f.report.status === 'VERSION').length;
+      if (versions) tip.appendMarkdown(`${versions} earlier version${versions === 1 ? '' : 's'} kept\n\n`);
     }
     tip.appendMarkdown(
       '[Copy Map](command:loraSync.copyMap.focus) · [Open Log](command:loraSync.openLog) · [Restart Server](command:loraSync.restartServer)',

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { cp, lstat, mkdtemp, open, readdir, readFile } from 'node:fs/promises';
+import { cp, lstat, mkdtemp, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 
@@ -48,6 +48,27 @@ export async function copyFixtureWorkspace(prefix: string): Promise<string> {
   // preserveTimestamps: files at rest, as in a real workspace (a file written milliseconds before a scan
   // is racily clean and read again by the next one: see Workspace.racy).
   await cp(join(REPO, 'test', 'fixtures', 'workspace'), dir, { recursive: true, preserveTimestamps: true });
+  return dir;
+}
+
+/**
+ * The source folders of the layouts workspace: the kohya run's output folder and the PEFT adapter's
+ * folder (globs on folder paths), so its epochs and its Trainer checkpoint are versions of one source.
+ */
+export const LAYOUTS_SOURCE_FOLDERS = ['train/kohya', 'peft/pixel_lora'];
+
+/**
+ * A fresh copy of the layout fixtures (test/fixtures/layouts: kohya, A1111, ComfyUI, PEFT, diffusers)
+ * in a temp folder, with a lora-sync.json naming LAYOUTS_SOURCE_FOLDERS and every checkpoint extension.
+ */
+export async function copyLayoutsWorkspace(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  await cp(join(REPO, 'test', 'fixtures', 'layouts'), dir, { recursive: true, preserveTimestamps: true });
+  const config = {
+    sourceFolders: LAYOUTS_SOURCE_FOLDERS,
+    include: ['**/*.safetensors', '**/*.pt', '**/*.pth', '**/*.bin', '**/*.ckpt'],
+  };
+  await writeFile(join(dir, 'lora-sync.json'), `${JSON.stringify(config, null, 2)}\n`);
   return dir;
 }
 

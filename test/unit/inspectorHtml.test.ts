@@ -163,6 +163,66 @@ describe('inspector page (inspectorHtml)', function () {
     assert.ok(inspectorHtml(await model(STALE), ctx).includes('data-action="openSource"'));
   });
 
+  it("says how the file was identified, its layout, unit and version (the copy map's words)", async () => {
+    const m = await model(STALE);
+    // Without the copy map's report: the model's own identity.from, in the same words.
+    assert.ok(inspectorHtml(m, ctx).includes('(identified by its metadata id)'));
+    const html = inspectorHtml(m, ctx, {
+      identified_by: 'layout_name',
+      layout: 'peft',
+      unit: { kind: 'folder', path: 'deploy/prod/pixel_lora' },
+      version: 'checkpoint-500',
+    });
+    assert.ok(html.includes('(identified by its layout&#39;s name)'), 'the header says how');
+    assert.ok(html.includes('<dt>Identity</dt><dd>identified by its layout&#39;s name</dd>'));
+    assert.ok(html.includes('<dt>Layout</dt><dd>PEFT adapter</dd>'));
+    assert.ok(html.includes('<dt>Unit</dt><dd>the folder <code>deploy/prod/pixel_lora</code>'));
+    assert.ok(html.includes('<dt>Version</dt><dd>checkpoint-500</dd>'));
+    const notLora = inspectorHtml(m, ctx, { why: 'optimizer state <b>' });
+    assert.ok(notLora.includes('<dt>Not a LoRA</dt><dd>optimizer state &#60;b&#62;</dd>'));
+    assertStrictPage(html);
+  });
+
+  it('shows the ecosystem hashes (AutoV2 10 hex, AutoV3 12 hex, legacy) and each embedded one that does not match', async () => {
+    const m = await model(SRC_A);
+    assert.ok(m.hashes, 'the server computes them for a LoRA file');
+    assert.ok(
+      !inspectorHtml({ ...m, hashes: undefined }, ctx).includes('Ecosystem hashes'),
+      'no section without hashes',
+    );
+    const sha = 'a'.repeat(8) + 'b'.repeat(56);
+    const data = 'c'.repeat(12) + 'd'.repeat(52);
+    const hashes = {
+      sha256: sha,
+      autoV2: sha.slice(0, 10),
+      autoV3: data.slice(0, 12),
+      dataSha256: data,
+      legacy: '12345678',
+      legacyWindowBytes: 65536,
+      embeddedMismatches: [
+        { key: 'sshs_legacy_hash', embedded: '0badc0de"><script>', actual: '12345678', detail: "is not this file's" },
+      ],
+    };
+    const html = inspectorHtml({ ...m, hashes }, ctx);
+    const section = /<section aria-label="Ecosystem hashes">[\s\S]*?<\/section>/.exec(html)?.[0];
+    assert.ok(section, 'an Ecosystem hashes section');
+    assert.ok(section.includes(`<dt>AutoV2</dt><dd><code title="${sha}">aaaaaaaabb</code></dd>`), section);
+    assert.ok(section.includes(`<dt>AutoV3</dt><dd><code title="${data}">cccccccccccc</code></dd>`), section);
+    assert.ok(section.includes('<dt>Legacy (A1111)</dt><dd><code>12345678</code></dd>'), section);
+    assert.ok(section.includes(`<dt>SHA-256</dt><dd><code>${sha}</code></dd>`));
+    assert.match(
+      section,
+      /<li class="hash-bad"><span class="mark" role="img" aria-label="does not match">✗<\/span> <code>sshs_legacy_hash<\/code> <code class="digest">0badc0de&#34;&#62;&#60;script&#62;<\/code>/,
+    );
+    // A file under 1 MiB has no meaningful legacy hash: not shown.
+    const small = inspectorHtml({ ...m, hashes: { ...hashes, legacyWindowBytes: 0, embeddedMismatches: [] } }, ctx);
+    assert.ok(!small.includes('Legacy (A1111)'));
+    assert.ok(!small.includes('hash-bad'));
+    // Not a table: the tensor table stays the page's first.
+    assert.ok(!section.includes('<table'));
+    assertStrictPage(html);
+  });
+
   it('draws fitness_history as an SVG line from the numbers, with gaps where an item is not a number', async () => {
     const html = inspectorHtml(await model(SRC_A), ctx);
     const line = /<polyline class="chart-line" fill="none" points="([^"]*)"\/>/.exec(html);

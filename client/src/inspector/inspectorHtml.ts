@@ -6,8 +6,13 @@
  * filtering the tensor table, the buttons) is media/inspector.js.
  */
 import type { InspectResult } from '../../../server/src/protocol/messages';
-import type { MetaNode, TensorDiff, TensorRow } from '../../../server/src/protocol/inspect';
+import type { InspectHashes, MetaNode, TensorDiff, TensorRow } from '../../../server/src/protocol/inspect';
+import type { FileReport } from '../../../server/src/protocol/reports';
 import { factsOf, type ReportStatus, type Severity } from '../../../server/src/protocol/statusTable';
+import { IDENTIFIED_BY_WORDS, LAYOUT_WORDS } from '../copyMapModel';
+
+/** What the copy map says of the same file (how it was identified, its layout, unit and version). */
+export type FileFacts = Pick<FileReport, 'identified_by' | 'layout' | 'unit' | 'version' | 'why'>;
 
 export interface PageContext {
   /** `webview.cspSource`. */
@@ -107,12 +112,13 @@ const shapeText = (s: number[]) => `[${s.join(', ')}]`;
 const plural = (n: number, w: string) => `${thousands(n)} ${w}${n === 1 ? '' : 's'}`;
 const baseName = (p: string) => p.slice(p.lastIndexOf('/') + 1);
 
-export function inspectorHtml(m: InspectResult, ctx: PageContext): string {
+export function inspectorHtml(m: InspectResult, ctx: PageContext, file?: FileFacts): string {
   const body = [
-    header(m, ctx),
+    header(m, ctx, file),
     banners(m),
     statusSection(m),
-    facts(m),
+    facts(m, file),
+    m.hashes ? hashesSection(m.hashes) : '',
     m.fitness ? fitnessSection(m.fitness) : '',
     tensorSection(m),
     metadataSection(m),
@@ -120,13 +126,28 @@ export function inspectorHtml(m: InspectResult, ctx: PageContext): string {
   return page(ctx, baseName(m.path), `<main>\n${body}\n</main>`);
 }
 
-function header(m: InspectResult, ctx: PageContext): string {
+/** The model's own `identity.from` in the words the copy map's `identified_by` uses. */
+const FROM_WORDS: Record<string, string> = {
+  ...IDENTIFIED_BY_WORDS,
+  metadata: IDENTIFIED_BY_WORDS.metadata_id,
+  filename: IDENTIFIED_BY_WORDS.file_name,
+  layout: IDENTIFIED_BY_WORDS.layout_name,
+};
+
+/** How the file was tied to its LoRA, in words: the copy map's `identified_by`, else the model's `identity.from`. */
+export function identifiedByText(m: InspectResult, file?: FileFacts): string | undefined {
+  const key = file?.identified_by ?? m.identity.from ?? undefined;
+  return key ? `identified by ${FROM_WORDS[key] ?? key}` : undefined;
+}
+
+function header(m: InspectResult, ctx: PageContext, file?: FileFacts): string {
   const status = m.status ?? 'UNTRACKED';
   const sev = toneOf(m.status);
   const id = m.identity;
+  const how = identifiedByText(m, file);
   const who =
     id.name || id.id
-      ? `<span class="name">${esc(id.name ?? '')}</span>${id.id ? ` <code>${esc(id.id)}</code>` : ''}${id.from === 'filename' ? ' <span class="muted">(identity from the file name)</span>' : ''}`
+      ? `<span class="name">${esc(id.name ?? '')}</span>${id.id ? ` <code>${esc(id.id)}</code>` : ''}${how ? ` <span class="muted">(${esc(how)})</span>` : ''}`
       : '<span class="muted">no LoRA identity</span>';
   const buttons: string[] = [];
   if (m.role === 'copy') {
@@ -202,12 +223,19 @@ ${source}${issues}
 </section>`;
 }
 
-function facts(m: InspectResult): string {
+function facts(m: InspectResult, file?: FileFacts): string {
   const rows: Array<[string, string]> = [
     ['Format', m.format ? esc(m.format) : '<span class="muted">unknown</span>'],
     ['Size', `${esc(bytesText(m.size))} <span class="muted">(${esc(thousands(m.size))} bytes)</span>`],
     ['Modified', esc(m.mtime)],
   ];
+  const how = identifiedByText(m, file);
+  if (how) rows.push(['Identity', esc(how)]);
+  if (file?.layout) rows.push(['Layout', esc(LAYOUT_WORDS[file.layout] ?? file.layout)]);
+  if (file?.unit?.kind === 'folder')
+    rows.push(['Unit', `the folder <code>${esc(file.unit.path)}</code> <span class="muted">(synced as one)</span>`]);
+  if (file?.version) rows.push(['Version', esc(file.version)]);
+  if (file?.why) rows.push(['Not a LoRA', esc(file.why)]);
   if (m.syncInfo) {
     const s = m.syncInfo;
     const parts = [
@@ -220,6 +248,36 @@ function facts(m: InspectResult): string {
   }
   rows.push(['Digests', `<code>${esc(m.digestAlg)}</code>`]);
   return `<section aria-label="File"><dl class="facts">${rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('')}</dl></section>`;
+}
+
+// ---- ecosystem hashes --------------------------------------------------------------------------
+
+/** A hash shortened as the ecosystem shows it, the full value in the title. */
+function shortHash(full: string, n: number): string {
+  return `<code title="${esc(full)}">${esc(full.slice(0, n))}</code>`;
+}
+
+/**
+ * AutoV2 (A1111 / Civitai, 10 hex), AutoV3 (kohya's addnet hash, 12 hex), A1111's legacy hash, the
+ * SHA-256, and each embedded hash that does not match the file.
+ */
+export function hashesSection(h: InspectHashes): string {
+  const rows: Array<[string, string]> = [['AutoV2', shortHash(h.sha256, 10)]];
+  if (h.autoV3) rows.push(['AutoV3', shortHash(h.dataSha256 ?? h.autoV3, 12)]);
+  // The legacy hash reads a 64 KiB window at 1 MiB: a smaller file has none that means anything.
+  if (h.legacyWindowBytes === 65536) rows.push(['Legacy (A1111)', `<code>${esc(h.legacy)}</code>`]);
+  rows.push(['SHA-256', `<code>${esc(h.sha256)}</code>`]);
+  const bad = h.embeddedMismatches
+    .map(
+      (e) =>
+        `<li class="hash-bad"><span class="mark" role="img" aria-label="does not match">✗</span> <code>${esc(e.key)}</code> <code class="digest">${esc(e.embedded)}</code> <span class="muted">${esc(e.detail)}</span></li>`,
+    )
+    .join('');
+  return `<section aria-label="Ecosystem hashes">
+<h2>Ecosystem hashes</h2>
+<dl class="facts">${rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('')}</dl>
+${bad ? `<p class="muted">Hashes in the file's own metadata that do not match it:</p><ul class="hashes">${bad}</ul>` : ''}
+</section>`;
 }
 
 // ---- fitness chart -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import {
   workspace,
 } from 'vscode';
 import { InspectRequest, type InspectResult } from '../../../server/src/protocol/messages';
+import type { FileReport } from '../../../server/src/protocol/reports';
 import type { CopyMapStore } from '../copyMapStore';
 import { errorText } from '../progress';
 import type { ServerClient } from '../serverClient';
@@ -135,15 +136,18 @@ class InspectorView implements Disposable {
     return Disposable.from(w, w.onDidChange(changed), w.onDidCreate(changed), w.onDidDelete(changed));
   }
 
-  /** The file's status and message in the copy map (NFC relative path, as the server keys files). */
-  private copyMapKey(): string | undefined {
+  /** The file's report in the copy map (NFC relative path, as the server keys files). */
+  private copyMapReport(): FileReport | undefined {
     const folder = workspace.getWorkspaceFolder(this.uri);
     if (!folder) return undefined;
     const rel = path.relative(folder.uri.fsPath, this.uri.fsPath).split(path.sep).join('/').normalize('NFC');
-    const f = this.store.result?.folders
-      .find((x) => x.uri === folder.uri.toString())
-      ?.files.find((x) => x.path === rel);
-    return f ? `${f.status}\u0000${f.message}` : undefined;
+    return this.store.result?.folders.find((x) => x.uri === folder.uri.toString())?.files.find((x) => x.path === rel);
+  }
+
+  /** What of the report the page shows, to notice a change. */
+  private copyMapKey(): string | undefined {
+    const f = this.copyMapReport();
+    return f ? JSON.stringify([f.status, f.message, f.identified_by, f.layout, f.unit, f.version, f.why]) : undefined;
   }
 
   private schedule(delay = REFRESH_DEBOUNCE_MS): void {
@@ -178,7 +182,8 @@ class InspectorView implements Disposable {
     this.reportKey = this.copyMapKey();
     this.followSource(model);
     this.panel.title = this.name;
-    this.panel.webview.html = inspectorHtml(model, this.context());
+    // How the file was identified, its layout and version are the copy map's (the same server's) words.
+    this.panel.webview.html = inspectorHtml(model, this.context(), this.copyMapReport());
     // A file still being written is read by the server once it settles; until then, look again.
     if (model.changedOnDisk && this.settleTries++ < SETTLE_RETRIES) this.schedule(SETTLE_RETRY_MS);
     else if (!model.changedOnDisk) this.settleTries = 0;

@@ -108,7 +108,12 @@ export function registerRequests(connection: Connection, host: ServerHost): void
     folders: await Promise.all(
       (await host.usable(p)).map(async ({ f, ws }) => {
         const r = await ws.report();
-        return { ...folderRef(f), loras: r.loras.map(loraReportToWire), files: r.files.map(fileReportToWire) };
+        return {
+          ...folderRef(f),
+          loras: r.loras.map(loraReportToWire),
+          files: r.files.map(fileReportToWire),
+          ...(r.hints?.length ? { hint: r.hints[0] } : {}),
+        };
       }),
     ),
   }));

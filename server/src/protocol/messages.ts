@@ -97,7 +97,8 @@ export interface FolderRef {
 
 /** Every LoRA and every checkpoint file of each folder. */
 export interface CopyMapResult {
-  folders: Array<FolderRef & { loras: LoraReport[]; files: FileReport[] }>;
+  /** `hint`: what to tell the user about the folder once (no source folder yet, and how to designate one). */
+  folders: Array<FolderRef & { loras: LoraReport[]; files: FileReport[]; hint?: string }>;
 }
 
 export interface PlanParams extends FolderParams {

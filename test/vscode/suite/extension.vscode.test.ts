@@ -14,6 +14,7 @@ import { readTensorBytes } from '../../../server/src/formats/fingerprint';
 import { getKey, mappingEntries } from '../../../server/src/formats/pickle/nodes';
 import { typedForm, type Typed } from '../../../server/src/formats/pyValue';
 import type { ItemSnapshot } from '../../../client/src/viewSnapshot';
+import { activateAndWaitReady, codeOf, nfc, ourDiagnostics, root, waitFor } from './support';
 import { walk } from '../../support/files';
 import { trainerStep } from '../../../server/src/demo/trainerStep';
 
@@ -48,44 +49,7 @@ const ICONS: Record<string, string> = {
 };
 const WARNINGS = new Set(['STALE', 'ORPHAN']);
 
-const root = (): string => vscode.workspace.workspaceFolders![0].uri.fsPath;
-const nfc = (s: string) => s.normalize('NFC');
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(100);
-  }
-}
-
-/** Our diagnostics on checkpoint files, as NFC workspace-relative path → diagnostic. */
-function ourDiagnostics(): Map<string, vscode.Diagnostic> {
-  const out = new Map<string, vscode.Diagnostic>();
-  for (const [uri, diags] of vscode.languages.getDiagnostics()) {
-    if (!/\.(pt|safetensors)$/i.test(uri.fsPath)) continue;
-    const ours = diags.filter((d) => d.source === 'lora-sync');
-    assert.ok(ours.length <= 1, `one diagnostic per file: ${uri.fsPath} has ${ours.length}`);
-    if (ours.length) out.set(nfc(relative(root(), uri.fsPath).split(sep).join('/')), ours[0]);
-  }
-  return out;
-}
-
-const codeOf = (d: vscode.Diagnostic): string => String(typeof d.code === 'object' ? d.code.value : d.code);
 
 /** NFC relative path → path on disk (one team folder is spelled in NFD on disk). */
 async function diskPaths(): Promise<Map<string, string>> {
@@ -132,18 +96,7 @@ describe('LoRA Sync in the VS Code extension host', function () {
   });
 
   it('activates and its server finishes the first scan', async () => {
-    const ext = vscode.extensions.getExtension('lora-sync.lora-sync');
-    assert.ok(ext, 'the extension is installed');
-    await ext.activate();
-    assert.equal(ext.isActive, true);
-    const status = await waitFor(
-      'the server to be ready',
-      async () => {
-        const s = await vscode.commands.executeCommand<ServerStatus>('loraSync.getServerStatus');
-        return s.state === 'ready' && s.loras > 0 ? s : undefined;
-      },
-      60_000,
-    );
+    const status = await activateAndWaitReady();
     assert.equal(status.folders, 1);
     assert.equal(status.loras, new Set(expected.filter((f) => f.lora_name).map((f) => f.lora_name)).size);
     assert.equal(status.problems, problems.length);
@@ -185,7 +138,22 @@ describe('LoRA Sync in the VS Code extension host', function () {
     });
     const loras = new Map<string, Expected[]>();
     for (const f of expected) if (f.lora_name) loras.set(f.lora_name, [...(loras.get(f.lora_name) ?? []), f]);
-    assert.deepEqual(snap.copyMap.map((n) => n.label).sort(), [...loras.keys()].sort());
+    const loraItems = snap.copyMap.filter((n) => n.contextValue !== 'loraNotLoras');
+    assert.deepEqual(loraItems.map((n) => n.label).sort(), [...loras.keys()].sort());
+    // Files of no LoRA are listed last, apart, each with its "not a LoRA" icon.
+    const notLoras = snap.copyMap[snap.copyMap.length - 1];
+    assert.equal(notLoras.contextValue, 'loraNotLoras');
+    assert.equal(notLoras.label, 'Not LoRA checkpoints');
+    assert.deepEqual(
+      notLoras.children
+        ?.map((c) => nfc(`${c.description ? `${c.description.split(' · ').pop()}/` : ''}${c.label}`))
+        .sort(),
+      expected
+        .filter((f) => f.expect === 'UNRECOGNIZED')
+        .map((f) => f.path)
+        .sort(),
+    );
+    for (const c of notLoras.children ?? []) assert.equal(c.icon, 'file', c.label);
     for (const [name, files] of loras) {
       const node = snap.copyMap.find((n) => n.label === name)!;
       const hasProblem = files.some((f) => !NOT_PROBLEMS.has(f.expect));

@@ -4,6 +4,9 @@
  * Mocha's report goes to the console; the counts also go to the files named by
  * LORA_SYNC_VSCODE_RESULTS (JSON) and LORA_SYNC_TEST_TALLY (the CI tally), because the extension
  * host's exit code alone does not say how many tests ran.
+ *
+ * LORA_SYNC_VSCODE_SUITE names the workspace the host was opened on (runCodeServer.ts): `layouts` runs
+ * `layouts.vscode.test.js`, anything else (the seed's fixture workspace) the other suites.
  */
 import Mocha from 'mocha';
 import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -11,8 +14,9 @@ import { join } from 'node:path';
 
 export async function run(): Promise<void> {
   const mocha = new Mocha({ ui: 'bdd', timeout: 120_000, color: false, reporter: 'spec' });
+  const layouts = process.env.LORA_SYNC_VSCODE_SUITE === 'layouts';
   for (const f of readdirSync(__dirname)
-    .filter((n) => n.endsWith('.vscode.test.js'))
+    .filter((n) => n.endsWith('.vscode.test.js') && n.startsWith('layouts.') === layouts)
     .sort())
     mocha.addFile(join(__dirname, f));
   const counts = { passed: 0, failed: 0, skipped: 0, failures: [] as string[] };
