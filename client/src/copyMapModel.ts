@@ -5,6 +5,7 @@
  * and the files that are no LoRA with why. copyMapTree.ts turns these into tree items.
  */
 import type { FileReport, IdentifiedBy, Layout, LoraReport } from '../../server/src/protocol/reports';
+import type { InspectHashes } from '../../server/src/protocol/inspect';
 import { factsOf } from '../../server/src/protocol/statusTable';
 
 export const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -129,6 +130,22 @@ export function fileTooltip(f: FileReport): string {
     if (f.issues.length > ISSUES_SHOWN) lines.push(`- … and ${f.issues.length - ISSUES_SHOWN} more`);
     out.push(lines.join('\n'));
   }
+  return out.join('\n\n');
+}
+
+/**
+ * The ecosystem's hashes as a tooltip paragraph: AutoV2 and AutoV3 as A1111 and Civitai show them
+ * (10 and 12 hex), the legacy hash when the file is large enough to have one, and each embedded hash
+ * that does not match the file.
+ */
+export function hashesTooltip(h: InspectHashes): string {
+  // Our own hex digests: no backtick to escape.
+  const hex = (x: string) => `\`${x.replace(/[^0-9a-fA-F]/g, '')}\``;
+  const parts = [`AutoV2 ${hex(h.autoV2.toUpperCase())}`];
+  if (h.autoV3) parts.push(`AutoV3 ${hex(h.autoV3.toUpperCase())}`);
+  if (h.legacyWindowBytes === 65536) parts.push(`legacy ${hex(h.legacy)}`);
+  const out = [`Hashes: ${parts.join(' · ')}`];
+  for (const m of h.embeddedMismatches) out.push(`- ${mdCode(m.key)} does not match this file: ${mdText(m.detail)}`);
   return out.join('\n\n');
 }
 

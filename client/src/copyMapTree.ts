@@ -6,6 +6,7 @@
  */
 import * as path from 'node:path';
 import {
+  type CancellationToken,
   type Disposable,
   EventEmitter,
   MarkdownString,
@@ -19,12 +20,13 @@ import {
   window,
 } from 'vscode';
 import type { FileReport, LoraReport } from '../../server/src/protocol/reports';
-import type { FolderRef } from '../../server/src/protocol/messages';
+import { FileHashesRequest, type FolderRef } from '../../server/src/protocol/messages';
 import type { CopyMapStore } from './copyMapStore';
 import {
   fileText,
   filesOfNoLora,
   fileTooltip,
+  hashesTooltip,
   hintMessage,
   loraGroups,
   loraRows,
@@ -32,6 +34,7 @@ import {
   versionsLabel,
 } from './copyMapModel';
 import { isProblem, statusIcon } from './icons';
+import type { ServerClient } from './serverClient';
 
 export interface FolderNode {
   kind: 'folder';
@@ -88,7 +91,10 @@ export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
   readonly view: TreeView<MapNode>;
   private readonly disposables: Disposable[] = [this.emitter];
 
-  constructor(private readonly store: CopyMapStore) {
+  constructor(
+    private readonly store: CopyMapStore,
+    private readonly server?: ServerClient,
+  ) {
     this.view = window.createTreeView('loraSync.copyMap', { treeDataProvider: this, showCollapseAll: true });
     this.disposables.push(
       this.view,
@@ -140,6 +146,22 @@ export class CopyMapTree implements TreeDataProvider<MapNode>, Disposable {
     if (node.kind === 'versions') return versionsItem(node);
     if (node.kind === 'notLoras') return notLorasItem(node);
     return fileItem(node);
+  }
+
+  /**
+   * A file row's tooltip gains the ecosystem's hashes when it is hovered: they cost a pass over the
+   * file, so they are asked for then (the server remembers them per file version), never in a scan.
+   */
+  async resolveTreeItem(item: TreeItem, node: MapNode, token: CancellationToken): Promise<TreeItem> {
+    if (node.kind !== 'file' || !this.server || node.report.status === 'UNRECOGNIZED' || !node.report.lora_id)
+      return item;
+    try {
+      const h = await this.server.request(FileHashesRequest, { uri: node.uri.toString() }, token);
+      if (h) item.tooltip = new MarkdownString(`${fileTooltip(node.report)}\n\n${hashesTooltip(h)}`);
+    } catch {
+      // The tooltip without hashes: the server is restarting, or the file went away.
+    }
+    return item;
   }
 
   dispose(): void {

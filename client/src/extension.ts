@@ -22,7 +22,7 @@ export async function activate(context: ExtensionContext): Promise<void> {
   server = new ServerClient(context, log);
   const store = new CopyMapStore(server);
   const history = new HistoryView(server, store);
-  const tree = new CopyMapTree(store);
+  const tree = new CopyMapTree(store, server);
   // The UI exists before the server starts, so a failed start still shows in the status bar.
   context.subscriptions.push(
     log,
@@ -37,8 +37,9 @@ export async function activate(context: ExtensionContext): Promise<void> {
     ...watchConfigSources(server),
     ...registerInspector(context.extensionUri, server, store),
     // For tests and automation: both views as they render now (hidden from the palette).
-    commands.registerCommand('loraSync.getViewSnapshot', async () => ({
-      copyMap: await snapshotTree(tree),
+    // `{ resolve: true }`: tooltips as they read once hovered (the Copy Map's hashes).
+    commands.registerCommand('loraSync.getViewSnapshot', async (opts?: { resolve?: boolean }) => ({
+      copyMap: await snapshotTree(tree, 4, undefined, opts?.resolve === true),
       copyMapMessage: tree.view.message,
       history: await snapshotTree(history),
     })),

@@ -10,6 +10,7 @@ import {
   fileText,
   filesOfNoLora,
   fileTooltip,
+  hashesTooltip,
   hintMessage,
   loraGroups,
   loraRows,
@@ -191,5 +192,31 @@ describe('Copy Map model (copyMapModel)', () => {
       hintMessage([{ root: '/a/one', hint: 'No source folder.' }, { root: '/b/two' }]),
       'one: No source folder.',
     );
+  });
+});
+
+describe("Copy Map model: the hashes in a hovered row's tooltip", () => {
+  const h = {
+    sha256: 'ab'.repeat(32),
+    autoV2: 'abababab01',
+    autoV3: 'cdcdcdcdcd02',
+    dataSha256: 'cd'.repeat(32),
+    legacy: '1234abcd',
+    legacyWindowBytes: 0,
+    embeddedMismatches: [] as Array<{ key: string; embedded: string; actual: string; detail: string }>,
+  };
+  it('AutoV2 and AutoV3 upper-case as Civitai shows them; the legacy hash only for a file with its window', () => {
+    assert.equal(hashesTooltip(h), 'Hashes: AutoV2 `ABABABAB01` · AutoV3 `CDCDCDCDCD02`');
+    assert.equal(
+      hashesTooltip({ ...h, autoV3: undefined, legacyWindowBytes: 65536 }),
+      'Hashes: AutoV2 `ABABABAB01` · legacy `1234abcd`',
+    );
+  });
+  it('names each embedded hash that does not match the file', () => {
+    const t = hashesTooltip({
+      ...h,
+      embeddedMismatches: [{ key: 'sshs_model_hash', embedded: 'e3b0', actual: 'cd', detail: 'the empty-input hash' }],
+    });
+    assert.ok(t.includes('\n\n- ` sshs_model_hash ` does not match this file: the empty'), t);
   });
 });

@@ -19,6 +19,7 @@ import {
   spansOf,
   type TensorSpan,
 } from '../../server/src/layouts/ecosystemHashes';
+import { cachedFileHashes } from '../../server/src/engine/fileHashes';
 import { walk } from '../support/files';
 import { LAYOUTS } from '../support/layoutFixtures';
 
@@ -296,5 +297,39 @@ describe('layouts: embedded hashes (sshs_model_hash, sshs_legacy_hash, modelspec
     const r = await embeddedHashReport(p);
     assert.equal(r.hashes.safetensors, undefined);
     assert.deepEqual(r.issues, []);
+  });
+});
+
+describe('layouts: the hashes the tree and the inspector ask for (cachedFileHashes)', function () {
+  this.timeout(30_000);
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lora-hash-cache-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('are computed once per file version, and again when the file changes', async () => {
+    const f = join(dir, 'pixel_style.safetensors');
+    await copyFile(join(LAYOUTS, 'train/kohya/pixel_style.safetensors'), f);
+    const first = await cachedFileHashes(f);
+    assert.equal(
+      first.sha256,
+      createHash('sha256')
+        .update(await readFile(f))
+        .digest('hex'),
+    );
+    assert.equal(await cachedFileHashes(f), first, 'the same object: remembered, not recomputed');
+    // Another version of the file (other bytes, other size): its own hashes.
+    await copyFile(join(LAYOUTS, 'train/kohya/pixel_style-000008.safetensors'), f);
+    const second = await cachedFileHashes(f);
+    assert.notEqual(second.sha256, first.sha256);
+    assert.equal(
+      second.sha256,
+      createHash('sha256')
+        .update(await readFile(f))
+        .digest('hex'),
+    );
   });
 });

@@ -3,6 +3,7 @@
  * file), AutoV3 (safetensors data section), A1111's legacy hash, and embedded hashes that disagree.
  * One pass over the file, so only computed when asked for (never in a scan).
  */
+import { stat } from 'node:fs/promises';
 import { embeddedHashReport } from '../layouts/ecosystemHashes';
 import type { InspectHashes } from '../protocol/inspect';
 
@@ -16,4 +17,28 @@ export async function fileHashes(path: string): Promise<InspectHashes> {
     legacyWindowBytes: h.legacyWindowBytes,
     embeddedMismatches: issues.map((i) => ({ key: i.key, embedded: i.embedded, actual: i.actual, detail: i.detail })),
   };
+}
+
+/** Files whose hashes are kept (a few hundred bytes each): hovering the tree again costs nothing. */
+const KEPT = 2000;
+const kept = new Map<string, { key: string; hashes: InspectHashes }>();
+
+/**
+ * fileHashes, remembered by (size, mtime ns, inode): the server computes a file's hashes once per
+ * version of it. A file that changes while it is read is not remembered (its key moved).
+ */
+export async function cachedFileHashes(path: string): Promise<InspectHashes> {
+  const keyOf = async () => {
+    const st = await stat(path, { bigint: true });
+    return `${st.size}:${st.mtimeNs}:${st.ino}`;
+  };
+  const key = await keyOf();
+  const hit = kept.get(path);
+  if (hit?.key === key) return hit.hashes;
+  const hashes = await fileHashes(path);
+  if ((await keyOf()) !== key) return hashes;
+  kept.delete(path);
+  kept.set(path, { key, hashes });
+  if (kept.size > KEPT) kept.delete(kept.keys().next().value as string);
+  return hashes;
 }

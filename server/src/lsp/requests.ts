@@ -16,9 +16,11 @@ import { resolveLora } from '../engine/copyMap';
 import { ConfigError } from '../engine/config';
 import { addSourceFolder } from '../engine/sourceFolderEdit';
 import { relPath } from '../engine/workspace';
+import { cachedFileHashes } from '../engine/fileHashes';
 import {
   CopyMapRequest,
   HistoryRequest,
+  FileHashesRequest,
   InspectRequest,
   PlanRequest,
   RescanRequest,
@@ -236,6 +238,21 @@ export function registerRequests(connection: Connection, host: ServerHost): void
       );
     });
     return { folders: out };
+  });
+
+  // Asked for when a Copy Map row is hovered: LoRA files the index tracks only, remembered per file version.
+  handle(FileHashesRequest, async (p) => {
+    let abs: string;
+    try {
+      abs = fileURLToPath(p?.uri ?? '');
+    } catch {
+      throw new ResponseError(ErrorCodes.InvalidParams, `${p?.uri}: only files on disk (file: URIs)`);
+    }
+    const f = host.folderOf(abs);
+    if (!f) return null;
+    await f.ready;
+    if (f.ws?.entry(relPath(f.root, abs))?.kind !== 'lora') return null;
+    return cachedFileHashes(abs).catch(() => null);
   });
 
   handle(InspectRequest, async (p, token) => {

@@ -15,7 +15,7 @@ import {
   RequestType0,
   type WorkDoneProgressParams,
 } from 'vscode-languageserver-protocol';
-import type { InspectModel } from './inspect';
+import type { InspectHashes, InspectModel } from './inspect';
 import type {
   FileReport,
   HistoryEvent,
@@ -208,6 +208,14 @@ export interface InspectParams {
   /** Compare the values of every differing tensor, whatever the read budget (the inspector's "Compare all"). */
   compareAll?: boolean;
 }
+/** The ecosystem's hashes of one LoRA file (the Copy Map's tooltip asks when a file row is hovered). */
+export interface FileHashesParams {
+  /** The file's `file:` URI; it must be a LoRA file the index tracks (never a multi-GB base model). */
+  uri: string;
+}
+/** null: not a tracked LoRA file, or it changed or vanished while it was read. */
+export type FileHashesResult = InspectHashes | null;
+
 /** One checkpoint as the inspector shows it; never holds tensor bytes. */
 export type InspectResult = FolderRef & InspectModel;
 
@@ -229,6 +237,7 @@ export const StatsRequest = new RequestType<FolderParams | undefined, StatsResul
 export const HistoryRequest = new RequestType<HistoryParams, HistoryResult, void>('loraSync/history');
 export const RescanRequest = new RequestType<RescanParams | undefined, RescanResult, void>('loraSync/rescan');
 export const InspectRequest = new RequestType<InspectParams, InspectResult, void>('loraSync/inspect');
+export const FileHashesRequest = new RequestType<FileHashesParams, FileHashesResult, void>('loraSync/fileHashes');
 export const UseFolderAsSourceRequest = new RequestType<UseFolderAsSourceParams, UseFolderAsSourceResult, void>(
   'loraSync/useFolderAsSource',
 );

@@ -6,10 +6,6 @@
  * (test/support/files.ts copyLayoutsWorkspace). Runs when runCodeServer.ts opens the host on that
  * workspace (LORA_SYNC_VSCODE_SUITE=layouts). Through the VS Code API only; files read back with the
  * project's reader.
- *
- * Tests marked `// needs wt-g` need the engine's layout wiring (identity, versions, statuses, the
- * server side of loraSync/useFolderAsSource, hints); `// needs wt-h` the writers for safetensors and
- * folder units. They are written against docs/layouts.md and fail until those branches are merged.
  */
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
@@ -89,7 +85,6 @@ describe('LoRA Sync on real LoRA layouts (kohya, A1111, ComfyUI, PEFT, diffusers
     assert.equal(await readFile(abs('lora-sync.json'), 'utf8'), before, 'lora-sync.json unchanged');
   });
 
-  // needs wt-g: PEFT units, versions from a Trainer checkpoint, layout identity.
   it('shows a PEFT adapter as one unit named by its folder, its Trainer checkpoint under Versions, then its deployed copies', async () => {
     const tree = await waitFor('the PEFT adapter in the Copy Map', async () => {
       const s = await snapshot();
@@ -118,7 +113,6 @@ describe('LoRA Sync on real LoRA layouts (kohya, A1111, ComfyUI, PEFT, diffusers
     assert.equal(prod?.layout, 'peft');
   });
 
-  // needs wt-g: kohya versions (VERSION status, version labels).
   it("lists the kohya run's earlier saves under its source as versions, with no diagnostic", async () => {
     const tree = (await snapshot()).copyMap;
     const lora = loraWith(tree, 'pixel_style.safetensors', 'epoch 12 · train/kohya');
@@ -138,7 +132,21 @@ describe('LoRA Sync on real LoRA layouts (kohya, A1111, ComfyUI, PEFT, diffusers
     for (const v of [KOHYA_SOURCE, KOHYA_EPOCH8, KOHYA_STEP500]) assert.equal(diags.has(v), false, `${v}: sound`);
   });
 
-  // needs wt-g: a copy equal to a VERSION is STALE with the version message.
+  it("shows a file's ecosystem hashes in its tooltip once hovered (AutoV2, AutoV3, as A1111 and Civitai show them)", async () => {
+    const before = (await snapshot()).copyMap;
+    const plain = loraWith(before, 'pixel_style.safetensors', 'epoch 12 · train/kohya')!.children![0];
+    assert.ok(plain.tooltip && !plain.tooltip.includes('AutoV2'), 'not computed before the row is hovered');
+    const hovered = await vscode.commands.executeCommand<Snapshot>('loraSync.getViewSnapshot', { resolve: true });
+    const row = loraWith(hovered.copyMap, 'pixel_style.safetensors', 'epoch 12 · train/kohya')!.children![0];
+    // Computed here independently: SHA-256 of the whole file, and of the bytes after the safetensors header.
+    const bytes = await readFile(abs(KOHYA_SOURCE));
+    const dataStart = 8 + Number(bytes.readBigUInt64LE(0));
+    const autoV2 = sha(bytes).slice(0, 10).toUpperCase();
+    const autoV3 = sha(bytes.subarray(dataStart)).slice(0, 12).toUpperCase();
+    assert.ok(row.tooltip?.includes(`AutoV2 \`${autoV2}\``), row.tooltip);
+    assert.ok(row.tooltip?.includes(`AutoV3 \`${autoV3}\``), row.tooltip);
+  });
+
   it('shows the stale A1111 copy in the Problems panel: equal to epoch 8, the source further on', async () => {
     const d = await waitFor('a STALE diagnostic on the A1111 copy', () => {
       const x = ourDiagnostics().get(STALE_COPY);
@@ -154,7 +162,6 @@ describe('LoRA Sync on real LoRA layouts (kohya, A1111, ComfyUI, PEFT, diffusers
     assert.deepEqual(related, [KOHYA_SOURCE], 'points to its source');
   });
 
-  // needs wt-g: unrecognized files carry `why`.
   it('lists the files that are no LoRA apart, each with why', async () => {
     const tree = (await snapshot()).copyMap;
     const others = tree.find((n) => n.contextValue === 'loraNotLoras');
@@ -165,7 +172,6 @@ describe('LoRA Sync on real LoRA layouts (kohya, A1111, ComfyUI, PEFT, diffusers
     assert.match(byLabel.get('peft/ia3_adapter/adapter_model.safetensors')?.description ?? '', /IA3/);
   });
 
-  // needs wt-g + wt-h: the safetensors writer syncs a kohya copy.
   it('"Sync All" brings the stale copy to the source, its diagnostic clears, versions and side files untouched', async () => {
     const untouched = [KOHYA_SOURCE, KOHYA_EPOCH8, KOHYA_STEP500, SIDE_FILE];
     const before = new Map<string, string>();
@@ -213,7 +219,6 @@ describe('LoRA Sync on real LoRA layouts (kohya, A1111, ComfyUI, PEFT, diffusers
     });
   });
 
-  // needs wt-g: the server's hint when no source folder exists.
   it("shows the server's hint in the Copy Map when no source folder exists, and drops it when one does", async () => {
     const config = abs('lora-sync.json');
     const original = await readFile(config, 'utf8');

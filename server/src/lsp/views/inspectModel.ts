@@ -15,7 +15,7 @@ import { itemSize, numelOf, type TorchDtype } from '../../formats/dtypes';
 import type { EngineConfig } from '../../engine/config';
 import { type FileEntry, readEntry } from '../../engine/loraFile';
 import { primarySource } from '../../engine/copyMap';
-import { fileHashes } from '../../engine/fileHashes';
+import { cachedFileHashes } from '../../engine/fileHashes';
 import type { Issue } from '../../engine/statusRules';
 import { fileKey, type FileReport, relPath, type Workspace } from '../../engine/workspace';
 import { DEFAULT_BUDGET, type DiffOptions, diffTensors, loraTensorsByName } from '../../engine/tensorDiff';
@@ -349,5 +349,5 @@ export async function inspectWorkspaceFile(ws: Workspace, abs: string, diff?: Di
 
 /** The file's hashes, or nothing when it changed or vanished meanwhile (the rest of the model still stands). */
 function inspectHashes(abs: string): Promise<InspectHashes | undefined> {
-  return fileHashes(abs).catch(() => undefined);
+  return cachedFileHashes(abs).catch(() => undefined);
 }
