@@ -57,6 +57,9 @@ export function runCli(
     const p = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env, cwd: opts.cwd });
     let out = '';
     let err = '';
+    // Decoded as a stream: a chunk may end inside a multi-byte character (an emoji folder name).
+    p.stdout.setEncoding('utf8');
+    p.stderr.setEncoding('utf8');
     p.stdout.on('data', (b) => (out += b));
     p.stderr.on('data', (b) => (err += b));
     const timer = opts.killAfterMs !== undefined ? setTimeout(() => p.kill('SIGKILL'), opts.killAfterMs) : undefined;

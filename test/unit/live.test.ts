@@ -74,6 +74,27 @@ describe('live loop and auto-sync', function () {
     await li.stop();
   });
 
+  // Regression (soak suite, issue 15): auto-sync changed copies' statuses without a `statuses`
+  // event, so `lora-sync watch` printed copies going STALE and never coming back to IN_SYNC.
+  it('onSourceChange: the copies auto-sync brings back are reported as STALE → IN_SYNC', async () => {
+    const { li, events } = await live(dir, { autoSync: 'onSourceChange' });
+    await trainerStep(join(dir, SRC_A), { match: 51 });
+    await li.handle({ added: [], changed: [join(dir, SRC_A)], removed: [] });
+    const synced = events.findIndex((e) => e.kind === 'synced');
+    const back = events
+      .slice(0, synced)
+      .flatMap((e) => (e.kind === 'statuses' ? e.changes : []))
+      .filter((c) => c.after === 'IN_SYNC' && c.before === 'STALE')
+      .map((c) => c.path)
+      .sort();
+    assert.deepEqual(back, [
+      'Manchester_United/🎯_WIN_EXPERTS/LoRA_A_4d5e6f.pt',
+      '🏛️_NEWTON_HALL/LoRA_A_7a8b9c.pt',
+      '💎_PERFECT_HYBRID_HALL/LoRA_A_1a2b3c.pt',
+    ]);
+    await li.stop();
+  });
+
   it('a copy that appears in a new folder is tracked at once and synced (ROLE_CHANGE)', async () => {
     const { li, events, ws } = await live(dir, { autoSync: 'onSourceChange' });
     await mkdir(join(dir, '🌟_EINSTEIN_HALL'));

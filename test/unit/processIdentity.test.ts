@@ -9,7 +9,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { ownStartTicks, processAlive, processStartTicks } from '../../server/src/io/processIdentity';
-import { tempFileOwner, tempPathFor } from '../../server/src/io/atomicWrite';
+import { atomicWrite, tempFileOwner, tempPathFor } from '../../server/src/io/atomicWrite';
 import { LockBusy, lockLora, lockPath } from '../../server/src/engine/loraLock';
 import { Workspace } from '../../server/src/engine/workspace';
 
@@ -67,6 +67,23 @@ describe('process identity: pid and start time', () => {
     const removed = await (await Workspace.open(ws)).removeStaleTempFiles();
     assert.deepEqual(removed, [reused]);
     assert.deepEqual((await readdir(ws)).sort(), [legacy, live].sort());
+  });
+
+  // Regression (soak suite, issue 15): a sync writing into a folder that was renamed meanwhile could
+  // neither rename nor unlink its temporary file, which then stayed for good: its pid is alive.
+  it('a sweep removes our own temporary file once its write has ended, and keeps one being written', async () => {
+    const ws = join(dir, 'ws-own');
+    await mkdir(ws, { recursive: true });
+    const leftover = tempPathFor(join(ws, 'gone.pt')).split('/').pop()!;
+    await writeFile(join(ws, leftover), 'partial');
+    let during: string[] = [];
+    const w = await Workspace.open(ws);
+    await atomicWrite(join(ws, 'a.pt'), async (fh) => {
+      await fh.writeFile('data');
+      during = await w.removeStaleTempFiles();
+    });
+    assert.deepEqual(during, [leftover], 'the leftover goes, the write in flight stays');
+    assert.deepEqual((await readdir(ws)).sort(), ['a.pt']);
   });
 
   it('a LoRA lock held under a reused pid is taken over; one held by the live maker is not', async () => {

@@ -327,20 +327,70 @@ describe('watch errors', () => {
     assert.equal(classifyWatchError(undefined).code, 'OTHER');
   });
 
-  it('an ENOSPC error from chokidar sets degraded and is reported once; other errors do not degrade', async () => {
+  it('an ENOSPC error from chokidar sets degraded and is reported once, after the switch to polling; other errors do not degrade', async () => {
     await withWatcher({}, async ({ w, events }) => {
       const fsw = w._watcherForTests()!;
       assert.equal(w.degraded, false);
       fsw.emit('error', errno('EACCES', 'EACCES: permission denied, watch'));
       assert.equal(w.degraded, false);
       fsw.emit('error', errno('ENOSPC', 'ENOSPC: System limit for number of file watchers reached'));
-      fsw.emit('error', errno('ENOSPC', 'ENOSPC: System limit for number of file watchers reached'));
       assert.equal(w.degraded, true);
+      await waitFor('the fallback', () => events.filter((e) => e.kind === 'error').length === 2);
+      // More folders failing (even the polling watcher, or another limit) say nothing more.
+      w._watcherForTests()!.emit('error', errno('ENOSPC', 'ENOSPC: System limit for number of file watchers reached'));
+      w._watcherForTests()!.emit('error', errno('EMFILE', 'EMFILE: too many open files, watch'));
+      await sleep(300);
       const errs = events.filter((e) => e.kind === 'error');
       assert.deepEqual(
-        errs.map((e) => e.kind === 'error' && e.code),
-        ['OTHER', 'WATCH_LIMIT'],
+        errs.map((e) => e.kind === 'error' && [e.code, e.polling ?? false]),
+        [
+          ['OTHER', false],
+          ['WATCH_LIMIT', true],
+        ],
       );
+      assert.equal(w.usesPolling, true);
+      assert.notEqual(w._watcherForTests(), fsw, 'the inotify watcher was replaced');
     });
+  });
+
+  // Regression (soak suite, issue 15): after ENOSPC the watcher only set `degraded` and kept the
+  // inotify watcher that had missed folders, so changes there waited for the 30 s reconcile.
+  it('after a watch limit, changes anywhere under the root are found by polling', async () => {
+    await withWatcher(
+      {},
+      async ({ w, dir, events, changes }) => {
+        w._watcherForTests()!.emit(
+          'error',
+          errno('ENOSPC', 'ENOSPC: System limit for number of file watchers reached'),
+        );
+        await waitFor('the fallback', () => w.usesPolling && events.some((e) => e.kind === 'error'));
+        await writeFile(join(dir, 'a', 'b', 'deep.pt'), 'new');
+        await writeFile(join(dir, 'top.pt'), 'changed');
+        await waitFor('both changes', () => all(changes()).added.length + all(changes()).changed.length >= 2, 10000);
+        assert.deepEqual(all(changes()), {
+          added: [join(dir, 'a', 'b', 'deep.pt')],
+          changed: [join(dir, 'top.pt')],
+          removed: [],
+        });
+      },
+      async (dir) => {
+        await mkdir(join(dir, 'a', 'b'), { recursive: true });
+        await writeFile(join(dir, 'top.pt'), 'old');
+      },
+    );
+  });
+
+  it('LORA_SYNC_WATCH_LIMIT (the test seam) makes a fresh watcher fall back to polling once', async () => {
+    process.env.LORA_SYNC_WATCH_LIMIT = 'ENOSPC';
+    try {
+      await withWatcher({}, async ({ w, events }) => {
+        await waitFor('the fallback', () => events.some((e) => e.kind === 'error'));
+        assert.equal(w.usesPolling, true);
+        const e = events.find((x) => x.kind === 'error');
+        assert.ok(e?.kind === 'error' && e.code === 'WATCH_LIMIT' && e.polling);
+      });
+    } finally {
+      delete process.env.LORA_SYNC_WATCH_LIMIT;
+    }
   });
 });

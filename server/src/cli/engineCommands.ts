@@ -313,7 +313,7 @@ export async function cmdWatch(o: Common & { poll?: boolean }): Promise<number> 
           break;
         case 'watch-error':
           out(
-            `${time()} file watching failed (${e.code}): ${e.message}\n         ${e.advice}\n         falling back to a full reconcile every ${Math.min(ws.cfg.reconcileSeconds || 30, 30)} s`,
+            `${time()} file watching failed (${e.code}): ${e.message}\n         ${e.advice}\n         ${e.polling ? 'polling for changes now, and a' : 'falling back to a'} full reconcile every ${Math.min(ws.cfg.reconcileSeconds || 30, 30)} s`,
           );
           break;
         case 'error':

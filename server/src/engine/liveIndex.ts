@@ -16,7 +16,7 @@ export type LiveEvent =
   | { kind: 'statuses'; changes: StatusChange[] }
   | { kind: 'synced'; reason: string; loras: string[]; result: SyncResult }
   | { kind: 'verified'; consistent: boolean; issues: number }
-  | { kind: 'watch-error'; code: string; message: string; advice: string }
+  | { kind: 'watch-error'; code: string; message: string; advice: string; polling: boolean }
   | { kind: 'error'; message: string };
 
 export interface LiveOptions {
@@ -118,9 +118,10 @@ export class LiveIndex {
   private onWatcher(e: WatcherEvent): void {
     if (e.kind === 'changes') void this.enqueue(() => this.handle(e.changes));
     else if (e.kind === 'error') {
-      this.onEvent({ kind: 'watch-error', code: e.code, message: e.message, advice: e.advice });
+      this.onEvent({ kind: 'watch-error', code: e.code, message: e.message, advice: e.advice, polling: !!e.polling });
       if (this.timer) clearTimeout(this.timer);
-      this.schedule();
+      // What changed while the watcher was failing (or switching to polling) is found now, not in 30 s.
+      if (!this.stopped) void this.reconcile().finally(() => this.schedule());
     }
   }
 
@@ -157,8 +158,25 @@ export class LiveIndex {
       ),
     }));
     if (!plan.some((l) => l.copies.some((c) => c.action === 'write'))) return;
-    const result = await this.ws.sync(plan, { reason });
+    const result = await this.syncReporting(plan, reason);
     this.onEvent({ kind: 'synced', reason, loras: ids, result });
+  }
+
+  /**
+   * Syncs and reports the copies whose status the sync changed (STALE → IN_SYNC) as a `statuses`
+   * event, like any other change: `lora-sync watch` printed a copy going STALE and never coming back.
+   */
+  private async syncReporting(plan: PlannedLora[], reason: string): Promise<SyncResult> {
+    const paths = plan.flatMap((l) => l.copies.filter((c) => c.action === 'write').map((c) => c.path));
+    const before = new Map(paths.map((p) => [p, this.ws.status(p)?.status]));
+    const result = await this.ws.sync(plan, { reason });
+    const changes: StatusChange[] = [];
+    for (const [path, was] of before) {
+      const now = this.ws.status(path)?.status;
+      if (now !== was) changes.push({ path, before: was, after: now });
+    }
+    if (changes.length) this.onEvent({ kind: 'statuses', changes });
+    return result;
   }
 
   /** The seed's every-N-matches pass: reconcile with the disk, verify, sync everything that may be. */
@@ -168,7 +186,7 @@ export class LiveIndex {
     const v = this.ws.verify();
     await this.ws.recordVerify(v);
     this.onEvent({ kind: 'verified', consistent: v.is_consistent, issues: v.issues.length });
-    const result = await this.ws.sync(this.ws.plan(), { reason: 'FULL_SYNC' });
+    const result = await this.syncReporting(this.ws.plan(), 'FULL_SYNC');
     this.onEvent({
       kind: 'synced',
       reason: 'FULL_SYNC',

@@ -8,7 +8,7 @@ import fg from 'fast-glob';
 import { STATE_DIR } from './config';
 import { relPath, TEMP_GLOB } from './scanner';
 import { ownStartTicks, processAlive } from '../io/processIdentity';
-import { isTempFile, tempFileOwner } from '../io/atomicWrite';
+import { isOwnTempInFlight, isTempFile, tempFileOwner } from '../io/atomicWrite';
 
 /**
  * Temporary files left by a write that was killed: `.<name>.lora-sync-tmp-<pid>-<rand>`. Removed
@@ -51,7 +51,8 @@ export async function removeStaleTempFiles(
     const name = basename(t);
     if (!isTempFile(name)) continue;
     const owner = tempFileOwner(name);
-    if (owner && owner.pid === process.pid && (owner.start === undefined || owner.start === ownStartTicks())) continue; // ours, being written
+    const ours = owner && owner.pid === process.pid && (owner.start === undefined || owner.start === ownStartTicks());
+    if (ours && isOwnTempInFlight(name)) continue; // ours, being written
     if (owner && owner.pid !== process.pid && processAlive(owner.pid, owner.start)) continue;
     // Reported only when it was there and is gone (the listing that saw it may be old).
     if (

@@ -47,7 +47,7 @@ export type WatchErrorCode = 'WATCH_LIMIT' | 'TOO_MANY_FILES' | 'OTHER';
 export type WatcherEvent =
   | { kind: 'changes'; changes: WatchChange }
   | { kind: 'ready' }
-  | { kind: 'error'; code: WatchErrorCode; message: string; advice: string };
+  | { kind: 'error'; code: WatchErrorCode; message: string; advice: string; polling?: boolean };
 
 /** Folders never watched, whatever the configuration says. */
 const ALWAYS_EXCLUDED = new Set(['.git', 'node_modules', '.lora-sync']);
@@ -61,7 +61,7 @@ export function classifyWatchError(err: unknown): { code: WatchErrorCode; messag
       code: 'WATCH_LIMIT',
       message,
       advice:
-        'The system limit on file watchers (inotify) is reached, so changes are found by periodic rescans instead. ' +
+        'The system limit on file watchers (inotify) is reached, so LoRA Sync polls this folder for changes instead (slower, more CPU). ' +
         'Raise the limit with `sudo sysctl fs.inotify.max_user_watches=524288` (keep it across reboots: put ' +
         '`fs.inotify.max_user_watches=524288` in /etc/sysctl.d/99-lora-sync.conf and run `sudo sysctl --system`), ' +
         'or exclude large folders in the LoRA Sync settings.',
@@ -72,7 +72,7 @@ export function classifyWatchError(err: unknown): { code: WatchErrorCode; messag
       code: 'TOO_MANY_FILES',
       message,
       advice:
-        'Too many open files for the file watcher, so changes are found by periodic rescans instead. ' +
+        'Too many open files for the file watcher, so LoRA Sync polls this folder for changes instead (slower, more CPU). ' +
         'Raise the limit (e.g. `ulimit -n 65536` in the shell that starts VS Code, or `nofile` in /etc/security/limits.conf), ' +
         'or exclude large folders (datasets, virtual environments, build output) in the LoRA Sync settings.',
     };
@@ -102,6 +102,9 @@ export class WorkspaceWatcher {
   private ready = false;
   private closed = false;
   private _degraded = false;
+  private polled = false;
+  /** The fallback watcher's initial crawl: its 'add' events are files already known, not news. */
+  private crawling = false;
   private readonly reportedCodes = new Set<WatchErrorCode>();
   /** Reportable files that exist as far as the last batch (or the initial crawl) knows. */
   private readonly known = new Set<string>();
@@ -125,21 +128,50 @@ export class WorkspaceWatcher {
     this.excluded = opts.exclude.length ? picomatch(opts.exclude, { dot: true }) : () => false;
   }
 
-  /** True after a watch-limit (or open-file-limit) error: the caller falls back to periodic full reconcile. */
+  /** True after a watch-limit (or open-file-limit) error: the watcher polls, the caller also reconciles more often. */
   get degraded(): boolean {
     return this._degraded;
   }
 
+  /** True while changes are found by stat polling (asked for, or the fallback after a watch limit). */
+  get usesPolling(): boolean {
+    return this.polled;
+  }
+
   start(): Promise<void> {
     if (this.watcher) throw new Error('WorkspaceWatcher already started');
+    this.polled = this.opts.usePolling ?? false;
+    return this.open(this.polled ? this.fallbackInterval() : undefined).then(() => {
+      this.ready = true;
+      if (this.closed) return;
+      this.onEvent({ kind: 'ready' });
+      // Test seam: act as if inotify_add_watch had failed (the real limit is per user, shared with
+      // every process of that user, so tests cannot lower it safely).
+      const seam = process.env.LORA_SYNC_WATCH_LIMIT;
+      if ((seam === 'ENOSPC' || seam === 'EMFILE') && !this.polled)
+        this.onError(
+          Object.assign(new Error(`${seam}: inotify_add_watch '${this.opts.root}' refused (LORA_SYNC_WATCH_LIMIT)`), {
+            code: seam,
+          }),
+        );
+    });
+  }
+
+  /** Polling stats every file each interval: slower than the settle poll, so a big tree stays affordable. */
+  private fallbackInterval(): number {
+    return Math.max(1000, this.pollMs);
+  }
+
+  /** A chokidar watcher on the root; resolves after its initial crawl (or on close()). */
+  private open(pollInterval: number | undefined): Promise<void> {
     const w = watch(this.opts.root, {
       ignored: (p: string, stats?: Stats) => this.isIgnored(p, stats),
       // The initial files are only recorded (the engine scans on its own), not reported.
       ignoreInitial: false,
       followSymlinks: false,
-      usePolling: this.opts.usePolling ?? false,
-      interval: Math.max(50, this.pollMs),
-      binaryInterval: Math.max(100, this.pollMs),
+      usePolling: pollInterval !== undefined,
+      interval: pollInterval ?? Math.max(50, this.pollMs),
+      binaryInterval: pollInterval ?? Math.max(100, this.pollMs),
       ignorePermissionErrors: true,
     });
     this.watcher = w;
@@ -148,14 +180,29 @@ export class WorkspaceWatcher {
     w.on('unlink', (p: string) => this.onRaw(p, false));
     w.on('error', (err: unknown) => this.onError(err));
     return new Promise<void>((resolve) => {
-      w.once('ready', () => {
-        this.ready = true;
-        if (!this.closed) this.onEvent({ kind: 'ready' });
-        resolve();
-      });
+      w.once('ready', () => resolve());
       // close() before the crawl ends must not leave start() hanging.
       this.endStart = resolve;
     });
+  }
+
+  /**
+   * The OS refused more watches: inotify now misses changes under the folders it could not watch,
+   * so the whole root is polled instead. The error goes out once the polling watcher has crawled,
+   * so the caller's reconcile after it covers whatever changed during the switch.
+   */
+  private async fallBackToPolling(c: { code: WatchErrorCode; message: string; advice: string }): Promise<void> {
+    this.polled = true;
+    const old = this.watcher;
+    this.crawling = true;
+    try {
+      await old?.close();
+      if (this.closed) return;
+      await this.open(this.fallbackInterval());
+    } finally {
+      this.crawling = false;
+    }
+    if (!this.closed) this.onEvent({ kind: 'error', ...c, polling: true });
   }
 
   async close(): Promise<void> {
@@ -207,7 +254,7 @@ export class WorkspaceWatcher {
 
   private onRaw(p: string, present: boolean): void {
     if (this.closed || !this.isReportable(p)) return;
-    if (!this.ready) {
+    if (!this.ready || (this.crawling && present)) {
       // Initial crawl: remember what exists, report nothing.
       if (present) this.known.add(p);
       else this.known.delete(p);
@@ -322,8 +369,12 @@ export class WorkspaceWatcher {
     if (c.code !== 'OTHER') {
       this._degraded = true;
       // One folder after another fails the same way: say it once.
-      if (this.reportedCodes.has(c.code)) return;
+      if (this.reportedCodes.size > 0 || this.polled) return;
       this.reportedCodes.add(c.code);
+      void this.fallBackToPolling(c).catch((e) =>
+        this.onEvent({ kind: 'error', ...classifyWatchError(e), polling: false }),
+      );
+      return;
     }
     this.onEvent({ kind: 'error', ...c });
   }

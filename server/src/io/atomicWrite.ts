@@ -27,6 +27,17 @@ export function tempFileOwner(name: string): { pid: number; start?: number } | u
   return m ? { pid: Number(m[1]), ...(m[2] && m[2] !== '0' ? { start: Number(m[2]) } : {}) } : undefined;
 }
 
+/**
+ * This process's temporary files still being written, by name. A name of ours not in here is a
+ * leftover: its rename and its unlink both failed because its folder was renamed meanwhile (soak
+ * suite), and only its own process could tell, since the pid in the name is alive.
+ */
+const inFlight = new Set<string>();
+
+export function isOwnTempInFlight(name: string): boolean {
+  return inFlight.has(name);
+}
+
 export function isTempFile(name: string): boolean {
   return name.startsWith('.') && name.includes(TEMP_MARK);
 }
@@ -69,7 +80,14 @@ export async function atomicWrite<T>(
     // a new file: default mode, owned by whoever writes it
   }
   faultPoint('write:create', target);
-  const fh = await open(tmp, 'wx', 0o600);
+  inFlight.add(basename(tmp));
+  let fh: FileHandle;
+  try {
+    fh = await open(tmp, 'wx', 0o600);
+  } catch (e) {
+    inFlight.delete(basename(tmp));
+    throw e;
+  }
   let done = false;
   try {
     faultPoint('write:open', target);
@@ -101,5 +119,7 @@ export async function atomicWrite<T>(
     if (!done) await fh.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
     throw e;
+  } finally {
+    inFlight.delete(basename(tmp));
   }
 }

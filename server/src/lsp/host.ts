@@ -9,7 +9,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   type Connection,
   ErrorCodes,
+  MessageType,
   ResponseError,
+  ShowMessageNotification,
   type WorkDoneProgressReporter,
   type WorkspaceFolder,
   DiagnosticSeverity,
@@ -228,7 +230,18 @@ export class ServerHost {
         break;
       case 'watch-error':
         f.watchError = `${f.root}: ${e.message}. ${e.advice}`;
-        console.error(f.watchError);
+        // Once per folder (the watcher says it once): the log, the status, and a notification the user sees.
+        if (e.polling) {
+          console.warn(f.watchError);
+          // A notification, not window.showWarningMessage: that is a request, and a client that does
+          // not answer it rejected a promise nobody awaited, which ended the server (soak suite).
+          void this.connection
+            .sendNotification(ShowMessageNotification.type, {
+              type: MessageType.Warning,
+              message: `LoRA Sync: ${f.watchError}`,
+            })
+            .catch(() => undefined);
+        } else console.error(f.watchError);
         this.statusChanged();
         break;
       case 'error':
