@@ -132,7 +132,7 @@ def generate(root):
             o.st(rel, t, {"format": "pt"})
         else:
             o.torch(rel, t)   # safe_serialization=False
-        msg = ("stale: equal to checkpoint-500 (peft/pixel_lora/checkpoint-500)" if status == "STALE" else None)
+        msg = ("stale: equal to checkpoint-500 (peft/pixel_lora/checkpoint-500); the source is the final save (peft/pixel_lora)" if status == "STALE" else None)
         expect(rel, status, "layout_name", message=msg, lora="name:pixel_lora")
     # adapter_config.json differs: its keys are the unit's general metadata.
     qa_cfg = json.loads(cfg)

@@ -149,6 +149,13 @@ describe('layouts: ordering and picking the source', () => {
       staleVersionMessage({ file: 'checkpoint-500', progress: { checkpointStep: 500 } }, { progress: undefined }),
       'stale: equal to checkpoint-500 (checkpoint-500)',
     );
+    assert.equal(
+      staleVersionMessage(
+        { file: 'peft/pixel_lora/checkpoint-500', progress: { checkpointStep: 500 } },
+        { file: 'peft/pixel_lora', progress: undefined },
+      ),
+      'stale: equal to checkpoint-500 (peft/pixel_lora/checkpoint-500); the source is the final save (peft/pixel_lora)',
+    );
   });
 });
 

@@ -135,11 +135,11 @@ function versionMatch(copy: FileEntry, s: FileStatus, src: FileEntry, g: LoraGro
   if (g.sources.length < 2) return s;
   const v = g.sources.find((f) => f !== src && f.kind === 'lora' && f.tensorsDigest === copy.tensorsDigest);
   if (!v) return s;
-  const file = v.unit?.kind === 'folder' ? v.unit.path : baseName(v.path);
+  const fileOf = (f: FileEntry) => (f.unit?.kind === 'folder' ? f.unit.path : baseName(f.path));
   return {
     ...s,
     status: 'STALE',
-    note: staleVersionMessage({ file, progress: v.version }, { progress: src.version }),
+    note: staleVersionMessage({ file: fileOf(v), progress: v.version }, { file: fileOf(src), progress: src.version }),
   };
 }
 

@@ -150,9 +150,15 @@ function finish<T>(all: readonly Versioned<T>[], chosen: Versioned<T>, by: strin
  */
 export function staleVersionMessage(
   version: { file: string; progress?: TrainingProgress },
-  source: { progress?: TrainingProgress },
+  source: { file?: string; progress?: TrainingProgress },
 ): string {
   const was = versionLabel(version.progress) ?? 'an earlier version';
   const now = versionLabel(source.progress);
-  return `stale: equal to ${was} (${version.file})${now ? `; the source is at ${now}` : ''}`;
+  // A source without progress of its own (PEFT's final adapter beside its Trainer checkpoints) is named instead.
+  const where = now
+    ? `; the source is at ${now}`
+    : source.file
+      ? `; the source is the final save (${source.file})`
+      : '';
+  return `stale: equal to ${was} (${version.file})${where}`;
 }
