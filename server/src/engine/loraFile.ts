@@ -1,172 +1,32 @@
 /**
- * One checkpoint file as the engine sees it: a plain, serialisable record (it is what the index
- * caches) of its identity, role, tensor fingerprints, metadata digests and sync_info. Reading a file
- * never throws for bad content: a corrupt or unsafe file is an entry that says so.
+ * Reading one checkpoint file into its entry (fileEntry.ts). Reading a file never throws for bad
+ * content: a corrupt or unsafe file is an entry that says so. What it learns of the file's folder,
+ * LFS pointer and embedded hashes is in layoutFacts.ts.
  */
-import { open, readdir, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import { type Checkpoint, type CheckpointFormat, openCheckpoint } from '../formats/checkpoint';
+import { stat } from 'node:fs/promises';
+import { type Checkpoint, openCheckpoint } from '../formats/checkpoint';
 import { hash } from 'node:crypto';
 import { fingerprintCheckpoint, DIGEST_ALG, tensorTypedLookup, type TensorFingerprint } from '../formats/fingerprint';
 import { isFormatError } from '../formats/errors';
 import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { type Typed, typedForm, typedFormJson } from '../formats/pyValue';
 import type { EngineConfig } from './config';
-import type { LayoutKind, Recognized, TrainingProgress } from '../layouts/types';
-import { describeCheckpoint, type FolderFacts } from '../layouts/describe';
+import type { Recognized } from '../layouts/types';
+import { describeCheckpoint } from '../layouts/describe';
 import { recognize } from '../layouts/recognize';
 import { layoutLoraId } from '../layouts/runs';
 import { nameFromFileName } from '../layouts/fileName';
-import { LFS_POINTER_MAX_BYTES, lfsPointerIssue, parseLfsPointer } from '../layouts/lfsPointer';
-import { EMBEDDED_KEYS, embeddedHashReport } from '../layouts/ecosystemHashes';
-import { matchesSourceFolder } from './sourceFolders';
-import { configDigestOf, MAX_CONFIG_BYTES } from './unitFiles';
+import { LFS_POINTER_MAX_BYTES } from '../layouts/lfsPointer';
+import { EMBEDDED_KEYS } from '../layouts/ecosystemHashes';
+import { blankEntry, type EntryKind, type FileEntry, makeEntry, type SyncInfo, type TensorEntry } from './fileEntry';
+import { folderFactsOf, hashIssuesOf, lfsPointerError } from './layoutFacts';
 
-export interface TensorEntry {
-  name: string;
-  dtype: string;
-  shape: number[];
-  digest: string;
-}
-
-export interface SyncInfo {
-  lastSyncMatch?: number;
-  lastSyncTime?: string;
-  reason?: string;
-  /** What this engine wrote at its own last sync of the file: the tensors it was given. */
-  engine?: { tensors: string; alg: string; source?: string };
-}
-
-export type EntryKind = 'lora' | 'unrecognized' | 'corrupt';
-
-export interface FileEntry {
-  /** Relative to the workspace root, '/' separators, NFC. */
-  path: string;
-  size: number;
-  mtimeMs: number;
-  /** Exact modification time (ns, decimal): what "unchanged since the plan" is checked against. */
-  mtimeNs: string;
-  ino: number;
-  kind: EntryKind;
-  format?: CheckpointFormat;
-  role?: 'source' | 'copy';
-  /** Why the file is corrupt: the reader's error code and message, or the records whose CRC failed. */
-  error?: { code: string; message: string };
-  /** Globals that would run code on torch.load (non-empty: UNSAFE). */
-  unsafeGlobals: string[];
-  loraId?: string;
-  name?: string;
-  /**
-   * What the file itself says its LoRA is: its `metadata.id`, its layout's name (kohya
-   * `ss_output_name`, the PEFT or diffusers folder) or its file name. The copy map may tie a copy to
-   * another LoRA by its sync record or its content (copyMap.ts `identifiedBy`).
-   */
-  idFrom?: 'metadata' | 'filename' | 'layout';
-  /**
-   * Which layout the file is (seed dict, PEFT adapter, kohya, diffusers, plain state dict), from
-   * layouts/recognize.ts; undefined for files that are not LoRAs.
-   */
-  layout?: LayoutKind;
-  /** What a sync writes as one: the file itself, or (PEFT, diffusers) the folder holding it. Relative path. */
-  unit?: { kind: 'file' | 'folder'; path: string };
-  /** Where in its training run the file is (kohya epochs and steps, Trainer checkpoints). */
-  version?: TrainingProgress;
-  /** One training run (kohya `ss_session_id`): two runs of one name are two LoRAs. */
-  session?: string;
-  /** Unrecognized files: why the file is no LoRA, in a few words (`no LoRA tensor names`). */
-  why?: string;
-  /**
-   * PEFT and diffusers units: the key (size:mtime ns:inode, or `none`) of the `adapter_config.json`
-   * beside the file, whose keys are part of the general metadata: a change to it re-reads the file.
-   */
-  sideKey?: string;
-  /**
-   * PEFT and diffusers units: a digest of the `adapter_config.json` bytes (undefined: none beside the
-   * file). The sync executor checks it to write the config byte for byte and only when unchanged.
-   */
-  configDigest?: string;
-  /** Embedded ecosystem hashes (`sshs_model_hash`, ...) that disagree with the file's bytes. */
-  hashIssues?: Array<{ key: string; detail: string }>;
-  tensors: TensorEntry[];
-  /** Digest of the sorted (name, dtype, shape, digest) list: equal means every tensor is equal. */
-  tensorsDigest: string;
-  /** Digest of the general metadata (copy keys and ignored keys left out). */
-  metaDigest: string;
-  /** Per general-metadata key digest, to say which keys differ. Shared between entries: read-only. */
-  metaKeys: Record<string, string>;
-  /** Per-copy keys the file holds. */
-  copyKeys: string[];
-  syncInfo: SyncInfo;
-}
-
-/**
- * An entry with every field, in one order (absent ones undefined): all entries then share one object
- * layout with the fields inside the object, which for 60,000 files is megabytes less than the layouts
- * that spreads and late additions give. Returns a new object.
- */
-export function makeEntry(e: FileEntry): FileEntry {
-  return {
-    path: e.path,
-    size: e.size,
-    mtimeMs: e.mtimeMs,
-    mtimeNs: e.mtimeNs,
-    ino: e.ino,
-    kind: e.kind,
-    format: e.format,
-    role: e.role,
-    error: e.error,
-    unsafeGlobals: e.unsafeGlobals,
-    loraId: e.loraId,
-    name: e.name,
-    idFrom: e.idFrom,
-    layout: e.layout,
-    unit: e.unit,
-    version: e.version,
-    session: e.session,
-    why: e.why,
-    sideKey: e.sideKey,
-    configDigest: e.configDigest,
-    hashIssues: e.hashIssues,
-    tensors: e.tensors,
-    tensorsDigest: e.tensorsDigest,
-    metaDigest: e.metaDigest,
-    metaKeys: e.metaKeys,
-    copyKeys: e.copyKeys,
-    syncInfo: e.syncInfo,
-  };
-}
+// The entry is still imported from here across the engine and the tests, as when it was defined here.
+export type { EntryKind, FileEntry, SyncInfo, TensorEntry } from './fileEntry';
+export { blankEntry, isSourcePath, makeEntry, msOfNs } from './fileEntry';
 
 /** The LoRA name a file's name gives (layouts/fileName.ts: only the seed's `_<6 hex>` copy mark is stripped). */
 export const nameFromFile = nameFromFileName;
-
-/** A file in a source folder (sourceFolders.ts: a folder name containing a value, or a glob on the folder's path). */
-/** An entry that says nothing yet of the content: where readEntry starts, what the scanner reports for a file it cannot open. */
-export function blankEntry(
-  rel: string,
-  cfg: EngineConfig,
-  key: Pick<FileEntry, 'size' | 'mtimeNs' | 'ino'>,
-): FileEntry {
-  return makeEntry({
-    path: rel,
-    size: key.size,
-    mtimeMs: msOfNs(key.mtimeNs),
-    mtimeNs: key.mtimeNs,
-    ino: key.ino,
-    kind: 'corrupt',
-    role: isSourcePath(rel, cfg) ? 'source' : 'copy',
-    unsafeGlobals: [],
-    tensors: [],
-    tensorsDigest: '',
-    metaDigest: '',
-    metaKeys: {},
-    copyKeys: [],
-    syncInfo: {},
-  });
-}
-
-export function isSourcePath(rel: string, cfg: EngineConfig): boolean {
-  return matchesSourceFolder(rel, cfg.sourceFolders);
-}
 
 function strOf(n: PyNode | undefined): string | undefined {
   if (!n) return undefined;
@@ -223,11 +83,6 @@ function tensorsDigestOf(tensors: TensorEntry[]): string {
   return smallDigest(JSON.stringify(sorted.map((t) => [t.name, t.dtype, t.shape, t.digest])));
 }
 
-/** Whole milliseconds of a decimal nanosecond time (rounded down, as the bigint division did). */
-export function msOfNs(ns: string): number {
-  return /^\d{7,21}$/.test(ns) ? Number(ns.slice(0, -6)) : Number(BigInt(ns) / 1_000_000n);
-}
-
 /**
  * Reads one file into an entry. `rel` is the NFC relative path; `abs` where it is on disk. `key` is
  * the (size, mtime ns, inode) the caller just saw, so the file is not stat'ed twice; taken before the
@@ -246,11 +101,8 @@ export async function readEntry(
   const base = blankEntry(rel, cfg, key);
   // A git-lfs pointer (a clone without `git lfs pull`) in place of the checkpoint: tiny, so read whole.
   if (key.size <= LFS_POINTER_MAX_BYTES) {
-    const lfs = await lfsPointerAt(abs);
-    if (lfs) {
-      const issue = lfsPointerIssue(rel, lfs);
-      return makeEntry({ ...base, error: { code: 'LFS_POINTER', message: issue.detail } });
-    }
+    const error = await lfsPointerError(abs, rel);
+    if (error) return makeEntry({ ...base, error });
   }
   let c: Checkpoint;
   try {
@@ -295,62 +147,6 @@ export async function readEntry(
   } finally {
     await c.close();
   }
-}
-
-/** The pointer a tiny file holds, if it is a git-lfs pointer. */
-async function lfsPointerAt(abs: string) {
-  const fh = await open(abs, 'r');
-  try {
-    const buf = Buffer.alloc(LFS_POINTER_MAX_BYTES + 1);
-    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    return parseLfsPointer(buf.subarray(0, bytesRead));
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Files whose folder is their unit: PEFT's `adapter_model.*`, diffusers' `pytorch_lora_weights.*`. */
-const FOLDER_UNIT_FILE = /^(adapter_model|pytorch_lora_weights)\.(safetensors|bin)$/;
-const ADAPTER_CONFIG = 'adapter_config.json';
-
-/**
- * What the recognizers need of the file's folder. Only folder units need it (the folder listing and
- * adapter_config.json): other files cost no extra I/O. `sideKey` keys the config for the cache.
- */
-async function folderFactsOf(
-  abs: string,
-  rel: string,
-): Promise<FolderFacts & { sideKey?: string; configDigest?: string }> {
-  const name = rel.slice(rel.lastIndexOf('/') + 1);
-  if (!FOLDER_UNIT_FILE.test(name)) return { siblings: [] };
-  const dir = dirname(abs);
-  const siblings = await readdir(dir).catch(() => [] as string[]);
-  if (!siblings.includes(ADAPTER_CONFIG)) return { siblings, sideKey: 'none' };
-  try {
-    const fh = await open(`${dir}/${ADAPTER_CONFIG}`, 'r');
-    try {
-      const st = await fh.stat({ bigint: true });
-      const sideKey = `${st.size}:${st.mtimeNs}:${st.ino}`;
-      if (st.size > BigInt(MAX_CONFIG_BYTES)) return { siblings, sideKey };
-      const bytes = await fh.readFile();
-      return { siblings, adapterConfigText: bytes.toString('utf8'), sideKey, configDigest: configDigestOf(bytes) };
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    return { siblings, sideKey: 'none' };
-  }
-}
-
-/**
- * Embedded ecosystem hashes that disagree with the file. Only safetensors files that embed one are
- * hashed (one extra pass over the file), so the cold scan of other files costs nothing more.
- */
-async function hashIssuesOf(c: Checkpoint, abs: string): Promise<FileEntry['hashIssues']> {
-  const md = c.format === 'safetensors' ? c.safetensorsMetadata : undefined;
-  if (!md || !EMBEDDED_KEYS.some((k) => (md[k] ?? '').trim() !== '')) return undefined;
-  const { issues } = await embeddedHashReport(abs);
-  return issues.length ? issues.map((i) => ({ key: i.key, detail: i.detail })) : undefined;
 }
 
 /** What a LoRA file says about itself, before it becomes an entry. */

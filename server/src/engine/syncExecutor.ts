@@ -2,17 +2,16 @@
  * The sync executor: carries a plan out. For each copy: check that neither the source nor the copy
  * changed since the plan, build the new checkpoint (the source's tensors and general metadata, the
  * copy's own keys exactly as they were, a new sync_info), keep a backup when forced, write it
- * atomically, and read it back to confirm. One copy failing never stops the others.
+ * atomically, and read it back to confirm. One copy failing never stops the others. What a torch
+ * copy holds is torchCopy.ts (safetensors: safetensorsCopy.ts); a folder unit's config is
+ * unitConfigSync.ts.
  */
-import { copyFile, lstat, mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, realpath } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { type Checkpoint, openCheckpoint } from '../formats/checkpoint';
 import { isFormatError } from '../formats/errors';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import { ensureRealDir } from '../io/realDir';
-import * as N from '../formats/pickle/nodes';
-import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
-import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../formats/torch/ptWriter';
 import { writeSafetensors } from '../formats/safetensors';
 import { atomicWrite, type AtomicWriteOptions, fsyncDir } from '../io/atomicWrite';
 import { type EngineConfig, STATE_DIR } from './config';
@@ -21,8 +20,15 @@ import type { PlannedLora } from './syncPlanner';
 import { mapLimit } from '../io/mapLimit';
 import { lockLora, LockBusy } from './loraLock';
 import { safetensorsCopyOf } from './safetensorsCopy';
+import { ChangedSincePlan, errText, ReadBackMismatch } from './syncErrors';
 import type { SyncRecords } from './syncRecords';
-import { configDigestOf, isUnitConfigKey, UNIT_CONFIG, unitConfigAt, unitOf } from './unitFiles';
+import { carriesMetadata, syncInfoNode, writeTorchCopy } from './torchCopy';
+import { backupUnitConfig, configGuard, writeUnitConfig } from './unitConfigSync';
+import { isUnitConfigKey, UNIT_CONFIG, unitOf } from './unitFiles';
+
+// Exported from here before they had modules of their own.
+export { ChangedSincePlan } from './syncErrors';
+export { carriesMetadata } from './torchCopy';
 
 export interface SyncOptions {
   reason: string;
@@ -73,11 +79,6 @@ export function withoutEntries(r: SyncResult<WrittenCopy>): SyncResult {
   return { ...r, loras: r.loras.map((l) => ({ ...l, copies: l.copies.map(({ entry: _entry, ...c }) => c) })) };
 }
 
-export class ChangedSincePlan extends Error {}
-
-/** The new file, read back before it replaces the copy, is not what the plan expected: it is never installed. */
-class ReadBackMismatch extends Error {}
-
 /** What the executor needs from the workspace: where files are, and the entries the plan was made from. */
 export interface ExecContext {
   root: string;
@@ -115,86 +116,6 @@ async function changeSince(abs: string, e: FileEntry): Promise<string | undefine
 async function folderInside(abs: string, rootReal: string): Promise<boolean> {
   const dir = await realpath(dirname(abs)).catch(() => undefined);
   return dir !== undefined && (dir === rootReal || dir.startsWith(rootReal + sep));
-}
-
-function setEntry(entries: Array<[PyNode, PyNode]>, key: string, value: PyNode): void {
-  const i = entries.findIndex(([k]) => k.kind === 'str' && k.value === key);
-  if (i >= 0) entries[i] = [entries[i][0], value];
-  else entries.push([N.str(key), value]);
-}
-
-function syncInfoNode(src: Checkpoint, srcEntry: FileEntry, opts: SyncOptions, when: Date): PyNode {
-  const srcInfo = src.root ? getKey(getKey(src.root, 'metadata') ?? N.none(), 'sync_info') : undefined;
-  // Start from the source's own sync_info (the trainer may keep more there), then ours on top.
-  const entries: Array<[PyNode, PyNode]> = srcInfo && srcInfo.kind === 'dict' ? [...srcInfo.entries] : [];
-  const match = opts.match ?? srcEntry.syncInfo.lastSyncMatch;
-  if (match !== undefined) setEntry(entries, 'last_sync_match', N.int(match));
-  setEntry(entries, 'last_sync_time', N.str(when.toISOString().replace(/Z$/, '+00:00')));
-  setEntry(entries, 'sync_reason', N.str(opts.reason));
-  setEntry(
-    entries,
-    'lora_sync',
-    N.dict([
-      [N.str('tensors'), N.str(srcEntry.tensorsDigest)],
-      [N.str('alg'), N.str(DIGEST_ALG)],
-      [N.str('source'), N.str(srcEntry.path)],
-    ]),
-  );
-  return N.dict(entries);
-}
-
-/**
- * The new tree: the source's root with a new metadata mapping = the source's general keys, then the
- * copy's own keys as they were in the copy (moved over as nodes, so any Python value survives),
- * and the new sync_info. A copy key the copy lacks is not taken from the source.
- */
-function mergedRoot(src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: PyNode): PyNode {
-  const srcEntries = mappingEntries(src.root!)!;
-  const srcMeta = getKey(src.root!, 'metadata');
-  const copyMeta = copy.root ? getKey(copy.root, 'metadata') : undefined;
-  const metaEntries: Array<[PyNode, PyNode]> = [];
-  for (const [k, v] of (srcMeta && mappingEntries(srcMeta)) ?? []) {
-    if (k.kind === 'str' && cfg.copyKeys.includes(k.value)) continue;
-    metaEntries.push([k, v]);
-  }
-  for (const [k, v] of (copyMeta && mappingEntries(copyMeta)) ?? []) {
-    if (k.kind === 'str' && cfg.copyKeys.includes(k.value)) metaEntries.push([k, v]);
-  }
-  setEntry(metaEntries, 'sync_info', info);
-  const meta = N.dict(metaEntries);
-  const rootEntries: Array<[PyNode, PyNode]> = srcEntries.map(([k, v]) => [
-    k,
-    k.kind === 'str' && k.value === 'metadata' ? meta : v,
-  ]);
-  if (!srcMeta) rootEntries.push([N.str('metadata'), meta]);
-  return N.dict(rootEntries);
-}
-
-/**
- * Whether a torch source carries metadata a sync record can join (the seed's dict with `metadata` or
- * `lora_params`). A plain state dict does not: it is a flat {name: tensor} mapping that loaders check
- * key by key (`load_state_dict(strict=True)`), so nothing is added to it (see syncRecords.ts).
- */
-export function carriesMetadata(src: Checkpoint): boolean {
-  const meta = src.root ? getKey(src.root, 'metadata') : undefined;
-  return !!src.root && (!!(meta && mappingEntries(meta)) || !!getKey(src.root, 'lora_params'));
-}
-
-async function writeTorchCopy(
-  abs: string,
-  src: Checkpoint,
-  copy: Checkpoint,
-  cfg: EngineConfig,
-  info: PyNode | undefined,
-  how: AtomicWriteOptions,
-): Promise<void> {
-  // Without metadata to join (info undefined), the source's object is written as it is, OrderedDict and `_metadata` included.
-  const root = info ? mergedRoot(src, copy, cfg, info) : src.root!;
-  await atomicWrite(
-    abs,
-    (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages: storageSourcesOf(src) }),
-    how,
-  );
 }
 
 /** Our sync record in a safetensors copy: `sync_info` in `__metadata__`, as a JSON string (UIs ignore keys they do not know). */
@@ -491,74 +412,6 @@ async function keepBackup(root: string, rel: string, abs: string, started: Date,
   await ensureRealDir(join(root, STATE_DIR, 'backups'));
   await mkdir(dirname(join(root, backup)), { recursive: true });
   await copyFile(abs, join(root, backup));
-  if (folderUnit) {
-    const config = await unitConfigAt(abs);
-    if (config) await writeFile(join(root, dirname(backup), UNIT_CONFIG), config.bytes);
-  }
+  if (folderUnit) await backupUnitConfig(abs, join(root, dirname(backup)));
   return backup;
-}
-
-/** The copy's and the source's configs are still what the plan read (absent: no key). */
-async function configGuard(rel: string, abs: string, srcAbs: string, planned: FileEntry, srcEntry: FileEntry) {
-  const [mine, theirs] = await Promise.all([unitConfigAt(abs), unitConfigAt(srcAbs)]);
-  if (theirs?.digest !== srcEntry.configDigest)
-    throw new ChangedSincePlan(`the source's ${UNIT_CONFIG} changed during the sync: ${rel} was not overwritten`);
-  // Already the source's (a sync that stopped between its two writes): nothing of the copy's is lost.
-  if (mine?.digest !== planned.configDigest && mine?.digest !== theirs?.digest)
-    throw new ChangedSincePlan(`the ${UNIT_CONFIG} beside ${rel} changed since the plan: it was not overwritten`);
-}
-
-/**
- * Brings a folder unit's config to the source's, byte for byte, after its weights: a crash between
- * the two leaves weights equal to the source's and a config that differs, which the next status shows
- * as METADATA_DRIFT and the next sync finishes. True when it wrote.
- */
-async function writeUnitConfig(
-  rel: string,
-  abs: string,
-  srcAbs: string,
-  planned: FileEntry,
-  srcEntry: FileEntry,
-  dirs: Set<string>,
-): Promise<boolean> {
-  const theirs = await unitConfigAt(srcAbs);
-  // A source without a config: the copy's (if any) is left as it is.
-  if (!theirs) return false;
-  if (theirs.digest !== srcEntry.configDigest)
-    throw new ChangedSincePlan(`the source's ${UNIT_CONFIG} changed during the sync`);
-  if ((await unitConfigAt(abs))?.digest === theirs.digest) return false;
-  const target = join(dirname(abs), UNIT_CONFIG);
-  await atomicWrite(target, (fh) => fh.writeFile(theirs.bytes), {
-    beforeRename: async (temp) => {
-      const mine = await unitConfigAt(abs);
-      if (mine?.digest !== planned.configDigest)
-        throw new ChangedSincePlan(`the ${UNIT_CONFIG} beside ${rel} changed since the plan: it was not overwritten`);
-      if ((await unitConfigAt(srcAbs))?.digest !== theirs.digest)
-        throw new ChangedSincePlan(`the source's ${UNIT_CONFIG} changed during the sync`);
-      // Read back: the new file holds the source's bytes.
-      if (configDigestOf(await readFile(temp)) !== theirs.digest)
-        throw new ReadBackMismatch(`the new ${UNIT_CONFIG}, read back, is not the source's: it was not installed`);
-    },
-    deferDirSync: (d) => dirs.add(d),
-  });
-  return true;
-}
-
-function errText(e: unknown): string {
-  const err = e as NodeJS.ErrnoException;
-  switch (err?.code) {
-    case 'EACCES':
-    case 'EPERM':
-      return `permission denied: ${err.message}`;
-    case 'ENOSPC':
-      return `no space left on the device: ${err.message}`;
-    case 'EROFS':
-      return `read-only file system: ${err.message}`;
-    case 'ENOENT':
-      return `the file vanished: ${err.message}`;
-    case 'EISDIR':
-      return `is a directory: ${err.message}`;
-    default:
-      return err?.message ?? String(e);
-  }
 }

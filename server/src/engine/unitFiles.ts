@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { FileEntry } from './loraFile';
+import type { FileEntry } from './fileEntry';
 
 /** The weights file names that make their folder the unit (PEFT, diffusers). */
 const FOLDER_WEIGHTS = new Set([

@@ -2,16 +2,21 @@
  * A workspace: the root folder, its config, and the engine's view of it (entries, copy map,
  * statuses). The CLI and the language server both drive the engine through this class. It owns the
  * state (declared together at the top of the class); the disk listing and file keys are in
- * scanner.ts, the reports in workspaceReports.ts, the temporary-file sweep in tempSweep.ts.
+ * scanner.ts, where each file is on disk in diskPaths.ts, the entries and their statuses in
+ * statusBook.ts, when the cache is written in cacheSaver.ts, the reports in workspaceReports.ts, the
+ * temporary-file sweep in tempSweep.ts.
  */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { ADAPTER_CONFIG } from '../layouts/peft';
 import { dirName } from '../layouts/fileName';
 import { type EngineConfig, STATE_DIR, loadConfig } from './config';
-import { type FileEntry, isSourcePath, makeEntry, readEntry } from './loraFile';
-import { CopyIndex, type CopyMap, type LoraGroup } from './copyMap';
+import { type FileEntry, makeEntry, readEntry } from './loraFile';
+import type { CopyMap, LoraGroup } from './copyMap';
 import { type CachedFile, type FileKey, IndexCache, sameKey } from './indexCache';
-import { type FileStatus, statusOf, type Status } from './statusRules';
+import type { FileStatus } from './statusRules';
+import { StatusBook, type StatusChange } from './statusBook';
+import { CacheSaver } from './cacheSaver';
+import { DiskPaths } from './diskPaths';
 import { planSync, type PlannedLora, type PlanOptions } from './syncPlanner';
 import { executeSync, type SyncOptions, type SyncResult, withoutEntries } from './syncExecutor';
 import { History } from './history';
@@ -23,7 +28,6 @@ import {
   fileKey,
   fileKeySync,
   includedMatcher,
-  isClean,
   listCheckpoints,
   racyWindowMs,
   relPath,
@@ -42,6 +46,7 @@ import {
   stats,
   type VerifyReport,
   verify,
+  verifyEvents,
   type FileReport,
   type ReportSource,
 } from './workspaceReports';
@@ -51,19 +56,14 @@ import { SyncRecords } from './syncRecords';
 
 export type { FileReport, LoraReport, Stats, StatusReport, VerifyReport } from './workspaceReports';
 export { fileKey, relPath };
+export type { StatusChange } from './statusBook';
+export { cacheSaveDelayMs } from './cacheSaver';
 
 export interface ScanOptions {
   onProgress?: (done: number, total: number) => void;
   cancelled?: () => boolean;
   /** Read on worker threads too (default: when there are enough files to read for it to pay). */
   workers?: boolean;
-}
-
-/** A file whose status changed (before undefined: new file; after undefined: gone or not a LoRA file any more). */
-export interface StatusChange {
-  path: string;
-  before?: Status | 'UNRECOGNIZED';
-  after?: Status | 'UNRECOGNIZED';
 }
 
 export interface ScanSummary {
@@ -83,20 +83,13 @@ export class Workspace {
   /** What LoRA Sync wrote into copies that cannot carry a record themselves (plain state dicts). */
   readonly records: SyncRecords;
   private readonly cache: IndexCache;
-  private entries = new Map<string, FileEntry>();
-  private absOf = new Map<string, string>();
-  private index: CopyIndex;
-  private statuses = new Map<string, FileStatus>();
+  /** When the cache is written. */
+  private readonly saves: CacheSaver;
+  /** The entries, their LoRAs and statuses. */
+  private readonly book: StatusBook;
+  /** Where each file is on disk. */
+  private readonly disk: DiskPaths;
   private cacheLoaded = false;
-  /**
-   * Copies seen DIVERGED (or structurally different) without our own sync record, with the tensors
-   * digest they had then. Match numbers alone would call such a copy STALE as soon as the trainer
-   * moves the source on, and a sync would then overwrite the copy's own work: while its tensors are
-   * unchanged, it stays DIVERGED. Persisted with the cache.
-   */
-  private diverged = new Map<string, string>();
-  private snapshotCache: CopyMap | undefined;
-
   /** Read and report only (an untrusted workspace): no sync, no cache, no history written. */
   private readOnly = false;
   /** Temporary files the last listing saw (relative); swept by the next sync. */
@@ -109,15 +102,8 @@ export class Workspace {
    * Once read when its mtime is older than that, a file's key is trusted again.
    */
   private readonly racy = new Set<string>();
-  /** A cache save is due (scheduleCacheSave), and its timer. */
-  private cacheDirty = false;
-  private saveTimer: NodeJS.Timeout | undefined;
-  /** How long the last cache save took (ms), for the save delay. */
-  private lastSaveMs = 0;
   /** The include and exclude globs, compiled once (see included). */
   private matchers: ((rel: string) => boolean) | undefined;
-  /** The root is absolute with no '.', '..' or empty segment (see noteAbs). */
-  private readonly rootClean: boolean;
 
   /** From now on nothing is written under this root, not even the engine's own state. */
   setReadOnly(): void {
@@ -128,11 +114,16 @@ export class Workspace {
     readonly root: string,
     readonly cfg: EngineConfig,
   ) {
-    this.rootClean = root.length > 1 && root.startsWith('/') && isClean(root);
+    this.disk = new DiskPaths(root);
     this.history = new History(root);
     this.records = new SyncRecords(root);
     this.cache = new IndexCache(root, cfg);
-    this.index = new CopyIndex((p) => isSourcePath(p, cfg));
+    this.saves = new CacheSaver(
+      this.cache,
+      () => this.cachedFiles(),
+      () => this.readOnly,
+    );
+    this.book = new StatusBook(cfg, this.records, () => this.saves.markDirty());
   }
 
   static async open(root: string, overrides?: unknown): Promise<Workspace> {
@@ -141,7 +132,7 @@ export class Workspace {
 
   /** Every checkpoint file under the root that the config includes (links are not followed). */
   async listFiles(): Promise<string[]> {
-    return (await this.listRelative()).map((r) => this.absOfListed(r));
+    return (await this.listRelative()).map((r) => this.disk.ofListed(r));
   }
 
   /**
@@ -153,11 +144,6 @@ export class Workspace {
     const { files, temps } = await listCheckpoints(this.root, this.cfg);
     this.tempsSeen = temps;
     return files;
-  }
-
-  /** Where a listed file is: what the listing's own `absolute` option gave (path.resolve), without a resolve per file. */
-  private absOfListed(onDisk: string): string {
-    return this.rootClean ? `${this.root}/${onDisk}` : resolve(this.root, onDisk);
   }
 
   /**
@@ -179,7 +165,7 @@ export class Workspace {
     if (c) {
       cached = c.files;
       cacheNote = c.reason;
-      for (const [rel, f] of cached) if (f.divergedAt) this.diverged.set(rel, f.divergedAt);
+      for (const [rel, f] of cached) if (f.divergedAt) this.book.rememberDiverged(rel, f.divergedAt);
       this.cacheLoaded = true;
     }
     const seen = new Set<string>();
@@ -189,14 +175,14 @@ export class Workspace {
       if (opts.cancelled?.()) break;
       // What relPath(root, abs) gives: the listing's relative path, NFC.
       const rel = /[^\x00-\x7f]/.test(onDisk) ? onDisk.normalize('NFC') : onDisk;
-      const abs = this.absOfListed(onDisk);
+      const abs = this.disk.ofListed(onDisk);
       seen.add(rel);
       const key = fileKeySync(abs);
       if (!key) continue;
-      const known = this.entries.get(rel) ?? cached.get(rel)?.entry;
+      const known = this.book.entries.get(rel) ?? cached.get(rel)?.entry;
       if (known && sameKey(entryKey(known), key) && !this.racy.has(rel) && sideKeyHolds(known, abs)) {
-        if (!this.entries.has(rel)) updates.push([known.path, known]); // its own path string: one copy of each path in memory
-        this.noteAbs(rel, abs);
+        if (!this.book.entries.has(rel)) updates.push([known.path, known]); // its own path string: one copy of each path in memory
+        this.disk.note(rel, abs);
       } else toRead.push({ abs, rel, key });
     }
     let done = files.length - toRead.length;
@@ -217,8 +203,8 @@ export class Workspace {
     toRead.forEach((f, i) => {
       if (!grewWhileRead(f, this.cfg.settleMs, started)) return;
       growing.add(f.rel);
-      const known = this.entries.get(f.rel) ?? cached.get(f.rel)?.entry;
-      if (known && !this.entries.has(f.rel)) updates.push([known.path, known]);
+      const known = this.book.entries.get(f.rel) ?? cached.get(f.rel)?.entry;
+      if (known && !this.book.entries.has(f.rel)) updates.push([known.path, known]);
       results[i] = undefined as unknown as (typeof results)[number];
     });
     toRead.forEach((f, i) => {
@@ -227,21 +213,21 @@ export class Workspace {
       const entry = r.ok ? r.entry : unreadableEntry(f.rel, this.cfg, r.code, r.message);
       updates.push([f.rel, entry]);
       this.noteRacy(f.rel, entry, started);
-      this.noteAbs(f.rel, f.abs);
+      this.disk.note(f.rel, f.abs);
     });
     const read = toRead.length - growing.size;
     let removed = 0;
     if (!opts.cancelled?.()) {
-      for (const rel of this.entries.keys())
+      for (const rel of this.book.entries.keys())
         if (!seen.has(rel)) {
           updates.push([rel, undefined]);
           this.racy.delete(rel);
           removed++;
         }
     }
-    const changes = this.apply(updates);
-    if (read || removed || this.cacheDirty) {
-      this.cacheDirty = true;
+    const changes = this.book.apply(updates);
+    if (read || removed || this.saves.isDirty) {
+      this.saves.markDirty();
       await this.flushCache();
     }
     return {
@@ -273,12 +259,12 @@ export class Workspace {
       const abs = p.startsWith('/') ? p : this.abs(rel);
       const key = await fileKey(abs);
       if (!key || !this.included(rel)) {
-        this.absOf.delete(rel);
+        this.disk.forget(rel);
         this.racy.delete(rel);
-        if (this.entries.has(rel)) updates.push([rel, undefined]);
+        if (this.book.entries.has(rel)) updates.push([rel, undefined]);
         continue;
       }
-      const known = this.entries.get(rel);
+      const known = this.book.entries.get(rel);
       if (known && sameKey(entryKey(known), key) && !this.racy.has(rel) && sideKeyHolds(known, abs)) continue;
       const fresh = readBack?.get(rel);
       const reuse = !!fresh && sameKey(entryKey(fresh), key);
@@ -286,10 +272,10 @@ export class Workspace {
       updates.push([rel, entry]);
       // An entry read back during a sync was read then, not now (readBackFrom: when the sync's writes began).
       this.noteRacy(rel, entry, reuse && readBackFrom !== undefined ? readBackFrom : started);
-      this.noteAbs(rel, abs);
+      this.disk.note(rel, abs);
     }
-    const changes = this.apply(updates);
-    if (updates.length) this.scheduleCacheSave();
+    const changes = this.book.apply(updates);
+    if (updates.length) this.saves.schedule();
     return changes;
   }
 
@@ -301,7 +287,7 @@ export class Workspace {
     const configs = paths.filter((p) => p === ADAPTER_CONFIG || p.endsWith(`/${ADAPTER_CONFIG}`));
     if (!configs.length) return paths;
     const dirs = new Set(configs.map((p) => dirName(p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC'))));
-    const adapters = [...this.entries.values()]
+    const adapters = [...this.book.entries.values()]
       .filter((e) => e.sideKey && dirs.has(dirName(e.path)))
       .map((e) => e.path);
     return [...paths.filter((p) => !configs.includes(p)), ...adapters];
@@ -312,24 +298,9 @@ export class Workspace {
     else this.racy.delete(rel);
   }
 
-  /** Incremental updates write the cache a moment later, so a burst of changes costs one write. */
-  private scheduleCacheSave(): void {
-    this.cacheDirty = true;
-    if (this.saveTimer) return;
-    this.saveTimer = setTimeout(() => {
-      this.saveTimer = undefined;
-      void this.flushCache();
-    }, cacheSaveDelayMs(this.lastSaveMs));
-    this.saveTimer.unref();
-  }
-
   /** Writes the cache now if anything changed since it was last written. */
   async flushCache(): Promise<void> {
-    if (this.saveTimer) clearTimeout(this.saveTimer);
-    this.saveTimer = undefined;
-    if (!this.cacheDirty || this.readOnly) return;
-    this.cacheDirty = false;
-    await this.saveCache();
+    await this.saves.flush();
   }
 
   private included(rel: string): boolean {
@@ -345,138 +316,36 @@ export class Workspace {
     }
   }
 
-  /** Applies new entries (undefined = gone) and recomputes the statuses of the LoRAs they touch. */
-  private apply(updates: Array<[string, FileEntry | undefined]>): StatusChange[] {
-    if (!updates.length) return [];
-    this.snapshotCache = undefined;
-    const before = new Map<string, Status | 'UNRECOGNIZED' | undefined>();
-    const touched = new Set<LoraGroup>();
-    const loose = new Set<string>();
-    const note = (p: string) => {
-      if (!before.has(p)) before.set(p, this.statusName(p));
-    };
-    // Readable LoRA files first, so unreadable ones can find the LoRA their name points at.
-    updates.sort((a, b) => Number(!(a[1]?.kind === 'lora')) - Number(!(b[1]?.kind === 'lora')));
-    for (const [rel, e] of updates) {
-      const old = this.index.groupOf(rel);
-      if (old) for (const f of [...old.sources, ...old.copies, ...old.broken]) note(f.path);
-      note(rel);
-      loose.add(rel);
-      if (e) {
-        this.entries.set(rel, e);
-        for (const g of this.index.add(e)) touched.add(g);
-      } else {
-        this.entries.delete(rel);
-        this.statuses.delete(rel);
-        for (const g of this.index.remove(rel)) touched.add(g);
-      }
-    }
-    for (const g of touched) {
-      for (const f of [...g.sources, ...g.copies, ...g.broken]) note(f.path);
-      for (const f of [...g.sources, ...g.copies, ...g.broken]) this.statuses.set(f.path, this.computeStatus(f, g));
-    }
-    for (const rel of loose) {
-      const e = this.entries.get(rel);
-      if (!e) {
-        this.diverged.delete(rel);
-        continue;
-      }
-      const g = this.index.groupOf(rel);
-      if (e.kind === 'unrecognized') this.statuses.delete(rel);
-      else if (!g || !touched.has(g)) this.statuses.set(rel, this.computeStatus(e, g)); // a touched group's files are done
-    }
-    // Files of groups that lost their last readable member are now loose (unattached) too.
-    for (const [p] of before) {
-      const e = this.entries.get(p);
-      if (e && !this.index.groupOf(p) && e.kind !== 'unrecognized')
-        this.statuses.set(p, this.computeStatus(e, undefined));
-    }
-    const changes: StatusChange[] = [];
-    for (const [p, was] of before) {
-      const now = this.statusName(p);
-      if (was !== now) changes.push({ path: p, before: was, after: now });
-    }
-    return changes.sort((a, b) => (a.path < b.path ? -1 : 1));
-  }
-
-  /** The status rules, plus what this workspace remembers of copies that diverged (see `diverged`). */
-  private computeStatus(entry: FileEntry, g: LoraGroup | undefined): FileStatus {
-    const e = this.withRecord(entry);
-    const candidates = this.index.contentCandidates(e.path);
-    const s = statusOf(e, g, candidates ? { candidates } : {});
-    if (e.role !== 'copy' || e.kind !== 'lora') return s;
-    const seen = this.diverged.get(e.path);
-    // (A copy equal to an earlier version of its source (`note`) is known stale, whatever it was before.)
-    if (s.status === 'STALE' && !e.syncInfo.engine && !s.note && seen === e.tensorsDigest) {
-      return {
-        ...s,
-        status: 'DIVERGED',
-        issues: [
-          {
-            type: 'CHANGED_SINCE_SYNC',
-            file: e.path,
-            detail: 'this copy had changed on its own before the source moved on; a sync would overwrite that work',
-          },
-          ...s.issues,
-        ],
-      };
-    }
-    const was = this.diverged.get(e.path);
-    if (
-      s.status === 'DIVERGED' ||
-      s.status === 'PARAM_COUNT_MISMATCH' ||
-      s.status === 'SHAPE_MISMATCH' ||
-      s.status === 'DTYPE_MISMATCH'
-    )
-      this.diverged.set(e.path, e.tensorsDigest);
-    else this.diverged.delete(e.path);
-    if (was !== this.diverged.get(e.path)) this.cacheDirty = true; // remembered with the cache
-    return s;
-  }
-
-  /** A copy without a record of its own (a plain state dict) judged with the one kept for it under .lora-sync/synced. */
-  private withRecord(e: FileEntry): FileEntry {
-    if (e.role !== 'copy' || e.kind !== 'lora' || e.syncInfo.engine) return e;
-    const r = this.records.recordOf(e.path);
-    return r ? { ...e, syncInfo: { ...e.syncInfo, engine: { tensors: r.tensors, alg: r.alg, source: r.source } } } : e;
-  }
-
-  private statusName(p: string): Status | 'UNRECOGNIZED' | undefined {
-    const e = this.entries.get(p);
-    if (!e) return undefined;
-    if (e.kind === 'unrecognized') return 'UNRECOGNIZED';
-    return this.statuses.get(p)?.status;
-  }
-
-  private async saveCache(): Promise<void> {
+  /** What the cache saves: every entry, with what is remembered of it (diverged, racily clean). */
+  private cachedFiles(): Map<string, CachedFile> {
     const files = new Map<string, CachedFile>();
-    for (const [rel, e] of this.entries)
+    for (const [rel, e] of this.book.entries) {
+      const divergedAt = this.book.divergedAt(rel);
       files.set(rel, {
         entry: e,
-        ...(this.diverged.has(rel) ? { divergedAt: this.diverged.get(rel) } : {}),
+        ...(divergedAt !== undefined ? { divergedAt } : {}),
         ...(this.racy.has(rel) ? { racy: true } : {}),
       });
-    const t0 = performance.now();
-    await this.cache.save(files).catch(() => undefined); // a cache that cannot be written costs speed, never correctness
-    this.lastSaveMs = performance.now() - t0;
+    }
+    return files;
   }
 
   copyMap(): CopyMap {
-    return (this.snapshotCache ??= this.index.snapshot());
+    return this.book.copyMap();
   }
   entry(rel: string): FileEntry | undefined {
-    return this.entries.get(rel);
+    return this.book.entries.get(rel);
   }
   /** The entry of a file given by absolute or relative path. */
   entryAt(p: string): FileEntry | undefined {
-    return this.entries.get(p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC'));
+    return this.book.entries.get(p.startsWith('/') ? relPath(this.root, p) : p.normalize('NFC'));
   }
   status(rel: string): FileStatus | undefined {
-    return this.statuses.get(rel);
+    return this.book.statuses.get(rel);
   }
   /** The LoRA a file belongs to (a copy may be tied by its sync record or content, not its own id). */
   groupOf(rel: string): LoraGroup | undefined {
-    return this.index.groupOf(rel);
+    return this.book.groupOf(rel);
   }
   /** Hints about the whole workspace (no source folder), each to be shown once. */
   hints(): string[] {
@@ -484,15 +353,7 @@ export class Workspace {
     return h ? [h] : [];
   }
   abs(rel: string): string {
-    return this.absOf.get(rel) ?? join(this.root, rel);
-  }
-
-  /** Only paths whose on-disk spelling differs from the NFC one (an NFD folder) are remembered. */
-  private noteAbs(rel: string, abs: string): void {
-    // root + '/' + rel is what join gives when both are clean (the usual case: no join per file).
-    const joined = this.rootClean && abs === `${this.root}/${rel}` && isClean(rel) ? abs : join(this.root, rel);
-    if (abs === joined) this.absOf.delete(rel);
-    else this.absOf.set(rel, abs);
+    return this.disk.abs(rel);
   }
 
   // ---- reports (workspaceReports.ts) ----
@@ -503,13 +364,13 @@ export class Workspace {
       root: this.root,
       history: this.history,
       copyMap: () => this.copyMap(),
-      entry: (rel) => this.entries.get(rel),
-      entries: () => this.entries.values(),
-      fileCount: () => this.entries.size,
-      status: (rel) => this.statuses.get(rel),
-      statuses: () => this.statuses.values(),
-      groupOf: (rel) => this.index.groupOf(rel),
-      identifiedBy: (rel) => this.index.identifiedBy(rel),
+      entry: (rel) => this.book.entries.get(rel),
+      entries: () => this.book.entries.values(),
+      fileCount: () => this.book.entries.size,
+      status: (rel) => this.book.statuses.get(rel),
+      statuses: () => this.book.statuses.values(),
+      groupOf: (rel) => this.book.groupOf(rel),
+      identifiedBy: (rel) => this.book.identifiedBy(rel),
       cfg: this.cfg,
     };
   }
@@ -529,7 +390,7 @@ export class Workspace {
   }
 
   plan(opts: PlanOptions = {}): PlannedLora[] {
-    return planSync(this.copyMap(), (e) => this.statuses.get(e.path)!, opts);
+    return planSync(this.copyMap(), (e) => this.book.statuses.get(e.path)!, opts);
   }
 
   /** Executes a plan, records one history event per LoRA, and refreshes what was written. */
@@ -550,7 +411,7 @@ export class Workspace {
         root: this.root,
         cfg: this.cfg,
         abs: (r) => this.abs(r),
-        entry: (r) => this.entries.get(r),
+        entry: (r) => this.book.entries.get(r),
         racy: (r) => this.racy.has(r),
         records: this.records,
       },
@@ -582,7 +443,7 @@ export class Workspace {
       this.root,
       this.cfg.exclude,
       targets,
-      () => this.tempsSeen.map((r) => this.absOfListed(r)),
+      () => this.tempsSeen.map((r) => this.disk.ofListed(r)),
       (r) => this.abs(r),
     );
   }
@@ -590,28 +451,8 @@ export class Workspace {
   /** Records a verify run in the history, one event per LoRA. */
   async recordVerify(v: VerifyReport): Promise<void> {
     if (this.readOnly) return;
-    const time = new Date().toISOString();
-    await this.history.append(
-      v.loras.map((l) => ({
-        time,
-        event: 'VERIFY' as const,
-        lora_id: l.id,
-        name: l.name,
-        consistent: l.is_consistent,
-        files: [...new Set(l.issues.map((i) => i.file))],
-      })),
-    );
+    await this.history.append(verifyEvents(v, new Date().toISOString()));
   }
-}
-
-/**
- * How long after an update the cache is saved, given how long the last save took. The cache is
- * rewritten whole (~60 ms at 6,000 files, ~10x that at 60,000): under a steady stream of updates it is
- * saved at most ~5 % of the time, within 2 s when saves are cheap, and at least once a minute. A crash
- * loses only speed: files whose entries were not saved are read again at the next start.
- */
-export function cacheSaveDelayMs(lastSaveMs: number): number {
-  return Math.min(60_000, Math.max(2000, 20 * lastSaveMs));
 }
 
 export { STATE_DIR };

@@ -8,7 +8,7 @@ import { CONFIG_FILE } from './config';
 import { versionLabel } from '../layouts/versions';
 import type { LayoutKind } from '../layouts/types';
 import { primarySource } from './copyMap';
-import type { History } from './history';
+import type { History, HistoryEvent } from './history';
 import type { FileEntry } from './loraFile';
 import { describeStatus, type FileStatus, type Issue, SOUND, type Status, STATUSES } from './statusRules';
 
@@ -181,4 +181,16 @@ export function verify(ws: ReportSource, loraIds?: string[]): VerifyReport {
     out.push({ id: g.id, name: g.name, is_consistent: issues.length === 0, issues });
   }
   return { is_consistent: out.every((l) => l.is_consistent), issues: out.flatMap((l) => l.issues), loras: out };
+}
+
+/** The history events of a verify run: one VERIFY event per LoRA, with the files that have issues. */
+export function verifyEvents(v: VerifyReport, time: string): HistoryEvent[] {
+  return v.loras.map((l) => ({
+    time,
+    event: 'VERIFY' as const,
+    lora_id: l.id,
+    name: l.name,
+    consistent: l.is_consistent,
+    files: [...new Set(l.issues.map((i) => i.file))],
+  }));
 }
