@@ -4,18 +4,19 @@
  * default since torch 2.6; present in Debian's 1.13), holds exactly the source's tensors (torch.equal,
  * same dtype) and keys, no extra key, and its sync is recorded under .lora-sync/synced instead.
  *
- * Today's readEntry does not take a plain state dict for a LoRA (the layout wiring does), so the
- * entries the executor compares are built here, the same way for the source and the copy.
+ * The first case drives the executor with entries built here, the same way for the source and the
+ * copy; the second goes through the whole engine (a .bin copy of a safetensors source).
  */
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_CONFIG } from '../../server/src/engine/config';
 import { type FileEntry, makeEntry } from '../../server/src/engine/loraFile';
 import { executeSync } from '../../server/src/engine/syncExecutor';
+import { Workspace } from '../../server/src/engine/workspace';
 import type { PlannedLora } from '../../server/src/engine/syncPlanner';
 import { SyncRecords } from '../../server/src/engine/syncRecords';
 import { unitConfigAt, unitOf } from '../../server/src/engine/unitFiles';
@@ -183,5 +184,66 @@ describe('sync of plain state dicts (real torch)', function () {
         await readFile(join(LAYOUTS, 'deploy/staging/pixel_lora/adapter_config.json')),
       ),
     );
+  });
+
+  it('writes a .bin copy of a safetensors source (f32, f16, bf16) as a state dict torch loads with weights_only=True', async () => {
+    // The source is written from the safetensors specification by Python (not by our writer); the
+    // copy is an older state dict saved by torch.save, as PEFT's save_pretrained(safe_serialization=False) does.
+    const MAKE_PAIR = `
+import sys, json, struct, torch
+from collections import OrderedDict
+torch.manual_seed(1)
+names = ["base_model.model.layers.0.q_proj.lora_A.weight", "base_model.model.layers.0.q_proj.lora_B.weight",
+         "base_model.model.layers.0.v_proj.lora_A.weight"]
+dtypes = [torch.float32, torch.float16, torch.bfloat16]
+codes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+def tensors(scale):
+    return OrderedDict((n, (torch.randn(4, 16) * scale).to(d)) for n, d in zip(names, dtypes))
+src = tensors(1.0)
+header, data = {}, b""
+for n, t in src.items():
+    raw = t.contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+    header[n] = {"dtype": codes[t.dtype], "shape": list(t.shape), "data_offsets": [len(data), len(data) + len(raw)]}
+    data += raw
+header["__metadata__"] = {"format": "pt"}
+h = json.dumps(header).encode()
+h += b" " * ((8 - len(h) % 8) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + data)
+torch.save(tensors(2.0), sys.argv[2])
+`;
+    const CHECK = `
+import sys, json, struct, torch
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+c = torch.load(sys.argv[2], weights_only=True)
+out = {"type": type(c).__name__, "keys": sorted(c.keys()) == sorted(k for k in h if k != "__metadata__"), "equal": True, "dtypes": sorted({str(v.dtype) for v in c.values()})}
+for k, v in h.items():
+    if k == "__metadata__": continue
+    s, e = v["data_offsets"]
+    t = c[k]
+    if list(t.shape) != v["shape"] or t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() != b[8 + n + s:8 + n + e]:
+        out["equal"] = False
+print(json.dumps(out))
+`;
+    const SRC = 'train/ad/adapter_model.safetensors';
+    const COPY = 'deploy/ad/adapter_model.bin';
+    for (const p of ['train/ad', 'deploy/ad']) await mkdir(join(dir, p), { recursive: true });
+    await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ sourceFolders: ['train'] }));
+    execFileSync(PY, ['-c', MAKE_PAIR, join(dir, SRC), join(dir, COPY)]);
+    const ws = await Workspace.open(dir);
+    await ws.scan();
+    assert.equal(ws.status(COPY)?.status, 'DIVERGED', JSON.stringify(ws.status(COPY)));
+    const res = await ws.sync(ws.plan({ force: true }), { reason: 'MANUAL' });
+    const done = res.loras.flatMap((l) => l.copies).find((c) => c.path === COPY);
+    assert.equal(done?.outcome, 'synced', done?.reason);
+    const out = JSON.parse(execFileSync(PY, ['-c', CHECK, join(dir, SRC), join(dir, COPY)], { encoding: 'utf8' }));
+    assert.deepEqual(out, {
+      type: 'OrderedDict',
+      keys: true,
+      equal: true,
+      dtypes: ['torch.bfloat16', 'torch.float16', 'torch.float32'],
+    });
+    const again = await Workspace.open(dir);
+    await again.scan();
+    assert.equal(again.status(COPY)?.status, 'IN_SYNC');
   });
 });

@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import { readSafetensorsFile } from '../../server/src/formats/safetensors';
+import { withCheckpoint } from '../../server/src/formats/checkpoint';
+import { readTensorBytes } from '../../server/src/formats/fingerprint';
 import { DIGEST_ALG } from '../../server/src/formats/fingerprint';
 import { LAYOUTS } from '../support/layoutFixtures';
 
@@ -345,20 +347,74 @@ describe('sync of real LoRA layouts', function () {
       assert.equal((await fresh(ws)).status(`${PROD}/adapter_model.safetensors`)?.status, 'IN_SYNC');
     });
 
-    it('a .bin copy of a .safetensors source is refused and left alone', async () => {
-      await put(dir, 'deploy/staging/pixel_lora/adapter_model.bin', 'deploy/staging/pixel_lora/adapter_model.bin');
-      const before = await readFile(join(dir, 'deploy/staging/pixel_lora/adapter_model.bin'));
+    it('a .bin copy of a .safetensors source is written as a torch state dict: its format kept, the source tensors, its record apart', async () => {
+      const BIN = 'deploy/staging/pixel_lora/adapter_model.bin';
+      await put(dir, BIN, BIN);
+      await writeFile(join(dir, 'deploy/staging/pixel_lora/adapter_config.json'), OLD_CONFIG);
+      const ws = await Workspace.open(dir);
+      await ws.scan();
+      assert.notEqual(ws.status(BIN)?.status, 'IN_SYNC');
+      const plan = ws.plan({ force: true });
+      const staged = plan.flatMap((l) => l.copies).find((c) => c.path === BIN);
+      assert.ok(staged && (staged.action === 'write' || staged.action === 'force'), JSON.stringify(staged));
+      const res = await ws.sync(plan, { reason: 'MANUAL' });
+      const done = res.loras.flatMap((l) => l.copies).find((c) => c.path === BIN);
+      assert.equal(done?.outcome, 'synced', done?.reason);
+      // Read back by our reader: a torch zip holding exactly the source's tensors, byte for byte.
+      const [src, copy] = await Promise.all([
+        readSafetensorsFile(join(dir, SRC, 'adapter_model.safetensors')),
+        withCheckpoint(join(dir, BIN), async (c) => {
+          const m = new Map<string, Buffer>();
+          for (const t of c.tensors) m.set(t.path, Buffer.from(await readTensorBytes(c, t)));
+          return { format: c.format, m, unsafe: c.unsafe.length };
+        }),
+      ]);
+      assert.equal(copy.format, 'torch-zip');
+      assert.equal(copy.unsafe, 0);
+      assert.deepEqual([...copy.m.keys()].sort(), src.tensors.map((t) => t.name).sort());
+      const srcBytes = await readFile(join(dir, SRC, 'adapter_model.safetensors'));
+      for (const t of src.tensors) assert.ok(copy.m.get(t.name)?.equals(srcBytes.subarray(t.begin, t.end)), t.name);
+      assert.ok(
+        (await readFile(join(dir, 'deploy/staging/pixel_lora/adapter_config.json'))).equals(
+          await readFile(join(dir, SRC, 'adapter_config.json')),
+        ),
+      );
+      const again = await fresh(ws);
+      assert.equal(again.status(BIN)?.status, 'IN_SYNC');
+      assert.equal(again.records.recordOf(BIN)?.source, `${SRC}/adapter_model.safetensors`);
+    });
+
+    it('a .pt copy of a kohya safetensors source is refused (ss_* metadata a state dict cannot hold) and left alone', async () => {
+      await writeFile(join(dir, 'lora-sync.json'), JSON.stringify({ sourceFolders: ['train'] }));
+      await put(dir, 'train/kohya/pixel_style.safetensors', 'train/kohya/pixel_style.safetensors');
+      await put(dir, 'train/kohya/pixel_style-000008.safetensors', 'train/kohya/pixel_style-000008.safetensors');
+      // The copy: epoch 8's tensors saved by real torch as a plain state dict (found by its content).
+      await mkdir(join(dir, 'models'), { recursive: true });
+      execFileSync(PY, [
+        '-c',
+        `import sys, json, struct, torch, numpy as np
+from collections import OrderedDict
+b = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+dt = {'F32': np.float32, 'F16': np.float16}
+sd = OrderedDict()
+for k, v in h.items():
+    if k == '__metadata__': continue
+    s, e = v['data_offsets']
+    sd[k] = torch.from_numpy(np.frombuffer(b[8 + n + s:8 + n + e], dtype=dt[v['dtype']]).copy().reshape(v['shape']))
+torch.save(sd, sys.argv[2])`,
+        join(LAYOUTS, 'train/kohya/pixel_style-000008.safetensors'),
+        join(dir, 'models/pixel_style.pt'),
+      ]);
+      const before = await readFile(join(dir, 'models/pixel_style.pt'));
       const ws = await Workspace.open(dir);
       await ws.scan();
       const plan = ws.plan({ force: true });
-      const staged = plan.flatMap((l) => l.copies).find((c) => c.path.startsWith('deploy/staging/'));
-      // Today's engine does not take a plain state dict for a LoRA; once it does, it is refused by format.
-      if (staged) {
-        assert.equal(staged.action, 'refuse');
-        assert.match(staged.why, /torch.*safetensors|safetensors.*torch/);
-      }
+      const c = plan.flatMap((l) => l.copies).find((x) => x.path === 'models/pixel_style.pt');
+      assert.ok(c, JSON.stringify(plan));
+      assert.equal(c.action, 'refuse');
+      assert.match(c.why, /metadata a torch state dict cannot hold \(ss_/);
       await ws.sync(plan, { reason: 'MANUAL' });
-      assert.ok((await readFile(join(dir, 'deploy/staging/pixel_lora/adapter_model.bin'))).equals(before));
+      assert.ok((await readFile(join(dir, 'models/pixel_style.pt'))).equals(before));
     });
   });
 });

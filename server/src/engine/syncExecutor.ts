@@ -22,7 +22,7 @@ import { lockLora, LockBusy } from './loraLock';
 import { safetensorsCopyOf } from './safetensorsCopy';
 import { ChangedSincePlan, errText, ReadBackMismatch } from './syncErrors';
 import type { SyncRecords } from './syncRecords';
-import { carriesMetadata, syncInfoNode, writeTorchCopy } from './torchCopy';
+import { carriesMetadata, syncInfoNode, writeStateDictCopy, writeTorchCopy } from './torchCopy';
 import { backupUnitConfig, configGuard, writeUnitConfig } from './unitConfigSync';
 import { isUnitConfigKey, UNIT_CONFIG, unitOf } from './unitFiles';
 
@@ -347,7 +347,12 @@ async function syncOne(
         };
       if (force && ctx.cfg.backups) backup = await keepBackup(ctx.root, rel, abs, started, folderUnit);
       const how: AtomicWriteOptions = { beforeRename, deferDirSync: (d) => dirs.add(d) };
-      if (src.format === 'safetensors') {
+      if (src.format === 'safetensors' && copy.format !== 'safetensors') {
+        // A torch copy of a safetensors source (the planner allows it only when the source has no
+        // metadata a state dict could not hold): the copy keeps its format, its record is kept apart.
+        record = true;
+        await writeStateDictCopy(abs, src, how);
+      } else if (src.format === 'safetensors') {
         const made = await safetensorsCopyOf(src, copy, ctx.cfg, safetensorsSyncInfo(srcEntry, opts, when));
         for (const k of made.changedKeys) except.add(k);
         notes.push(...made.notes);

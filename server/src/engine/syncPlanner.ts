@@ -6,7 +6,7 @@ import { type CopyMap, type LoraGroup, primarySource, sourcePick } from './copyM
 import type { FileEntry } from './loraFile';
 import type { FileStatus, Status } from './statusRules';
 import { STATUS_FACTS } from '../protocol/statusTable';
-import { inTrainerCheckpoint } from './unitFiles';
+import { inTrainerCheckpoint, isUnitConfigKey } from './unitFiles';
 
 export type Action = 'write' | 'force' | 'skip' | 'refuse';
 
@@ -104,13 +104,8 @@ function planCopy(
       action: 'refuse',
       why: 'it is inside a Trainer checkpoint folder (a training version): never written',
     };
-  if (src && c.format !== src.format && !(isTorch(c.format) && isTorch(src.format))) {
-    return {
-      ...base,
-      action: 'refuse',
-      why: `the copy is ${c.format}, the source ${src.format}: convert one of them first`,
-    };
-  }
+  const formatRefusal = src ? crossFormatRefusal(c, src) : undefined;
+  if (formatRefusal) return { ...base, action: 'refuse', why: formatRefusal };
   const rule = STATUS_FACTS[st].sync;
   if (rule === 'write')
     return {
@@ -131,6 +126,24 @@ function planCopy(
 }
 
 const isTorch = (f: string | undefined) => f === 'torch-zip' || f === 'torch-legacy';
+
+/**
+ * Why a copy of another format than its source cannot be written, or undefined when it can. Torch
+ * formats write each other. A torch copy of a safetensors source is written as a plain state dict,
+ * when the source has no general metadata a state dict could not hold (a folder unit's
+ * adapter_config.json is written beside it); never for the seed's layout, whose metadata lives in the file.
+ * A torch source is not converted to safetensors (its tree may hold more than tensors).
+ */
+function crossFormatRefusal(c: FileEntry, src: FileEntry): string | undefined {
+  if (c.format === src.format || (isTorch(c.format) && isTorch(src.format))) return undefined;
+  if (src.format === 'safetensors' && isTorch(c.format) && c.layout !== 'seed' && src.layout !== 'seed') {
+    const kept = Object.keys(src.metaKeys).filter((k) => !isUnitConfigKey(k));
+    if (!kept.length) return undefined;
+    const shown = kept.slice(0, 3).join(', ') + (kept.length > 3 ? ', ...' : '');
+    return `the copy is ${c.format}, the source safetensors with metadata a torch state dict cannot hold (${shown}): save the copy as safetensors first`;
+  }
+  return `the copy is ${c.format}, the source ${src.format}: convert one of them first`;
+}
 
 export function planCounts(plan: PlannedLora[]): Record<Action, number> {
   const n: Record<Action, number> = { write: 0, force: 0, skip: 0, refuse: 0 };

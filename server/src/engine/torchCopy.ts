@@ -12,6 +12,7 @@ import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../forma
 import { atomicWrite, type AtomicWriteOptions } from '../io/atomicWrite';
 import type { EngineConfig } from './config';
 import type { FileEntry } from './loraFile';
+import { stateDictOfSafetensors } from './stateDictOfSafetensors';
 
 function setEntry(entries: Array<[PyNode, PyNode]>, key: string, value: PyNode): void {
   const i = entries.findIndex(([k]) => k.kind === 'str' && k.value === key);
@@ -80,6 +81,12 @@ function mergedRoot(src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: 
 export function carriesMetadata(src: Checkpoint): boolean {
   const meta = src.root ? getKey(src.root, 'metadata') : undefined;
   return !!src.root && (!!(meta && mappingEntries(meta)) || !!getKey(src.root, 'lora_params'));
+}
+
+/** A `.bin` / `.pt` copy of a safetensors source: its tensors as a plain state dict (stateDictOfSafetensors.ts). */
+export async function writeStateDictCopy(abs: string, src: Checkpoint, how: AtomicWriteOptions): Promise<void> {
+  const { root, storages } = stateDictOfSafetensors(src);
+  await atomicWrite(abs, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages }), how);
 }
 
 export async function writeTorchCopy(
