@@ -359,7 +359,17 @@ describe('lora-sync command-line conventions (issue 14)', function () {
       assert.match(r.out, /peft\/pixel_lora {2}\(it holds checkpoint-N folders/);
       assert.match(r.out, /layouts: .*kohya \d+/);
       const cfg = JSON.parse(readFileSync(join(dir, 'lora-sync.json'), 'utf8'));
-      assert.ok(cfg.sourceFolders.includes('kohya') && cfg.sourceFolders.includes('pixel_lora'));
+      // By path where a name would also take in other folders (deploy/prod/pixel_lora, train/kohya_run2).
+      assert.deepEqual(cfg.sourceFolders, ['hf_out', 'peft/pixel_lora', 'train/kohya']);
+      // What it wrote makes no deployed copy a source: each LoRA keeps one source, no DUPLICATE_SOURCE.
+      const st = JSON.parse(run(['status', '--root', dir, '--all', '--json']).out) as {
+        files: Array<{ path: string; status: string }>;
+      };
+      assert.ok(!st.files.some((f) => f.status === 'DUPLICATE_SOURCE'), JSON.stringify(st.files));
+      assert.equal(
+        st.files.find((f) => f.path === 'deploy/prod/pixel_lora/adapter_model.safetensors')?.status,
+        'IN_SYNC',
+      );
     });
 
     it('the prompt on a terminal: "n" writes nothing, "y" writes', function () {

@@ -19,6 +19,7 @@ import { withCheckpoint } from '../formats/checkpoint';
 import { describeCheckpoint } from '../layouts/describe';
 import { recognize } from '../layouts/recognize';
 import { baseName, dirName, fileStem, nameFromFileName } from '../layouts/fileName';
+import { isGlobValue } from '../engine/sourceFolders';
 import { checkpointStepOf, versionFromStem } from '../layouts/versions';
 import { CliUsageError } from './engineCommands';
 import { type Painter, painter } from './colour';
@@ -71,8 +72,11 @@ export async function propose(root: string): Promise<Proposal> {
     );
     layouts[layout] = (layouts[layout] ?? 0) + 1;
   }
-  // A source folder is matched by a part of its name: the seed's mark, else each folder's own name.
-  const names = seedFolders.length ? [SEED_MARK] : [...new Set(found.map((s) => baseName(s.folder)))];
+  // A source folder is matched by a part of its name: the seed's mark, else each folder's own name
+  // when no other folder's name contains it, else its path (a glob on the path names that folder only).
+  const names = seedFolders.length
+    ? [SEED_MARK]
+    : [...new Set(found.map((s) => sourceFolderValue(s.folder, byFolder)))];
   return {
     config: {
       sourceFolders: names.length ? names : DEFAULT_CONFIG.sourceFolders,
@@ -85,6 +89,25 @@ export async function propose(root: string): Promise<Proposal> {
     layouts,
     recognized: sample.length,
   };
+}
+
+/**
+ * The `sourceFolders` value for a folder: its name, unless another folder on some file's path has a
+ * name containing it (`deploy/prod/pixel_lora` for the source `peft/pixel_lora`), which the name would
+ * make a source too; then its path (`peft/pixel_lora`, a top-level one as `hf_out/`).
+ */
+export function sourceFolderValue(folder: string, byFolder: Map<string, string[]>): string {
+  const name = baseName(folder);
+  const others = new Set<string>();
+  for (const d of byFolder.keys()) {
+    let path = '';
+    for (const seg of d.split('/')) {
+      path = path ? `${path}/${seg}` : seg;
+      if (path !== folder && seg.includes(name)) others.add(path);
+    }
+  }
+  if (!others.size && !isGlobValue(name)) return name;
+  return folder.includes('/') ? folder : `${folder}/`;
 }
 
 /** Folders holding several versions of one LoRA: what a trainer writes as it goes. */
