@@ -1,0 +1,148 @@
+/**
+ * Child process of `npm run bench:budget`: one lean loop over the files listed in LIST (NUL-separated),
+ * doing only the steps up to STEP, so each step's floor is the difference between two runs:
+ *   read     read each file whole (one synchronous open/read/close)
+ *   zip      + find the end record and walk the zip central directory
+ *   crc      + CRC32 of every record's bytes, checked against the directory
+ *   hash     + XXH64 of every record's bytes
+ *   decode   read each file, then decode its data.pkl with the project's pickle decoder
+ *   steps    every step as its own pass (all files read into memory first), each pass's CPU apart:
+ *            steadier per-step figures than differences between whole runs
+ * Bundled and run with plain node, as dist/cli.js is; prints {files, records, work_ms, cpu_ms} (steps:
+ * {read, zip, crc, hash, decode} in CPU ms).
+ */
+import { readFileSync } from 'node:fs';
+import { hashBackend } from '../../server/src/formats/hashBackend';
+import { decodePickle } from '../../server/src/formats/pickle/decoder';
+
+interface Rec {
+  name: string;
+  crc: number;
+  size: number;
+  data: number;
+}
+
+/** The STORED records of a zip held whole in `b` (torch writes no others; the budget's files are torch's). */
+function records(b: Buffer): Rec[] {
+  let eocd = b.length - 22;
+  while (eocd >= 0 && b.readUInt32LE(eocd) !== 0x06054b50) eocd--;
+  if (eocd < 0) return [];
+  let n = b.readUInt16LE(eocd + 10);
+  let at = b.readUInt32LE(eocd + 16);
+  if (n === 0xffff || at === 0xffffffff) {
+    // zip64: the locator sits just before the end record
+    const z = Number(b.readBigUInt64LE(eocd - 20 + 8));
+    n = Number(b.readBigUInt64LE(z + 32));
+    at = Number(b.readBigUInt64LE(z + 48));
+  }
+  const out: Rec[] = [];
+  for (let i = 0; i < n; i++) {
+    const nameLen = b.readUInt16LE(at + 28);
+    const extraLen = b.readUInt16LE(at + 30);
+    const commentLen = b.readUInt16LE(at + 32);
+    let size = b.readUInt32LE(at + 24);
+    let local = b.readUInt32LE(at + 42);
+    const extra = at + 46 + nameLen;
+    if (size === 0xffffffff || local === 0xffffffff) {
+      // zip64 extra field: sizes, then the local header offset, each only when its field is full
+      let p = extra + 4;
+      if (size === 0xffffffff) {
+        size = Number(b.readBigUInt64LE(p));
+        p += 16;
+      }
+      if (local === 0xffffffff) local = Number(b.readBigUInt64LE(p));
+    }
+    const name = b.toString('utf8', at + 46, extra);
+    const data = local + 30 + b.readUInt16LE(local + 26) + b.readUInt16LE(local + 28);
+    out.push({ name, crc: b.readUInt32LE(at + 16), size, data });
+    at = extra + extraLen + commentLen;
+  }
+  return out;
+}
+
+function main(): void {
+  const [step, list] = process.argv.slice(2);
+  const files = readFileSync(list, 'utf8').split('\0').filter(Boolean);
+  if (step === 'steps') {
+    steps(files);
+    return;
+  }
+  const h = hashBackend();
+  const xx = h.xxh64Now()!;
+  const digest = Buffer.alloc(8);
+  let recs = 0;
+  let bad = 0;
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  for (const f of files) {
+    const b = readFileSync(f);
+    if (step === 'read') continue;
+    const rs = records(b);
+    recs += rs.length;
+    if (step === 'zip') continue;
+    for (const r of rs) {
+      const bytes = b.subarray(r.data, r.data + r.size);
+      if (step === 'decode') {
+        if (r.name.endsWith('/data.pkl')) decodePickle(bytes);
+        continue;
+      }
+      if (h.crc32(bytes) !== r.crc) bad++;
+      if (step === 'hash') {
+        xx.init();
+        xx.update(bytes);
+        xx.digestInto(digest, 0);
+      }
+    }
+  }
+  const work = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  process.stdout.write(
+    `${JSON.stringify({ step, files: files.length, records: recs, crc_failures: bad, work_ms: work, cpu_ms: (c.user + c.system) / 1000 })}\n`,
+  );
+}
+
+/** CPU ms (user + system) that `fn` takes. */
+function cpuOf(fn: () => void): number {
+  const c0 = process.cpuUsage();
+  fn();
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000;
+}
+
+function steps(files: string[]): void {
+  const h = hashBackend();
+  const xx = h.xxh64Now()!;
+  const digest = Buffer.alloc(8);
+  let bufs: Buffer[] = [];
+  let recs: Rec[][] = [];
+  const out = {
+    read: cpuOf(() => {
+      bufs = files.map((f) => readFileSync(f));
+    }),
+    zip: cpuOf(() => {
+      recs = bufs.map(records);
+    }),
+    crc: cpuOf(() => {
+      bufs.forEach((b, i) => {
+        for (const r of recs[i]) if (h.crc32(b.subarray(r.data, r.data + r.size)) !== r.crc) throw new Error('CRC');
+      });
+    }),
+    hash: cpuOf(() => {
+      bufs.forEach((b, i) => {
+        for (const r of recs[i]) {
+          xx.init();
+          xx.update(b.subarray(r.data, r.data + r.size));
+          xx.digestInto(digest, 0);
+        }
+      });
+    }),
+    decode: cpuOf(() => {
+      bufs.forEach((b, i) => {
+        for (const r of recs[i]) if (r.name.endsWith('/data.pkl')) decodePickle(b.subarray(r.data, r.data + r.size));
+      });
+    }),
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+main();

@@ -1,0 +1,137 @@
+/**
+ * `npm run bench:budget [ROOT]`: where a cold scan's time goes (issue 16), measured as whole processes
+ * side by side in one run, rounds interleaved so a shared machine's noise falls on all alike; best and
+ * median of BUDGET_RUNS (default 5). Never a timed test.
+ *
+ * On the bench's 10x seed-like workspace (generated into BENCH_DIR, default os.tmpdir(), unless ROOT is
+ * given): `cat` of every file; node's own start-up; our CLI's start-up (`--version`); lean loops
+ * (budget-child.ts) that read each file, then also walk its zip directory, CRC every record, XXH64
+ * every record, or decode its data.pkl; and our cold `status` and `verify` (the index cache removed
+ * first, as the bench does). The budget rows are the differences: what each step costs at its floor,
+ * and "the rest" that our cold verify spends beyond read + CRC + hash + decode.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import fg from 'fast-glob';
+import { build } from 'esbuild';
+import { NATIVE_HASHERS } from './nativeHashers';
+import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
+
+const ROOT = join(__dirname, '..', '..');
+const CLI = join(ROOT, 'dist/cli.js');
+const RUNS = Math.max(1, Number(process.env.BUDGET_RUNS ?? 5) || 5);
+const env = { ...process.env, NODE_OPTIONS: '', NODE_PATH: join(ROOT, 'node_modules') };
+
+interface Run {
+  ms: number;
+  /** CPU (user + system) of the process and its children: steadier than wall time on a shared machine. */
+  cpu: number;
+  out: string;
+}
+
+/** One whole process, timed by bash's `time` (wall, user, system) so its CPU is known too. */
+function wall(cmd: string, args: string[], before?: () => void): Run {
+  before?.();
+  const script = 'TIMEFORMAT="%R %U %S"; { time "$@" > "$OUT" 2>/dev/null; } 2>&1';
+  const out = join(tmpdir(), `lora-budget-${process.pid}.out`);
+  const r = spawnSync('bash', ['-c', script, 'timed', cmd, ...args], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...env, OUT: out },
+    encoding: 'utf8',
+  });
+  const [real, user, sys] = r.stdout.trim().split(/\s+/).map(Number);
+  if (!(real >= 0)) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed: ${r.stdout}`);
+  const text = readFileSync(out, 'utf8');
+  rmSync(out, { force: true });
+  return { ms: real * 1000, cpu: (user + sys) * 1000, out: text };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const min = (xs: number[]) => Math.min(...xs);
+
+async function main() {
+  const work = join(process.env.BENCH_DIR ?? tmpdir(), 'lora-budget');
+  await mkdir(work, { recursive: true });
+  let ws = process.argv[2];
+  if (!ws) {
+    ws = join(work, 'ws10x');
+    await rm(ws, { recursive: true, force: true });
+    await generateSeedWorkspace(ws, { loras: 1200, copies: 4870, problems: { stale: Math.round(4870 * 0.2) } });
+    await rm(join(ws, '⭐_AKTIF_EN_IYILER', 'README_not_a_lora.pt'), { force: true });
+  }
+  const files = await fg('**/*.pt', { cwd: ws, absolute: true, ignore: ['**/.lora-sync/**'] });
+  const list = join(work, 'files.list');
+  await writeFile(list, files.join('\0'));
+  const child = join(work, 'budget-child.js');
+  await build({
+    entryPoints: [join(__dirname, 'budget-child.ts')],
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    outfile: child,
+    logLevel: 'warning',
+    external: NATIVE_HASHERS,
+  });
+  const cold = () => rmSync(join(ws, '.lora-sync'), { recursive: true, force: true });
+  const steps = ['read', 'hash', 'decode'] as const;
+  const measures: Record<string, () => Run> = {
+    cat: () => wall('sh', ['-c', 'xargs -0 cat < "$1" > /dev/null', 'cat', list]),
+    'node start-up': () => wall(process.execPath, ['-e', '0']),
+    'cli start-up (--version)': () => wall(process.execPath, [CLI, '--version']),
+    ...Object.fromEntries(steps.map((s) => [`lean ${s}`, () => wall(process.execPath, [child, s, list])])),
+    'lean steps (one pass each)': () => wall(process.execPath, [child, 'steps', list]),
+    'cold status': () => wall(process.execPath, [CLI, 'status', '--json', '--root', ws], cold),
+    'cold verify': () => wall(process.execPath, [CLI, 'verify', '--json', '--root', ws], cold),
+  };
+  measures.cat(); // page cache warm for everyone
+  const ms: Record<string, number[]> = {};
+  const cpu: Record<string, number[]> = {};
+  const stepMs: Record<string, number[]> = {};
+  for (let i = 0; i < RUNS; i++) {
+    for (const [name, run] of Object.entries(measures)) {
+      const r = run();
+      (ms[name] ??= []).push(r.ms);
+      (cpu[name] ??= []).push(r.cpu);
+      if (name.startsWith('lean steps'))
+        for (const [k, v] of Object.entries(JSON.parse(r.out))) (stepMs[k] ??= []).push(v as number);
+    }
+  }
+  const cat = median(ms.cat);
+  const catCpu = median(cpu.cat);
+  console.log(`\n${files.length} files; ${RUNS} rounds, interleaved\n`);
+  console.log(
+    '| whole process | wall best ms | wall median ms | median / cat | CPU median ms | CPU / cat CPU |\n|---|---:|---:|---:|---:|---:|',
+  );
+  for (const [name, xs] of Object.entries(ms)) {
+    const c = median(cpu[name]);
+    console.log(
+      `| ${name} | ${min(xs).toFixed(0)} | ${median(xs).toFixed(0)} | ${(median(xs) / cat).toFixed(2)} | ${c.toFixed(0)} | ${(c / catCpu).toFixed(2)} |`,
+    );
+  }
+  // Budget, in CPU ms (medians): each lean step as its own pass over files already in memory.
+  const w = (s: string) => median(stepMs[s]);
+  const node = median(cpu['node start-up']);
+  const budget: Array<[string, number]> = [
+    ['node start-up', node],
+    ['read (whole files, sync)', w('read')],
+    ['zip directory', w('zip')],
+    ['CRC32 of every record', w('crc')],
+    ['XXH64 of every record', w('hash')],
+    ['decode every data.pkl', w('decode')],
+  ];
+  const floor = budget.reduce((a, [, x]) => a + x, 0);
+  const verify = median(cpu['cold verify']);
+  budget.push(['the rest (cold verify - the above)', verify - floor]);
+  console.log('\n| step (CPU median) | ms | share of cold verify CPU |\n|---|---:|---:|');
+  for (const [name, x] of budget) console.log(`| ${name} | ${x.toFixed(0)} | ${((100 * x) / verify).toFixed(0)} % |`);
+  console.log(`| cold verify, whole process CPU | ${verify.toFixed(0)} | 100 % |`);
+  if (!process.argv[2]) await rm(work, { recursive: true, force: true });
+}
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
