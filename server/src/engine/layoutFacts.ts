@@ -8,10 +8,21 @@ import { open, readdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Checkpoint } from '../formats/checkpoint';
 import type { FolderFacts } from '../layouts/describe';
-import { EMBEDDED_KEYS, embeddedHashReport } from '../layouts/ecosystemHashes';
+import { createHash } from 'node:crypto';
+import { safetensorsCodeOf } from '../formats/dtypes';
+import { readAhead, readFull } from '../io/readAhead';
+import {
+  checkEmbeddedHashes,
+  EMBEDDED_KEYS,
+  fileDataReader,
+  kohyaLegacyHash,
+  type TensorSpan,
+} from '../layouts/ecosystemHashes';
 import { LFS_POINTER_MAX_BYTES, lfsPointerIssue, parseLfsPointer } from '../layouts/lfsPointer';
 import type { FileEntry } from './fileEntry';
 import { configDigestOf, MAX_CONFIG_BYTES } from './unitFiles';
+
+const CHUNK = 1 << 20;
 
 /**
  * The error of a tiny file (at most LFS_POINTER_MAX_BYTES: the caller checks the size) that is a
@@ -68,12 +79,37 @@ export async function folderFactsOf(abs: string, rel: string): Promise<UnitFolde
 }
 
 /**
- * Embedded ecosystem hashes that disagree with the file. Only safetensors files that embed one are
- * hashed (one extra pass over the file), so the cold scan of other files costs nothing more.
+ * Embedded ecosystem hashes that disagree with the file, judged on the checkpoint already open: only
+ * safetensors files that embed one pay, and only for what their keys need (the data section's SHA-256
+ * for `sshs_model_hash` / `modelspec.hash_sha256`, one pass with the next read in flight; kohya's
+ * legacy hash reads a 64 KiB window). AutoV2, the whole file's hash, is never computed in a scan.
  */
-export async function hashIssuesOf(c: Checkpoint, abs: string): Promise<FileEntry['hashIssues']> {
+export async function hashIssuesOf(c: Checkpoint): Promise<FileEntry['hashIssues']> {
   const md = c.format === 'safetensors' ? c.safetensorsMetadata : undefined;
-  if (!md || !EMBEDDED_KEYS.some((k) => (md[k] ?? '').trim() !== '')) return undefined;
-  const { issues } = await embeddedHashReport(abs);
+  const has = (k: string) => (md?.[k] ?? '').trim() !== '';
+  if (!md || !EMBEDDED_KEYS.some(has)) return undefined;
+  const ended = (at: number) => new Error(`${c.path} ended at byte ${at} while it was hashed`);
+  const head = await readFull(c.fh, Buffer.alloc(8), 0, ended);
+  const dataStart = 8 + Number(head.readBigUInt64LE(0));
+  let dataSha256: string | undefined;
+  if (has('sshs_model_hash') || has('modelspec.hash_sha256')) {
+    const h = createHash('sha256');
+    const bufs: [Buffer, Buffer] = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
+    for await (const chunk of readAhead(c.fh, dataStart, c.fileSize - dataStart, bufs, ended)) h.update(chunk);
+    dataSha256 = h.digest('hex');
+  }
+  let kohyaLegacy: string | undefined;
+  if (has('sshs_legacy_hash')) {
+    const spans: TensorSpan[] = c.tensors.map((t) => ({
+      name: t.path,
+      dtype: safetensorsCodeOf(t.dtype)!,
+      shape: t.shape,
+      begin: t.storage.offset - dataStart,
+      end: t.storage.offset + t.byteLength - dataStart,
+    }));
+    const legacy = await kohyaLegacyHash(md, spans, fileDataReader(c.fh, dataStart));
+    kohyaLegacy = 'value' in legacy ? legacy.value : undefined;
+  }
+  const issues = checkEmbeddedHashes(md, { dataSha256, kohyaLegacy });
   return issues.length ? issues.map((i) => ({ key: i.key, detail: i.detail })) : undefined;
 }

@@ -142,7 +142,7 @@ export async function readEntry(
     }
     entry.sideKey = folder.sideKey;
     entry.configDigest = folder.configDigest;
-    entry.hashIssues = await hashIssuesOf(c, abs);
+    entry.hashIssues = await hashIssuesOf(c);
     return describeLora(c, fp.tensors, entry, cfg, r, folder.adapterConfigText);
   } finally {
     await c.close();

@@ -214,7 +214,8 @@ export interface EmbeddedHashIssue {
 
 /** What the file's bytes say: the data hash and (when computable) kohya's legacy hash. */
 export interface ActualHashes {
-  dataSha256: string;
+  /** Undefined: not computed (no key needs it). */
+  dataSha256?: string;
   kohyaLegacy?: string;
 }
 
