@@ -6,12 +6,15 @@
  *   verify ROOT        cold scan + verify of every LoRA
  *   sync ROOT          cold scan + plan + sync of every STALE / drifted copy
  *   update-one ROOT    warm scan, then a source is rewritten and the time to updated statuses is measured
+ *   hashes LIST        the ecosystem hashes `inspect --json` computes (AutoV2, AutoV3, legacy, embedded
+ *                      check: engine/fileHashes.ts) of each file LIST names (NUL-separated), one at a time
  */
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import { trainerStep } from '../../server/src/demo/trainerStep';
+import { fileHashes } from '../../server/src/engine/fileHashes';
 
 function peakRssMB(): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
@@ -23,6 +26,14 @@ async function main() {
   const out: Record<string, unknown> = { op };
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
+  if (op === 'hashes') {
+    let mismatches = 0;
+    const files = readFileSync(root, 'utf8').split('\0').filter(Boolean);
+    for (const f of files) mismatches += (await fileHashes(f)).embeddedMismatches.length;
+    out.files = files.length;
+    out.mismatches = mismatches;
+    return report(out, t0, cpu0);
+  }
   if (op === 'status-cold' || op === 'verify' || op === 'sync')
     await rm(join(root, '.lora-sync'), { recursive: true, force: true });
   const ws = await Workspace.open(root);
@@ -48,6 +59,10 @@ async function main() {
     out.update_ms = performance.now() - t;
     out.changes = changes.length;
   }
+  report(out, t0, cpu0);
+}
+
+function report(out: Record<string, unknown>, t0: number, cpu0: NodeJS.CpuUsage): void {
   out.total_ms = performance.now() - t0;
   // CPU of the whole process (all threads) since t0: steadier than wall time on a shared machine.
   const cpu = process.cpuUsage(cpu0);

@@ -8,9 +8,22 @@
  * (test/python/seed_coordinator.py: torch.load every file, torch.equal, torch.save),
  * `cat` and `sha256sum` of the same bytes (the I/O floor), `cp` of the same bytes for a sync (and `cp`
  * followed by `sync FILE`, the same durability).
- * Env: BENCH_SCALES=1,10,100  BENCH_BIG=1 (0 skips the 200 MB set)  BENCH_DIR (default: os.tmpdir())
+ * Real layouts (issue 13; layouts.ts writes them, layoutsBench.ts measures them): many small kohya runs
+ * (epochs in `train/`, copies in ComfyUI and A1111 folders, some STALE) and PEFT adapter folders with
+ * deploy copies, and 3 kohya runs of 200 MB saves; each checked with `lora-sync status --json` first,
+ * then cold status against `cat` / `sha256sum`, the ecosystem hashes (`inspect --json`'s) against
+ * `sha256sum`, and cold status with kohya's embedded hashes against the same files with them stripped.
+ * Before/after guard (baseline.ts): cold status of the seed-like BENCH_BASELINE_SCALE workspace with the
+ * engine before issue 13 and now, interleaved on the same workspace (target: now / before <= 1.10).
+ * Env: BENCH_SCALES=1,10,100  BENCH_BIG=1 (0 skips both 200 MB sets)  BENCH_DIR (default: os.tmpdir())
  *      BENCH_RUNS=N (default 1): the repeatable measures (cat, sha256sum, cold status, verify, warm
- *      start, Python's verify) are each run N times and the best run kept (syncs run once).
+ *      start, Python's verify, hashes, the guard) are each run N times and the best run kept (syncs run once).
+ *      BENCH_LAYOUTS=1 (0 skips the real-layouts sets)  BENCH_LAYOUT_COUNT=200 (small kohya runs of
+ *      4 saves and 2 copies each; PEFT adapters: half as many)
+ *      BENCH_BASELINE_REF=943b504 (the engine before issue 13; `none` skips the guard, which is also
+ *      skipped with a note without git or the commit)  BENCH_BASELINE_SCALE=10 (the seed-like scale it
+ *      runs on; generated for it alone when not in BENCH_SCALES)  BENCH_BASELINE_RUNS (pairs of cold
+ *      statuses it interleaves, best of each; default BENCH_RUNS, at least 5)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { NATIVE_HASHERS } from './nativeHashers';
@@ -28,57 +41,21 @@ import { writeTorchCheckpoint, torchPrefixFor } from '../../server/src/formats/t
 import { atomicWrite } from '../../server/src/io/atomicWrite';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 import { PY, pyScript } from '../../test/support/python';
+import { ROOT, best, children, extras, floor, ours, rows, settle, wall } from './common';
+import { baselineGuard, prepareBaseline } from './baseline';
+import { generateBigLayouts, generateLayoutsWorkspace } from './layouts';
+import { benchLayouts } from './layoutsBench';
 
-const ROOT = join(__dirname, '..', '..');
 const COORD = pyScript('seed_coordinator.py');
 const scales = (process.env.BENCH_SCALES ?? '1,10,100')
   .split(',')
   .map(Number)
   .filter((n) => n > 0);
 const withBig = process.env.BENCH_BIG !== '0';
-const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 1) || 1);
-
-/** The best (lowest `score`) of RUNS runs. */
-function best<T>(run: () => T, score: (t: T) => number): T {
-  let b = run();
-  for (let i = 1; i < RUNS; i++) {
-    const t = run();
-    if (score(t) < score(b)) b = t;
-  }
-  return b;
-}
-let child = '';
-
-interface Row {
-  label: string;
-  ours: number;
-  peer: number;
-  peerName: string;
-  note?: string;
-}
-const rows: Row[] = [];
-const extras: string[] = [];
-
-function wall(cmd: string, args: string[], env?: NodeJS.ProcessEnv): number {
-  const t = performance.now();
-  const r = spawnSync(cmd, args, {
-    stdio: ['ignore', 'ignore', 'ignore'],
-    env: env ?? process.env,
-    maxBuffer: 1 << 28,
-  });
-  if (r.status !== 0 && r.status !== 1) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed with ${r.status}`);
-  return performance.now() - t;
-}
-
-function ours(op: string, root: string): Record<string, number> {
-  // NODE_PATH: the bundle lives outside the repo, and loads the native hashers from its node_modules.
-  const out = execFileSync(process.execPath, [child, op, root], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 26,
-    env: { ...process.env, NODE_OPTIONS: '', NODE_PATH: join(ROOT, 'node_modules') },
-  });
-  return JSON.parse(out);
-}
+const withLayouts = process.env.BENCH_LAYOUTS !== '0';
+const layoutCount = Math.max(1, Number(process.env.BENCH_LAYOUT_COUNT ?? 200) || 200);
+const baseScale = Number(process.env.BENCH_BASELINE_SCALE ?? 10);
+const since = (t: number) => ((performance.now() - t) / 1000).toFixed(0);
 
 function python(op: string, root: string, extra: string[] = []): Record<string, number> {
   const out = execFileSync(PY, [COORD, op, root, ...extra], {
@@ -91,11 +68,6 @@ function python(op: string, root: string, extra: string[] = []): Record<string, 
 
 async function ptFiles(root: string): Promise<string[]> {
   return fg('**/*.pt', { cwd: root, absolute: true, ignore: ['**/.lora-sync/**'] });
-}
-
-/** `cat` / `sha256sum` over many files via xargs (ARG_MAX), timed as one shell command. */
-function floor(tool: 'cat' | 'sha256sum', listFile: string): number {
-  return wall('sh', ['-c', `xargs -0 ${tool} < "$1" > /dev/null`, 'floor', listFile]);
 }
 
 async function writeBig(
@@ -225,7 +197,6 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
   await cp(ws, a, { recursive: true });
   await cp(ws, b, { recursive: true });
   // Each timed write starts with no dirty pages of an earlier step still being flushed under it.
-  const settle = () => spawnSync('sync');
   settle();
   const sy = ours('sync', a);
   settle();
@@ -304,7 +275,7 @@ async function main() {
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' });
-  child = join(work, 'engine-child.js');
+  children.now = join(work, 'engine-child.js');
   // The entry worker is loaded from beside the bundle that uses it, as in dist/.
   await build({
     entryPoints: {
@@ -319,8 +290,11 @@ async function main() {
     logLevel: 'warning',
     external: NATIVE_HASHERS,
   });
+  const base = await prepareBaseline(work);
   try {
-    for (const x of scales) {
+    // The guard's scale is generated for it alone when the run does not measure that scale.
+    const guardOnly = base && !scales.includes(baseScale) ? [baseScale] : [];
+    for (const x of [...scales, ...guardOnly]) {
       const ws = join(work, `ws${x}x`);
       const t = performance.now();
       const g = await generateSeedWorkspace(ws, {
@@ -328,11 +302,20 @@ async function main() {
         copies: 487 * x,
         problems: { stale: Math.round(487 * x * 0.2) },
       });
-      console.log(
-        `generated ${x}x: ${g.loras} LoRAs, ${g.copies} copies in ${((performance.now() - t) / 1000).toFixed(0)} s`,
-      );
+      console.log(`generated ${x}x: ${g.loras} LoRAs, ${g.copies} copies in ${since(t)} s`);
       await rm(join(ws, '⭐_AKTIF_EN_IYILER', 'README_not_a_lora.pt'), { force: true });
-      await benchWorkspace(`${x}x`, ws, work);
+      // First, on the workspace as generated (update-one below rewrites a source).
+      if (base && x === baseScale) baselineGuard(`${x}x`, ws, base);
+      if (scales.includes(x)) await benchWorkspace(`${x}x`, ws, work);
+      await rm(ws, { recursive: true, force: true });
+    }
+    if (withLayouts) {
+      const ws = join(work, 'layouts');
+      const t = performance.now();
+      const peft = Math.ceil(layoutCount / 2);
+      const g = await generateLayoutsWorkspace(ws, { kohya: layoutCount, peft });
+      console.log(`generated layouts: ${layoutCount} kohya runs, ${peft} PEFT adapters in ${since(t)} s`);
+      await benchLayouts(`layouts (${layoutCount} kohya, ${peft} PEFT)`, ws, work, g);
       await rm(ws, { recursive: true, force: true });
     }
     if (withBig) {
@@ -350,6 +333,15 @@ async function main() {
         await writeBig(join(ws, `💎_PERFECT_HYBRID_HALL/LoRA_big${i}_bb00${i}0.pt`), i, 200, 3, 45, { team: 'HALL' });
       }
       await benchWorkspace('3x200MB', ws, work);
+      await rm(ws, { recursive: true, force: true });
+    }
+    if (withBig && withLayouts) {
+      const ws = join(work, 'layouts-big');
+      const t = performance.now();
+      const g = await generateBigLayouts(ws, { count: 3, mb: 200 });
+      console.log(`generated layouts 3x200MB: ${Object.keys(g.files).length} files in ${since(t)} s`);
+      await benchLayouts('layouts 3x200MB kohya', ws, work, g);
+      await rm(ws, { recursive: true, force: true });
     }
   } finally {
     await rm(work, { recursive: true, force: true });
