@@ -72,7 +72,8 @@ export async function startLiveServer(
   const child = track(
     spawn(process.execPath, [serverJs, '--stdio'], {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
+      // As the VS Code client starts it (client/src/serverClient.ts SERVER_ENV): two malloc arenas.
+      env: { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', ...env },
     }),
   );
   const exit = exitOf(child);
