@@ -4,7 +4,8 @@
  * team folder deleted and restored, a folder renamed, 500 new copies appearing.
  */
 import { cp, copyFile, mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
+import { isTempFile } from '../../server/src/io/atomicWrite';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 
 /**
@@ -36,7 +37,9 @@ export async function checkout(
 /** Deletes a team folder (kept aside in a dot folder) and returns the function that restores it. */
 export async function deleteTeam(root: string, team: string): Promise<() => Promise<void>> {
   const hold = join(root, `.soak-hold-${team}`);
-  await cp(join(root, team), hold, { recursive: true });
+  // A sync's temporary files come and go while the folder is copied (one vanished between the listing
+  // and its lstat: ENOENT): they are nobody's data, so the copy leaves them out.
+  await cp(join(root, team), hold, { recursive: true, filter: (src) => !isTempFile(basename(src)) });
   await rm(join(root, team), { recursive: true, force: true, maxRetries: 20 });
   return async () => {
     await cp(hold, join(root, team), { recursive: true });
