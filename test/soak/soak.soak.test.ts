@@ -187,6 +187,17 @@ describe(`soak: the language server and lora-sync watch under load (${SECTION})`
     setFigure(SECTION, 'first scan s', Math.round((Date.now() - tStart) / 1000));
     const serverPid = server.child.pid!;
     const watchPid = watch.child.pid!;
+    // chokidar may still be adding watches after a process says it is ready (a CI run sampled watch at
+    // 1,521 of its 3,138): the load starts once both counts have held still for two seconds.
+    for (const pid of [serverPid, watchPid]) {
+      let last = -1;
+      let since = Date.now();
+      for (const until = Date.now() + 60_000; Date.now() < until && Date.now() - since < 2000; ) {
+        const n = fdStats(pid)?.inotifyWatches ?? 0;
+        if (n !== last) [last, since] = [n, Date.now()];
+        await sleep(250);
+      }
+    }
 
     // ---- samplers and the client -------------------------------------------------------------------
     const samples: Array<{
