@@ -5,45 +5,19 @@
  */
 import * as N from '../formats/pickle/nodes';
 import type { PyNode } from '../formats/pickle/nodes';
-import { type TorchDtype, storageClassOf } from '../formats/dtypes';
+import type { TorchDtype } from '../formats/dtypes';
+import { TensorNodes } from '../formats/torch/tensorNodes';
 
-/** Globals and strings shared the way Python's memo shares them (one object, many references). */
+/** Tensors and their storage bytes, as the seed's trainer saves them (formats/torch/tensorNodes.ts). */
 export class TreeBuilder {
-  private readonly rebuild = N.global('torch._utils', '_rebuild_tensor_v2');
-  private readonly ordered = N.global('collections', 'OrderedDict');
-  private readonly storageTag = N.str('storage');
-  private readonly cpu = N.str('cpu');
-  private readonly storageClasses = new Map<string, PyNode>();
+  private readonly nodes = new TensorNodes();
   private nextKey = 0;
   readonly storages = new Map<string, Uint8Array>();
 
   tensor(dtype: TorchDtype, shape: number[], data: Uint8Array): PyNode {
     const key = String(this.nextKey++);
     this.storages.set(key, data);
-    const cls = storageClassOf(dtype);
-    let clsNode = this.storageClasses.get(cls);
-    if (!clsNode) this.storageClasses.set(cls, (clsNode = N.global('torch', cls)));
-    const numel = shape.reduce((a, b) => a * b, 1);
-    const stride = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
-    const pid: N.PyPersId = {
-      kind: 'persid',
-      binary: true,
-      pid: N.tuple([this.storageTag, clsNode, N.str(key), this.cpu, N.int(numel)]),
-    };
-    const hooks: N.PyObject = { kind: 'object', how: 'reduce', callable: this.ordered, args: N.tuple([]) };
-    return {
-      kind: 'object',
-      how: 'reduce',
-      callable: this.rebuild,
-      args: N.tuple([
-        pid,
-        N.int(0),
-        N.tuple(shape.map((d) => N.int(d))),
-        N.tuple(stride.map((d) => N.int(d))),
-        N.bool(false),
-        hooks,
-      ]),
-    };
+    return this.nodes.tensor(dtype, shape, key);
   }
 }
 

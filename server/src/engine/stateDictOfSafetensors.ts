@@ -7,49 +7,21 @@
  * source's data section, never buffered whole.
  */
 import type { Checkpoint } from '../formats/checkpoint';
-import { storageClassOf } from '../formats/dtypes';
 import * as N from '../formats/pickle/nodes';
 import type { PyNode } from '../formats/pickle/nodes';
+import { TensorNodes } from '../formats/torch/tensorNodes';
 import type { ZipSource } from '../formats/zip/zipWriter';
 
 export function stateDictOfSafetensors(src: Checkpoint): { root: PyNode; storages: Map<string, ZipSource> } {
   if (src.format !== 'safetensors') throw new Error(`${src.path} is not safetensors`);
-  // One global node each, shared as Python's memo shares them.
-  const rebuild = N.global('torch._utils', '_rebuild_tensor_v2');
-  const ordered = N.global('collections', 'OrderedDict');
-  const classes = new Map<string, PyNode>();
+  const nodes = new TensorNodes();
   const storages = new Map<string, ZipSource>();
   const items: Array<[PyNode, PyNode]> = [];
   for (const t of src.tensors) {
     const key = String(storages.size);
     storages.set(key, { kind: 'range', fh: src.fh, offset: t.storage.offset, length: t.byteLength });
-    const cls = storageClassOf(t.dtype);
-    let clsNode = classes.get(cls);
-    if (!clsNode) classes.set(cls, (clsNode = N.global('torch', cls)));
-    const numel = t.shape.reduce((a, b) => a * b, 1);
     // safetensors tensors are dense and row-major: the stride follows from the shape.
-    const stride = t.shape.map((_, i) => t.shape.slice(i + 1).reduce((a, b) => a * b, 1));
-    const pid: N.PyPersId = {
-      kind: 'persid',
-      binary: true,
-      pid: N.tuple([N.str('storage'), clsNode, N.str(key), N.str('cpu'), N.int(numel)]),
-    };
-    const hooks: N.PyObject = { kind: 'object', how: 'reduce', callable: ordered, args: N.tuple([]) };
-    const tensor: N.PyObject = {
-      kind: 'object',
-      how: 'reduce',
-      callable: rebuild,
-      args: N.tuple([
-        pid,
-        N.int(0),
-        N.tuple(t.shape.map((d) => N.int(d))),
-        N.tuple(stride.map((d) => N.int(d))),
-        N.bool(false),
-        hooks,
-      ]),
-    };
-    items.push([N.str(t.path), tensor]);
+    items.push([N.str(t.path), nodes.tensor(t.dtype, t.shape, key)]);
   }
-  const root: N.PyObject = { kind: 'object', how: 'reduce', callable: ordered, args: N.tuple([]), setitems: items };
-  return { root, storages };
+  return { root: nodes.ordered(items), storages };
 }
