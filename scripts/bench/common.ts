@@ -45,6 +45,17 @@ export function floor(tool: 'cat' | 'sha256sum', listFile: string): number {
 }
 
 /** The engine child bundles (engine.ts sets them): the current tree's, and the baseline's if any. */
+/** The two I/O-floor rows of a set: our cold status against `cat` and `sha256sum` of the same bytes. */
+export function floorRows(label: string, coldMs: number, cat: number, sha: number): void {
+  rows.push({ label: `${label}: cold status vs cat of the same bytes`, ours: coldMs, peer: cat, peerName: 'cat' });
+  rows.push({
+    label: `${label}: cold status vs sha256sum of the same bytes`,
+    ours: coldMs,
+    peer: sha,
+    peerName: 'sha256sum',
+  });
+}
+
 export const children = { now: '' };
 
 /** One operation of an engine child bundle (`engine-child.ts`), its JSON line parsed. */

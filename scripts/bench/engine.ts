@@ -41,7 +41,7 @@ import { writeTorchCheckpoint, torchPrefixFor } from '../../server/src/formats/t
 import { atomicWrite } from '../../server/src/io/atomicWrite';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 import { PY, pyScript } from '../../test/support/python';
-import { ROOT, best, children, extras, floor, ours, rows, settle, wall } from './common';
+import { ROOT, best, children, extras, floor, floorRows, ours, rows, settle, wall } from './common';
 import { baselineGuard, prepareBaseline } from './baseline';
 import { generateBigLayouts, generateLayoutsWorkspace } from './layouts';
 import { benchLayouts } from './layoutsBench';
@@ -164,18 +164,7 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
     peerName: 'python process',
     note: 'both from a cold start: ours without its cache, Python importing torch',
   });
-  rows.push({
-    label: `${label}: cold status vs cat of the same bytes`,
-    ours: cold.total_ms,
-    peer: cat,
-    peerName: 'cat',
-  });
-  rows.push({
-    label: `${label}: cold status vs sha256sum of the same bytes`,
-    ours: cold.total_ms,
-    peer: sha,
-    peerName: 'sha256sum',
-  });
+  floorRows(label, cold.total_ms, cat, sha);
   const warm = best(
     () => ours('status-warm', ws),
     (r) => r.total_ms,

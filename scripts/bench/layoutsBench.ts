@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EMBEDDED_KEYS } from '../../server/src/layouts/ecosystemHashes';
-import { ROOT, RUNS, best, extras, floor, ours, rows, settle } from './common';
+import { ROOT, RUNS, best, extras, floor, floorRows, ours, rows, settle } from './common';
 import type { Generated } from './layouts';
 
 interface StatusJson {
@@ -158,18 +158,7 @@ export async function benchLayouts(label: string, ws: string, work: string, g: G
     () => ours('status-warm', ws),
     (r) => r.total_ms,
   );
-  rows.push({
-    label: `${label}: cold status vs cat of the same bytes`,
-    ours: cold.total_ms,
-    peer: cat,
-    peerName: 'cat',
-  });
-  rows.push({
-    label: `${label}: cold status vs sha256sum of the same bytes`,
-    ours: cold.total_ms,
-    peer: sha,
-    peerName: 'sha256sum',
-  });
+  floorRows(label, cold.total_ms, cat, sha);
   rows.push({
     label: `${label}: ecosystem hashes of every file (inspect: AutoV2, AutoV3, legacy, embedded check) vs sha256sum`,
     ours: hashes.total_ms,
