@@ -436,17 +436,16 @@ describe('lora-sync command-line conventions (issue 14)', function () {
       if (spawnSync('zsh', ['--version']).status !== 0) this.skip(); // not installed here
       const file = join(tmpdir(), '_lora-sync-test');
       writeFileSync(file, run(['completion', 'zsh']).out);
-      // An interactive zsh on a pseudo-terminal: compinit, the script, then TAB after `--dr`.
+      // An interactive zsh on a pseudo-terminal: compinit, the script, then TAB after `--dr`. Each step
+      // waits for what it needs to see (no fixed sleeps: a loaded machine made those too short). The
+      // marker is typed as RE""ADY so the echo of the typed line cannot match it.
       const driver = [
         'zmodload zsh/zpty',
         "zpty z 'zsh -f -i'",
-        `zpty -w z 'PS1=">"; autoload -U compinit; compinit -u; source ${file}; function lora-sync { }'`,
-        'sleep 1',
+        `zpty -w z 'PS1=">"; autoload -U compinit; compinit -u; source ${file}; function lora-sync { }; print RE""ADY'`,
+        "zpty -r z ready '*READY*'",
         "zpty -w -n z $'lora-sync sync --dr\\t'",
-        'sleep 1',
-        "zpty -w -n z $'\\x15echo done\\n'",
-        'sleep 1',
-        "out=''; while zpty -r -t z chunk; do out+=$chunk; done",
+        "zpty -r z out '*--dry-run*'",
         'print -r -- "$out"',
         'zpty -d z',
       ].join('\n');
