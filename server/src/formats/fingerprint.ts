@@ -398,18 +398,24 @@ function hashInMemory(
 
 /** The tensors inside a metadata tree count by their fingerprint, not by their storage key. */
 export function tensorTypedLookup(c: Checkpoint, fp?: CheckpointFingerprint): (n: PyNode) => Typed | undefined {
-  const byNode = new Map<PyNode, Typed>();
-  c.tensors.forEach((t, i) => {
-    if (!t.node) return;
-    const f = fp?.tensors[i];
-    byNode.set(t.wrapper ?? t.node, [
-      t.parameter ? 'parameter' : 'tensor',
-      t.dtype,
-      t.shape.join('x'),
-      f?.digest ?? t.path,
-    ]);
-  });
-  return (n) => byNode.get(n);
+  // Built on the first object node asked about: a tensor is one, and metadata of plain values (what
+  // almost every file holds) never asks, so a scan builds no map for it.
+  let byNode: Map<PyNode, Typed> | undefined;
+  const build = () => {
+    const m = new Map<PyNode, Typed>();
+    c.tensors.forEach((t, i) => {
+      if (!t.node) return;
+      const f = fp?.tensors[i];
+      m.set(t.wrapper ?? t.node, [
+        t.parameter ? 'parameter' : 'tensor',
+        t.dtype,
+        t.shape.join('x'),
+        f?.digest ?? t.path,
+      ]);
+    });
+    return m;
+  };
+  return (n) => (n.kind === 'object' ? (byNode ??= build()).get(n) : undefined);
 }
 
 /**

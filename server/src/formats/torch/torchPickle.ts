@@ -56,15 +56,18 @@ function describe(o: PyObject): string {
   return o.callable.kind === 'global' ? `${o.callable.module}.${o.callable.name}` : 'tensor rebuild';
 }
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
 /** `index`, when given, is appended to `what` in errors (spelled only then). */
 export function smallInt(n: PyNode | undefined, what: string, index?: number): number {
-  const name = () => (index === undefined ? what : `${what}[${index}]`);
-  if (n?.kind !== 'int') throw new FormatError('BAD_TENSOR', `${name()} is not an int`);
-  if (n.value < 0n || n.value > MAX_SAFE) throw new FormatError('BAD_TENSOR', `${name()} out of range: ${n.value}`);
-  return Number(n.value);
+  if (n?.kind !== 'int') throw new FormatError('BAD_TENSOR', `${intName(what, index)} is not an int`);
+  // One conversion, then number compares: a tensor has a dozen of these (shape, stride, offset, size).
+  const v = Number(n.value);
+  // (a bigint past 2^53 converts to at least 2^53, so the range check still sees it)
+  if (v < 0 || v > Number.MAX_SAFE_INTEGER)
+    throw new FormatError('BAD_TENSOR', `${intName(what, index)} out of range: ${n.value}`);
+  return v;
 }
+
+const intName = (what: string, index?: number) => (index === undefined ? what : `${what}[${index}]`);
 
 function intTuple(n: PyNode | undefined, what: string): number[] {
   if (n?.kind !== 'tuple') throw new FormatError('BAD_TENSOR', `${what} is not a tuple`);
@@ -185,6 +188,11 @@ function mayHoldTensors(n: PyNode): boolean {
   }
 }
 
+/** A child worth visiting (one that can hold a tensor), with where it sits. A function of its own, not a closure per node. */
+function addKid(kids: Frame[], v: PyNode, parent: Frame, key: Frame['key']): void {
+  if (mayHoldTensors(v)) kids.push({ n: v, parent, key });
+}
+
 /**
  * Walks the tree depth first in pickle order and returns every tensor once (a tensor reached
  * twice through the memo keeps its first path). Iterative, so depth is bounded by the decoder's limit only.
@@ -216,23 +224,20 @@ export function findTensors(root: PyNode): TensorCall[] {
     }
     // Children pushed in reverse so they pop in pickle order.
     kids.length = 0;
-    const add = (v: PyNode, key: Frame['key']) => {
-      if (mayHoldTensors(v)) kids.push({ n: v, parent: f, key });
-    };
     const entries = mappingEntries(n);
     if (entries) {
-      for (const [k, v] of entries) add(v, k);
-      if (n.kind === 'object' && n.state) add(n.state, '$state');
+      for (const [k, v] of entries) addKid(kids, v, f, k);
+      if (n.kind === 'object' && n.state) addKid(kids, n.state, f, '$state');
     } else if (n.kind === 'list' || n.kind === 'tuple') {
-      n.items.forEach((v, i) => add(v, i));
+      for (let i = 0; i < n.items.length; i++) addKid(kids, n.items[i], f, i);
     } else if (n.kind === 'set') {
-      n.items.forEach((v, i) => add(v, `$set${i}`));
+      for (let i = 0; i < n.items.length; i++) addKid(kids, n.items[i], f, `$set${i}`);
     } else if (n.kind === 'object') {
-      add(n.args, '$args');
-      n.appends?.forEach((v, i) => add(v, i));
-      n.setitems?.forEach(([k, v]) => add(v, k));
-      if (n.state) add(n.state, '$state');
-      n.extraStates?.forEach((v, i) => add(v, `$state${i + 1}`));
+      addKid(kids, n.args, f, '$args');
+      n.appends?.forEach((v, i) => addKid(kids, v, f, i));
+      n.setitems?.forEach(([k, v]) => addKid(kids, v, f, k));
+      if (n.state) addKid(kids, n.state, f, '$state');
+      n.extraStates?.forEach((v, i) => addKid(kids, v, f, `$state${i + 1}`));
     }
     for (let i = kids.length - 1; i >= 0; i--) stack.push(kids[i]);
   }

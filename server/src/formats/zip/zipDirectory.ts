@@ -245,9 +245,8 @@ function parseCentralDirectory(cd: Buffer, count: number, cdOffset: number): Zip
   const names = new Set<string>();
   let p = 0;
   for (let i = 0; i < count; i++) {
-    const at = () => `central directory entry ${i} (at ${cdOffset + p})`; // only for errors
-    if (p + CENTRAL_HEADER_SIZE > cd.length) throw bad(`${at()} runs past the central directory`);
-    if (cd.readUInt32LE(p) !== SIG_CENTRAL) throw bad(`${at()} has a bad signature`);
+    if (p + CENTRAL_HEADER_SIZE > cd.length) throw bad(`${entryAt(i, cdOffset + p)} runs past the central directory`);
+    if (cd.readUInt32LE(p) !== SIG_CENTRAL) throw bad(`${entryAt(i, cdOffset + p)} has a bad signature`);
     const flags = cd.readUInt16LE(p + 8);
     const method = cd.readUInt16LE(p + 10);
     const crc32 = cd.readUInt32LE(p + 16);
@@ -260,7 +259,7 @@ function parseCentralDirectory(cd: Buffer, count: number, cdOffset: number): Zip
     let localHeaderOffset = cd.readUInt32LE(p + 42);
     const varStart = p + CENTRAL_HEADER_SIZE;
     const next = varStart + nameLen + extraLen + commentLen;
-    if (next > cd.length) throw bad(`${at()} runs past the central directory`);
+    if (next > cd.length) throw bad(`${entryAt(i, cdOffset + p)} runs past the central directory`);
 
     const nameBytes = new Uint8Array(cd.subarray(varStart, varStart + nameLen));
     const name = decodeName(nameBytes, flags);
@@ -271,9 +270,11 @@ function parseCentralDirectory(cd: Buffer, count: number, cdOffset: number): Zip
 
     // zip64 extra: values appear only for the fields saturated to 0xFFFFFFFF, in this order.
     const extra = cd.subarray(varStart + nameLen, varStart + nameLen + extraLen);
-    const want = [size === U32_MAX, compressedSize === U32_MAX, localHeaderOffset === U32_MAX];
-    const z64 = findExtra(extra, EXTRA_ZIP64, name);
-    if (want.some(Boolean)) {
+    const wantSize = size === U32_MAX;
+    const wantCompressed = compressedSize === U32_MAX;
+    const wantOffset = localHeaderOffset === U32_MAX;
+    const z64 = extraLen === 0 ? undefined : findExtra(extra, EXTRA_ZIP64, name);
+    if (wantSize || wantCompressed || wantOffset) {
       if (!z64) throw bad('saturated size or offset without a zip64 extra field', name);
       let q = 0;
       const take = (what: string): number => {
@@ -282,9 +283,9 @@ function parseCentralDirectory(cd: Buffer, count: number, cdOffset: number): Zip
         q += 8;
         return v;
       };
-      if (want[0]) size = take('size');
-      if (want[1]) compressedSize = take('compressed size');
-      if (want[2]) localHeaderOffset = take('local header offset');
+      if (wantSize) size = take('size');
+      if (wantCompressed) compressedSize = take('compressed size');
+      if (wantOffset) localHeaderOffset = take('local header offset');
     }
 
     if (names.has(name)) throw new FormatError('ZIP_DUPLICATE_NAME', `record name ${name} appears twice`, name);
@@ -311,6 +312,9 @@ function parseCentralDirectory(cd: Buffer, count: number, cdOffset: number): Zip
   if (p !== cd.length) throw bad(`central directory has ${cd.length - p} bytes after its ${count} entries`);
   return records;
 }
+
+/** Where an entry of the central directory is, for errors only. */
+const entryAt = (i: number, pos: number) => `central directory entry ${i} (at ${pos})`;
 
 function findExtra(extra: Buffer, id: number, where: string): Buffer | undefined {
   let found: Buffer | undefined;
