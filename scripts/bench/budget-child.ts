@@ -6,14 +6,29 @@
  *   crc      + CRC32 of every record's bytes, checked against the directory
  *   hash     + XXH64 of every record's bytes
  *   decode   read each file, then decode its data.pkl with the project's pickle decoder
+ * and, the project's own read path step by step (each includes the ones before it):
+ *   open         openCheckpoint + close: zip checks, the safety scan, the decoded pickle, the tensor model
+ *   recognize    + the layout recognizers (describeCheckpoint + recognize)
+ *   fingerprint  + fingerprintCheckpoint: CRC32 and XXH64 of every tensor's bytes
+ *   entry        readEntry, the scan's whole per-file work (metadata typed forms and digests, folder facts)
  *   steps    every step as its own pass (all files read into memory first), each pass's CPU apart:
  *            steadier per-step figures than differences between whole runs
  * Bundled and run with plain node, as dist/cli.js is; prints {files, records, work_ms, cpu_ms} (steps:
- * {read, zip, crc, hash, decode} in CPU ms).
+ * {read, zip, crc, hash, decode, scan, tensors} in CPU ms).
  */
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
+import { relative, sep } from 'node:path';
 import { hashBackend } from '../../server/src/formats/hashBackend';
 import { decodePickle } from '../../server/src/formats/pickle/decoder';
+import { scanDataPkl } from '../../server/src/formats/fileSafety';
+import { findTensors } from '../../server/src/formats/torch/torchPickle';
+import { openCheckpoint } from '../../server/src/formats/checkpoint';
+import { fingerprintCheckpoint } from '../../server/src/formats/fingerprint';
+import { describeCheckpoint } from '../../server/src/layouts/describe';
+import { recognize } from '../../server/src/layouts/recognize';
+import { readEntry } from '../../server/src/engine/loraFile';
+import { loadConfig } from '../../server/src/engine/config';
+import { PIPELINE } from './budgetSteps';
 
 interface Rec {
   name: string;
@@ -60,11 +75,47 @@ function records(b: Buffer): Rec[] {
   return out;
 }
 
-function main(): void {
-  const [step, list] = process.argv.slice(2);
+/** The project's own read path up to `step`, file by file, as the cold scan runs it (sizes from a prior lstat). */
+async function pipeline(step: string, files: string[], root: string): Promise<void> {
+  const cfg = await loadConfig(root);
+  // The keys a scan's lstat gives readEntry (so it does not stat again), taken before the loop.
+  const keys = files.map((f) => {
+    const st = lstatSync(f, { bigint: true });
+    return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
+  });
+  const upTo = PIPELINE.indexOf(step);
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < files.length; i++) {
+    const rel = relative(root, files[i]).split(sep).join('/');
+    if (step === 'entry') {
+      await readEntry(files[i], rel, cfg, keys[i]);
+      continue;
+    }
+    const c = await openCheckpoint(files[i], { expectedSize: keys[i].size });
+    try {
+      if (upTo >= 1) recognize(describeCheckpoint(c, rel, { siblings: [] }), 'copy');
+      if (upTo >= 2) await fingerprintCheckpoint(c);
+    } finally {
+      await c.close();
+    }
+  }
+  const work = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  process.stdout.write(
+    `${JSON.stringify({ step, files: files.length, work_ms: work, cpu_ms: (c.user + c.system) / 1000 })}\n`,
+  );
+}
+
+async function main(): Promise<void> {
+  const [step, list, root] = process.argv.slice(2);
   const files = readFileSync(list, 'utf8').split('\0').filter(Boolean);
   if (step === 'steps') {
     steps(files);
+    return;
+  }
+  if (PIPELINE.includes(step)) {
+    await pipeline(step, files, root);
     return;
   }
   const h = hashBackend();
@@ -141,8 +192,27 @@ function steps(files: string[]): void {
         for (const r of recs[i]) if (r.name.endsWith('/data.pkl')) decodePickle(b.subarray(r.data, r.data + r.size));
       });
     }),
+    // The safety scan of every data.pkl (what torch.load would import), apart from the decode.
+    scan: cpuOf(() => {
+      bufs.forEach((b, i) => {
+        for (const r of recs[i])
+          if (r.name.endsWith('/data.pkl')) scanDataPkl(b.subarray(r.data, r.data + r.size), r.name);
+      });
+    }),
+    // Finding the tensors in each decoded tree (the decode is done first, outside the measure).
+    tensors: ((): number => {
+      const roots = bufs.flatMap((b, i) =>
+        recs[i]
+          .filter((r) => r.name.endsWith('/data.pkl'))
+          .map((r) => decodePickle(b.subarray(r.data, r.data + r.size)).root),
+      );
+      return cpuOf(() => roots.forEach((root) => findTensors(root)));
+    })(),
   };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
-main();
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
