@@ -186,6 +186,88 @@ describe('engine/history', () => {
     );
   });
 
+  it('a limited read starts from the end: lines before the newest events are never parsed', async () => {
+    const h = new History(root);
+    // Garbage at the very start, then 30,000 events (about 3 MB, many read chunks).
+    await fsp.mkdir(path.dirname(h.path), { recursive: true });
+    await fsp.writeFile(h.path, 'garbage at the start\n');
+    const batch: HistoryEvent[] = [];
+    for (let i = 0; i < 30_000; i++) batch.push(ev(i % 7 === 0 ? 'a' : 'b', `n${i}`, { match_idx: i }));
+    await h.append(batch);
+    const full = await h.read();
+    assert.equal(full.skippedLines, 1, 'a full read parses every line');
+    const tail = await h.read({ limit: 5 });
+    assert.deepEqual(
+      tail.events.map((e) => e.match_idx),
+      [29_995, 29_996, 29_997, 29_998, 29_999],
+    );
+    assert.equal(tail.skippedLines, 0, 'the garbage line at the start was not read');
+    // A filter that matches nothing reads back to the start, and then meets the garbage.
+    assert.deepEqual(await h.read({ limit: 5, loraId: 'nobody' }), { events: [], skippedLines: 1 });
+  });
+
+  it('a limited read gives exactly the newest events a full read gives (multi-byte names across chunk edges, CRLF, lone CR, blanks, torn tail)', async () => {
+    const h = new History(root);
+    const rnd = prng(7);
+    // Mostly short names; now and then one longer than a read chunk (64 KiB), or of many 4-byte characters.
+    const names = ['Beşiktaş', '🌟_EINSTEIN_HALL/LoRA_ğ', 'plain', '💎'.repeat(3000)];
+    const parts: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const r = rnd();
+      const name = i % 997 === 0 ? 'x'.repeat(70_000) : names[Math.floor(rnd() * names.length)];
+      const e = ev(r < 0.5 ? 'a' : 'b', name, { match_idx: i });
+      const line = JSON.stringify(e);
+      if (r < 0.03) parts.push(`${line}\r\n`);
+      else if (r < 0.05)
+        parts.push(`garbage\r${line}\n`); // readline ends a line at a lone CR too
+      else if (r < 0.07) parts.push('\n   \n');
+      else parts.push(`${line}\n`);
+    }
+    await fsp.mkdir(path.dirname(h.path), { recursive: true });
+    await fsp.writeFile(h.path, `${parts.join('')}{"time":"torn`);
+    for (const loraId of [undefined, 'a', 'b']) {
+      const all = await h.read({ loraId });
+      for (const limit of [0, 1, 2, 17, 500, 2999, 10_000]) {
+        const got = await h.read({ limit, loraId });
+        assert.deepEqual(got.events, limit ? all.events.slice(-limit) : [], `limit ${limit}, lora ${loraId}`);
+        if (got.events.length === all.events.length) assert.equal(got.skippedLines, all.skippedLines);
+      }
+    }
+  });
+
+  it('counts the syncs that synced a copy once, then only what was appended (a replaced or emptied log is counted again)', async () => {
+    const h = new History(root);
+    assert.equal(await h.syncCount(), 0, 'no log yet');
+    await h.append([
+      ev('a', 'n', { synced_copies: 2 }),
+      ev('a', 'n', { synced_copies: 0 }),
+      ev('a', 'n', { event: 'VERIFY' }),
+    ]);
+    assert.equal(await h.syncCount(), 1);
+    await fsp.appendFile(h.path, 'garbage\n');
+    await h.append([ev('b', 'm', { synced_copies: 1 }), ev('b', 'm', { synced_copies: 3 })]);
+    assert.equal(await h.syncCount(), 3);
+    await fsp.appendFile(h.path, JSON.stringify(ev('c', 'torn', { synced_copies: 1 }))); // no '\n' yet: torn
+    assert.equal(await h.syncCount(), 3, 'a line counts once its newline is written');
+    await fsp.appendFile(h.path, '\n');
+    assert.equal(await h.syncCount(), 4);
+    // A fresh History counts the same from scratch.
+    assert.equal(await new History(root).syncCount(), 4);
+    // Replaced by another log (a new file): counted again.
+    const other = `${h.path}.new`;
+    await fsp.writeFile(other, `${JSON.stringify(ev('z', 'z', { synced_copies: 9 }))}\n`);
+    await fsp.rename(other, h.path);
+    assert.equal(await h.syncCount(), 1);
+    // Emptied in place, then written past where the count had stopped: counted again, not resumed.
+    await fsp.truncate(h.path, 0);
+    assert.equal(await h.syncCount(), 0);
+    const lines = Array.from({ length: 5 }, (_, i) => JSON.stringify(ev('y', `y${i}`, { synced_copies: i % 2 })));
+    await fsp.writeFile(h.path, `${lines.join('\n')}\n`);
+    assert.equal(await h.syncCount(), 2);
+    await fsp.rm(h.path);
+    assert.equal(await h.syncCount(), 0, 'a removed log has no syncs');
+  });
+
   it('never interleaves 50 concurrent appends, even across two History objects and a torn start', async () => {
     const h1 = new History(root);
     const h2 = new History(root + path.sep); // same file, different object

@@ -151,8 +151,101 @@ async function lineBoundary(file: string): Promise<{ size: number; complete: num
   }
 }
 
+/** Whether the byte before `offset` is a '\n' (offset 0: the start, a line boundary too). */
+async function endsLineAt(fh: FileHandle, offset: number): Promise<boolean> {
+  if (offset === 0) return true;
+  const b = Buffer.alloc(1);
+  const { bytesRead } = await fh.read(b, 0, 1, offset - 1);
+  return bytesRead === 1 && b[0] === NL;
+}
+
+interface ReadLines {
+  events: HistoryEvent[];
+  skippedLines: number;
+}
+
+/** One line's events as `readline` would see it: a lone '\r' ends a line too (valid lines hold none). */
+function linesOf(text: string): string[] {
+  return (text.endsWith('\r') ? text.slice(0, -1) : text).split('\r');
+}
+
+/** Every valid event in the first `complete` bytes, oldest first (optionally one LoRA's). */
+async function readAll(file: string, complete: number, loraId: string | undefined): Promise<ReadLines> {
+  const events: HistoryEvent[] = [];
+  let skippedLines = 0;
+  const stream = createReadStream(file, { start: 0, end: complete - 1 });
+  for await (const line of createInterface({ input: stream, crlfDelay: Infinity })) {
+    if (line.trim() === '') continue;
+    const ev = parseHistoryLine(line);
+    if (!ev) skippedLines++;
+    else if (loraId === undefined || ev.lora_id === loraId) events.push(ev);
+  }
+  return { events, skippedLines };
+}
+
+/**
+ * The newest `limit` valid events in the first `complete` bytes (which end with '\n'), oldest first,
+ * read backwards a chunk at a time. Lines are split on the '\n' byte, which never occurs inside a
+ * UTF-8 sequence, so a character cut by a chunk's edge is decoded whole.
+ */
+async function readNewest(
+  file: string,
+  complete: number,
+  limit: number,
+  loraId: string | undefined,
+): Promise<ReadLines> {
+  const newest: HistoryEvent[] = [];
+  let skippedLines = 0;
+  if (limit === 0) return { events: newest, skippedLines };
+  const take = (line: Buffer): boolean => {
+    const texts = linesOf(line.toString('utf8'));
+    for (let i = texts.length - 1; i >= 0; i--) {
+      if (texts[i].trim() === '') continue;
+      const ev = parseHistoryLine(texts[i]);
+      if (!ev) skippedLines++;
+      else if (loraId === undefined || ev.lora_id === loraId) newest.push(ev);
+      if (newest.length >= limit) return true;
+    }
+    return false;
+  };
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(TAIL_CHUNK);
+    // [pos, pos + pending.length) is the start of a line whose end has been seen; the region read
+    // so far is followed by a line end (the file's last '\n' is left out at the start).
+    let pos = complete - 1;
+    let pending = Buffer.alloc(0);
+    while (pos > 0 || pending.length) {
+      const start = Math.max(0, pos - TAIL_CHUNK);
+      const { bytesRead } = await fh.read(buf, 0, pos - start, start);
+      // A short read means the file shrank under us: what is gone is treated as absent.
+      const joined = Buffer.concat([buf.subarray(0, bytesRead), pending]);
+      let end = joined.length;
+      for (
+        let nl = end > 0 ? joined.lastIndexOf(NL, end - 1) : -1;
+        nl >= 0;
+        nl = end > 0 ? joined.lastIndexOf(NL, end - 1) : -1
+      ) {
+        if (take(joined.subarray(nl + 1, end))) return { events: newest.reverse(), skippedLines };
+        end = nl;
+      }
+      if (start === 0 || bytesRead < pos - start) {
+        if (take(joined.subarray(0, end))) return { events: newest.reverse(), skippedLines };
+        break;
+      }
+      pending = Buffer.from(joined.subarray(0, end));
+      pos = start;
+    }
+    return { events: newest.reverse(), skippedLines };
+  } finally {
+    await fh.close();
+  }
+}
+
 export class History {
   readonly path: string;
+  /** Where syncCount stopped: the log's inode, the offset past the last line counted, the count. */
+  private syncs: { ino: number; offset: number; count: number } | undefined;
 
   constructor(workspaceRoot: string) {
     this.path = join(resolve(workspaceRoot), HISTORY_DIR, HISTORY_FILE);
@@ -211,31 +304,55 @@ export class History {
   /**
    * All valid events, oldest first. Only the bytes up to the last '\n' seen at the start are read,
    * so an append running at the same time is either wholly absent or (rarely) counted as one skipped
-   * torn line — never half-parsed.
+   * torn line — never half-parsed. With a `limit`, the file is read backwards from its end until
+   * that many events are found: the cost follows the limit, not the log (a busy workspace's log grows
+   * by megabytes a day, and the history view asks for its newest events often). `skippedLines` then
+   * counts the unreadable lines among those read.
    */
   async read(opts: HistoryReadOptions = {}): Promise<HistoryReadResult> {
     const limit = opts.limit === undefined || Number.isNaN(opts.limit) ? Infinity : Math.max(0, Math.floor(opts.limit));
     const bounds = await lineBoundary(this.path);
     if (!bounds) return { events: [], skippedLines: 0 };
-    let skippedLines = bounds.complete < bounds.size ? 1 : 0;
-    let events: HistoryEvent[] = [];
-    if (bounds.complete === 0) return { events, skippedLines };
-    const stream = createReadStream(this.path, { start: 0, end: bounds.complete - 1 });
-    const lines = createInterface({ input: stream, crlfDelay: Infinity });
-    for await (const line of lines) {
-      if (line.trim() === '') continue;
-      const ev = parseHistoryLine(line);
-      if (!ev) {
-        skippedLines++;
-        continue;
-      }
-      if (opts.loraId !== undefined && ev.lora_id !== opts.loraId) continue;
-      events.push(ev);
-      // Trim in batches rather than shifting per event: memory stays O(limit), time O(lines).
-      if (events.length >= 2 * limit + 1024) events = events.slice(events.length - limit);
+    const torn = bounds.complete < bounds.size ? 1 : 0;
+    if (bounds.complete === 0) return { events: [], skippedLines: torn };
+    const r = Number.isFinite(limit)
+      ? await readNewest(this.path, bounds.complete, limit, opts.loraId)
+      : await readAll(this.path, bounds.complete, opts.loraId);
+    return { events: r.events, skippedLines: r.skippedLines + torn };
+  }
+
+  /**
+   * How many SYNC events synced at least one copy (the stats' `total_syncs_performed`). Counted once,
+   * then only over what was appended since: the log is append-only, so the count of its first bytes
+   * never changes. A log that was replaced, emptied or cut short is counted again from the start.
+   */
+  async syncCount(): Promise<number> {
+    let fh: FileHandle;
+    try {
+      fh = await open(this.path, 'r');
+    } catch (e) {
+      if (isNotFound(e)) return 0;
+      throw e;
     }
-    if (events.length > limit) events = events.slice(events.length - limit);
-    return { events, skippedLines };
+    try {
+      const st = await fh.stat();
+      const complete = await endOfLastLine(fh, st.size);
+      let c = this.syncs;
+      if (!c || c.ino !== st.ino || c.offset > complete || !(await endsLineAt(fh, c.offset)))
+        c = { ino: st.ino, offset: 0, count: 0 };
+      let count = c.count;
+      if (complete > c.offset) {
+        const stream = fh.createReadStream({ start: c.offset, end: complete - 1, autoClose: false });
+        for await (const line of createInterface({ input: stream, crlfDelay: Infinity })) {
+          const ev = line.trim() === '' ? undefined : parseHistoryLine(line);
+          if (ev?.event === 'SYNC' && (ev.synced_copies ?? 0) > 0) count++;
+        }
+      }
+      this.syncs = { ino: st.ino, offset: complete, count };
+      return count;
+    } finally {
+      await fh.close();
+    }
   }
 
   /** If the file does not end with '\n', truncates it to its last complete line. Returns the bytes dropped. */

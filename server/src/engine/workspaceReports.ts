@@ -134,11 +134,10 @@ export async function stats(ws: ReportSource): Promise<Stats> {
     (n, g) => n + g.copies.length + g.broken.filter((b) => b.role === 'copy').length,
     0,
   );
-  const { events } = await ws.history.read();
   return {
     total_loras_tracked: loras,
     total_copies_tracked: copies,
-    total_syncs_performed: events.filter((e) => e.event === 'SYNC' && (e.synced_copies ?? 0) > 0).length,
+    total_syncs_performed: await ws.history.syncCount(),
     average_copies_per_lora: loras ? Math.round((copies / loras) * 100) / 100 : 0,
     files: ws.fileCount(),
     unrecognized: map.unrecognized.length,
