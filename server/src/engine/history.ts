@@ -169,17 +169,21 @@ function linesOf(text: string): string[] {
   return (text.endsWith('\r') ? text.slice(0, -1) : text).split('\r');
 }
 
+/** Each non-blank line of `input` (a stream of log bytes), parsed: the event, or undefined if unreadable. */
+async function eachLine(input: NodeJS.ReadableStream, fn: (ev: HistoryEvent | undefined) => void): Promise<void> {
+  for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+    if (line.trim() !== '') fn(parseHistoryLine(line));
+  }
+}
+
 /** Every valid event in the first `complete` bytes, oldest first (optionally one LoRA's). */
 async function readAll(file: string, complete: number, loraId: string | undefined): Promise<ReadLines> {
   const events: HistoryEvent[] = [];
   let skippedLines = 0;
-  const stream = createReadStream(file, { start: 0, end: complete - 1 });
-  for await (const line of createInterface({ input: stream, crlfDelay: Infinity })) {
-    if (line.trim() === '') continue;
-    const ev = parseHistoryLine(line);
+  await eachLine(createReadStream(file, { start: 0, end: complete - 1 }), (ev) => {
     if (!ev) skippedLines++;
     else if (loraId === undefined || ev.lora_id === loraId) events.push(ev);
-  }
+  });
   return { events, skippedLines };
 }
 
@@ -342,11 +346,9 @@ export class History {
         c = { ino: st.ino, offset: 0, count: 0 };
       let count = c.count;
       if (complete > c.offset) {
-        const stream = fh.createReadStream({ start: c.offset, end: complete - 1, autoClose: false });
-        for await (const line of createInterface({ input: stream, crlfDelay: Infinity })) {
-          const ev = line.trim() === '' ? undefined : parseHistoryLine(line);
+        await eachLine(fh.createReadStream({ start: c.offset, end: complete - 1, autoClose: false }), (ev) => {
           if (ev?.event === 'SYNC' && (ev.synced_copies ?? 0) > 0) count++;
-        }
+        });
       }
       this.syncs = { ino: st.ino, offset: complete, count };
       return count;
