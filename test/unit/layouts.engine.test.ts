@@ -302,6 +302,14 @@ describe('engine on real LoRA layouts (layouts_workspace)', function () {
     assert.ok(!matchesSourceFolder('models/loras/a.safetensors', v));
     assert.equal(mergeConfig(DEFAULT_CONFIG, { sourceFolders: ['train/'] }, 't').sourceFolders[0], 'train/');
     assert.ok(matchesSourceFolder('train/a.pt', ['train/']), 'a trailing slash names the folder');
+    // Answers are remembered per folder and per list of values: asked again, or for another file of
+    // the same folder, the same; another list of values is judged on its own.
+    for (let i = 0; i < 2; i++) {
+      assert.ok(matchesSourceFolder('train/kohya/b.safetensors', v));
+      assert.ok(!matchesSourceFolder('models/loras/b.safetensors', v));
+      assert.ok(!matchesSourceFolder('train/kohya/b.safetensors', ['output/*']));
+      assert.ok(matchesSourceFolder('models/loras/b.safetensors', ['loras']));
+    }
   });
 
   it('growing files: a recent file whose key changed across its read waits; an old or settled one does not; partial downloads are never listed', async () => {

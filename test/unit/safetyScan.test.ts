@@ -14,6 +14,7 @@ import { ZipReader } from '../../server/src/formats/zip/zipReader';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
 import { isFormatError } from '../../server/src/formats/errors';
 import { LEGACY_HEAD } from '../../server/src/formats/torch/legacy';
+import { plainlySafe } from '../../server/src/formats/fileSafety';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
 const u = (t: string) => Buffer.concat([Buffer.from([0x8c, t.length]), b(t)]);
@@ -227,6 +228,139 @@ describe('safety scan', () => {
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/**
+ * The scan is skipped for a data.pkl the decoder shows plainly safe (fileSafety.ts plainlySafe): that
+ * must never hide a finding. Checked against the scan itself on every data.pkl the fixtures hold, on
+ * the crafted hostile pickles above, and on thousands of corruptions and splices of both.
+ */
+describe('plainlySafe: the skipped scan would have found nothing', () => {
+  const fixturePickles = (): Array<{ name: string; pkl: Buffer }> => {
+    const out: Array<{ name: string; pkl: Buffer }> = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (/\.(pt|bin|pth|ckpt)$/.test(e.name)) {
+          try {
+            const z = ZipReader.fromBytes(readFileSync(p));
+            const r = z.records.find((x) => x.name.endsWith('/data.pkl'));
+            const pkl = r && z.readInMemory(r, { checkCrc: false });
+            if (pkl) out.push({ name: p, pkl: Buffer.from(pkl) });
+          } catch {
+            // not a zip we read: not a data.pkl case
+          }
+        }
+      }
+    };
+    walk(join(__dirname, '..', 'fixtures'));
+    return out;
+  };
+  const hostile = [
+    b('\x80\x02cposix\nsystem\nN\x85R.'),
+    cat(b('\x80\x04'), u('os'), u('system'), b('\x93).')),
+    b('\x80\x02c_codecs\nencode\n)R)R.'),
+    b('\x80\x02\x82\x01.'),
+    b("\x80\x02ctorch\n_utils\nq\x000h\x00}S'_rebuild_tensor_v2'\ncbuiltins\neval\nsb."),
+    b("ccollections\nOrderedDict\nS'k'\nNs."),
+    b('c__builtin__\nset\nNa.'),
+    b('(cos\nsystem\nNo.'),
+    b("(S'x'\nios\nsystem\n."),
+    b('\x80\x02ccollections\nOrderedDict\n)R)R.'),
+    b('\x80\x02ccollections\nOrderedDict\n)R.\x80\x02cposix\nsystem\nN\x85R.'),
+  ];
+  const verdict = (x: Buffer): { plain: boolean; decoded: boolean } => {
+    let d: ReturnType<typeof decodePickle>;
+    try {
+      d = decodePickle(x);
+    } catch {
+      return { plain: false, decoded: false };
+    }
+    return { plain: plainlySafe(d, x.length), decoded: true };
+  };
+  const check = (x: Buffer, what: string): boolean => {
+    const v = verdict(x);
+    if (!v.plain) return false;
+    const scan = scanPickles(x);
+    assert.deepEqual(scanFindings(scan), [], `${what}: plainly safe, yet the scan finds something`);
+    assert.equal(scan.pickles.length, 1, what);
+    assert.equal(scan.pickles[0].end, x.length, what);
+    return true;
+  };
+
+  it('every sound torch-written data.pkl is plainly safe; every hostile one is not', () => {
+    const fx = fixturePickles();
+    assert.ok(fx.length >= 40, `${fx.length} fixture pickles`);
+    let plain = 0;
+    for (const { name, pkl } of fx) {
+      const findings = scanFindings(scanPickles(pkl));
+      if (check(pkl, name)) plain++;
+      else
+        assert.ok(findings.length > 0 || !verdict(pkl).decoded, `${name}: sound and decodable, yet not plainly safe`);
+    }
+    assert.ok(plain >= 35, `${plain} plainly safe`);
+    for (const h of hostile) assert.equal(verdict(h).plain, false, JSON.stringify(h.toString('latin1')));
+  });
+
+  it('never hides a finding: corruptions and hostile splices of real pickles', () => {
+    let seed = 11;
+    const rand = (n: number) => Math.floor(((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * n);
+    const bases = fixturePickles().map((f) => f.pkl);
+    const pieces = [
+      b('cposix\nsystem\n'),
+      b('cbuiltins\neval\n'),
+      b('ctorch\n_utils\n'),
+      cat(u('os'), u('system'), b('\x93')),
+      b(')R'),
+      b('R'),
+      b('b'),
+      b('s'),
+      b('a'),
+      b('\x82\x01'),
+      b('h\x00'),
+      b('2'),
+      b('0'),
+      b('.'),
+      b('\x81'),
+      b('o'),
+      b('('),
+    ];
+    let plain = 0;
+    let decodedNotPlain = 0;
+    for (let i = 0; i < 6000; i++) {
+      const base = bases[rand(bases.length)];
+      let x = Buffer.from(base);
+      const kind = rand(4);
+      const at = rand(x.length);
+      if (kind === 0) x[at] = rand(256);
+      else if (kind === 1) x = cat(x.subarray(0, at), pieces[rand(pieces.length)], x.subarray(at));
+      else if (kind === 2) x = cat(x.subarray(0, at), x.subarray(Math.min(x.length, at + 1 + rand(8))));
+      else x = cat(x.subarray(0, at), hostile[rand(hostile.length)].subarray(2), x.subarray(at));
+      if (check(x, `mutation ${i} (kind ${kind} at ${at})`)) plain++;
+      else if (verdict(x).decoded) decodedNotPlain++;
+    }
+    // Both sides are exercised: many corruptions still decode plainly safe (a changed value), and
+    // many decode but are not plainly safe (a name, a call, trailing bytes).
+    assert.ok(plain > 300, `${plain} plainly safe`);
+    assert.ok(decodedNotPlain > 100, `${decodedNotPlain} decoded, not plainly safe`);
+  });
+
+  it('openCheckpoint reports the same findings as a scan of every fixture data.pkl', async () => {
+    for (const { name, pkl } of fixturePickles()) {
+      const want = scanFindings(scanPickles(pkl)).map((f) => f.global);
+      let got: string[];
+      try {
+        const c = await openCheckpoint(name);
+        got = c.unsafe.map((f) => f.global);
+        await c.close();
+      } catch (e) {
+        if (!isFormatError(e)) throw e;
+        got = (e.unsafe ?? []).map((f) => f.global);
+      }
+      assert.deepEqual(got.slice(0, want.length), want, name);
     }
   });
 });

@@ -28,11 +28,28 @@ function testsOf(values: readonly string[]): FolderTest[] {
   return tests;
 }
 
+/** Per config: folder path -> whether it is or lies in a source folder (a scan asks once per file, folders are few). */
+const byFolder = new WeakMap<readonly string[], Map<string, boolean>>();
+const MAX_REMEMBERED_FOLDERS = 50_000;
+
 /** Whether the file at `rel` (relative, '/', NFC) lies in a source folder. */
 export function matchesSourceFolder(rel: string, values: readonly string[]): boolean {
+  const slash = rel.lastIndexOf('/');
+  if (slash < 0) return false;
+  const dir = rel.slice(0, slash);
+  let known = byFolder.get(values);
+  if (!known) byFolder.set(values, (known = new Map()));
+  let yes = known.get(dir);
+  if (yes === undefined) {
+    if (known.size >= MAX_REMEMBERED_FOLDERS) known.clear();
+    known.set(dir, (yes = folderMatches(dir, values)));
+  }
+  return yes;
+}
+
+function folderMatches(dir: string, values: readonly string[]): boolean {
   const tests = testsOf(values);
-  const parts = rel.split('/');
-  parts.pop();
+  const parts = dir.split('/');
   let folder = '';
   for (const p of parts) {
     const name = p.normalize('NFC');

@@ -4,9 +4,8 @@
  * disk and are streamed later (fingerprint, write). Nothing from a pickle is ever executed.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { FormatError, isFormatError } from './errors';
-import { decodePickle } from './pickle/decoder';
+import { type DecodedPickle, decodePickle } from './pickle/decoder';
 import type { PyGlobal, PyNode } from './pickle/nodes';
 import { ZipReader, type ZipRecord } from './zip/zipReader';
 import { type TorchDtype, dtypeFromSafetensors, itemSize, numelOf } from './dtypes';
@@ -16,6 +15,7 @@ import { isSafetensors, readSafetensors } from './safetensors';
 import { safetyFindings, type SafetyFinding } from './safety';
 import {
   LEGACY_PICKLES,
+  plainlySafe,
   scanDataPkl,
   scanLegacyStream,
   scanZipLeniently,
@@ -23,7 +23,8 @@ import {
   trailingAfterFirst,
   withFindings,
 } from './fileSafety';
-import { MemoryHandle, SMALL_FILE_BYTES } from '../io/memoryHandle';
+import { MemoryHandle } from '../io/memoryHandle';
+import { readSmallFile } from '../io/smallFile';
 
 export type CheckpointFormat = 'torch-zip' | 'torch-legacy' | 'torchscript' | 'safetensors';
 
@@ -112,42 +113,6 @@ export function sniffFormat(head: Uint8Array, fileSize: number): 'zip' | 'legacy
   if (looksLegacy(head)) return 'legacy';
   if (isSafetensors(head, fileSize)) return 'safetensors';
   return undefined;
-}
-
-/**
- * A small file's bytes, read with synchronous calls: microseconds each, where the asynchronous path
- * costs a thread-pool round trip per call, which dominated scans of thousands of files. Undefined
- * for large or empty files and on any error (the asynchronous path then reports it).
- */
-function readSmallFile(path: string, expectedSize?: number): Buffer | undefined {
-  let fd: number | undefined;
-  try {
-    let size = expectedSize;
-    if (size === undefined) {
-      const st = statSync(path);
-      if (!st.isFile()) return undefined;
-      size = st.size;
-    }
-    if (size <= 0 || size > SMALL_FILE_BYTES) return undefined;
-    fd = openSync(path, 'r');
-    // One byte more than expected: a read that fills it means the file grew since it was seen. A
-    // regular file reads short only at its end, so one read says it all (no second read to see 0).
-    let buf = Buffer.allocUnsafe(size + 1);
-    let got = readSync(fd, buf, 0, buf.length, 0);
-    if (got > size) {
-      const st = fstatSync(fd);
-      if (!st.isFile() || st.size > SMALL_FILE_BYTES) return undefined;
-      const grown = Buffer.allocUnsafe(st.size);
-      got = 0;
-      for (let n = -1; n !== 0 && got < grown.length; got += n) n = readSync(fd, grown, got, grown.length - got, got);
-      buf = grown;
-    }
-    return got > 0 ? buf.subarray(0, got) : undefined;
-  } catch {
-    return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
 }
 
 export async function openCheckpoint(path: string, opts: OpenOptions = {}): Promise<Checkpoint> {
@@ -277,9 +242,21 @@ async function openZip(
     throw withFindings(new FormatError('ZIP_BAD_STRUCTURE', 'more than one data.pkl record'), findings);
   }
   const pickleBytes = zip.readInMemory(pkl[0], pklOpts) ?? (await zip.read(pkl[0], pklOpts));
-  const safety = scanDataPkl(pickleBytes, pkl[0].name);
+  // One walk over the pickle when it is plainly safe (fileSafety.ts plainlySafe): the decoder's;
+  // otherwise the safety scan walks it too, on its own, as it always did. A decode error is raised
+  // where openZipPickle decodes, after its record checks, as before.
+  let decoded: DecodedPickle | Error;
   try {
-    return await openZipPickle(path, fh, size, zip, pkl[0], pickleBytes, safety.findings, bytes, safety.scan);
+    decoded = decodePickle(pickleBytes);
+  } catch (e) {
+    decoded = e as Error;
+  }
+  const safety =
+    decoded instanceof Error || !plainlySafe(decoded, pickleBytes.length)
+      ? scanDataPkl(pickleBytes, pkl[0].name)
+      : { findings: [], scan: undefined };
+  try {
+    return await openZipPickle(path, fh, size, zip, pkl[0], pickleBytes, safety.findings, bytes, safety.scan, decoded);
   } catch (e) {
     throw withFindings(e, safety.findings);
   }
@@ -294,7 +271,8 @@ async function openZipPickle(
   pickleBytes: Buffer,
   findings: SafetyFinding[],
   bytes: Buffer | undefined,
-  scan: ReturnType<typeof scanDataPkl>['scan'],
+  scan: ReturnType<typeof scanDataPkl>['scan'] | undefined,
+  decodedOrError: DecodedPickle | Error,
 ): Promise<Checkpoint> {
   const pkl = [pklRecord];
   const prefix = pkl[0].name.slice(0, -'/data.pkl'.length);
@@ -306,8 +284,10 @@ async function openZipPickle(
   if (!/^\d+$/.test(version))
     throw new FormatError('BAD_VERSION', `version record says ${JSON.stringify(version.slice(0, 20))}`);
   const format: CheckpointFormat = zip.get(`${prefix}/constants.pkl`) ? 'torchscript' : 'torch-zip';
-  const decoded = decodePickle(pickleBytes);
-  const trailing = trailingAfterFirst(scan, pickleBytes.length);
+  if (decodedOrError instanceof Error) throw decodedOrError;
+  const decoded = decodedOrError;
+  // (no scan: the pickle ended at its last byte, see plainlySafe)
+  const trailing = scan ? trailingAfterFirst(scan, pickleBytes.length) : undefined;
   if (trailing !== undefined)
     throw new FormatError(
       'TRAILING_DATA',

@@ -11,9 +11,10 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { type FormatError, isFormatError } from './errors';
+import type { DecodedPickle } from './pickle/decoder';
 import { OPCODE_NAMES } from './pickle/opcodes';
 import { type PickleScan, scanPickles } from './pickle/safetyScan';
-import { type SafetyFinding, scanFindings } from './safety';
+import { isAllowedGlobal, type SafetyFinding, scanFindings } from './safety';
 import { looksLegacy } from './torch/legacy';
 
 /** The pickles torch's legacy loader unpickles: magic number, protocol, sys_info, object, storage keys. */
@@ -34,6 +35,31 @@ export function startsLikePickle(head: Uint8Array): boolean {
 export function scanDataPkl(bytes: Uint8Array, record: string): StreamSafety {
   const scan = scanPickles(bytes);
   return { scan, findings: scanFindings(scan, record) };
+}
+
+/**
+ * Below this many bytes a pickle cannot reach the scan model's bounds (MODEL_LIMITS: every value,
+ * MARK and memo entry takes at least one byte), so the scan never caps (a cap is itself a finding).
+ */
+const PLAIN_MAX_BYTES = 1 << 20;
+
+/**
+ * Whether a data.pkl that the decoder read whole is one the safety scan would find nothing in, so
+ * the scan (a second walk over the same bytes) can be skipped: the decoder reached STOP at the last
+ * byte (one pickle, nothing after it), every global it met is allowlisted, and every call calls a
+ * GLOBAL node itself. Why that is enough: the scan's findings are names outside the allowlist (the
+ * decoder meets every name the scan records: GLOBAL, INST, STACK_GLOBAL of two str), calls of what
+ * it cannot name (EXT codes, which the decoder refuses; calls of a call's result, excluded here;
+ * STACK_GLOBAL of a computed name, which the decoder refuses) and mutations of a global (BUILD,
+ * APPEND(S), SETITEM(S), ADDITEMS on a global node, all of which the decoder refuses), and the cap
+ * (excluded by size). Anything else (a decode error, a finding, trailing bytes) takes the scan as
+ * before, which never depends on the decoder. The unit suite checks the claim against the scan on
+ * every fixture and on thousands of corrupted pickles.
+ */
+export function plainlySafe(decoded: DecodedPickle, length: number): boolean {
+  if (length >= PLAIN_MAX_BYTES || decoded.end !== length || !decoded.callsNamed) return false;
+  for (const g of decoded.globals) if (!isAllowedGlobal(g)) return false;
+  return true;
 }
 
 /**

@@ -95,6 +95,23 @@ class TreeHasher {
     this.leaf.init();
     this.leafFill = 0;
   }
+  /**
+   * The digest of `b` alone (what reset, update(b), digest give), in one leaf call when `b` fits one
+   * leaf and the backend hashes in one shot. Ends with the hasher reset.
+   */
+  digestOf(b: Uint8Array): string {
+    if (!this.leaf.oneShotInto || b.length > LEAF) {
+      this.reset();
+      this.update(b);
+      const d = this.digest();
+      this.reset();
+      return d;
+    }
+    this.leaf.oneShotInto(b, this.top, 0);
+    this.top.writeUInt32LE(b.length, 8);
+    this.top.writeUInt32LE(0, 12);
+    return hash('sha256', this.top.subarray(0, 16), 'hex').slice(0, 32);
+  }
   digest(): string {
     if (this.leafFill > 0 || this.leaves === 0) this.closeLeaf();
     const n = this.leaves * 8;
@@ -388,9 +405,7 @@ function hashInMemory(
         continue;
       }
       const start = t.storageOffset * itemSize(t.dtype);
-      h.reset();
-      h.update(data.subarray(start, start + t.byteLength));
-      digests.set(t, h.digest());
+      digests.set(t, h.digestOf(data.subarray(start, start + t.byteLength)));
     }
   }
   return gathered;

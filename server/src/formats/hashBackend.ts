@@ -21,6 +21,11 @@ export interface Xxh64Stream {
   init(): void;
   update(b: Uint8Array): void;
   digestInto(out: Buffer, offset: number): void;
+  /**
+   * The digest of `b` alone into `out` at `offset`, without touching the stream's state: one native
+   * call where init + update + digest are three (most LoRA tensors are kilobytes). Absent: use those.
+   */
+  oneShotInto?(b: Uint8Array, out: Buffer, offset: number): void;
 }
 
 export interface HashBackend {
@@ -33,6 +38,7 @@ export interface HashBackend {
 
 interface NativeXxhash {
   Xxh64: new () => { update(b: Uint8Array): unknown; digest(): bigint; reset(): void };
+  xxh64(b: Uint8Array): bigint;
 }
 interface NativeCrc {
   crc32(b: Uint8Array, initial?: number | null): number;
@@ -71,12 +77,17 @@ function loadNative<T>(file: 'xxhash' | 'crc32'): T | undefined {
 function nativeBackend(): HashBackend | undefined {
   const xx = loadNative<NativeXxhash>('xxhash');
   const crc = loadNative<NativeCrc>('crc32');
-  if (!xx?.Xxh64 || !crc?.crc32) return undefined;
+  if (!xx?.Xxh64 || !xx.xxh64 || !crc?.crc32) return undefined;
   // Whatever loaded must compute the published check values, or the portable hashers are used.
   try {
     const h = new xx.Xxh64();
     h.update(Buffer.from('abc'));
-    if (h.digest() !== 0x44bc2cf5ad770999n || crc.crc32(Buffer.from('123456789'), 0) !== 0xcbf43926) return undefined;
+    if (
+      h.digest() !== 0x44bc2cf5ad770999n ||
+      xx.xxh64(Buffer.from('abc')) !== 0x44bc2cf5ad770999n ||
+      crc.crc32(Buffer.from('123456789'), 0) !== 0xcbf43926
+    )
+      return undefined;
   } catch {
     return undefined;
   }
@@ -89,6 +100,9 @@ function nativeBackend(): HashBackend | undefined {
       },
       digestInto: (out, offset) => {
         out.writeBigUInt64BE(h.digest(), offset);
+      },
+      oneShotInto: (b, out, offset) => {
+        out.writeBigUInt64BE(xx.xxh64(b), offset);
       },
     };
   };

@@ -41,6 +41,12 @@ export interface DecodedPickle {
   nodeCount: number;
   /** Offset just after STOP. A torch legacy file has more pickles after it. */
   end: number;
+  /**
+   * Every call (REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ) calls a GLOBAL node itself, never what another
+   * call returned or a literal: with every global allowlisted, nothing the pickle runs is unnamed
+   * (see fileSafety.ts `plainlySafe`).
+   */
+  callsNamed: boolean;
 }
 
 export function decodePickle(buf: Uint8Array, opts?: Partial<PickleLimits>): DecodedPickle {
@@ -94,6 +100,7 @@ class PickleDecoder extends PickleMachine {
             globals: this.globals,
             nodeCount: this.nodeCount,
             end,
+            callsNamed: this.callsNamed,
           };
         }
         case 0x30: // POP: like CPython, an empty frame above a MARK pops the MARK

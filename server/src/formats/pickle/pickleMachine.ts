@@ -33,6 +33,8 @@ export class PickleMachine {
   protected readonly globals: PyGlobal[] = [];
   protected readonly globalKeys = new Set<string>();
   protected nodeCount = 0;
+  /** False once a call's callable is not a GLOBAL node (see DecodedPickle.callsNamed). */
+  protected callsNamed = true;
   protected protocol = -1;
   protected inferredProtocol = 0;
 
@@ -94,6 +96,7 @@ export class PickleMachine {
 
   protected object(how: PyObject['how'], callable: PyNode, args: PyNode, at: number): PyObject {
     this.count(at);
+    if (callable.kind !== 'global') this.callsNamed = false;
     return { kind: 'object', how, callable, args, memo: false };
   }
 
