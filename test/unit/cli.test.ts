@@ -1,11 +1,14 @@
 /** `lora-sync inspect` as a user runs it (the built dist/cli.js): output, JSON schema, exit codes. */
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
-const CLI = join(ROOT, 'dist', 'cli.js');
+const CLI = process.env.CLI_UNDER_TEST ?? join(ROOT, 'dist', 'cli.js');
 const FIX = join(ROOT, 'test', 'fixtures', 'torch');
 
 function run(...args: string[]) {
@@ -45,6 +48,27 @@ describe('lora-sync inspect (CLI)', () => {
     assert.match(r.out, /"integral_float": 1\.0/);
     assert.match(r.out, /"life_energy": 1\.2/);
     assert.deepEqual(j.metadata.lora_params['layers.0.lora_A'].$tensor.shape, [8, 16]);
+  });
+
+  it('a reader that closes the pipe early (`| head`) ends the command quietly: no EPIPE stack trace', async function () {
+    this.timeout(60000);
+    const ws = await mkdtemp(join(tmpdir(), 'lora-pipe-'));
+    try {
+      // Enough files that the JSON (~0.7 kB a file, ~350 kB) overflows a pipe's 64 kB buffer many times.
+      await generateSeedWorkspace(ws, { loras: 100, copies: 400 });
+      const p = spawn(process.execPath, [CLI, 'status', '--json', '--all', '--root', ws], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let err = '';
+      p.stderr.on('data', (d) => (err += d));
+      p.stdout.once('data', () => p.stdout.destroy()); // what `head -c 1` does
+      const code = await new Promise<number | null>((resolve) => p.on('close', resolve));
+      assert.doesNotMatch(err, /EPIPE|internal error|Unhandled/, err);
+      // The command's own code when it was known (1: this workspace has problems), else SIGPIPE's 141.
+      assert.ok(code === 1 || code === 141, `exit ${code}`);
+    } finally {
+      await rm(ws, { recursive: true, force: true });
+    }
   });
 
   it('human output names format, CRC, safety and tensors', () => {

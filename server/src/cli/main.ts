@@ -143,6 +143,14 @@ async function main(argv: string[]): Promise<number> {
   throw new CliUsageError(`unknown command '${cmd}'`);
 }
 
+// A reader that stops early (`lora-sync status --json | head`) closes the pipe: stop quietly, as a
+// process killed by SIGPIPE does (exit 141, unless the command's own code is already known), rather
+// than an unhandled EPIPE stack trace. What was written stays written (every write is atomic).
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+  process.exit(process.exitCode ?? 141);
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
