@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
-const CLI = process.env.CLI_UNDER_TEST ?? join(ROOT, 'dist', 'cli.js');
+const CLI = join(ROOT, 'dist', 'cli.js');
 const FIX = join(ROOT, 'test', 'fixtures', 'torch');
 
 function run(...args: string[]) {

@@ -96,27 +96,27 @@ class TreeHasher {
     this.leafFill = 0;
   }
   /**
-   * The digest of `b` alone (what reset, update(b), digest give), in one leaf call when `b` fits one
-   * leaf and the backend hashes in one shot. Ends with the hasher reset.
+   * The digest of `b` alone (what reset, update(b), digest give), with one leaf call when `b` fits
+   * one leaf and the backend hashes in one shot.
    */
   digestOf(b: Uint8Array): string {
     if (!this.leaf.oneShotInto || b.length > LEAF) {
       this.reset();
       this.update(b);
-      const d = this.digest();
-      this.reset();
-      return d;
+      return this.digest();
     }
     this.leaf.oneShotInto(b, this.top, 0);
-    this.top.writeUInt32LE(b.length, 8);
-    this.top.writeUInt32LE(0, 12);
-    return hash('sha256', this.top.subarray(0, 16), 'hex').slice(0, 32);
+    return this.topDigest(1, b.length);
   }
   digest(): string {
     if (this.leafFill > 0 || this.leaves === 0) this.closeLeaf();
-    const n = this.leaves * 8;
-    this.top.writeUInt32LE(this.total % 0x1_0000_0000, n);
-    this.top.writeUInt32LE(Math.floor(this.total / 0x1_0000_0000), n + 4);
+    return this.topDigest(this.leaves, this.total);
+  }
+  /** SHA-256 over the first `leaves` leaf digests and the total length (u64 LE), cut to 128 bits. */
+  private topDigest(leaves: number, total: number): string {
+    const n = leaves * 8;
+    this.top.writeUInt32LE(total % 0x1_0000_0000, n);
+    this.top.writeUInt32LE(Math.floor(total / 0x1_0000_0000), n + 4);
     return hash('sha256', this.top.subarray(0, n + 8), 'hex').slice(0, 32);
   }
 }
