@@ -6,6 +6,11 @@
  *   crc      + CRC32 of every record's bytes, checked against the directory
  *   hash     + XXH64 of every record's bytes
  *   decode   read each file, then decode its data.pkl with the project's pickle decoder
+ *   all      every step the guarantees require and nothing else, in one pass over each file: read,
+ *            zip directory, CRC32 of every record, decode data.pkl (the plainly-safe check, else the
+ *            safety scan), find the tensors, each tensor's digest (XXH64 leaf + SHA-256 top, as
+ *            fingerprint.ts), the metadata's typed texts and their digests, the tensor-list digest:
+ *            no checkpoint model, no entry, no recognition, no statuses, no cache (issue 16's floor)
  * and, the project's own read path step by step (each includes the ones before it):
  *   open         openCheckpoint + close: zip checks, the safety scan, the decoded pickle, the tensor model
  *   recognize    + the layout recognizers (describeCheckpoint + recognize)
@@ -29,6 +34,12 @@ import { recognize } from '../../server/src/layouts/recognize';
 import { readEntry } from '../../server/src/engine/loraFile';
 import { loadConfig } from '../../server/src/engine/config';
 import { PIPELINE } from './budgetSteps';
+import { plainlySafe } from '../../server/src/formats/fileSafety';
+import { getKey, mappingEntries } from '../../server/src/formats/pickle/nodes';
+import { typedFormJson } from '../../server/src/formats/pyValue';
+import { keyDigestOf, metaDigestOf } from '../../server/src/engine/loraFile';
+import { hash } from 'node:crypto';
+import { itemSize } from '../../server/src/formats/dtypes';
 
 interface Rec {
   name: string;
@@ -100,11 +111,7 @@ async function pipeline(step: string, files: string[], root: string): Promise<vo
       await c.close();
     }
   }
-  const work = performance.now() - t0;
-  const c = process.cpuUsage(c0);
-  process.stdout.write(
-    `${JSON.stringify({ step, files: files.length, work_ms: work, cpu_ms: (c.user + c.system) / 1000 })}\n`,
-  );
+  report({ step, files: files.length }, t0, c0);
 }
 
 async function main(): Promise<void> {
@@ -116,6 +123,10 @@ async function main(): Promise<void> {
   }
   if (PIPELINE.includes(step)) {
     await pipeline(step, files, root);
+    return;
+  }
+  if (step === 'all') {
+    lean(files);
     return;
   }
   const h = hashBackend();
@@ -145,11 +156,61 @@ async function main(): Promise<void> {
       }
     }
   }
+  report({ step, files: files.length, records: recs, crc_failures: bad }, t0, c0);
+}
+
+/** Prints one loop's result line: its counts, its wall time and this process's CPU since `c0`. */
+function report(counts: Record<string, unknown>, t0: number, c0: NodeJS.CpuUsage): void {
   const work = performance.now() - t0;
   const c = process.cpuUsage(c0);
-  process.stdout.write(
-    `${JSON.stringify({ step, files: files.length, records: recs, crc_failures: bad, work_ms: work, cpu_ms: (c.user + c.system) / 1000 })}\n`,
-  );
+  process.stdout.write(`${JSON.stringify({ ...counts, work_ms: work, cpu_ms: (c.user + c.system) / 1000 })}\n`);
+}
+
+/** The `all` step: everything a cold verify must do to a seed-like file, in one lean pass (see the header). */
+function lean(files: string[]): void {
+  const h = hashBackend();
+  const xx = h.xxh64Now()!;
+  const top = Buffer.alloc(16);
+  let recs = 0;
+  let bad = 0;
+  let tensors = 0;
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  for (const f of files) {
+    const b = readFileSync(f);
+    const rs = records(b);
+    recs += rs.length;
+    const byName = new Map<string, Rec>();
+    let pkl: Rec | undefined;
+    for (const r of rs) {
+      if (h.crc32(b.subarray(r.data, r.data + r.size)) !== r.crc) bad++;
+      byName.set(r.name, r);
+      if (r.name.endsWith('/data.pkl')) pkl = r;
+    }
+    if (!pkl) continue;
+    const bytes = b.subarray(pkl.data, pkl.data + pkl.size);
+    const d = decodePickle(bytes);
+    if (!plainlySafe(d, bytes.length)) scanDataPkl(bytes, pkl.name);
+    const prefix = pkl.name.slice(0, -'data.pkl'.length);
+    const rows: unknown[] = [];
+    for (const t of findTensors(d.root)) {
+      const rec = byName.get(`${prefix}data/${t.storage.key}`)!;
+      const at = rec.data + t.storageOffset * itemSize(t.storage.dtype);
+      const n = t.shape.reduce((a, x) => a * x, 1) * itemSize(t.storage.dtype);
+      xx.oneShotInto!(b.subarray(at, at + n), top, 0);
+      top.writeUInt32LE(n, 8);
+      top.writeUInt32LE(0, 12);
+      rows.push([t.path, t.storage.dtype, t.shape, hash('sha256', top, 'hex').slice(0, 32)]);
+      tensors++;
+    }
+    hash('sha256', JSON.stringify(rows), 'hex');
+    const keys: Record<string, string> = {};
+    const meta = getKey(d.root, 'metadata');
+    for (const [k, v] of (meta && mappingEntries(meta)) ?? [])
+      if (k.kind === 'str') keys[`metadata.${k.value}`] = keyDigestOf(typedFormJson(v));
+    metaDigestOf(keys);
+  }
+  report({ step: 'all', files: files.length, records: recs, tensors, crc_failures: bad }, t0, c0);
 }
 
 /** CPU ms (user + system) that `fn` takes. */

@@ -8,11 +8,13 @@
  * (budget-child.ts) that read each file, then also walk its zip directory, CRC every record, XXH64
  * every record, or decode its data.pkl; and our cold `status` and `verify` (the index cache removed
  * first, as the bench does). The budget rows are the differences: what each step costs at its floor,
- * and "the rest" that our cold verify spends beyond read + CRC + hash + decode.
+ * and "the rest" that our cold verify spends beyond read + CRC + hash + decode. "lean all" does every
+ * step the guarantees require in one lean pass (no engine): the floor of any design on this decoder,
+ * printed against `cat`, our cold verify and the Python coordinator (the issue's two targets).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import fg from 'fast-glob';
@@ -20,6 +22,9 @@ import { build } from 'esbuild';
 import { NATIVE_HASHERS } from './nativeHashers';
 import { PIPELINE } from './budgetSteps';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
+import { PY, pyScript } from '../../test/support/python';
+
+const COORD = pyScript('seed_coordinator.py');
 
 const ROOT = join(__dirname, '..', '..');
 const CLI = join(ROOT, 'dist/cli.js');
@@ -85,11 +90,14 @@ async function main() {
     'cli start-up (--version)': () => wall(process.execPath, [CLI, '--version']),
     ...Object.fromEntries(steps.map((s) => [`lean ${s}`, () => wall(process.execPath, [child, s, list])])),
     'lean steps (one pass each)': () => wall(process.execPath, [child, 'steps', list]),
+    'lean all (every guarantee, no engine)': () => wall(process.execPath, [child, 'all', list]),
     ...Object.fromEntries(
       PIPELINE.map((s) => [`ours up to ${s}`, () => wall(process.execPath, [child, s, list, ws], cold)]),
     ),
     'cold status': () => wall(process.execPath, [CLI, 'status', '--json', '--root', ws], cold),
     'cold verify': () => wall(process.execPath, [CLI, 'verify', '--json', '--root', ws], cold),
+    // The issue's other peer, as `npm run bench` runs it (whole process: Python, torch's import, the verify).
+    ...(existsSync(PY) ? { 'Python coordinator verify': () => wall(PY, [COORD, 'verify', ws]) } : {}),
   };
   measures.cat(); // page cache warm for everyone
   const ms: Record<string, number[]> = {};
@@ -103,7 +111,8 @@ async function main() {
       (cpu[name] ??= []).push(r.cpu);
       if (name.startsWith('lean steps'))
         for (const [k, v] of Object.entries(JSON.parse(r.out))) (stepMs[k] ??= []).push(v as number);
-      if (name.startsWith('ours up to') || name === 'lean read') (workCpu[name] ??= []).push(JSON.parse(r.out).cpu_ms);
+      if (name.startsWith('ours up to') || name === 'lean read' || name.startsWith('lean all'))
+        (workCpu[name] ??= []).push(JSON.parse(r.out).cpu_ms);
     }
   }
   const cat = median(ms.cat);
@@ -161,6 +170,22 @@ async function main() {
     );
   console.log(
     `| (of open, as passes over bytes in memory: zip ${w('zip').toFixed(0)}, safety scan ${w('scan').toFixed(0)}, decode ${w('decode').toFixed(0)}, find tensors ${w('tensors').toFixed(0)}) | | | |`,
+  );
+  // The floor of any design on this decoder: every guarantee in one lean pass, as a whole process,
+  // against our cold verify and the two peers of the issue's targets (wall medians).
+  const lean = median(ms['lean all (every guarantee, no engine)']);
+  const ourVerify = median(ms['cold verify']);
+  const py = ms['Python coordinator verify'] ? median(ms['Python coordinator verify']) : Number.NaN;
+  console.log('\n| wall median, whole process | ms | / cat | Python / it |\n|---|---:|---:|---:|');
+  for (const [name, x] of [
+    ['cat', cat],
+    ['lean all: every guarantee, no engine (the floor)', lean],
+    ['our cold verify', ourVerify],
+    ['Python coordinator verify', py],
+  ] as Array<[string, number]>)
+    console.log(`| ${name} | ${x.toFixed(0)} | ${(x / cat).toFixed(2)} | ${(py / x).toFixed(2)} |`);
+  console.log(
+    `(targets: our cold verify / cat <= 3, Python / our cold verify >= 5; the lean loop's own work: ${wk('lean all (every guarantee, no engine)').toFixed(0)} ms CPU)`,
   );
   if (!process.argv[2]) await rm(work, { recursive: true, force: true });
 }

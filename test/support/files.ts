@@ -47,7 +47,13 @@ export async function copyFixtureWorkspace(prefix: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   // preserveTimestamps: files at rest, as in a real workspace (a file written milliseconds before a scan
   // is racily clean and read again by the next one: see Workspace.racy).
-  await cp(join(REPO, 'test', 'fixtures', 'workspace'), dir, { recursive: true, preserveTimestamps: true });
+  // The state folder is left out: a CLI run on the fixture folder itself leaves one (git ignores it).
+  const from = join(REPO, 'test', 'fixtures', 'workspace');
+  await cp(from, dir, {
+    recursive: true,
+    preserveTimestamps: true,
+    filter: (src) => !relative(from, src).split(sep).includes('.lora-sync'),
+  });
   return dir;
 }
 

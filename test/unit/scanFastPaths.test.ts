@@ -19,6 +19,8 @@ import { decodePickle } from '../../server/src/formats/pickle/decoder';
 import * as N from '../../server/src/formats/pickle/nodes';
 import type { PyNode } from '../../server/src/formats/pickle/nodes';
 import { compareWithSource } from '../../server/src/engine/statusRules';
+import { INLINE_META_TEXT, keyDigestOf, metaDigestOf } from '../../server/src/engine/loraFile';
+import { createHash } from 'node:crypto';
 import type { FileEntry } from '../../server/src/engine/loraFile';
 import { relPath, Workspace } from '../../server/src/engine/workspace';
 import { primarySource } from '../../server/src/engine/copyMap';
@@ -294,6 +296,49 @@ describe('scan fast paths give what the general paths give', function () {
       for (const x of rests)
         for (const j of ['/', '//', ''])
           assert.equal(relPath(r, r + j + x), ref(r, r + j + x), JSON.stringify([r, r + j + x]));
+  });
+
+  it('a short metadata text stands for itself, a long one for its SHA-256: equal exactly when the texts are', async () => {
+    const texts = ['["int","1"]', '["str",""]', 'x'.repeat(INLINE_META_TEXT), 'x'.repeat(INLINE_META_TEXT + 1), '8'];
+    // a text that is itself 16 hex digits (an adapter_config number) never passes for a long text's digest
+    texts.push('1234567890abcdef', createHash('sha256').update('y'.repeat(99)).digest('hex').slice(0, 16));
+    const seen = new Map<string, string>();
+    for (const t of texts) {
+      const d = keyDigestOf(t);
+      if (t.length <= INLINE_META_TEXT) assert.equal(d, `=${t}`);
+      else assert.equal(d, createHash('sha256').update(t).digest('hex').slice(0, 16));
+      assert.equal(seen.get(d), undefined, `${t} and ${seen.get(d)} give the same value`);
+      seen.set(d, t);
+    }
+    assert.notEqual(keyDigestOf('y'.repeat(99)), keyDigestOf(texts[texts.length - 1]));
+    // the file's metadata digest: insertion order does not matter, any one value does
+    const a = { 'metadata.b': '=2', 'metadata.a': '=1', z: 'ffeeddccbbaa9988' };
+    const b = { z: 'ffeeddccbbaa9988', 'metadata.a': '=1', 'metadata.b': '=2' };
+    assert.equal(metaDigestOf(a), metaDigestOf(b));
+    for (const k of Object.keys(a))
+      assert.notEqual(metaDigestOf({ ...a, [k]: `${a[k as keyof typeof a]}0` }), metaDigestOf(a), k);
+    // the pairs are read back unambiguously: no split of keys and values gives another set's text
+    assert.notEqual(metaDigestOf({ 'a,b': '=1' }), metaDigestOf({ a: '=b,1' }));
+    assert.notEqual(metaDigestOf({ a: '1:b', c: '=' }), metaDigestOf({ a: '1', 'b1:c': '=' }));
+    assert.notEqual(metaDigestOf({ a: '', b: '' }), metaDigestOf({ a: '1:b0:' }));
+    // what the fixture workspace's files hold: every value either a short text or a 64-bit digest
+    const dir = await copyFixtureWorkspace('lora-metakeys-');
+    try {
+      const ws = await Workspace.open(dir);
+      await ws.scan();
+      let inline = 0;
+      let hashed = 0;
+      for (const f of (await ws.report()).files) {
+        for (const v of Object.values(ws.entry(f.path)?.metaKeys ?? {})) {
+          if (v.startsWith('=')) inline++;
+          else if (/^[0-9a-f]{16}$/.test(v)) hashed++;
+          else assert.fail(`${f.path}: ${v}`);
+        }
+      }
+      assert.ok(inline > 0 && hashed > 0, `${inline} inline, ${hashed} hashed`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   describe('the compact cache', () => {

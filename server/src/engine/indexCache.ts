@@ -27,7 +27,7 @@ import { EntryInterner } from './entryIntern';
 
 export const INDEX_FILE = 'index.jsonl';
 /** Bump when FileEntry's meaning changes. */
-export const INDEX_VERSION = 9; // 9: a folder unit's config digest (the sync checks it). 8: layouts (layout, unit, version, session, why, adapter_config key, embedded-hash issues). 7: 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
+export const INDEX_VERSION = 10; // 10: short metadata values inline in metaKeys, metaDigest over key order (issue 16). 9: a folder unit's config digest (the sync checks it). 8: layouts (layout, unit, version, session, why, adapter_config key, embedded-hash issues). 7: 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
 
 export interface FileKey {
   size: number;

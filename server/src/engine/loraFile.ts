@@ -65,21 +65,42 @@ function smallDigest(s: string, hexChars = 32): string {
   return hash('sha256', s, 'hex').slice(0, hexChars);
 }
 
-/** Per metadata key: 64 bits say "same value or not" between a copy and its source, and keep the cache small. */
-const keyDigestOf = (s: string) => smallDigest(s, 16);
+/**
+ * Up to this many characters, a metadata value's canonical text stands for itself in `metaKeys`
+ * (marked `=`, which no hex digest starts with): equal exactly when the values are, with no hash. Most
+ * of a seed file's values (its id, name, generation, each float) are this short; a scan made nine
+ * SHA-256 calls a file for them. Longer texts keep 64 bits of SHA-256, as the cache stays small.
+ */
+export const INLINE_META_TEXT = 40;
+
+/** Per metadata key: says "same value or not" between a copy and its source (these values are internal: cache and comparisons). */
+export const keyDigestOf = (s: string) => (s.length <= INLINE_META_TEXT ? `=${s}` : smallDigest(s, 16));
 
 /**
- * Digest of the sorted (key, digest) pairs. The order is the default sort's (by the text "key,digest"),
- * with each pair's text made once rather than at every comparison.
+ * Digest of the (key, value) pairs of `metaKeys` in key order (keys are unique: a plain sort of the
+ * keys is the order). Each string goes in with its length before it, which makes the text say the
+ * pairs unambiguously without JSON's escaping (inline values are JSON texts, full of quotes).
  */
-function metaDigestOf(metaKeys: Record<string, string>): string {
-  const keyed = Object.entries(metaKeys).map((p) => ({ text: `${p[0]},${p[1]}`, p }));
-  keyed.sort((a, b) => (a.text < b.text ? -1 : a.text > b.text ? 1 : 0));
-  return smallDigest(JSON.stringify(keyed.map((k) => k.p)));
+export function metaDigestOf(metaKeys: Record<string, string>): string {
+  const keys = Object.keys(metaKeys).sort();
+  let text = '';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i];
+    const v = metaKeys[k];
+    text += `${k.length}:${k}${v.length}:${v}`;
+  }
+  return smallDigest(text);
 }
 
 function tensorsDigestOf(tensors: TensorEntry[]): string {
-  const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // Sorted by name (a stable sort: equal names keep their order), copied only when not already in order.
+  let sorted = tensors;
+  for (let i = 1; i < tensors.length; i++) {
+    if (tensors[i - 1].name > tensors[i].name) {
+      sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      break;
+    }
+  }
   return smallDigest(JSON.stringify(sorted.map((t) => [t.name, t.dtype, t.shape, t.digest])));
 }
 
