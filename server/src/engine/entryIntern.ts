@@ -59,14 +59,14 @@ export class EntryInterner {
     if (!list.length) return list;
     const known = this.tensorLists.get(digest);
     if (known && sameTensors(known, list)) return known;
-    // In place: the list is the fresh entry's own (see entry), and only equal strings are swapped in.
-    for (const t of list) {
-      t.name = this.str(t.name);
-      t.dtype = this.str(t.dtype);
-      t.shape = this.shape(t.shape);
-    }
-    if (!known) this.tensorLists.set(digest, list);
-    return list;
+    const own = list.map((t) => ({
+      name: this.str(t.name),
+      dtype: this.str(t.dtype),
+      shape: this.shape(t.shape),
+      digest: t.digest,
+    }));
+    if (!known) this.tensorLists.set(digest, own);
+    return own;
   }
 
   metaKeys(m: Record<string, string>, digest: string): Record<string, string> {
