@@ -30,6 +30,7 @@ import {
   StatsRequest,
   type StatsResult,
 } from '../../server/src/protocol/messages';
+import { scanPhasesText } from '../../server/src/protocol/reports';
 import type { CopyMapStore } from './copyMapStore';
 import type { FileNode } from './copyMapTree';
 import type { HistoryView } from './historyView';
@@ -79,7 +80,8 @@ export function registerCommands(server: ServerClient, store: CopyMapStore, hist
       if (result) {
         const read = result.folders.reduce((n, f) => n + f.summary.read, 0);
         const files = result.folders.reduce((n, f) => n + f.summary.files, 0);
-        log.info(`rescan: ${files} files, ${read} read`);
+        const phases = result.folders.flatMap((f) => (f.summary.timings ? [f.summary.timings] : []));
+        log.info(`rescan: ${files} files, ${read} read${phases.length ? `; ${scanPhasesText(phases)}` : ''}`);
         await store.refresh();
       }
       return result;

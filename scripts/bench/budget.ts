@@ -36,23 +36,28 @@ interface Run {
   /** CPU (user + system) of the process and its children: steadier than wall time on a shared machine. */
   cpu: number;
   out: string;
+  /** What it wrote on stderr (our CLI's --timings line). */
+  err: string;
 }
 
 /** One whole process, timed by bash's `time` (wall, user, system) so its CPU is known too. */
 function wall(cmd: string, args: string[], before?: () => void): Run {
   before?.();
-  const script = 'TIMEFORMAT="%R %U %S"; { time "$@" > "$OUT" 2>/dev/null; } 2>&1';
+  const script = 'TIMEFORMAT="%R %U %S"; { time "$@" > "$OUT" 2> "$ERR"; } 2>&1';
   const out = join(tmpdir(), `lora-budget-${process.pid}.out`);
+  const err = `${out}.err`;
   const r = spawnSync('bash', ['-c', script, 'timed', cmd, ...args], {
     stdio: ['ignore', 'pipe', 'ignore'],
-    env: { ...env, OUT: out },
+    env: { ...env, OUT: out, ERR: err },
     encoding: 'utf8',
   });
   const [real, user, sys] = r.stdout.trim().split(/\s+/).map(Number);
   if (!(real >= 0)) throw new Error(`${cmd} ${args.slice(0, 2).join(' ')} failed: ${r.stdout}`);
   const text = readFileSync(out, 'utf8');
+  const errText = readFileSync(err, 'utf8');
   rmSync(out, { force: true });
-  return { ms: real * 1000, cpu: (user + sys) * 1000, out: text };
+  rmSync(err, { force: true });
+  return { ms: real * 1000, cpu: (user + sys) * 1000, out: text, err: errText };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -95,7 +100,7 @@ async function main() {
       PIPELINE.map((s) => [`ours up to ${s}`, () => wall(process.execPath, [child, s, list, ws], cold)]),
     ),
     'cold status': () => wall(process.execPath, [CLI, 'status', '--json', '--root', ws], cold),
-    'cold verify': () => wall(process.execPath, [CLI, 'verify', '--json', '--root', ws], cold),
+    'cold verify': () => wall(process.execPath, [CLI, 'verify', '--json', '--timings', '--root', ws], cold),
     // The issue's other peer, as `npm run bench` runs it (whole process: Python, torch's import, the verify).
     ...(existsSync(PY) ? { 'Python coordinator verify': () => wall(PY, [COORD, 'verify', ws]) } : {}),
   };
@@ -103,6 +108,7 @@ async function main() {
   const ms: Record<string, number[]> = {};
   const cpu: Record<string, number[]> = {};
   const stepMs: Record<string, number[]> = {};
+  const phaseMs: Record<string, number[]> = {};
   const workCpu: Record<string, number[]> = {};
   for (let i = 0; i < RUNS; i++) {
     for (const [name, run] of Object.entries(measures)) {
@@ -111,6 +117,7 @@ async function main() {
       (cpu[name] ??= []).push(r.cpu);
       if (name.startsWith('lean steps'))
         for (const [k, v] of Object.entries(JSON.parse(r.out))) (stepMs[k] ??= []).push(v as number);
+      if (name === 'cold verify') for (const [k, v] of timingsOf(r.err)) (phaseMs[k] ??= []).push(v);
       if (name.startsWith('ours up to') || name === 'lean read' || name.startsWith('lean all'))
         (workCpu[name] ??= []).push(JSON.parse(r.out).cpu_ms);
     }
@@ -171,6 +178,14 @@ async function main() {
   console.log(
     `| (of open, as passes over bytes in memory: zip ${w('zip').toFixed(0)}, safety scan ${w('scan').toFixed(0)}, decode ${w('decode').toFixed(0)}, find tensors ${w('tensors').toFixed(0)}) | | | |`,
   );
+  // The same cold verify by its own clock (--timings, wall): the phases around the per-file reads are
+  // measured, not inferred from differences.
+  console.log('\n| our cold verify by phase (--timings, wall medians) | ms | share of its total |\n|---|---:|---:|');
+  const phaseTotal = median(phaseMs.total);
+  for (const [k, xs] of Object.entries(phaseMs))
+    if (k !== 'total')
+      console.log(`| ${k} | ${median(xs).toFixed(0)} | ${((100 * median(xs)) / phaseTotal).toFixed(0)} % |`);
+  console.log(`| total (process start to the command's end) | ${phaseTotal.toFixed(0)} | 100 % |`);
   // The floor of any design on this decoder: every guarantee in one lean pass, as a whole process,
   // against our cold verify and the two peers of the issue's targets (wall medians).
   const lean = median(ms['lean all (every guarantee, no engine)']);
@@ -189,6 +204,19 @@ async function main() {
   );
   if (!process.argv[2]) await rm(work, { recursive: true, force: true });
 }
+/** The phases of a `--timings` line (cli/timings.ts), in its order, with the total last. */
+function timingsOf(line: string): Array<[string, number]> {
+  const body = /^timings \(wall ms\): (.*)$/m.exec(line)?.[1];
+  if (!body) throw new Error(`no --timings line in: ${line.slice(0, 200)}`);
+  const num = (x: string) => Number(x.replace(/,/g, ''));
+  const [parts, total] = body.split('; total ');
+  const out = parts.split(/, (?=[a-z])/).map((p): [string, number] => {
+    const m = /^(.*?) ([\d,]+)( \(.*\))?$/.exec(p)!;
+    return [m[1], num(m[2])];
+  });
+  return [...out, ['total', num(total)]];
+}
+
 main().catch((e) => {
   console.error(e);
   process.exit(1);

@@ -6,7 +6,18 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+  copyFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -17,6 +28,7 @@ import { COMMANDS, optionsOf } from '../../server/src/cli/options';
 import { cliColorOf, isProblem, sarifLevel, STATUSES, STATUS_FACTS } from '../../server/src/protocol/statusTable';
 import { OUTPUT_SCHEMAS } from '../../server/src/cli/outputSchemas';
 import { Progress } from '../../server/src/cli/progress';
+import { Timings } from '../../server/src/cli/timings';
 
 const ROOT = join(__dirname, '..', '..');
 const CLI = join(ROOT, 'dist', 'cli.js');
@@ -223,6 +235,57 @@ describe('lora-sync command-line conventions (issue 14)', function () {
       } finally {
         rmSync(w, { recursive: true, force: true });
       }
+    });
+  });
+
+  describe('--timings', () => {
+    const LINE =
+      /^timings \(wall ms\): start-up (\d+), list (\d+), keys (\d+), read (\d+) \((\d+) of (\d+) files\), statuses (\d+), cache (\d+), the command (\d+); total ([\d,]+)\n$/;
+
+    it('one line on stderr when the command is done: start-up, each scan phase, the command, the total; stdout unchanged', () => {
+      const cold = mkdtempSync(join(tmpdir(), 'lora-cli-timings-'));
+      try {
+        cpSync(FIX, cold, { recursive: true });
+        // Written an hour ago: a file written just before a scan is read again by the next one (racily clean).
+        const past = new Date(Date.now() - 3_600_000);
+        for (const f of readdirSync(cold, { recursive: true, withFileTypes: true }))
+          if (f.isFile()) utimesSync(join(f.parentPath ?? f.path, f.name), past, past);
+        const first = run(['status', '--json', '--timings', '--root', cold]);
+        const m = LINE.exec(first.err);
+        assert.ok(m, first.err);
+        const [startUp, list, keys, read, nRead, nFiles, statuses, cache, rest] = m.slice(1, 10).map(Number);
+        const total = Number(m[10].replace(/,/g, ''));
+        assert.equal(nFiles, JSON.parse(first.out).files.length, 'the files the scan indexed');
+        assert.equal(nRead, nFiles, 'a cold scan reads every file');
+        // The parts are the total, each rounded on its own.
+        const parts = startUp + list + keys + read + statuses + cache + rest;
+        assert.ok(Math.abs(parts - total) <= 4, `${parts} against ${total}`);
+        const warm = run(['status', '--json', '--timings', '--root', cold]);
+        assert.match(warm.err, /read \d+ \(0 of \d+ files\)/, 'a warm scan reads nothing');
+        assert.deepEqual(JSON.parse(warm.out).summary, JSON.parse(first.out).summary);
+        for (const args of [['verify'], ['sync', '--all', '--dry-run'], ['stats']]) {
+          const r = run([...args, '--timings', '--root', cold]);
+          assert.match(r.err, LINE, args.join(' '));
+        }
+        assert.equal(run(['history', '--timings', '--root', cold]).code, 2, 'history does not scan: no --timings');
+      } finally {
+        rmSync(cold, { recursive: true, force: true });
+      }
+    });
+
+    it('every scan a command runs adds up; the command is what is left of the total', () => {
+      const t = new Timings(100);
+      const phases = { list: 10, keys: 5, read: 50, statuses: 5, cache: 10 };
+      t.scanned({ files: 28, read: 28, reused: 0, removed: 0, changes: [], timings: phases });
+      assert.equal(
+        t.line(300),
+        'timings (wall ms): start-up 100, list 10, keys 5, read 50 (28 of 28 files), statuses 5, cache 10, the command 120; total 300',
+      );
+      t.scanned({ files: 28, read: 4, reused: 24, removed: 0, changes: [], timings: phases });
+      assert.equal(
+        t.line(2_400),
+        'timings (wall ms): start-up 100, list 20, keys 10, read 100 (32 of 28 files), statuses 10, cache 20, the command 2,140; total 2,400',
+      );
     });
   });
 

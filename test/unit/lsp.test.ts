@@ -116,6 +116,15 @@ describe('language server over stdio', function () {
     if (process.platform === 'linux' && process.arch === 'x64') assert.match(line!, /hashing native$/);
   });
 
+  it("logs the first scan: files, how many were read, and each phase's wall time", () => {
+    const line = log.messages.find((m) => m.includes(': first scan: '));
+    const n = expected.files.length;
+    assert.ok(line?.startsWith(`${dir}: first scan: ${n} files, ${n} read, 0 from the cache; `), line);
+    const phases = /list (\d+), keys (\d+), read (\d+), statuses (\d+), cache (\d+) \(wall ms\)$/.exec(line!);
+    assert.ok(phases, line);
+    assert.ok(Number(phases[3]) >= 1, `reading ${n} checkpoints takes at least a millisecond: ${line}`);
+  });
+
   it('loraSync/copyMap gives every file with its expected status', async () => {
     const map = await conn.sendRequest(CopyMapRequest, {});
     assert.equal(map.folders.length, 1);

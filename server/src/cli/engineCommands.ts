@@ -10,6 +10,7 @@ import { ConfigError } from '../engine/config';
 import { type Painter, painter } from './colour';
 import { Progress } from './progress';
 import { toSarif } from './sarif';
+import type { Timings } from './timings';
 import { version } from '../../../package.json';
 
 export class CliUsageError extends Error {}
@@ -24,6 +25,8 @@ export interface Common {
   progress?: Progress;
   /** Colours for text output (off unless stdout is a terminal, see colour.ts). */
   paint?: Painter;
+  /** --timings: each scan's phases are counted here (timings.ts). */
+  timings?: Timings;
 }
 
 const fmtOf = (o: Common) => (o.json ? 'json' : (o.format ?? 'text'));
@@ -36,13 +39,14 @@ async function scanWithProgress(ws: Workspace, o: Common): Promise<void> {
   p.start('listing files');
   let reading = false;
   try {
-    await ws.scan({
+    const s = await ws.scan({
       onProgress: (done, total) => {
         if (!reading) p.start('reading', total);
         reading = true;
         p.update(done, total);
       },
     });
+    o.timings?.scanned(s);
   } finally {
     p.clear();
   }

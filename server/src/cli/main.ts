@@ -20,9 +20,12 @@ import { Progress, progressWanted } from './progress';
 import { colourWanted, painter } from './colour';
 import { completionScript } from './completion';
 import { cmdInit } from './init';
+import { Timings } from './timings';
 
 /** Where to look after a usage error in the command line itself (not after, say, a bad lora-sync.json). */
 let helpHint: string | undefined = "Run 'lora-sync --help' for the commands.";
+/** --timings: printed once the command is done. */
+let timings: Timings | undefined;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -63,7 +66,9 @@ async function main(argv: string[]): Promise<number> {
     progressWanted(process.stderr, { quiet: !!v.quiet, format }),
     Number.isFinite(after) ? after : 500,
   );
+  if (v.timings) timings = new Timings();
   const common = {
+    timings,
     root: v.root as string | undefined,
     format,
     json: format === 'json',
@@ -153,6 +158,7 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 
 main(process.argv.slice(2)).then(
   (code) => {
+    if (timings) process.stderr.write(`${timings.line()}\n`);
     process.exitCode = code;
   },
   (e) => {

@@ -59,6 +59,11 @@ const quiet: OptionSpec = {
   type: 'boolean',
   help: 'no progress line on the terminal',
 };
+const timings: OptionSpec = {
+  name: 'timings',
+  type: 'boolean',
+  help: 'when done, one line on stderr: where the time went (start-up, each scan phase, the command)',
+};
 const lora: OptionSpec = { name: 'lora', type: 'string', arg: 'ID', help: 'one LoRA, by id or unique name' };
 export const HELP_OPTION: OptionSpec = { name: 'help', short: 'h', type: 'boolean', help: 'show this help' };
 
@@ -71,7 +76,7 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: 'status',
     summary: "every checkpoint's status (problems only, or --all)",
-    usage: '[--root DIR] [--format text|json|sarif] [--all]',
+    usage: '[--root DIR] [--format text|json|sarif] [--all] [--timings]',
     description:
       'Scans the workspace (with the cache in .lora-sync/) and prints a summary, the count per status and each file that needs attention with one sentence. --format sarif writes SARIF 2.1.0 for code scanning in CI.',
     options: [
@@ -80,6 +85,7 @@ export const COMMANDS: CommandSpec[] = [
       json,
       { name: 'all', type: 'boolean', help: 'list every file, not only problems' },
       quiet,
+      timings,
     ],
     exits: [[0, 'every file is a source, in sync or not a LoRA'], [1, 'a file needs attention'], USAGE_EXIT],
     example: 'lora-sync status --root ~/trainer --format sarif > lora-sync.sarif',
@@ -87,17 +93,18 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: 'verify',
     summary: 'consistency of one LoRA or all (verify_sync_integrity)',
-    usage: '[--root DIR] [--format text|json|sarif] [--lora ID]',
+    usage: '[--root DIR] [--format text|json|sarif] [--lora ID] [--timings]',
     description:
       'Scans, then checks every copy of one LoRA or of all against its source, and appends a VERIFY event per LoRA to the history.',
-    options: [root, format(['text', 'json', 'sarif']), json, lora, quiet],
+    options: [root, format(['text', 'json', 'sarif']), json, lora, quiet, timings],
     exits: [[0, 'consistent'], [1, 'inconsistencies found'], USAGE_EXIT],
     example: 'lora-sync verify --lora LoRA_A',
   },
   {
     name: 'sync',
     summary: 'bring copies up to date with their source',
-    usage: '(--lora ID | --all) [--root DIR] [--force] [--dry-run] [--reason R] [--match N] [--format text|json]',
+    usage:
+      '(--lora ID | --all) [--root DIR] [--force] [--dry-run] [--reason R] [--match N] [--format text|json] [--timings]',
     description:
       "Plans, then writes the source's tensors and general metadata into each stale copy, keeping the copy's own keys. Diverged and mismatched copies are refused unless --force (a backup is kept). Ctrl-C stops between copies; a second Ctrl-C quits at once.",
     options: [
@@ -123,6 +130,7 @@ export const COMMANDS: CommandSpec[] = [
       format(['text', 'json']),
       json,
       quiet,
+      timings,
     ],
     exits: [
       [0, 'done (refused copies are listed, and do not fail the sync)'],
@@ -149,10 +157,10 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: 'stats',
     summary: "the seed's statistics and a count per status",
-    usage: '[--root DIR] [--format text|json]',
+    usage: '[--root DIR] [--format text|json] [--timings]',
     description:
       'Scans, then prints total_loras_tracked, total_copies_tracked, total_syncs_performed, average_copies_per_lora and a count per status.',
-    options: [root, format(['text', 'json']), json, quiet],
+    options: [root, format(['text', 'json']), json, quiet, timings],
     exits: [[0, 'done'], USAGE_EXIT],
     example: 'lora-sync stats --json',
   },

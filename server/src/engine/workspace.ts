@@ -76,6 +76,20 @@ export interface ScanSummary {
   changes: StatusChange[];
   /** Files still being written (growing.ts), left for a later look. */
   waiting?: string[];
+  timings: ScanTimings;
+}
+
+/**
+ * Where a scan's time went, in wall milliseconds, phase by phase (`lora-sync status --timings`, the
+ * server's log): listing the files (the cache's load overlaps it), taking each file's key (lstat),
+ * reading the new and changed files, the statuses, the cache write.
+ */
+export interface ScanTimings {
+  list: number;
+  keys: number;
+  read: number;
+  statuses: number;
+  cache: number;
 }
 
 export class Workspace {
@@ -154,6 +168,7 @@ export class Workspace {
   async scan(opts: ScanOptions = {}): Promise<ScanSummary> {
     // Before any key is taken: the reference for racily clean entries (see `racy`).
     const started = Date.now();
+    const clock = phaseClock();
     let cached = new Map<string, CachedFile>();
     let cacheNote: string | undefined;
     // Listing the folders and reading the cache overlap: both wait on the disk.
@@ -168,6 +183,7 @@ export class Workspace {
       for (const [rel, f] of cached) if (f.divergedAt) this.book.rememberDiverged(rel, f.divergedAt);
       this.cacheLoaded = true;
     }
+    const list = clock();
     const seen = new Set<string>();
     const updates: Array<[string, FileEntry | undefined]> = [];
     const toRead: Array<{ abs: string; rel: string; key: FileKey }> = [];
@@ -185,6 +201,7 @@ export class Workspace {
         this.disk.note(rel, abs);
       } else toRead.push({ abs, rel, key });
     }
+    const keys = clock();
     let done = files.length - toRead.length;
     // Files read in one scan share their equal parts (an in-sync copy holds its source's tensors).
     const intern = new EntryInterner();
@@ -216,6 +233,7 @@ export class Workspace {
       this.disk.note(f.rel, f.abs);
     });
     const read = toRead.length - growing.size;
+    const reading = clock();
     let removed = 0;
     if (!opts.cancelled?.()) {
       for (const rel of this.book.entries.keys())
@@ -226,6 +244,7 @@ export class Workspace {
         }
     }
     const changes = this.book.apply(updates);
+    const statuses = clock();
     if (read || removed || this.saves.isDirty) {
       this.saves.markDirty();
       await this.flushCache();
@@ -238,6 +257,7 @@ export class Workspace {
       cacheNote,
       changes,
       ...(growing.size ? { waiting: [...growing].sort() } : {}),
+      timings: { list, keys, read: reading, statuses, cache: clock() },
     };
   }
 
@@ -456,3 +476,14 @@ export class Workspace {
 }
 
 export { STATE_DIR };
+
+/** Each call: the wall milliseconds since the call before it (or since the clock was made), to a tenth. */
+function phaseClock(): () => number {
+  let last = performance.now();
+  return () => {
+    const now = performance.now();
+    const ms = Math.round((now - last) * 10) / 10;
+    last = now;
+    return ms;
+  };
+}

@@ -18,7 +18,7 @@ import {
 } from 'vscode-languageserver/node';
 import { CONFIG_FILE, type EngineConfig } from '../engine/config';
 import { type LiveEvent, LiveIndex } from '../engine/liveIndex';
-import { type FileReport, Workspace } from '../engine/workspace';
+import { type FileReport, type ScanSummary, Workspace } from '../engine/workspace';
 import {
   type FolderParams,
   type FolderRef,
@@ -27,6 +27,7 @@ import {
   type ServerStatus,
   StatusChangedNotification,
 } from '../protocol/messages';
+import { scanPhasesText } from '../protocol/reports';
 import { DIAGNOSTIC_SOURCE, diagnosticsFor } from './diagnostics';
 
 export interface Folder {
@@ -247,6 +248,9 @@ export class ServerHost {
       case 'error':
         console.error(`${f.root}: ${e.message}`);
         break;
+      case 'scanned': // the first scan, when startFolder did not run one of its own (a client without progress)
+        if (e.full && !this.clientProgress) this.logFirstScan(f, e.summary);
+        break;
       default:
         break;
     }
@@ -270,10 +274,11 @@ export class ServerHost {
         // A scan of our own first, for progress; the live index's first scan is then warm (no file re-read).
         progress = await this.connection.window.createWorkDoneProgress();
         progress.begin('LoRA Sync: scanning', 0, f.root);
-        await ws.scan({
+        const s = await ws.scan({
           onProgress: (done, total) =>
             progress?.report(total ? Math.round((done / total) * 100) : 100, `${done} / ${total} files`),
         });
+        this.logFirstScan(f, s);
       }
       const live: LiveIndex = new LiveIndex(ws, (e) => this.onLive(f, live, e), {
         watch: this.initOptions.watch !== false,
@@ -289,6 +294,13 @@ export class ServerHost {
       progress?.done();
     }
     await this.publishAll(f);
+  }
+
+  /** Where a slow start-up went, for a user who opens the log to ask. */
+  private logFirstScan(f: Folder, s: ScanSummary): void {
+    this.connection.console.info(
+      `${f.root}: first scan: ${s.files} files, ${s.read} read, ${s.reused} from the cache; ${scanPhasesText([s.timings])}`,
+    );
   }
 
   /** (Re)starts a folder after the work queued on it; requests wait for it through `ready`. */

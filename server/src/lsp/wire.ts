@@ -143,6 +143,7 @@ export function scanSummaryToWire(s: EngineScanSummary): ScanSummary {
     removed: s.removed,
     ...opt('cacheNote', s.cacheNote),
     changes: s.changes.map((c) => ({ path: c.path, ...opt('before', c.before), ...opt('after', c.after) })),
+    timings: { ...s.timings },
   };
 }
 

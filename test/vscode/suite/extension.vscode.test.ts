@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import * as vscode from 'vscode';
-import type { CopyMapResult, ServerStatus, SyncSummary } from '../../../server/src/protocol/messages';
+import type { CopyMapResult, RescanResult, ServerStatus, SyncSummary } from '../../../server/src/protocol/messages';
 import { withCheckpoint } from '../../../server/src/formats/checkpoint';
 import { readTensorBytes } from '../../../server/src/formats/fingerprint';
 import { getKey, mappingEntries } from '../../../server/src/formats/pickle/nodes';
@@ -100,6 +100,17 @@ describe('LoRA Sync in the VS Code extension host', function () {
     assert.equal(status.folders, 1);
     assert.equal(status.loras, new Set(expected.filter((f) => f.lora_name).map((f) => f.lora_name)).size);
     assert.equal(status.problems, problems.length);
+  });
+
+  it('"Rescan Workspace" answers with the scan of each folder, where its time went phase by phase', async () => {
+    const r = (await vscode.commands.executeCommand('loraSync.rescan')) as RescanResult | undefined;
+    assert.ok(r, "the command returned the server's result");
+    const s = r.folders[0].summary;
+    assert.equal(s.files, expected.length);
+    assert.equal(s.read + s.reused, s.files);
+    assert.ok(s.reused > 0, 'the first scan left the files known: a rescan reads only what changed');
+    for (const p of ['list', 'keys', 'read', 'statuses', 'cache'] as const)
+      assert.ok(Number.isFinite(s.timings?.[p]) && s.timings![p] >= 0, `${p}: ${JSON.stringify(s.timings)}`);
   });
 
   it('lists exactly the files that need attention in the Problems panel, with their status as the code', async () => {

@@ -1,0 +1,38 @@
+/**
+ * `--timings`: where a command's wall time went, one line on stderr when it ends — start-up (Node and
+ * the bundle, up to the command), each phase of its scans (engine/workspace.ts ScanTimings), and the
+ * command's own work after them (a verify's checks, a sync's writes, the report). For a user asking
+ * why a scan is slow, and for `npm run bench:budget`, which reads the line of a cold verify.
+ */
+import type { ScanSummary, ScanTimings } from '../engine/workspace';
+
+const PHASES: Array<keyof ScanTimings> = ['list', 'keys', 'read', 'statuses', 'cache'];
+
+export class Timings {
+  private readonly phases: ScanTimings = { list: 0, keys: 0, read: 0, statuses: 0, cache: 0 };
+  private files = 0;
+  private read = 0;
+
+  /** `startUp`: wall ms from the process's start to the command (performance.now() counts from the start). */
+  constructor(private readonly startUp = performance.now()) {}
+
+  /** A scan the command ran (a sync scans, then re-reads what it wrote: every scan adds up). */
+  scanned(s: ScanSummary): void {
+    for (const p of PHASES) this.phases[p] += s.timings[p];
+    this.files = Math.max(this.files, s.files);
+    this.read += s.read;
+  }
+
+  /** The line, as of `now`; "the command" is what is left of the total once start-up and the scans are counted. */
+  line(now = performance.now()): string {
+    const ms = (x: number) => Math.round(x).toLocaleString('en-US');
+    const scans = PHASES.reduce((a, p) => a + this.phases[p], 0);
+    const rest = Math.max(0, now - this.startUp - scans);
+    const parts = PHASES.map((p) =>
+      p === 'read'
+        ? `read ${ms(this.phases.read)} (${ms(this.read)} of ${ms(this.files)} files)`
+        : `${p} ${ms(this.phases[p])}`,
+    );
+    return `timings (wall ms): start-up ${ms(this.startUp)}, ${parts.join(', ')}, the command ${ms(rest)}; total ${ms(now)}`;
+  }
+}
