@@ -19,19 +19,24 @@ export async function until<T>(what: string, ms: number, probe: () => T | undefi
   }
 }
 
-/** `env`: extra environment for the server process (e.g. `LORA_SYNC_FAULTS`, the fault seam of io/faults.ts). */
+/**
+ * `env`: extra environment for the server process (e.g. `LORA_SYNC_FAULTS`, the fault seam of io/faults.ts).
+ * `capabilities`: the client's, as VS Code would send them (`{ window: { workDoneProgress: true } }` makes the
+ * server create progress for its first scan; this client accepts it and keeps the `$/progress` it gets).
+ */
 export async function startServer(
   dir: string,
   initializationOptions: object,
   onDiagnostics: (p: PublishDiagnosticsParams) => void,
   env: Record<string, string> = {},
+  capabilities: object = {},
 ) {
   const server = join(ensureBuilt(), '..', 'server.js');
   const child = spawn(process.execPath, [server, '--stdio'], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
-  const log = { stderr: '', messages: [] as string[] };
+  const log = { stderr: '', messages: [] as string[], progress: [] as Array<{ kind: string; message?: string }> };
   child.stderr!.on('data', (b) => (log.stderr += b));
   const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
   const statuses: ServerStatus[] = [];
@@ -42,12 +47,16 @@ export async function startServer(
   conn.onNotification('window/logMessage', (m: { message: string }) => {
     log.messages.push(m.message);
   });
+  conn.onRequest('window/workDoneProgress/create', () => null);
+  conn.onNotification('$/progress', (p: { value: { kind: string; message?: string } }) => {
+    log.progress.push(p.value);
+  });
   conn.listen();
   const uri = pathToFileURL(dir).toString();
   await conn.sendRequest('initialize', {
     processId: process.pid,
     rootUri: uri,
-    capabilities: {},
+    capabilities,
     workspaceFolders: [{ uri, name: 'ws' }],
     initializationOptions,
   });

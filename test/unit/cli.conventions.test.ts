@@ -240,7 +240,8 @@ describe('lora-sync command-line conventions (issue 14)', function () {
 
   describe('--timings', () => {
     const LINE =
-      /^timings \(wall ms\): start-up (\d+), list (\d+), keys (\d+), read (\d+) \((\d+) of (\d+) files\), statuses (\d+), cache (\d+), the command (\d+); total ([\d,]+)\n$/;
+      /^timings \(wall ms\): start-up ([\d,]+), list ([\d,]+), keys ([\d,]+), read ([\d,]+) \(([\d,]+) of ([\d,]+) files\), statuses ([\d,]+), cache ([\d,]+), the command ([\d,]+); total ([\d,]+)$/m;
+    const num = (x: string) => Number(x.replace(/,/g, ''));
 
     it('one line on stderr when the command is done: start-up, each scan phase, the command, the total; stdout unchanged', () => {
       const cold = mkdtempSync(join(tmpdir(), 'lora-cli-timings-'));
@@ -253,8 +254,8 @@ describe('lora-sync command-line conventions (issue 14)', function () {
         const first = run(['status', '--json', '--timings', '--root', cold]);
         const m = LINE.exec(first.err);
         assert.ok(m, first.err);
-        const [startUp, list, keys, read, nRead, nFiles, statuses, cache, rest] = m.slice(1, 10).map(Number);
-        const total = Number(m[10].replace(/,/g, ''));
+        const [startUp, list, keys, read, nRead, nFiles, statuses, cache, rest, total] = m.slice(1, 11).map(num);
+        assert.ok(read > 0 && list > 0 && startUp > 0, `a cold scan takes time to list and read: ${first.err}`);
         assert.equal(nFiles, JSON.parse(first.out).files.length, 'the files the scan indexed');
         assert.equal(nRead, nFiles, 'a cold scan reads every file');
         // The parts are the total, each rounded on its own.
@@ -268,6 +269,10 @@ describe('lora-sync command-line conventions (issue 14)', function () {
           assert.match(r.err, LINE, args.join(' '));
         }
         assert.equal(run(['history', '--timings', '--root', cold]).code, 2, 'history does not scan: no --timings');
+        // A command that fails after its scan still says where the time went, after its error.
+        const failed = run(['verify', '--lora', 'no-such-lora', '--timings', '--root', cold]);
+        assert.equal(failed.code, 2, failed.err);
+        assert.match(failed.err, /^lora-sync: .*no-such-lora[\s\S]*\ntimings \(wall ms\): .*read [\d,]+ \(0 of /m);
       } finally {
         rmSync(cold, { recursive: true, force: true });
       }
@@ -284,7 +289,7 @@ describe('lora-sync command-line conventions (issue 14)', function () {
       t.scanned({ files: 28, read: 4, reused: 24, removed: 0, changes: [], timings: phases });
       assert.equal(
         t.line(2_400),
-        'timings (wall ms): start-up 100, list 20, keys 10, read 100 (32 of 28 files), statuses 10, cache 20, the command 2,140; total 2,400',
+        'timings (wall ms): start-up 100, list 20, keys 10, read 100 (32 of 56 files), statuses 10, cache 20, the command 2,140; total 2,400',
       );
     });
   });

@@ -210,6 +210,43 @@ describe('language server over stdio', function () {
   });
 });
 
+describe('language server: a client that shows work-done progress', function () {
+  this.timeout(60000);
+  it('reports the first scan as progress, begin to end, and logs its phases once', async () => {
+    const dir = await copyFixtureWorkspace('lora-lsp-progress-');
+    const { child, conn, log } = await startServer(
+      dir,
+      { watch: false },
+      () => undefined,
+      {},
+      {
+        window: { workDoneProgress: true },
+      },
+    );
+    try {
+      const kinds = log.progress.map((p) => p.kind);
+      assert.equal(kinds[0], 'begin', kinds.join());
+      assert.equal(kinds.at(-1), 'end', kinds.join());
+      const n = expected.files.length;
+      assert.ok(
+        log.progress.some((p) => p.message === `${n} / ${n} files`),
+        JSON.stringify(log.progress),
+      );
+      // The server's own scan was the first (the live index's then reads nothing): one log line, not two.
+      const lines = log.messages.filter((m) => m.includes(': first scan: '));
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(
+        lines[0],
+        new RegExp(`: first scan: ${n} files, ${n} read, 0 from the cache; list \\d+, keys \\d+, read \\d+`),
+      );
+      assert.equal((await conn.sendRequest(ServerStatusRequest)).state, 'ready');
+    } finally {
+      child.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 // The untrusted (readOnly) server: test/faults/untrusted.faults.test.ts.
 
 describe('language server: a history that cannot be written', function () {

@@ -24,8 +24,12 @@ import { Timings } from './timings';
 
 /** Where to look after a usage error in the command line itself (not after, say, a bad lora-sync.json). */
 let helpHint: string | undefined = "Run 'lora-sync --help' for the commands.";
-/** --timings: printed once the command is done. */
+/** --timings: printed once the command ends, however it ends (done, failed, interrupted). */
 let timings: Timings | undefined;
+function printTimings(): void {
+  if (timings) process.stderr.write(`${timings.line()}\n`);
+  timings = undefined; // once
+}
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -75,13 +79,14 @@ async function main(argv: string[]): Promise<number> {
     progress,
     paint: painter(format === 'text' && colourWanted(process.stdout)),
   };
-  // Ctrl-C during a scan: clear the progress line before dying, so the prompt comes back clean.
+  // Ctrl-C during a scan: clear the progress line (and print --timings) before dying, so the prompt comes back clean.
   // (sync installs its own handler: stop between copies, then a second Ctrl-C quits.)
   const onInt = () => {
     progress.clear();
+    printTimings();
     process.exit(130);
   };
-  if (progress.enabled && cmd !== 'sync' && cmd !== 'watch') process.once('SIGINT', onInt);
+  if ((progress.enabled || timings) && cmd !== 'sync' && cmd !== 'watch') process.once('SIGINT', onInt);
   switch (spec.name) {
     case 'help': {
       const about = positionals[0];
@@ -158,7 +163,7 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (timings) process.stderr.write(`${timings.line()}\n`);
+    printTimings();
     process.exitCode = code;
   },
   (e) => {
@@ -170,6 +175,7 @@ main(process.argv.slice(2)).then(
     } else {
       process.stderr.write(`lora-sync: internal error: ${(e as Error)?.stack ?? e}\n`);
     }
+    printTimings(); // after the error: a failed scan's phases still say where its time went
     process.exitCode = 2;
   },
 );

@@ -62,7 +62,7 @@ const quiet: OptionSpec = {
 const timings: OptionSpec = {
   name: 'timings',
   type: 'boolean',
-  help: 'when done, one line on stderr: where the time went (start-up, each scan phase, the command)',
+  help: 'at the end (also after an error), one line on stderr: where the time went (start-up, each scan phase, the command)',
 };
 const lora: OptionSpec = { name: 'lora', type: 'string', arg: 'ID', help: 'one LoRA, by id or unique name' };
 export const HELP_OPTION: OptionSpec = { name: 'help', short: 'h', type: 'boolean', help: 'show this help' };

@@ -16,10 +16,10 @@ export class Timings {
   /** `startUp`: wall ms from the process's start to the command (performance.now() counts from the start). */
   constructor(private readonly startUp = performance.now()) {}
 
-  /** A scan the command ran (a sync scans, then re-reads what it wrote: every scan adds up). */
+  /** A scan the command ran. Each command runs one today; should one run more, their phases and counts add up. */
   scanned(s: ScanSummary): void {
     for (const p of PHASES) this.phases[p] += s.timings[p];
-    this.files = Math.max(this.files, s.files);
+    this.files += s.files;
     this.read += s.read;
   }
 

@@ -163,7 +163,7 @@ export class Workspace {
   /**
    * Brings the engine up to date with the disk: lists the files, re-reads only those whose
    * (size, mtime ns, inode) changed since the last scan or since the persisted cache, and
-   * recomputes statuses. The first scan of a process starts from `.lora-sync/index.json`.
+   * recomputes statuses. The first scan of a process starts from `.lora-sync/index.jsonl`.
    */
   async scan(opts: ScanOptions = {}): Promise<ScanSummary> {
     // Before any key is taken: the reference for racily clean entries (see `racy`).
