@@ -23,6 +23,9 @@ const common = {
   logLevel: 'warning',
   // The native hashers load at run time (from node_modules, or from dist/native/ in the .vsix).
   external: ['vscode', '@node-rs/*'],
+  // hash-wasm's `main` is one UMD file holding every algorithm's WebAssembly (268 kB in each bundle);
+  // its ES module build is side-effect free, so only XXH64 (the portable fallback) is bundled.
+  alias: { 'hash-wasm': 'hash-wasm/dist/index.esm.js' },
 };
 
 await Promise.all([
