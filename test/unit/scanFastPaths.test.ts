@@ -24,7 +24,7 @@ import { createHash } from 'node:crypto';
 import type { FileEntry } from '../../server/src/engine/loraFile';
 import { relPath, Workspace } from '../../server/src/engine/workspace';
 import { primarySource } from '../../server/src/engine/copyMap';
-import { copyFixtureWorkspace } from '../support/files';
+import { copyFixtureWorkspace, copyLayoutsWorkspace } from '../support/files';
 import { shutdownEntryPool } from '../../server/src/engine/entryPool';
 
 const FIX = join(__dirname, '..', 'fixtures', 'torch');
@@ -377,6 +377,50 @@ describe('scan fast paths give what the general paths give', function () {
         }
       }
       assert.ok(shared > 0);
+    });
+
+    it('real layouts come back as they were too (folder units, side keys, hash issues), each layout and key list written once', async () => {
+      const layouts = await copyLayoutsWorkspace('lora-cache-layouts-');
+      try {
+        const cold = await Workspace.open(layouts);
+        await cold.scan();
+        const warm = await Workspace.open(layouts);
+        const s = await warm.scan();
+        assert.equal(s.read, 0);
+        const json = (e: FileEntry | undefined) => JSON.parse(JSON.stringify(e));
+        const paths = (await cold.report()).files.map((f) => f.path);
+        const units = new Set<string>();
+        for (const p of paths) {
+          assert.deepStrictEqual(json(warm.entry(p)), json(cold.entry(p)), p);
+          const u = warm.entry(p)?.unit;
+          if (u) units.add(u.path === p ? 'file' : 'folder');
+        }
+        assert.deepEqual([...units].sort(), ['file', 'folder'], 'both kinds of unit went through the cache');
+        const lines = (await readFile(join(layouts, '.lora-sync/index.jsonl'), 'utf8')).split('\n');
+        const count = (tag: string) => lines.filter((l) => l.startsWith(`["${tag}"`)).length;
+        assert.equal(count('F'), paths.length);
+        assert.ok(count('L') < count('F') && count('L') > 1, `${count('L')} layout lines for ${count('F')} files`);
+        const keyLists = lines.filter((l) => l.startsWith('["K"'));
+        assert.equal(new Set(keyLists).size, keyLists.length, 'each key list once');
+      } finally {
+        await rm(layouts, { recursive: true, force: true });
+      }
+    });
+
+    it('a file line pointing at a layout or a key list that is not there makes the cache damaged', async () => {
+      for (const tag of ['L', 'K']) {
+        await (await Workspace.open(dir)).scan();
+        const p = join(dir, '.lora-sync/index.jsonl');
+        const lines = (await readFile(p, 'utf8')).split('\n');
+        assert.ok(
+          lines.some((l) => l.startsWith(`["${tag}"`)),
+          tag,
+        );
+        await writeFile(p, lines.filter((l) => !l.startsWith(`["${tag}"`)).join('\n'));
+        const s = await (await Workspace.open(dir)).scan();
+        assert.match(s.cacheNote!, /damaged/, tag);
+        assert.equal(s.read, s.files, tag);
+      }
     });
 
     it('a file line pointing at a tensor list that is not there makes the cache damaged', async () => {

@@ -7,15 +7,19 @@
  * Format (JSON lines): a header, then lines that are arrays tagged by their first element.
  *   ["T", [[name, dtype, shape, digest], ...]]   a tensor list, numbered from 0 in order of appearance
  *   ["M", {key: digest, ...}]                     a general-metadata digest set, numbered likewise
+ *   ["K", [string, ...]]                          a string list (copy keys, unsafe globals), likewise
+ *   ["L", {layout, unit, version, ...}]           the layout fields, likewise; a unit whose path is
+ *                                                 the file's own has path null
  *   ["F", path, size, mtimeNs, ino, kind, role, unsafeGlobals, tensorList, tensorsDigest, metaDigest,
- *         metaSet, copyKeys, syncInfo, format, error, loraId, name, idFrom, divergedAt, mtimeMs]
- * A file line points at the lists and sets before it (-1: empty), so the thousands of copies that
- * hold their source's tensors and metadata are written once and share one object once loaded;
- * absent values are null; mtimeMs is null when it is the one mtimeNs gives. A size of -1 marks a file
- * that was racily clean when saved (changed too shortly before it was read for its key to prove the
- * bytes unchanged since): no file has that key, so it is read again.
+ *         metaSet, copyKeys, syncInfo, format, error, loraId, name, idFrom, divergedAt, mtimeMs, layout]
+ * A file line points at the lists, sets and layouts before it (-1: empty or none), so the thousands
+ * of copies that hold their source's tensors, metadata, copy keys and layout are written once and
+ * share one object once loaded; absent values are null; mtimeMs is null when it is the one mtimeNs
+ * gives. A size of -1 marks a file that was racily clean when saved (changed too shortly before it
+ * was read for its key to prove the bytes unchanged since): no file has that key, so it is read again.
  */
 import { createHash } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DIGEST_ALG } from '../formats/fingerprint';
@@ -27,7 +31,7 @@ import { EntryInterner } from './entryIntern';
 
 export const INDEX_FILE = 'index.jsonl';
 /** Bump when FileEntry's meaning changes. */
-export const INDEX_VERSION = 10; // 10: short metadata values inline in metaKeys, metaDigest over key order (issue 16). 9: a folder unit's config digest (the sync checks it). 8: layouts (layout, unit, version, session, why, adapter_config key, embedded-hash issues). 7: 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
+export const INDEX_VERSION = 11; // 11: copy keys, unsafe globals and layouts written once and referenced (issue 16). 10: short metadata values inline in metaKeys, metaDigest over key order (issue 16). 9: a folder unit's config digest (the sync checks it). 8: layouts (layout, unit, version, session, why, adapter_config key, embedded-hash issues). 7: 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
 
 export interface FileKey {
   size: number;
@@ -116,7 +120,9 @@ export class IndexCache {
     };
     await ensureRealDir(join(this.root, STATE_DIR));
     const w = new CacheWriter();
-    // The cache can always be rebuilt, so it skips fsync; the rename still keeps it whole.
+    // The cache can always be rebuilt, so it skips fsync; the rename still keeps it whole. Each chunk
+    // is written synchronously (a page-cache copy of ~300 kB, well under a millisecond; an awaited
+    // write per chunk cost ~30 ms more on 6,000 files), then the event loop gets a turn.
     await atomicWrite(
       this.path,
       async (fh) => {
@@ -124,15 +130,33 @@ export class IndexCache {
         for (const f of files.values()) {
           w.file(f, chunk);
           if (chunk.length >= 512) {
-            await fh.write(`${chunk.join('\n')}\n`);
+            writeAllSync(fh.fd, chunk);
             chunk = [];
+            await new Promise<void>((r) => setImmediate(r));
           }
         }
-        if (chunk.length) await fh.write(`${chunk.join('\n')}\n`);
+        if (chunk.length) writeAllSync(fh.fd, chunk);
       },
       { noSync: true },
     );
   }
+}
+
+/**
+ * Writes the lines, each ended by a newline, to `fd` whole (a regular file may take a write in parts).
+ * Each line is encoded straight into one buffer: joining them first into one string cost more than
+ * the encoding and the write together (a workspace's paths make most lines two-byte strings).
+ */
+function writeAllSync(fd: number, lines: string[]): void {
+  let room = 0;
+  for (const l of lines) room += l.length * 3 + 1; // UTF-8 takes at most 3 bytes per UTF-16 unit
+  const b = Buffer.allocUnsafe(room);
+  let n = 0;
+  for (const l of lines) {
+    n += b.write(l, n, 'utf8');
+    b[n++] = 10;
+  }
+  for (let at = 0; at < n; ) at += writeSync(fd, b, at, n - at);
 }
 
 type FileLine = [
@@ -143,12 +167,12 @@ type FileLine = [
   number,
   FileEntry['kind'],
   FileEntry['role'] | null,
-  string[],
+  number,
   number,
   string,
   string,
   number,
-  string[],
+  number,
   FileEntry['syncInfo'],
   FileEntry['format'] | null,
   FileEntry['error'] | null,
@@ -157,7 +181,7 @@ type FileLine = [
   FileEntry['idFrom'] | null,
   string | null,
   number | null,
-  LayoutFields | null,
+  number,
 ];
 
 /** The entry fields real layouts added (one object, null for the seed's files that have none). */
@@ -166,10 +190,13 @@ type LayoutFields = Pick<
   'layout' | 'unit' | 'version' | 'session' | 'why' | 'sideKey' | 'configDigest' | 'hashIssues'
 >;
 
-function layoutFields(e: FileEntry): LayoutFields | null {
-  const x: LayoutFields = {};
+/** As written: a unit whose path is the file's own has path null (most units are the file itself). */
+type LayoutLine = Omit<LayoutFields, 'unit'> & { unit?: { kind: 'file' | 'folder'; path: string | null } };
+
+function layoutFields(e: FileEntry): LayoutLine | null {
+  const x: LayoutLine = {};
   if (e.layout) x.layout = e.layout;
-  if (e.unit) x.unit = e.unit;
+  if (e.unit) x.unit = e.unit.path === e.path ? { kind: e.unit.kind, path: null } : e.unit;
   if (e.version) x.version = e.version;
   if (e.session) x.session = e.session;
   if (e.why) x.why = e.why;
@@ -179,12 +206,16 @@ function layoutFields(e: FileEntry): LayoutFields | null {
   return Object.keys(x).length ? x : null;
 }
 
-/** Writes each tensor list and digest set once, however many files hold it. */
+/** Writes each tensor list, digest set, string list and layout once, however many files hold it. */
 class CacheWriter {
   private readonly listIds = new Map<TensorEntry[], number>();
   private readonly listTexts = new Map<string, number>();
   private readonly setIds = new Map<Record<string, string>, number>();
   private readonly setTexts = new Map<string, number>();
+  private readonly keyIds = new Map<string[], number>();
+  private readonly keyTexts = new Map<string, number>();
+  /** Layout lines by their text (a fresh object per file: no identity to go by). */
+  private readonly layoutTexts = new Map<string, number>();
 
   private ref<T>(
     v: T,
@@ -222,6 +253,19 @@ class CacheWriter {
     const set = Object.keys(e.metaKeys).length
       ? this.ref(e.metaKeys, this.setIds, this.setTexts, 'M', (m) => m, out)
       : -1;
+    const keys = (k: string[]) => (k.length ? this.ref(k, this.keyIds, this.keyTexts, 'K', (x) => x, out) : -1);
+    const layout = layoutFields(e);
+    let layoutId = -1;
+    if (layout) {
+      const text = JSON.stringify(layout);
+      const known = this.layoutTexts.get(text);
+      if (known !== undefined) layoutId = known;
+      else {
+        layoutId = this.layoutTexts.size;
+        this.layoutTexts.set(text, layoutId);
+        out.push(`["L",${text}]`);
+      }
+    }
     const line: FileLine = [
       'F',
       e.path,
@@ -230,12 +274,12 @@ class CacheWriter {
       e.ino,
       e.kind,
       e.role ?? null,
-      e.unsafeGlobals,
+      keys(e.unsafeGlobals),
       list,
       e.tensorsDigest,
       e.metaDigest,
       set,
-      e.copyKeys,
+      keys(e.copyKeys),
       e.syncInfo,
       e.format ?? null,
       e.error ?? null,
@@ -244,7 +288,7 @@ class CacheWriter {
       e.idFrom ?? null,
       f.divergedAt ?? null,
       e.mtimeMs === msOfNs(e.mtimeNs) ? null : e.mtimeMs,
-      layoutFields(e),
+      layoutId,
     ];
     out.push(JSON.stringify(line));
   }
@@ -257,6 +301,8 @@ class CacheReader {
   private readonly files = new Map<string, CachedFile>();
   private readonly lists: TensorEntry[][] = [];
   private readonly sets: Array<Record<string, string>> = [];
+  private readonly keyLists: string[][] = [];
+  private readonly layouts: LayoutLine[] = [];
   private readonly intern = new EntryInterner();
   constructor(private readonly cfg: EngineConfig) {}
 
@@ -283,6 +329,11 @@ class CacheReader {
       );
     } else if (v[0] === 'M') {
       this.sets.push(v[1] as Record<string, string>);
+    } else if (v[0] === 'K') {
+      if (!Array.isArray(v[1])) return this.damaged();
+      this.keyLists.push((v[1] as string[]).map((x) => this.intern.str(x)));
+    } else if (v[0] === 'L') {
+      this.layouts.push(v[1] as LayoutLine);
     } else if (v[0] === 'F') {
       const f = this.file(v as FileLine);
       if (!f) return this.damaged();
@@ -324,7 +375,13 @@ class CacheReader {
     ] = v;
     const tensors = list === -1 ? [] : this.lists[list];
     const metaKeys = set === -1 ? {} : this.sets[set];
-    if (!tensors || !metaKeys || typeof path !== 'string' || typeof mtimeNs !== 'string') return undefined;
+    const unsafe = unsafeGlobals === -1 ? [] : this.keyLists[unsafeGlobals];
+    const keys = copyKeys === -1 ? [] : this.keyLists[copyKeys];
+    const laid = layout === -1 ? undefined : this.layouts[layout];
+    if (!tensors || !metaKeys || !unsafe || !keys || (layout !== -1 && !laid)) return undefined;
+    if (typeof path !== 'string' || typeof mtimeNs !== 'string') return undefined;
+    // A layout line is shared: its unit is the file's own object, with the file's path when it was left out.
+    const own = laid?.unit ? { ...laid, unit: { kind: laid.unit.kind, path: laid.unit.path ?? path } } : laid;
     const e = makeEntry({
       path,
       size,
@@ -335,16 +392,16 @@ class CacheReader {
       format: format ?? undefined,
       role: role ?? undefined,
       error: error ?? undefined,
-      unsafeGlobals: this.intern.keys(unsafeGlobals),
+      unsafeGlobals: unsafe,
       loraId: this.intern.str(loraId ?? undefined),
       name: this.intern.str(name ?? undefined),
       idFrom: idFrom ?? undefined,
-      ...(layout ?? {}),
+      ...(own as LayoutFields | undefined),
       tensors,
       tensorsDigest: this.intern.str(tensorsDigest),
       metaDigest: this.intern.str(metaDigest),
       metaKeys,
-      copyKeys: this.intern.keys(copyKeys),
+      copyKeys: keys,
       syncInfo: this.intern.syncInfo(syncInfo),
     });
     return divergedAt === null ? { entry: e } : { entry: e, divergedAt };
