@@ -28,6 +28,7 @@ import { decodePickle } from '../../server/src/formats/pickle/decoder';
 import { scanDataPkl } from '../../server/src/formats/fileSafety';
 import { findTensors } from '../../server/src/formats/torch/torchPickle';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
+import { isFormatError } from '../../server/src/formats/errors';
 import { fingerprintCheckpoint } from '../../server/src/formats/fingerprint';
 import { describeCheckpoint } from '../../server/src/layouts/describe';
 import { recognize } from '../../server/src/layouts/recognize';
@@ -95,6 +96,7 @@ async function pipeline(step: string, files: string[], root: string): Promise<vo
     return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
   });
   const upTo = PIPELINE.indexOf(step);
+  let skipped = 0;
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   for (let i = 0; i < files.length; i++) {
@@ -103,7 +105,14 @@ async function pipeline(step: string, files: string[], root: string): Promise<vo
       await readEntry(files[i], rel, cfg, keys[i]);
       continue;
     }
-    const c = await openCheckpoint(files[i], { expectedSize: keys[i].size });
+    // A workspace given on the command line may hold files that are no checkpoint (a README.pt):
+    // the scan records those as unrecognized; here they are counted and left out.
+    const c = await openCheckpoint(files[i], { expectedSize: keys[i].size }).catch((e) => {
+      if (!isFormatError(e)) throw e;
+      skipped++;
+      return undefined;
+    });
+    if (!c) continue;
     try {
       if (upTo >= 1) recognize(describeCheckpoint(c, rel, { siblings: [] }), 'copy');
       if (upTo >= 2) await fingerprintCheckpoint(c);
@@ -111,7 +120,7 @@ async function pipeline(step: string, files: string[], root: string): Promise<vo
       await c.close();
     }
   }
-  report({ step, files: files.length }, t0, c0);
+  report({ step, files: files.length, skipped }, t0, c0);
 }
 
 async function main(): Promise<void> {
