@@ -24,7 +24,8 @@ const common = {
   // The native hashers load at run time (from node_modules, or from dist/native/ in the .vsix).
   external: ['vscode', '@node-rs/*'],
   // hash-wasm's `main` is one UMD file holding every algorithm's WebAssembly (268 kB in each bundle);
-  // its ES module build is side-effect free, so only XXH64 (the portable fallback) is bundled.
+  // its ES module build is side-effect free, so only XXH64 (the portable fallback) is bundled. (A
+  // path inside the package: a hash-wasm that moved it fails this build loudly, never silently.)
   alias: { 'hash-wasm': 'hash-wasm/dist/index.esm.js' },
 };
 

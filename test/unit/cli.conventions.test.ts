@@ -254,6 +254,8 @@ describe('lora-sync command-line conventions (issue 14)', function () {
         const first = run(['status', '--json', '--timings', '--root', cold]);
         const m = LINE.exec(first.err);
         assert.ok(m, first.err);
+        const once = (err: string) => assert.equal((err.match(/^timings \(wall ms\)/gm) ?? []).length, 1, err);
+        once(first.err);
         const [startUp, list, keys, read, nRead, nFiles, statuses, cache, rest, total] = m.slice(1, 11).map(num);
         assert.ok(read > 0 && list > 0 && startUp > 0, `a cold scan takes time to list and read: ${first.err}`);
         assert.equal(nFiles, JSON.parse(first.out).files.length, 'the files the scan indexed');
@@ -267,12 +269,14 @@ describe('lora-sync command-line conventions (issue 14)', function () {
         for (const args of [['verify'], ['sync', '--all', '--dry-run'], ['stats']]) {
           const r = run([...args, '--timings', '--root', cold]);
           assert.match(r.err, LINE, args.join(' '));
+          once(r.err);
         }
         assert.equal(run(['history', '--timings', '--root', cold]).code, 2, 'history does not scan: no --timings');
         // A command that fails after its scan still says where the time went, after its error.
         const failed = run(['verify', '--lora', 'no-such-lora', '--timings', '--root', cold]);
         assert.equal(failed.code, 2, failed.err);
         assert.match(failed.err, /^lora-sync: .*no-such-lora[\s\S]*\ntimings \(wall ms\): .*read [\d,]+ \(0 of /m);
+        once(failed.err);
       } finally {
         rmSync(cold, { recursive: true, force: true });
       }
@@ -555,9 +559,9 @@ describe('lora-sync command-line conventions (issue 14)', function () {
      * Starts a sync and presses Ctrl-C once its first copy is written (the fault seam's trace names
      * each write), and again, if `twice`, once it says it is stopping.
      */
-    function interruptedSync(dir: string, twice: boolean) {
+    function interruptedSync(dir: string, twice: boolean, more: string[] = []) {
       return new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-        const child = spawn(process.execPath, [CLI, 'sync', '--lora', 'lora_a', '--root', dir], {
+        const child = spawn(process.execPath, [CLI, 'sync', '--lora', 'lora_a', ...more, '--root', dir], {
           env: cleanEnv({ LORA_SYNC_FAULTS: 'trace' }),
         });
         let out = '';
@@ -595,6 +599,46 @@ describe('lora-sync command-line conventions (issue 14)', function () {
         const s = JSON.parse(run(['status', '--root', dir, '--json']).out);
         assert.equal(s.stats.by_status.IN_SYNC, synced);
         assert.equal(s.stats.by_status.STALE, 150 - synced);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    /** Runs a command with the fault seam's trace and presses Ctrl-C when stderr first matches `at`. */
+    function interruptAt(args: string[], at: RegExp) {
+      return new Promise<{ code: number | null; signal: string | null; err: string }>((resolve) => {
+        const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv({ LORA_SYNC_FAULTS: 'trace' }) });
+        let err = '';
+        let pressed = false;
+        child.stderr.on('data', (d) => {
+          err += d;
+          if (!pressed && at.test(err)) {
+            pressed = true;
+            child.kill('SIGINT');
+          }
+        });
+        child.on('exit', (code, signal) => resolve({ code, signal, err }));
+      });
+    }
+    const timingsLines = (err: string) => (err.match(/^timings \(wall ms\): /gm) ?? []).length;
+
+    it('--timings on Ctrl-C: one line, then death by the signal (during a scan) or exit 130 (a second Ctrl-C in a sync)', async () => {
+      const dir = manyStale(150);
+      try {
+        // The scan's last step writes the cache: Ctrl-C there, before sync has a handler of its own.
+        const scanning = await interruptAt(
+          ['sync', '--lora', 'lora_a', '--timings', '--root', dir],
+          /write:create \S*index\.jsonl/,
+        );
+        assert.equal(scanning.signal, 'SIGINT', scanning.err.slice(-400));
+        assert.equal(timingsLines(scanning.err), 1, scanning.err.slice(-400));
+        const verify = await interruptAt(['verify', '--timings', '--root', dir], /write:create \S*index\.jsonl/);
+        assert.equal(verify.signal, 'SIGINT', verify.err.slice(-400));
+        assert.equal(timingsLines(verify.err), 1, verify.err.slice(-400));
+        const r = await interruptedSync(dir, true, ['--timings']);
+        assert.equal(r.code, 130, r.err.slice(-400));
+        assert.match(r.err, /interrupted again, quitting now\ntimings \(wall ms\): /);
+        assert.equal(timingsLines(r.err), 1);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

@@ -423,6 +423,21 @@ describe('scan fast paths give what the general paths give', function () {
       }
     });
 
+    it('a file line whose reference is no whole number, or a layout line that is no object, makes the cache damaged', async () => {
+      const edits: Array<(l: string) => string> = [
+        (l) => (l.startsWith('["F"') ? JSON.stringify(Object.assign(JSON.parse(l), { 12: 'length' })) : l),
+        (l) => (l.startsWith('["L"') ? '["L","seed"]' : l),
+      ];
+      for (const edit of edits) {
+        await (await Workspace.open(dir)).scan();
+        const p = join(dir, '.lora-sync/index.jsonl');
+        await writeFile(p, (await readFile(p, 'utf8')).split('\n').map(edit).join('\n'));
+        const s = await (await Workspace.open(dir)).scan();
+        assert.match(s.cacheNote!, /damaged/);
+        assert.equal(s.read, s.files);
+      }
+    });
+
     it('a file line pointing at a tensor list that is not there makes the cache damaged', async () => {
       await (await Workspace.open(dir)).scan();
       const p = join(dir, '.lora-sync/index.jsonl');

@@ -27,6 +27,11 @@ export interface Common {
   paint?: Painter;
   /** --timings: each scan's phases are counted here (timings.ts). */
   timings?: Timings;
+  /**
+   * main.ts's Ctrl-C handler (clear the progress line, print --timings, die): `takeOver` removes it
+   * for a command that installs its own (sync, once its copies start); `beforeQuit` does its printing.
+   */
+  interrupt?: { takeOver(): void; beforeQuit(): void };
 }
 
 const fmtOf = (o: Common) => (o.json ? 'json' : (o.format ?? 'text'));
@@ -202,12 +207,14 @@ export async function cmdSync(
     if (cancelled) {
       p.clear();
       process.stderr.write('\nlora-sync: interrupted again, quitting now\n');
+      o.interrupt?.beforeQuit();
       process.exit(130);
     }
     cancelled = true;
     p.say('stopping after the copies in flight (Ctrl-C again to quit now)');
     if (!p.enabled) process.stderr.write('lora-sync: stopping after the copies in flight (Ctrl-C again to quit now)\n');
   };
+  o.interrupt?.takeOver();
   process.on('SIGINT', onSig);
   try {
     const total = plan.reduce(

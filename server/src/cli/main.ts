@@ -72,6 +72,7 @@ async function main(argv: string[]): Promise<number> {
   );
   if (v.timings) timings = new Timings();
   const common = {
+    interrupt: undefined as { takeOver(): void; beforeQuit(): void } | undefined,
     timings,
     root: v.root as string | undefined,
     format,
@@ -79,14 +80,20 @@ async function main(argv: string[]): Promise<number> {
     progress,
     paint: painter(format === 'text' && colourWanted(process.stdout)),
   };
-  // Ctrl-C during a scan: clear the progress line (and print --timings) before dying, so the prompt comes back clean.
-  // (sync installs its own handler: stop between copies, then a second Ctrl-C quits.)
-  const onInt = () => {
+  // Ctrl-C during a scan: clear the progress line (and print --timings) before dying, so the prompt
+  // comes back clean; then die of the signal itself, so a shell loop around us stops as it should.
+  // (sync takes over once its copies start: stop between copies, then a second Ctrl-C quits.)
+  const beforeQuit = () => {
     progress.clear();
     printTimings();
-    process.exit(130);
   };
-  if ((progress.enabled || timings) && cmd !== 'sync' && cmd !== 'watch') process.once('SIGINT', onInt);
+  const onInt = () => {
+    beforeQuit();
+    process.kill(process.pid, 'SIGINT'); // the handler is gone (once): the default action, death by SIGINT
+  };
+  const interrupt = { takeOver: () => process.off('SIGINT', onInt), beforeQuit };
+  if ((progress.enabled || timings) && cmd !== 'watch') process.once('SIGINT', onInt);
+  common.interrupt = interrupt;
   switch (spec.name) {
     case 'help': {
       const about = positionals[0];
@@ -175,7 +182,7 @@ main(process.argv.slice(2)).then(
     } else {
       process.stderr.write(`lora-sync: internal error: ${(e as Error)?.stack ?? e}\n`);
     }
-    printTimings(); // after the error: a failed scan's phases still say where its time went
+    printTimings(); // after the error (a scan that did not finish counts under "the command")
     process.exitCode = 2;
   },
 );

@@ -333,6 +333,7 @@ class CacheReader {
       if (!Array.isArray(v[1])) return this.damaged();
       this.keyLists.push((v[1] as string[]).map((x) => this.intern.str(x)));
     } else if (v[0] === 'L') {
+      if (typeof v[1] !== 'object' || v[1] === null || Array.isArray(v[1])) return this.damaged();
       this.layouts.push(v[1] as LayoutLine);
     } else if (v[0] === 'F') {
       const f = this.file(v as FileLine);
@@ -373,6 +374,8 @@ class CacheReader {
       mtimeMs,
       layout,
     ] = v;
+    // References are whole numbers from -1 up: anything else (a hand-edited "length") is damage.
+    if (![list, set, unsafeGlobals, copyKeys, layout].every((i) => Number.isInteger(i) && i >= -1)) return undefined;
     const tensors = list === -1 ? [] : this.lists[list];
     const metaKeys = set === -1 ? {} : this.sets[set];
     const unsafe = unsafeGlobals === -1 ? [] : this.keyLists[unsafeGlobals];
