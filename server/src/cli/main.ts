@@ -71,15 +71,6 @@ async function main(argv: string[]): Promise<number> {
     Number.isFinite(after) ? after : 500,
   );
   if (v.timings) timings = new Timings();
-  const common = {
-    interrupt: undefined as { takeOver(): void; beforeQuit(): void } | undefined,
-    timings,
-    root: v.root as string | undefined,
-    format,
-    json: format === 'json',
-    progress,
-    paint: painter(format === 'text' && colourWanted(process.stdout)),
-  };
   // Ctrl-C during a scan: clear the progress line (and print --timings) before dying, so the prompt
   // comes back clean; then die of the signal itself, so a shell loop around us stops as it should.
   // (sync takes over once its copies start: stop between copies, then a second Ctrl-C quits.)
@@ -89,11 +80,20 @@ async function main(argv: string[]): Promise<number> {
   };
   const onInt = () => {
     beforeQuit();
-    process.kill(process.pid, 'SIGINT'); // the handler is gone (once): the default action, death by SIGINT
+    // The handler is gone (once): the default action, death by SIGINT, delivered before kill returns.
+    process.kill(process.pid, 'SIGINT');
+    process.exit(130); // only if the signal was somehow not fatal
   };
-  const interrupt = { takeOver: () => process.off('SIGINT', onInt), beforeQuit };
   if ((progress.enabled || timings) && cmd !== 'watch') process.once('SIGINT', onInt);
-  common.interrupt = interrupt;
+  const common = {
+    interrupt: { takeOver: () => process.off('SIGINT', onInt), beforeQuit },
+    timings,
+    root: v.root as string | undefined,
+    format,
+    json: format === 'json',
+    progress,
+    paint: painter(format === 'text' && colourWanted(process.stdout)),
+  };
   switch (spec.name) {
     case 'help': {
       const about = positionals[0];

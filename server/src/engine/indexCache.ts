@@ -227,14 +227,19 @@ class CacheWriter {
   ): number {
     const known = ids.get(v);
     if (known !== undefined) return known;
-    const text = JSON.stringify(encode(v));
+    const id = this.byText(JSON.stringify(encode(v)), texts, tag, out);
+    ids.set(v, id);
+    return id;
+  }
+
+  /** The number of the line holding `text`, written now if it is new. */
+  private byText(text: string, texts: Map<string, number>, tag: string, out: string[]): number {
     let id = texts.get(text);
     if (id === undefined) {
       id = texts.size;
       texts.set(text, id);
       out.push(`["${tag}",${text}]`);
     }
-    ids.set(v, id);
     return id;
   }
 
@@ -255,17 +260,7 @@ class CacheWriter {
       : -1;
     const keys = (k: string[]) => (k.length ? this.ref(k, this.keyIds, this.keyTexts, 'K', (x) => x, out) : -1);
     const layout = layoutFields(e);
-    let layoutId = -1;
-    if (layout) {
-      const text = JSON.stringify(layout);
-      const known = this.layoutTexts.get(text);
-      if (known !== undefined) layoutId = known;
-      else {
-        layoutId = this.layoutTexts.size;
-        this.layoutTexts.set(text, layoutId);
-        out.push(`["L",${text}]`);
-      }
-    }
+    const layoutId = layout ? this.byText(JSON.stringify(layout), this.layoutTexts, 'L', out) : -1;
     const line: FileLine = [
       'F',
       e.path,
@@ -383,8 +378,6 @@ class CacheReader {
     const laid = layout === -1 ? undefined : this.layouts[layout];
     if (!tensors || !metaKeys || !unsafe || !keys || (layout !== -1 && !laid)) return undefined;
     if (typeof path !== 'string' || typeof mtimeNs !== 'string') return undefined;
-    // A layout line is shared: its unit is the file's own object, with the file's path when it was left out.
-    const own = laid?.unit ? { ...laid, unit: { kind: laid.unit.kind, path: laid.unit.path ?? path } } : laid;
     const e = makeEntry({
       path,
       size,
@@ -399,7 +392,9 @@ class CacheReader {
       loraId: this.intern.str(loraId ?? undefined),
       name: this.intern.str(name ?? undefined),
       idFrom: idFrom ?? undefined,
-      ...(own as LayoutFields | undefined),
+      ...(laid as LayoutFields | undefined),
+      // A layout line is shared: the unit is the file's own object, with the file's path when it was left out.
+      unit: laid?.unit && { kind: laid.unit.kind, path: laid.unit.path ?? path },
       tensors,
       tensorsDigest: this.intern.str(tensorsDigest),
       metaDigest: this.intern.str(metaDigest),
