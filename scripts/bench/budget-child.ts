@@ -11,6 +11,9 @@
  *            safety scan), find the tensors, each tensor's digest (XXH64 leaf + SHA-256 top, as
  *            fingerprint.ts), the metadata's typed texts and their digests, the tensor-list digest:
  *            no checkpoint model, no entry, no recognition, no statuses, no cache (issue 16's floor)
+ *   verify   the floor of a cold verify of ROOT by any design that keeps an index: list the workspace,
+ *            open, fstat and read every file, `all` on each, one index line per file written
+ *            (leanVerify below)
  * and, the project's own read path step by step (each includes the ones before it):
  *   open         openCheckpoint + close: zip checks, the safety scan, the decoded pickle, the tensor model
  *   recognize    + the layout recognizers (describeCheckpoint + recognize)
@@ -21,8 +24,19 @@
  * Bundled and run with plain node, as dist/cli.js is; prints {files, records, work_ms, cpu_ms} (steps:
  * {read, zip, crc, hash, decode, scan, tensors} in CPU ms).
  */
-import { lstatSync, readFileSync } from 'node:fs';
-import { relative, sep } from 'node:path';
+import {
+  type BigIntStats,
+  closeSync,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
+import { join, relative, sep } from 'node:path';
 import { hashBackend } from '../../server/src/formats/hashBackend';
 import { decodePickle } from '../../server/src/formats/pickle/decoder';
 import { scanDataPkl } from '../../server/src/formats/fileSafety';
@@ -138,6 +152,10 @@ async function main(): Promise<void> {
     lean(files);
     return;
   }
+  if (step === 'verify') {
+    leanVerify(root, `${list}.index.jsonl`);
+    return;
+  }
   const h = hashBackend();
   const xx = h.xxh64Now()!;
   const digest = Buffer.alloc(8);
@@ -175,51 +193,129 @@ function report(counts: Record<string, unknown>, t0: number, c0: NodeJS.CpuUsage
   process.stdout.write(`${JSON.stringify({ ...counts, work_ms: work, cpu_ms: (c.user + c.system) / 1000 })}\n`);
 }
 
+/** Hashers and scratch space the lean loops share. */
+interface Lean {
+  h: ReturnType<typeof hashBackend>;
+  xx: NonNullable<ReturnType<ReturnType<typeof hashBackend>['xxh64Now']>>;
+  top: Buffer;
+  recs: number;
+  bad: number;
+  tensors: number;
+}
+
+function leanState(): Lean {
+  const h = hashBackend();
+  return { h, xx: h.xxh64Now()!, top: Buffer.alloc(16), recs: 0, bad: 0, tensors: 0 };
+}
+
+/**
+ * Every guarantee for one seed-like file held whole in `b`: CRC32 of every record, the decode (the
+ * plainly-safe check, else the safety scan), each tensor's digest (XXH64 leaf + SHA-256 top, as
+ * fingerprint.ts), the tensor-list digest, the metadata's typed texts and their digests. Returns the
+ * two digests a file's index line holds (undefined: no data.pkl).
+ */
+function leanFile(s: Lean, b: Buffer): { tensors: string; meta: string } | undefined {
+  const rs = records(b);
+  s.recs += rs.length;
+  const byName = new Map<string, Rec>();
+  let pkl: Rec | undefined;
+  for (const r of rs) {
+    if (s.h.crc32(b.subarray(r.data, r.data + r.size)) !== r.crc) s.bad++;
+    byName.set(r.name, r);
+    if (r.name.endsWith('/data.pkl')) pkl = r;
+  }
+  if (!pkl) return undefined;
+  const bytes = b.subarray(pkl.data, pkl.data + pkl.size);
+  const d = decodePickle(bytes);
+  if (!plainlySafe(d, bytes.length)) scanDataPkl(bytes, pkl.name);
+  const prefix = pkl.name.slice(0, -'data.pkl'.length);
+  const rows: unknown[] = [];
+  for (const t of findTensors(d.root)) {
+    const rec = byName.get(`${prefix}data/${t.storage.key}`)!;
+    const at = rec.data + t.storageOffset * itemSize(t.storage.dtype);
+    const n = t.shape.reduce((a, x) => a * x, 1) * itemSize(t.storage.dtype);
+    s.xx.oneShotInto!(b.subarray(at, at + n), s.top, 0);
+    s.top.writeUInt32LE(n, 8);
+    s.top.writeUInt32LE(0, 12);
+    rows.push([t.path, t.storage.dtype, t.shape, hash('sha256', s.top, 'hex').slice(0, 32)]);
+    s.tensors++;
+  }
+  const tensors = hash('sha256', JSON.stringify(rows), 'hex').slice(0, 32);
+  const keys: Record<string, string> = {};
+  const meta = getKey(d.root, 'metadata');
+  for (const [k, v] of (meta && mappingEntries(meta)) ?? [])
+    if (k.kind === 'str') keys[`metadata.${k.value}`] = keyDigestOf(typedFormJson(v));
+  return { tensors, meta: metaDigestOf(keys) };
+}
+
 /** The `all` step: everything a cold verify must do to a seed-like file, in one lean pass (see the header). */
 function lean(files: string[]): void {
-  const h = hashBackend();
-  const xx = h.xxh64Now()!;
-  const top = Buffer.alloc(16);
-  let recs = 0;
-  let bad = 0;
-  let tensors = 0;
+  const s = leanState();
   const t0 = performance.now();
   const c0 = process.cpuUsage();
+  for (const f of files) leanFile(s, readFileSync(f));
+  report({ step: 'all', files: files.length, records: s.recs, tensors: s.tensors, crc_failures: s.bad }, t0, c0);
+}
+
+/**
+ * The `verify` step: the floor of a cold verify of `root` by any design that keeps an index, as one
+ * process: list the workspace (a plain recursive readdir, dot folders skipped), then for each file
+ * open it, fstat it for the key an index holds (size, mtime in ns, inode: taken on the open file, the
+ * cheapest way, where our scan lstats each file before it decides what to read), read it whole and do
+ * everything `all` does, then write one JSON line per file (its key and its two digests) to `out` as
+ * our cache is written (a temporary file renamed, no fsync). No config, no recognition, no entries,
+ * no statuses, no report. Prints each part's wall ms, so a reader can take out a part they would not
+ * count.
+ */
+function leanVerify(root: string, out: string): void {
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    for (const d of readdirSync(dir, { withFileTypes: true })) {
+      if (d.name.startsWith('.')) continue;
+      const p = join(dir, d.name);
+      if (d.isDirectory()) walk(p);
+      else if (d.isFile() && d.name.endsWith('.pt')) files.push(p);
+    }
+  };
+  walk(root);
+  const t1 = performance.now();
+  const s = leanState();
+  const lines: string[] = [];
   for (const f of files) {
-    const b = readFileSync(f);
-    const rs = records(b);
-    recs += rs.length;
-    const byName = new Map<string, Rec>();
-    let pkl: Rec | undefined;
-    for (const r of rs) {
-      if (h.crc32(b.subarray(r.data, r.data + r.size)) !== r.crc) bad++;
-      byName.set(r.name, r);
-      if (r.name.endsWith('/data.pkl')) pkl = r;
+    const fd = openSync(f, 'r');
+    let k: BigIntStats;
+    let b: Buffer;
+    try {
+      k = fstatSync(fd, { bigint: true });
+      b = Buffer.allocUnsafe(Number(k.size));
+      readSync(fd, b, 0, b.length, 0);
+    } finally {
+      closeSync(fd);
     }
-    if (!pkl) continue;
-    const bytes = b.subarray(pkl.data, pkl.data + pkl.size);
-    const d = decodePickle(bytes);
-    if (!plainlySafe(d, bytes.length)) scanDataPkl(bytes, pkl.name);
-    const prefix = pkl.name.slice(0, -'data.pkl'.length);
-    const rows: unknown[] = [];
-    for (const t of findTensors(d.root)) {
-      const rec = byName.get(`${prefix}data/${t.storage.key}`)!;
-      const at = rec.data + t.storageOffset * itemSize(t.storage.dtype);
-      const n = t.shape.reduce((a, x) => a * x, 1) * itemSize(t.storage.dtype);
-      xx.oneShotInto!(b.subarray(at, at + n), top, 0);
-      top.writeUInt32LE(n, 8);
-      top.writeUInt32LE(0, 12);
-      rows.push([t.path, t.storage.dtype, t.shape, hash('sha256', top, 'hex').slice(0, 32)]);
-      tensors++;
-    }
-    hash('sha256', JSON.stringify(rows), 'hex');
-    const keys: Record<string, string> = {};
-    const meta = getKey(d.root, 'metadata');
-    for (const [k, v] of (meta && mappingEntries(meta)) ?? [])
-      if (k.kind === 'str') keys[`metadata.${k.value}`] = keyDigestOf(typedFormJson(v));
-    metaDigestOf(keys);
+    const d = leanFile(s, b);
+    lines.push(
+      JSON.stringify([relative(root, f), Number(k.size), k.mtimeNs.toString(), Number(k.ino), d?.tensors, d?.meta]),
+    );
   }
-  report({ step: 'all', files: files.length, records: recs, tensors, crc_failures: bad }, t0, c0);
+  const t2 = performance.now();
+  writeFileSync(`${out}.tmp`, `${lines.join('\n')}\n`);
+  renameSync(`${out}.tmp`, out);
+  const t3 = performance.now();
+  report(
+    {
+      step: 'verify',
+      files: files.length,
+      records: s.recs,
+      crc_failures: s.bad,
+      list_ms: t1 - t0,
+      read_ms: t2 - t1,
+      cache_ms: t3 - t2,
+    },
+    t0,
+    c0,
+  );
 }
 
 /** CPU ms (user + system) that `fn` takes. */

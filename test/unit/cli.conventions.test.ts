@@ -610,14 +610,23 @@ describe('lora-sync command-line conventions (issue 14)', function () {
         const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv({ LORA_SYNC_FAULTS: 'trace' }) });
         let err = '';
         let pressed = false;
+        let watchdog: NodeJS.Timeout | undefined;
         child.stderr.on('data', (d) => {
           err += d;
           if (!pressed && at.test(err)) {
             pressed = true;
             child.kill('SIGINT');
+            // A child that outlives its Ctrl-C is the failure to report, not a test timeout.
+            watchdog = setTimeout(() => {
+              err += '\n(test: still running 20 s after Ctrl-C, killed)';
+              child.kill('SIGKILL');
+            }, 20_000);
           }
         });
-        child.on('exit', (code, signal) => resolve({ code, signal, err }));
+        child.on('exit', (code, signal) => {
+          clearTimeout(watchdog);
+          resolve({ code, signal, err });
+        });
       });
     }
     const timingsLines = (err: string) => (err.match(/^timings \(wall ms\): /gm) ?? []).length;
