@@ -268,6 +268,47 @@ describe('engine/history', () => {
     assert.equal(await h.syncCount(), 0, 'a removed log has no syncs');
   });
 
+  it('counts syncs exactly as a parse of every line would, over lines it does not parse', async () => {
+    const h = new History(root);
+    await fsp.mkdir(path.dirname(h.path), { recursive: true });
+    const line = (e: HistoryEvent) => JSON.stringify(e);
+    const parts: string[] = [];
+    const rand = prng(7);
+    for (let i = 0; i < 4000; i++) {
+      const r = rand();
+      // a few lines longer than a read (1 MiB)
+      if (i % 1000 === 500)
+        parts.push(`${line(ev(`l${i}`, 'big', { synced_copies: 1, files: ['x'.repeat(1500 * 1024)] }))}\n`);
+      else if (r < 0.8) parts.push(`${line(ev(`l${i}`, `LoRA_SYNC_${i}`, { event: 'VERIFY', consistent: true }))}\n`);
+      else if (r < 0.9) parts.push(`${line(ev(`l${i}`, 'ünï 🎯', { synced_copies: i % 3 }))}\n`);
+      else if (r < 0.93) parts.push(`${line(ev(`l${i}`, 'crlf', { synced_copies: 1 }))}\r\n`);
+      else if (r < 0.95)
+        // two events on one '\n' line, split by a lone '\r' (readline ends a line there too)
+        parts.push(
+          `${line(ev(`l${i}`, 'a', { synced_copies: 1 }))}\r${line(ev(`l${i}`, 'b', { synced_copies: 2 }))}\n`,
+        );
+      else if (r < 0.97)
+        // "SYNC" spelled with a JSON escape, and a key spelled with one: still SYNC events
+        parts.push(
+          `{"time":"t","event":"\\u0053YNC","lora_id":"e${i}","name":"x","synced_copies":1}\n`,
+          `{"time":"t","\\u0065vent":"SYNC","lora_id":"e${i}","name":"x","synced_copies":2}\n`,
+        );
+      else parts.push('garbage SYNC {\n', '\n');
+    }
+    await fsp.writeFile(h.path, `${parts.join('')}${line(ev('torn', 'torn', { synced_copies: 1 }))}`);
+    const { events } = await h.read();
+    const expected = events.filter((e) => e.event === 'SYNC' && (e.synced_copies ?? 0) > 0).length;
+    assert.ok(expected > 300, `the log holds syncs to count: ${expected}`);
+    assert.equal(await new History(root).syncCount(), expected);
+    // And from where an earlier count stopped, across a line longer than a read.
+    const more = `${line(ev('m', 'big', { synced_copies: 5, files: ['y'.repeat(2500 * 1024)] }))}\n${line(ev('m', 'm', { event: 'VERIFY' }))}\n`;
+    const counted = new History(root);
+    assert.equal(await counted.syncCount(), expected);
+    await fsp.truncate(h.path, Buffer.byteLength(parts.join(''))); // the torn line goes
+    await fsp.appendFile(h.path, more);
+    assert.equal(await counted.syncCount(), expected + 1);
+  });
+
   it('never interleaves 50 concurrent appends, even across two History objects and a torn start', async () => {
     const h1 = new History(root);
     const h2 = new History(root + path.sep); // same file, different object

@@ -176,6 +176,58 @@ async function eachLine(input: NodeJS.ReadableStream, fn: (ev: HistoryEvent | un
   }
 }
 
+/** Bytes read at a time when counting syncs (a line longer than this is read whole all the same). */
+const COUNT_CHUNK = 1024 * 1024;
+/** What every line that can hold a SYNC event contains: the name itself, or a JSON `\u` escape. */
+const SYNC_TEXT = Buffer.from('SYNC');
+const ESCAPE_TEXT = Buffer.from('\\u');
+
+/**
+ * How many SYNC events that synced a copy the lines of [start, end) hold (`end` is a line's end).
+ * Every `status` and `verify` asks, and a busy log holds mostly VERIFY lines (one per LoRA per run):
+ * only the lines that contain `SYNC` or a `\u` escape (without which no JSON string spells SYNC) are
+ * decoded and parsed, each split as `readline` splits it (a lone '\r' ends a line too). So the count
+ * costs a byte search over the log, not a JSON parse of every line.
+ */
+async function countSyncs(fh: FileHandle, start: number, end: number): Promise<number> {
+  let count = 0;
+  let buf = Buffer.allocUnsafe(Math.min(COUNT_CHUNK, end - start));
+  let pos = start;
+  while (pos < end) {
+    let got = 0;
+    let cut = -1;
+    // Read until the buffer holds at least one whole line, growing it for a line longer than it.
+    for (;;) {
+      const want = Math.min(buf.length - got, end - pos - got);
+      const { bytesRead } = await fh.read(buf, got, want, pos + got);
+      if (bytesRead === 0) return count; // the file shrank under us: what is gone is not counted
+      got += bytesRead;
+      cut = buf.lastIndexOf(NL, got - 1);
+      if (cut >= 0 || pos + got >= end) break;
+      const bigger = Buffer.allocUnsafe(buf.length * 2);
+      buf.copy(bigger, 0, 0, got);
+      buf = bigger;
+    }
+    const lines = cut >= 0 ? cut + 1 : got; // whole lines only; the rest is read again with the next
+    const within = (at: number) => (at >= 0 && at < lines ? at : Number.POSITIVE_INFINITY);
+    for (let i = 0; i < lines; ) {
+      const hit = Math.min(within(buf.indexOf(SYNC_TEXT, i)), within(buf.indexOf(ESCAPE_TEXT, i)));
+      if (hit === Number.POSITIVE_INFINITY) break;
+      const from = buf.lastIndexOf(NL, hit) + 1;
+      const to = buf.indexOf(NL, hit);
+      const lineEnd = to < 0 || to >= lines ? lines : to;
+      for (const part of linesOf(buf.toString('utf8', from, lineEnd))) {
+        if (part.trim() === '') continue;
+        const ev = parseHistoryLine(part);
+        if (ev?.event === 'SYNC' && (ev.synced_copies ?? 0) > 0) count++;
+      }
+      i = lineEnd + 1;
+    }
+    pos += lines;
+  }
+  return count;
+}
+
 /** Every valid event in the first `complete` bytes, oldest first (optionally one LoRA's). */
 async function readAll(file: string, complete: number, loraId: string | undefined): Promise<ReadLines> {
   const events: HistoryEvent[] = [];
@@ -344,12 +396,7 @@ export class History {
       let c = this.syncs;
       if (!c || c.ino !== st.ino || c.offset > complete || !(await endsLineAt(fh, c.offset)))
         c = { ino: st.ino, offset: 0, count: 0 };
-      let count = c.count;
-      if (complete > c.offset) {
-        await eachLine(fh.createReadStream({ start: c.offset, end: complete - 1, autoClose: false }), (ev) => {
-          if (ev?.event === 'SYNC' && (ev.synced_copies ?? 0) > 0) count++;
-        });
-      }
+      const count = c.count + (complete > c.offset ? await countSyncs(fh, c.offset, complete) : 0);
       this.syncs = { ino: st.ino, offset: complete, count };
       return count;
     } finally {
