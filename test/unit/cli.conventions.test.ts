@@ -610,20 +610,24 @@ describe('lora-sync command-line conventions (issue 14)', function () {
         const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv({ LORA_SYNC_FAULTS: 'trace' }) });
         let err = '';
         let pressed = false;
-        let watchdog: NodeJS.Timeout | undefined;
+        // A child that never reaches the point, or outlives its Ctrl-C, is the failure to report
+        // (with its stderr), not a test timeout.
+        const kill = (why: string) => {
+          err += `\n(test: ${why}, killed)`;
+          child.kill('SIGKILL');
+        };
+        let watchdog = setTimeout(() => kill('the traced point not reached in 40 s'), 40_000);
         child.stderr.on('data', (d) => {
           err += d;
           if (!pressed && at.test(err)) {
             pressed = true;
             child.kill('SIGINT');
-            // A child that outlives its Ctrl-C is the failure to report, not a test timeout.
-            watchdog = setTimeout(() => {
-              err += '\n(test: still running 20 s after Ctrl-C, killed)';
-              child.kill('SIGKILL');
-            }, 20_000);
+            clearTimeout(watchdog);
+            watchdog = setTimeout(() => kill('still running 15 s after Ctrl-C'), 15_000);
           }
         });
-        child.on('exit', (code, signal) => {
+        // 'close', not 'exit': the last of stderr (the --timings line) has been read by then.
+        child.on('close', (code, signal) => {
           clearTimeout(watchdog);
           resolve({ code, signal, err });
         });

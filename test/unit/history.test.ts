@@ -1,9 +1,11 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { History, type HistoryEvent } from '../../server/src/engine/history';
+import { createInterface } from 'node:readline';
+import { History, type HistoryEvent, parseHistoryLine } from '../../server/src/engine/history';
 import { prng } from '../../server/src/demo/loraTree';
 
 const MODULE = path.resolve(__dirname, '../../server/src/engine/history.ts');
@@ -268,45 +270,70 @@ describe('engine/history', () => {
     assert.equal(await h.syncCount(), 0, 'a removed log has no syncs');
   });
 
-  it('counts syncs exactly as a parse of every line would, over lines it does not parse', async () => {
+  it('counts syncs exactly as a readline parse of every line would, over lines it does not parse', async () => {
     const h = new History(root);
     await fsp.mkdir(path.dirname(h.path), { recursive: true });
     const line = (e: HistoryEvent) => JSON.stringify(e);
-    const parts: string[] = [];
+    // What the count was before it skipped lines: readline over the complete lines, each one parsed.
+    const parseEveryLine = async (complete: number) => {
+      let n = 0;
+      const input = fs.createReadStream(h.path, { start: 0, end: complete - 1 });
+      for await (const l of createInterface({ input, crlfDelay: Infinity })) {
+        const e = l.trim() === '' ? undefined : parseHistoryLine(l);
+        if (e?.event === 'SYNC' && (e.synced_copies ?? 0) > 0) n++;
+      }
+      return n;
+    };
+    // A BOM before the first line (JSON.parse refuses it, so that line is no event either way).
+    const parts: Buffer[] = [Buffer.from(`\ufeff${line(ev('bom', 'bom', { synced_copies: 1 }))}\n`)];
     const rand = prng(7);
     for (let i = 0; i < 4000; i++) {
       const r = rand();
-      // a few lines longer than a read (1 MiB)
+      const text = (t: string) => parts.push(Buffer.from(t));
       if (i % 1000 === 500)
-        parts.push(`${line(ev(`l${i}`, 'big', { synced_copies: 1, files: ['x'.repeat(1500 * 1024)] }))}\n`);
-      else if (r < 0.8) parts.push(`${line(ev(`l${i}`, `LoRA_SYNC_${i}`, { event: 'VERIFY', consistent: true }))}\n`);
-      else if (r < 0.9) parts.push(`${line(ev(`l${i}`, 'ünï 🎯', { synced_copies: i % 3 }))}\n`);
-      else if (r < 0.93) parts.push(`${line(ev(`l${i}`, 'crlf', { synced_copies: 1 }))}\r\n`);
+        // a line longer than a read (1 MiB)
+        text(`${line(ev(`l${i}`, 'big', { synced_copies: 1, files: ['x'.repeat(1500 * 1024)] }))}\n`);
+      else if (r < 0.8) text(`${line(ev(`l${i}`, `LoRA_Gen1_${i}`, { event: 'VERIFY', consistent: true }))}\n`);
+      else if (r < 0.88) text(`${line(ev(`l${i}`, 'ünï 🎯\u2028x', { synced_copies: i % 3 }))}\n`);
+      else if (r < 0.9)
+        // invalid UTF-8 in a SYNC line (decoded to U+FFFD either way) and a VERIFY line with an escape
+        parts.push(
+          Buffer.concat([
+            Buffer.from(`{"time":"t","event":"SYNC","lora_id":"u${i}","name":"`),
+            Buffer.from([0xff, 0xc3]),
+          ]),
+          Buffer.from('","synced_copies":1}\n'),
+          Buffer.from(`{"time":"t","event":"VERIFY","lora_id":"v${i}","name":"\\u00e9"}\n`),
+        );
+      else if (r < 0.93) text(`${line(ev(`l${i}`, 'crlf', { synced_copies: 1 }))}\r\n`);
       else if (r < 0.95)
         // two events on one '\n' line, split by a lone '\r' (readline ends a line there too)
-        parts.push(
-          `${line(ev(`l${i}`, 'a', { synced_copies: 1 }))}\r${line(ev(`l${i}`, 'b', { synced_copies: 2 }))}\n`,
-        );
-      else if (r < 0.97)
+        text(`${line(ev(`l${i}`, 'a', { synced_copies: 1 }))}\r${line(ev(`l${i}`, 'b', { synced_copies: 2 }))}\n`);
+      else if (r < 0.97) {
         // "SYNC" spelled with a JSON escape, and a key spelled with one: still SYNC events
-        parts.push(
-          `{"time":"t","event":"\\u0053YNC","lora_id":"e${i}","name":"x","synced_copies":1}\n`,
-          `{"time":"t","\\u0065vent":"SYNC","lora_id":"e${i}","name":"x","synced_copies":2}\n`,
-        );
-      else parts.push('garbage SYNC {\n', '\n');
+        text(`{"time":"t","event":"\\u0053YNC","lora_id":"e${i}","name":"x","synced_copies":1}\n`);
+        text(`{"time":"t","\\u0065vent":"SYNC","lora_id":"e${i}","name":"x","synced_copies":2}\n`);
+      } else text('garbage SYNC {\n\n');
     }
-    await fsp.writeFile(h.path, `${parts.join('')}${line(ev('torn', 'torn', { synced_copies: 1 }))}`);
-    const { events } = await h.read();
-    const expected = events.filter((e) => e.event === 'SYNC' && (e.synced_copies ?? 0) > 0).length;
+    const complete = Buffer.concat(parts);
+    await fsp.writeFile(h.path, Buffer.concat([complete, Buffer.from(line(ev('torn', 'torn', { synced_copies: 1 })))]));
+    const expected = await parseEveryLine(complete.length);
     assert.ok(expected > 300, `the log holds syncs to count: ${expected}`);
-    assert.equal(await new History(root).syncCount(), expected);
-    // And from where an earlier count stopped, across a line longer than a read.
-    const more = `${line(ev('m', 'big', { synced_copies: 5, files: ['y'.repeat(2500 * 1024)] }))}\n${line(ev('m', 'm', { event: 'VERIFY' }))}\n`;
+    const skippable = complete
+      .toString('latin1')
+      .split('\n')
+      .filter((l) => l && !l.includes('SYNC') && !l.includes('\\u')).length;
+    assert.ok(skippable > 2500, `most lines are ones the count need not parse: ${skippable}`);
     const counted = new History(root);
     assert.equal(await counted.syncCount(), expected);
-    await fsp.truncate(h.path, Buffer.byteLength(parts.join(''))); // the torn line goes
-    await fsp.appendFile(h.path, more);
+    // And from where that count stopped, across a line longer than a read.
+    await fsp.truncate(h.path, complete.length); // the torn line goes
+    await fsp.appendFile(
+      h.path,
+      `${line(ev('m', 'big', { synced_copies: 5, files: ['y'.repeat(2500 * 1024)] }))}\n${line(ev('m', 'm', { event: 'VERIFY' }))}\n`,
+    );
     assert.equal(await counted.syncCount(), expected + 1);
+    assert.equal(await new History(root).syncCount(), await parseEveryLine((await fsp.stat(h.path)).size));
   });
 
   it('never interleaves 50 concurrent appends, even across two History objects and a torn start', async () => {

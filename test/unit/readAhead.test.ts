@@ -71,6 +71,33 @@ describe('readAhead: a byte range a chunk at a time', () => {
     }
   });
 
+  it('a caller that stops early leaves no read running into its buffers; an empty range yields nothing', async () => {
+    const fh = await fsp.open(file, 'r');
+    // A slow disk: each read lands 30 ms after it is asked for, so one is surely in flight at the break.
+    const slow = {
+      read: async (...args: Parameters<typeof fh.read>) => {
+        await new Promise((r) => setTimeout(r, 30));
+        return fh.read(...args);
+      },
+    } as unknown as fsp.FileHandle;
+    try {
+      const b = bufs();
+      b.forEach((x) => x.fill(0xee));
+      for await (const c of readAhead(slow, 0, bytes.length, b, ended)) {
+        assert.ok(c.equals(bytes.subarray(0, MiB)));
+        break; // the next chunk's read is in flight: the generator's cleanup waits for it
+      }
+      // Whatever was in flight has landed before the loop ended: the buffers change no more.
+      assert.ok(b[1].equals(bytes.subarray(MiB, 2 * MiB)), 'the read in flight finished before the loop ended');
+      const after = b.map((x) => Buffer.from(x));
+      await new Promise((r) => setTimeout(r, 80));
+      assert.ok(b.every((x, i) => x.equals(after[i])));
+      assert.deepEqual(await collect(readAhead(fh, 5, 0, bufs(), ended)), []);
+    } finally {
+      await fh.close();
+    }
+  });
+
   it('a file that ends before the range: the error names where the missing byte is, relative to the range', async () => {
     const short = path.join(dir, 'short.bin');
     fs.writeFileSync(short, bytes.subarray(0, 2.5 * MiB));

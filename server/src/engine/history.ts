@@ -200,7 +200,9 @@ async function countSyncs(fh: FileHandle, start: number, end: number): Promise<n
     for (;;) {
       const want = Math.min(buf.length - got, end - pos - got);
       const { bytesRead } = await fh.read(buf, got, want, pos + got);
-      if (bytesRead === 0) return count; // the file shrank under us: what is gone is not counted
+      // The file shrank under us (cut in place): what is gone is not counted; a log then shorter than
+      // where this count stopped is counted again from its start by the next call.
+      if (bytesRead === 0) return count;
       got += bytesRead;
       cut = buf.lastIndexOf(NL, got - 1);
       if (cut >= 0 || pos + got >= end) break;
@@ -209,14 +211,24 @@ async function countSyncs(fh: FileHandle, start: number, end: number): Promise<n
       buf = bigger;
     }
     const lines = cut >= 0 ? cut + 1 : got; // whole lines only; the rest is read again with the next
-    const within = (at: number) => (at >= 0 && at < lines ? at : Number.POSITIVE_INFINITY);
+    // Searched within these whole lines only, and each string's next place kept until passed: a
+    // search per hit to the buffer's end would make a log of SYNC lines cost the square of its hits.
+    const view = buf.subarray(0, lines);
+    const next = (what: Buffer, from: number) => {
+      const at = view.indexOf(what, from);
+      return at < 0 ? lines : at;
+    };
+    let sync = next(SYNC_TEXT, 0);
+    let escaped = next(ESCAPE_TEXT, 0);
     for (let i = 0; i < lines; ) {
-      const hit = Math.min(within(buf.indexOf(SYNC_TEXT, i)), within(buf.indexOf(ESCAPE_TEXT, i)));
-      if (hit === Number.POSITIVE_INFINITY) break;
-      const from = buf.lastIndexOf(NL, hit) + 1;
-      const to = buf.indexOf(NL, hit);
-      const lineEnd = to < 0 || to >= lines ? lines : to;
-      for (const part of linesOf(buf.toString('utf8', from, lineEnd))) {
+      if (sync < i) sync = next(SYNC_TEXT, i);
+      if (escaped < i) escaped = next(ESCAPE_TEXT, i);
+      const hit = Math.min(sync, escaped);
+      if (hit >= lines) break;
+      const from = view.lastIndexOf(NL, hit) + 1;
+      const to = view.indexOf(NL, hit);
+      const lineEnd = to < 0 ? lines : to;
+      for (const part of linesOf(view.toString('utf8', from, lineEnd))) {
         if (part.trim() === '') continue;
         const ev = parseHistoryLine(part);
         if (ev?.event === 'SYNC' && (ev.synced_copies ?? 0) > 0) count++;
