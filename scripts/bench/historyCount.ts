@@ -10,7 +10,7 @@ import { createReadStream, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
-import { History, HISTORY_DIR, HISTORY_FILE, parseHistoryLine } from '../../server/src/engine/history';
+import { History, HISTORY_DIR, HISTORY_FILE, isCountedSync, parseHistoryLine } from '../../server/src/engine/history';
 
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 7) || 7);
 const LINES = Math.max(1, Number(process.env.LINES ?? 20_000) || 20_000);
@@ -19,8 +19,7 @@ const LINES = Math.max(1, Number(process.env.LINES ?? 20_000) || 20_000);
 async function parseEveryLine(file: string): Promise<number> {
   let n = 0;
   for await (const l of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
-    const e = l.trim() === '' ? undefined : parseHistoryLine(l);
-    if (e?.event === 'SYNC' && (e.synced_copies ?? 0) > 0) n++;
+    if (l.trim() !== '' && isCountedSync(parseHistoryLine(l))) n++;
   }
   return n;
 }

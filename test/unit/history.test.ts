@@ -5,7 +5,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
-import { History, type HistoryEvent, parseHistoryLine } from '../../server/src/engine/history';
+import { History, type HistoryEvent, isCountedSync, parseHistoryLine } from '../../server/src/engine/history';
 import { prng } from '../../server/src/demo/loraTree';
 
 const MODULE = path.resolve(__dirname, '../../server/src/engine/history.ts');
@@ -279,8 +279,7 @@ describe('engine/history', () => {
       let n = 0;
       const input = fs.createReadStream(h.path, { start: 0, end: complete - 1 });
       for await (const l of createInterface({ input, crlfDelay: Infinity })) {
-        const e = l.trim() === '' ? undefined : parseHistoryLine(l);
-        if (e?.event === 'SYNC' && (e.synced_copies ?? 0) > 0) n++;
+        if (l.trim() !== '' && isCountedSync(parseHistoryLine(l))) n++;
       }
       return n;
     };

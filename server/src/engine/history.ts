@@ -176,6 +176,11 @@ async function eachLine(input: NodeJS.ReadableStream, fn: (ev: HistoryEvent | un
   }
 }
 
+/** Whether an event counts in `total_syncs_performed`: a SYNC that wrote at least one copy. */
+export function isCountedSync(ev: HistoryEvent | undefined): boolean {
+  return ev?.event === 'SYNC' && (ev.synced_copies ?? 0) > 0;
+}
+
 /** Bytes read at a time when counting syncs (a line longer than this is read whole all the same). */
 const COUNT_CHUNK = 1024 * 1024;
 /** What every line that can hold a SYNC event contains: the name itself, or a JSON `\u` escape. */
@@ -230,8 +235,7 @@ async function countSyncs(fh: FileHandle, start: number, end: number): Promise<n
       const lineEnd = to < 0 ? lines : to;
       for (const part of linesOf(view.toString('utf8', from, lineEnd))) {
         if (part.trim() === '') continue;
-        const ev = parseHistoryLine(part);
-        if (ev?.event === 'SYNC' && (ev.synced_copies ?? 0) > 0) count++;
+        if (isCountedSync(parseHistoryLine(part))) count++;
       }
       i = lineEnd + 1;
     }
