@@ -206,8 +206,15 @@ describe('lora-sync command-line conventions (issue 14)', function () {
       const written: string[] = [];
       const sink = { columns: 120, write: (x: string) => written.push(x) };
       const p = new Progress(sink, true, 0);
+      // The phase starts exactly at t0 (a clock tick between reading t0 and start() made it 3,001 files/s).
       const t0 = Date.now();
-      p.start('reading', 60_000);
+      const realNow = Date.now;
+      Date.now = () => t0;
+      try {
+        p.start('reading', 60_000);
+      } finally {
+        Date.now = realNow;
+      }
       p.update(15_000);
       assert.equal(p.line(t0 + 5_000), 'reading  15,000/60,000 files  25%  3,000 files/s  15 s left');
       assert.equal(p.line(t0 + 50), 'reading  15,000/60,000 files  25%', 'no rate before it means anything');
