@@ -154,7 +154,8 @@ async function main(): Promise<void> {
     return;
   }
   if (step === 'verify') {
-    await leanVerify(root, `${list}.index.jsonl`);
+    const shard = process.argv[5];
+    await leanVerify(root, `${list}.index${shard ? `.${shard.replace('/', 'of')}` : ''}.jsonl`, shard);
     return;
   }
   const h = hashBackend();
@@ -266,9 +267,12 @@ function lean(files: string[]): void {
  * everything `all` does (to zip checkpoints; any other file is only read), then write one JSON line
  * per file (its key and its two digests) to `out` as our cache is written (a temporary file renamed,
  * no fsync). No recognition, entries, statuses, history or report. Prints each part's wall ms, so a
- * reader can take out a part they would not count.
+ * reader can take out a part they would not count. `shard` ("k/n"): only every n-th listed file from
+ * the k-th, for n of these processes run at once (the floor with n cores: each lists the whole tree).
  */
-async function leanVerify(root: string, out: string): Promise<void> {
+async function leanVerify(root: string, out: string, shard = '0/1'): Promise<void> {
+  const [part, parts] = shard.split('/').map(Number);
+  if (!(parts >= 1 && part >= 0 && part < parts)) throw new Error(`shard ${shard}: want k/n with 0 <= k < n`);
   const included = includedMatcher(await loadConfig(root));
   const t0 = performance.now();
   const c0 = process.cpuUsage();
@@ -282,6 +286,7 @@ async function leanVerify(root: string, out: string): Promise<void> {
     }
   };
   walk(root, '');
+  if (parts > 1) files.splice(0, files.length, ...files.filter((_, i) => i % parts === part));
   const t1 = performance.now();
   const s = leanState();
   const lines: string[] = [];

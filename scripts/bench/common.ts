@@ -78,3 +78,20 @@ export function ours(op: string, root: string): Record<string, number> {
 export function settle(): void {
   spawnSync('sync');
 }
+
+/**
+ * The phases of a `--timings` line (cli/timings.ts), in its order, then the total and the process's
+ * peak RSS in MB (`peak`).
+ */
+export function timingsOf(line: string): Array<[string, number]> {
+  const body = /^timings \(wall ms\): (.*)$/m.exec(line)?.[1];
+  if (!body) throw new Error(`no --timings line in: ${line.slice(0, 200)}`);
+  const num = (x: string) => Number(x.replace(/,/g, ''));
+  const [parts, rest] = body.split('; total ');
+  const [total, peak] = rest.split('; peak RSS ');
+  const out = parts.split(/, (?=[a-z])/).map((p): [string, number] => {
+    const m = /^(.*?) ([\d,]+)( \(.*\))?$/.exec(p)!;
+    return [m[1], num(m[2])];
+  });
+  return [...out, ['total', num(total)], ['peak', num(peak.replace(/ MB$/, ''))]];
+}

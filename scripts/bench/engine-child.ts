@@ -15,11 +15,7 @@ import { join } from 'node:path';
 import { Workspace } from '../../server/src/engine/workspace';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 import { fileHashes } from '../../server/src/engine/fileHashes';
-
-function peakRssMB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 : 0;
-}
+import { peakRssMB } from '../../server/src/io/peakRss';
 
 async function main() {
   const [op, root] = process.argv.slice(2);

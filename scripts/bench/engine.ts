@@ -41,7 +41,7 @@ import { writeTorchCheckpoint, torchPrefixFor } from '../../server/src/formats/t
 import { atomicWrite } from '../../server/src/io/atomicWrite';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 import { PY, pyScript } from '../../test/support/python';
-import { ROOT, best, children, extras, floor, floorRows, ours, rows, settle, wall } from './common';
+import { ROOT, best, children, extras, floor, floorRows, ours, rows, settle, timingsOf, wall } from './common';
 import { baselineGuard, prepareBaseline } from './baseline';
 import { generateBigLayouts, generateLayoutsWorkspace } from './layouts';
 import { benchLayouts } from './layoutsBench';
@@ -177,6 +177,10 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
     note: `${warm.total_ms.toFixed(0)} ms absolute`,
   });
   const upd = ours('update-one', ws);
+  const cli = cliStatusJsonPeak(ws);
+  extras.push(
+    `${label}: the CLI's cold \`status --json\` (the report written as it is made) peaks at ${cli.toFixed(0)} MB RSS, against ${cold.max_rss_mb.toFixed(0)} MB for the engine's cold scan alone (${(cli / cold.max_rss_mb).toFixed(2)}x)`,
+  );
   extras.push(
     `${label}: one source rewritten -> statuses updated in ${upd.update_ms.toFixed(1)} ms (${upd.changes} status changes); peak RSS cold status ${cold.max_rss_mb.toFixed(0)} MB, warm ${warm.max_rss_mb.toFixed(0)} MB, Python verify ${pyVerify.max_rss_mb.toFixed(0)} MB; CPU (all threads) cold status ${cold.cpu_ms.toFixed(0)} ms, warm ${warm.cpu_ms.toFixed(0)} ms`,
   );
@@ -243,6 +247,17 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
 }
 
 /** (source, copy) pairs of the STALE copies, from our own status (same set the sync writes). */
+/** Peak RSS (MB, from its --timings line) of a whole cold `lora-sync status --json`, its output discarded. */
+function cliStatusJsonPeak(ws: string): number {
+  rmSync(join(ws, '.lora-sync'), { recursive: true, force: true });
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist/cli.js'), 'status', '--json', '--timings', '--root', ws], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
+  });
+  if (r.status !== 0 && r.status !== 1) throw new Error(`status --json failed with ${r.status}: ${r.stderr}`);
+  return timingsOf(r.stderr).find(([k]) => k === 'peak')![1];
+}
+
 async function stalePairs(ws: string): Promise<Array<[string, string]>> {
   // status exits 1 when anything is inconsistent, which is the point here
   const out = spawnSync(process.execPath, [join(ROOT, 'dist/cli.js'), 'status', '--root', ws, '--json'], {

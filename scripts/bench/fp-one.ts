@@ -8,15 +8,7 @@ import { fingerprintCheckpoint } from '../../server/src/formats/fingerprint';
 import { mapLimit } from '../../server/src/io/mapLimit';
 import { readFileSync } from 'node:fs';
 import { hashBackend } from '../../server/src/formats/hashBackend';
-
-/**
- * Peak RSS of this process image. Not getrusage's maxRSS: Linux carries that across exec, so a child
- * of a big parent would report the parent's peak. VmHWM in /proc belongs to this address space alone.
- */
-function peakRssMB(): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-}
+import { peakRssMB } from '../../server/src/io/peakRss';
 
 /**
  * `--floor FILE`: the CPU floor of the two passes the format asks for, on bytes already in memory:

@@ -247,7 +247,7 @@ describe('lora-sync command-line conventions (issue 14)', function () {
 
   describe('--timings', () => {
     const LINE =
-      /^timings \(wall ms\): start-up ([\d,]+), list ([\d,]+), keys ([\d,]+), read ([\d,]+) \(([\d,]+) of ([\d,]+) files\), statuses ([\d,]+), cache ([\d,]+), the command ([\d,]+); total ([\d,]+)$/m;
+      /^timings \(wall ms\): start-up ([\d,]+), list ([\d,]+), keys ([\d,]+), read ([\d,]+) \(([\d,]+) of ([\d,]+) files\), statuses ([\d,]+), cache ([\d,]+), the command ([\d,]+); total ([\d,]+); peak RSS ([\d,]+) MB$/m;
     const num = (x: string) => Number(x.replace(/,/g, ''));
 
     it('one line on stderr when the command is done: start-up, each scan phase, the command, the total; stdout unchanged', () => {
@@ -263,8 +263,10 @@ describe('lora-sync command-line conventions (issue 14)', function () {
         assert.ok(m, first.err);
         const once = (err: string) => assert.equal((err.match(/^timings \(wall ms\)/gm) ?? []).length, 1, err);
         once(first.err);
-        const [startUp, list, keys, read, nRead, nFiles, statuses, cache, rest, total] = m.slice(1, 11).map(num);
+        const [startUp, list, keys, read, nRead, nFiles, statuses, cache, rest, total, peak] = m.slice(1, 12).map(num);
         assert.ok(read > 0 && list > 0 && startUp > 0, `a cold scan takes time to list and read: ${first.err}`);
+        // A Node process holds tens of MB before it does anything; a figure far off means a wrong unit.
+        assert.ok(peak >= 20 && peak < 4096, `peak RSS in MB: ${first.err}`);
         assert.equal(nFiles, JSON.parse(first.out).files.length, 'the files the scan indexed');
         assert.equal(nRead, nFiles, 'a cold scan reads every file');
         // The parts are the total, each rounded on its own.
@@ -294,13 +296,13 @@ describe('lora-sync command-line conventions (issue 14)', function () {
       const phases = { list: 10, keys: 5, read: 50, statuses: 5, cache: 10 };
       t.scanned({ files: 28, read: 28, reused: 0, removed: 0, changes: [], timings: phases });
       assert.equal(
-        t.line(300),
-        'timings (wall ms): start-up 100, list 10, keys 5, read 50 (28 of 28 files), statuses 5, cache 10, the command 120; total 300',
+        t.line(300, 61.4),
+        'timings (wall ms): start-up 100, list 10, keys 5, read 50 (28 of 28 files), statuses 5, cache 10, the command 120; total 300; peak RSS 61 MB',
       );
       t.scanned({ files: 28, read: 4, reused: 24, removed: 0, changes: [], timings: phases });
       assert.equal(
-        t.line(2_400),
-        'timings (wall ms): start-up 100, list 20, keys 10, read 100 (32 of 56 files), statuses 10, cache 20, the command 2,140; total 2,400',
+        t.line(2_400, 1_234.5),
+        'timings (wall ms): start-up 100, list 20, keys 10, read 100 (32 of 56 files), statuses 10, cache 20, the command 2,140; total 2,400; peak RSS 1,235 MB',
       );
     });
   });

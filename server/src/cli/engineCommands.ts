@@ -10,6 +10,7 @@ import { ConfigError } from '../engine/config';
 import { type Painter, painter } from './colour';
 import { Progress } from './progress';
 import { toSarif } from './sarif';
+import { writeJson } from './jsonOut';
 import type { Timings } from './timings';
 import { version } from '../../../package.json';
 
@@ -58,6 +59,8 @@ async function scanWithProgress(ws: Workspace, o: Common): Promise<void> {
 }
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
+/** SARIF's results lie four levels down (the log, `runs`, the run, `results`): walked that deep. */
+const SARIF_LEVELS = 4;
 
 export async function openWorkspace(root: string | undefined): Promise<Workspace> {
   const dir = resolve(root ?? '.');
@@ -104,8 +107,9 @@ export async function cmdStatus(o: Common & { all?: boolean }): Promise<number> 
   await scanWithProgress(ws, o);
   const r = await ws.report();
   const f = fmtOf(o);
-  if (f === 'sarif') out(JSON.stringify(toSarif(r.root, version, r.files, r.loras), null, 2));
-  else out(f === 'json' ? JSON.stringify(r, null, 2) : formatStatus(r, !!o.all, o.paint));
+  if (f === 'sarif') await writeJson(toSarif(r.root, version, r.files, r.loras), process.stdout, SARIF_LEVELS);
+  else if (f === 'json') await writeJson(r);
+  else out(formatStatus(r, !!o.all, o.paint));
   return r.files.some((f) => isProblem(f.status)) ? 1 : 0;
 }
 
@@ -122,8 +126,8 @@ export async function cmdVerify(o: Common & { lora?: string }): Promise<number> 
     const r = await ws.report();
     const verified = new Set(v.loras.map((l) => l.id));
     const files = r.files.filter((x) => x.lora_id !== null && verified.has(x.lora_id));
-    out(JSON.stringify(toSarif(r.root, version, files, r.loras), null, 2));
-  } else if (f === 'json') out(JSON.stringify(v, null, 2));
+    await writeJson(toSarif(r.root, version, files, r.loras), process.stdout, SARIF_LEVELS);
+  } else if (f === 'json') await writeJson(v);
   else {
     out(
       `${v.is_consistent ? c.paint('green', 'consistent') : c.paint('red', 'NOT consistent')}: ${v.loras.filter((l) => l.is_consistent).length} of ${v.loras.length} LoRAs consistent, ${v.issues.length} issues`,
@@ -195,7 +199,8 @@ export async function cmdSync(
   await scanWithProgress(ws, o);
   const plan = ws.plan({ loras: o.lora ? [requireLora(ws, o.lora)] : undefined, force: o.force });
   if (o.dryRun) {
-    out(o.json ? JSON.stringify({ plan }, null, 2) : formatPlan(plan));
+    if (o.json) await writeJson({ plan });
+    else out(formatPlan(plan));
     return 0;
   }
   const p = o.progress ?? noProgress;
@@ -229,7 +234,8 @@ export async function cmdSync(
       onProgress: (done, n) => p.update(done, n),
     });
     p.clear();
-    out(o.json ? JSON.stringify({ plan, result: r }, null, 2) : formatSync(r, o.paint));
+    if (o.json) await writeJson({ plan, result: r });
+    else out(formatSync(r, o.paint));
     return r.failed || r.cancelled || r.historyError ? 1 : 0;
   } finally {
     p.clear();
@@ -242,7 +248,7 @@ export async function cmdHistory(o: Common & { lora?: string; limit?: string }):
   const limit = o.limit !== undefined ? Number(o.limit) : 50;
   if (!Number.isInteger(limit) || limit < 1) throw new CliUsageError('--limit takes a positive whole number');
   const { events, skippedLines } = await ws.history.read({ limit, loraId: o.lora });
-  if (o.json) out(JSON.stringify({ events, skipped_lines: skippedLines }, null, 2));
+  if (o.json) await writeJson({ events, skipped_lines: skippedLines });
   else {
     if (!events.length) out('no history yet');
     for (const e of events) {
@@ -267,7 +273,7 @@ export async function cmdStats(o: Common): Promise<number> {
   const ws = await openWorkspace(o.root);
   await scanWithProgress(ws, o);
   const s = await ws.stats();
-  if (o.json) out(JSON.stringify(s, null, 2));
+  if (o.json) await writeJson(s);
   else {
     out(`total_loras_tracked     ${s.total_loras_tracked}`);
     out(`total_copies_tracked    ${s.total_copies_tracked}`);

@@ -1,10 +1,12 @@
 /**
  * `--timings`: where a command's wall time went, one line on stderr when it ends — start-up (Node and
  * the bundle, up to the command), each phase of its scans (engine/workspace.ts ScanTimings), and the
- * command's own work after them (a verify's checks, a sync's writes, the report). For a user asking
- * why a scan is slow, and for `npm run bench:budget`, which reads the line of a cold verify.
+ * command's own work after them (a verify's checks, a sync's writes, the report) — and the process's
+ * peak memory. For a user asking why a scan is slow or large, and for `npm run bench:budget` and
+ * `npm run bench`, which read the line of a cold verify and of a cold `status --json`.
  */
 import type { ScanSummary, ScanTimings } from '../engine/workspace';
+import { peakRssMB } from '../io/peakRss';
 
 const PHASES: Array<keyof ScanTimings> = ['list', 'keys', 'read', 'statuses', 'cache'];
 
@@ -23,8 +25,11 @@ export class Timings {
     this.read += s.read;
   }
 
-  /** The line, as of `now`; "the command" is what is left of the total once start-up and the scans are counted. */
-  line(now = performance.now()): string {
+  /**
+   * The line, as of `now`, with `peakMB` (the process's peak resident memory); "the command" is what
+   * is left of the total once start-up and the scans are counted.
+   */
+  line(now = performance.now(), peakMB = peakRssMB()): string {
     const ms = (x: number) => Math.round(x).toLocaleString('en-US');
     const scans = PHASES.reduce((a, p) => a + this.phases[p], 0);
     const rest = Math.max(0, now - this.startUp - scans);
@@ -33,6 +38,6 @@ export class Timings {
         ? `read ${ms(this.phases.read)} (${ms(this.read)} of ${ms(this.files)} files)`
         : `${p} ${ms(this.phases[p])}`,
     );
-    return `timings (wall ms): start-up ${ms(this.startUp)}, ${parts.join(', ')}, the command ${ms(rest)}; total ${ms(now)}`;
+    return `timings (wall ms): start-up ${ms(this.startUp)}, ${parts.join(', ')}, the command ${ms(rest)}; total ${ms(now)}; peak RSS ${ms(peakMB)} MB`;
   }
 }
