@@ -61,7 +61,9 @@ export const children = { now: '' };
 /** One operation of an engine child bundle (`engine-child.ts`), its JSON line parsed. */
 export function runChild(child: string, op: string, arg: string): Record<string, number> {
   // NODE_PATH: the bundle lives outside the repo, and loads the native hashers from its node_modules.
-  const out = execFileSync(process.execPath, [child, op, arg], {
+  // Only `retained` gets --expose-gc: a collection changes the peak the other operations report.
+  const flags = op === 'retained' ? ['--expose-gc'] : [];
+  const out = execFileSync(process.execPath, [...flags, child, op, arg], {
     encoding: 'utf8',
     maxBuffer: 1 << 26,
     env: { ...process.env, NODE_OPTIONS: '', NODE_PATH: join(ROOT, 'node_modules') },

@@ -3,6 +3,8 @@
  * its time and this process's peak RSS (VmHWM) as one JSON line. Bundled and run with plain node.
  *   status-cold ROOT   scan with no cache (the cache is removed first)
  *   status-warm ROOT   scan with the cache a previous scan left
+ *   retained ROOT      cold scan, then the heap it keeps after a full collection (run with --expose-gc;
+ *                      apart from status-cold, whose peak a collection at start would change)
  *   verify ROOT        cold scan + verify of every LoRA
  *   sync ROOT          cold scan + plan + sync of every STALE / drifted copy
  *   update-one ROOT    warm scan, then a source is rewritten and the time to updated statuses is measured
@@ -30,14 +32,21 @@ async function main() {
     out.mismatches = mismatches;
     return report(out, t0, cpu0);
   }
-  if (op === 'status-cold' || op === 'verify' || op === 'sync')
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (op === 'retained' && !gc) throw new Error('retained: run the child with --expose-gc');
+  gc?.();
+  const heapBefore = process.memoryUsage().heapUsed;
+  if (op === 'status-cold' || op === 'verify' || op === 'sync' || op === 'retained')
     await rm(join(root, '.lora-sync'), { recursive: true, force: true });
   const ws = await Workspace.open(root);
   const s = await ws.scan();
   out.files = s.files;
   out.read = s.read;
   out.scan_ms = performance.now() - t0;
-  if (op === 'verify') {
+  if (op === 'retained') {
+    gc!();
+    out.retained_mb = (process.memoryUsage().heapUsed - heapBefore) / 1024 / 1024;
+  } else if (op === 'verify') {
     const v = ws.verify();
     out.consistent = v.loras.filter((l) => l.is_consistent).length;
   } else if (op === 'sync') {

@@ -9,6 +9,8 @@
  * to what the index no longer has.
  */
 import type { FileEntry, TensorEntry } from './loraFile';
+import { ownHex } from '../formats/digestText';
+import { INLINE_META_MARK } from './loraFile';
 
 const sameShape = (a: number[], b: number[]) => a === b || (a.length === b.length && a.every((d, i) => d === b[i]));
 
@@ -46,6 +48,15 @@ export class EntryInterner {
     return s;
   }
 
+  /** `str` for a digest: the first one kept is a string of its own, not a view of a longer text (digestText.ts). */
+  digest(s: string): string {
+    const known = this.strings.get(s);
+    if (known !== undefined) return known;
+    const own = ownHex(s);
+    this.strings.set(own, own);
+    return own;
+  }
+
   shape(a: number[]): number[] {
     const k = a.join(',');
     const known = this.shapes.get(k);
@@ -63,7 +74,7 @@ export class EntryInterner {
       name: this.str(t.name),
       dtype: this.str(t.dtype),
       shape: this.shape(t.shape),
-      digest: t.digest,
+      digest: this.digest(t.digest),
     }));
     if (!known) this.tensorLists.set(digest, own);
     return own;
@@ -72,6 +83,8 @@ export class EntryInterner {
   metaKeys(m: Record<string, string>, digest: string): Record<string, string> {
     const known = this.metaSets.get(digest);
     if (known && sameRecord(known, m)) return known;
+    // A record kept: its hashed values (not the inline `=` texts) become strings of their own.
+    for (const k in m) if (m[k][0] !== INLINE_META_MARK) m[k] = this.digest(m[k]);
     if (!known) this.metaSets.set(digest, m);
     return m;
   }
@@ -98,8 +111,8 @@ export class EntryInterner {
     e.metaKeys = this.metaKeys(e.metaKeys, e.metaDigest);
     e.copyKeys = this.keys(e.copyKeys);
     e.unsafeGlobals = this.keys(e.unsafeGlobals);
-    e.tensorsDigest = this.str(e.tensorsDigest);
-    e.metaDigest = this.str(e.metaDigest);
+    e.tensorsDigest = this.digest(e.tensorsDigest);
+    e.metaDigest = this.digest(e.metaDigest);
     if (e.loraId !== undefined) e.loraId = this.str(e.loraId);
     if (e.name !== undefined) e.name = this.str(e.name);
     e.syncInfo = this.syncInfo(e.syncInfo);

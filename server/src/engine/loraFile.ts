@@ -72,9 +72,12 @@ function smallDigest(s: string, hexChars = 32): string {
  * SHA-256 calls a file for them. Longer texts keep 64 bits of SHA-256, as the cache stays small.
  */
 export const INLINE_META_TEXT = 40;
+/** What starts an inline value in `metaKeys`. */
+export const INLINE_META_MARK = '=';
 
 /** Per metadata key: says "same value or not" between a copy and its source (these values are internal: cache and comparisons). */
-export const keyDigestOf = (s: string) => (s.length <= INLINE_META_TEXT ? `=${s}` : smallDigest(s, 16));
+export const keyDigestOf = (s: string) =>
+  s.length <= INLINE_META_TEXT ? `${INLINE_META_MARK}${s}` : smallDigest(s, 16);
 
 /**
  * Digest of the (key, value) pairs of `metaKeys` in key order (keys are unique: a plain sort of the
