@@ -19,6 +19,7 @@
  *   recognize    + the layout recognizers (describeCheckpoint + recognize)
  *   fingerprint  + fingerprintCheckpoint: CRC32 and XXH64 of every tensor's bytes
  *   entry        readEntry, the scan's whole per-file work (metadata typed forms and digests, folder facts)
+ *   kept         + each entry interned and kept to the end, as the scan keeps its index (the GC's cost)
  *   steps    every step as its own pass (all files read into memory first), each pass's CPU apart:
  *            steadier per-step figures than differences between whole runs
  * Bundled and run with plain node, as dist/cli.js is; prints {files, records, work_ms, cpu_ms} (steps:
@@ -46,7 +47,8 @@ import { isFormatError } from '../../server/src/formats/errors';
 import { fingerprintCheckpoint } from '../../server/src/formats/fingerprint';
 import { describeCheckpoint } from '../../server/src/layouts/describe';
 import { recognize } from '../../server/src/layouts/recognize';
-import { readEntry } from '../../server/src/engine/loraFile';
+import { type FileEntry, readEntry } from '../../server/src/engine/loraFile';
+import { EntryInterner } from '../../server/src/engine/entryIntern';
 import { includedMatcher } from '../../server/src/engine/scanner';
 import { loadConfig } from '../../server/src/engine/config';
 import { PIPELINE } from './budgetSteps';
@@ -111,6 +113,8 @@ async function pipeline(step: string, files: string[], root: string): Promise<vo
     return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: Number(st.ino) };
   });
   const upTo = PIPELINE.indexOf(step);
+  const intern = new EntryInterner();
+  const kept: FileEntry[] = [];
   let skipped = 0;
   const t0 = performance.now();
   const c0 = process.cpuUsage();
@@ -118,6 +122,11 @@ async function pipeline(step: string, files: string[], root: string): Promise<vo
     const rel = relative(root, files[i]).split(sep).join('/');
     if (step === 'entry') {
       await readEntry(files[i], rel, cfg, keys[i]);
+      continue;
+    }
+    if (step === 'kept') {
+      // As the scan keeps them: its parts shared with equal ones, held to the end (the index's heap).
+      kept.push(intern.entry(await readEntry(files[i], rel, cfg, keys[i])));
       continue;
     }
     // A workspace given on the command line may hold files that are no checkpoint (a README.pt):
@@ -135,7 +144,7 @@ async function pipeline(step: string, files: string[], root: string): Promise<vo
       await c.close();
     }
   }
-  report({ step, files: files.length, skipped }, t0, c0);
+  report({ step, files: files.length, skipped, kept: kept.length }, t0, c0);
 }
 
 async function main(): Promise<void> {

@@ -1,2 +1,2 @@
 /** The steps of our own read path that `bench:budget`'s child measures one after another (budget-child.ts). */
-export const PIPELINE = ['open', 'recognize', 'fingerprint', 'entry'];
+export const PIPELINE = ['open', 'recognize', 'fingerprint', 'entry', 'kept'];

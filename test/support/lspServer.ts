@@ -2,7 +2,12 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import {
+  createMessageConnection,
+  type MessageConnection,
+  StreamMessageReader,
+  StreamMessageWriter,
+} from 'vscode-jsonrpc/node';
 import type { PublishDiagnosticsParams } from 'vscode-languageserver-protocol';
 import { ensureBuilt } from './files';
 import { type ServerStatus, StatusChangedNotification } from '../../server/src/protocol/messages';
@@ -23,6 +28,7 @@ export async function until<T>(what: string, ms: number, probe: () => T | undefi
  * `env`: extra environment for the server process (e.g. `LORA_SYNC_FAULTS`, the fault seam of io/faults.ts).
  * `capabilities`: the client's, as VS Code would send them (`{ window: { workDoneProgress: true } }` makes the
  * server create progress for its first scan; this client accepts it and keeps the `$/progress` it gets).
+ * `onProgress`: called with each `$/progress` value as it comes, and the connection (to ask mid-scan).
  */
 export async function startServer(
   dir: string,
@@ -30,6 +36,7 @@ export async function startServer(
   onDiagnostics: (p: PublishDiagnosticsParams) => void,
   env: Record<string, string> = {},
   capabilities: object = {},
+  onProgress?: (value: { kind: string; message?: string }, conn: MessageConnection) => void,
 ) {
   const server = join(ensureBuilt(), '..', 'server.js');
   const child = spawn(process.execPath, [server, '--stdio'], {
@@ -50,6 +57,7 @@ export async function startServer(
   conn.onRequest('window/workDoneProgress/create', () => null);
   conn.onNotification('$/progress', (p: { value: { kind: string; message?: string } }) => {
     log.progress.push(p.value);
+    onProgress?.(p.value, conn);
   });
   conn.listen();
   const uri = pathToFileURL(dir).toString();

@@ -9,7 +9,9 @@ import { strict as assert } from 'node:assert';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
@@ -240,6 +242,53 @@ describe('language server: a client that shows work-done progress', function () 
         new RegExp(`: first scan: ${n} files, ${n} read, 0 from the cache; list \\d+, keys \\d+, read \\d+`),
       );
       assert.equal((await conn.sendRequest(ServerStatusRequest)).state, 'ready');
+    } finally {
+      child.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('language server: a cold scan of many files', function () {
+  this.timeout(120000);
+  it('answers a request sent while it reads, before its read ends', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lora-lsp-busy-'));
+    await generateSeedWorkspace(dir, { loras: 300, copies: 1_200 });
+    // The request goes out once a report says the read has begun; its answer must come back before
+    // the report of the last file (the server reads small files with synchronous calls: without a turn
+    // of its event loop between batches, it would not even see the request until the read was done).
+    let asked = false;
+    let answeredAt = -1;
+    let progressAtAnswer = '';
+    const reports: string[] = [];
+    const { child, log } = await startServer(
+      dir,
+      { watch: false },
+      () => undefined,
+      {},
+      { window: { workDoneProgress: true } },
+      (value, conn) => {
+        if (value.kind !== 'report' || !value.message) return;
+        reports.push(value.message);
+        const m = /^(\d+) \/ (\d+) files$/.exec(value.message);
+        if (asked || !m || Number(m[1]) === 0 || Number(m[1]) >= Number(m[2]) / 4) return;
+        asked = true;
+        void conn.sendRequest(ServerStatusRequest).then(() => {
+          answeredAt = reports.length;
+          progressAtAnswer = reports.at(-1) ?? '';
+        });
+      },
+    );
+    try {
+      assert.ok(asked, `a report early in the read: ${reports.slice(0, 5).join(', ')}`);
+      const last = reports.length;
+      const total = /\/ (\d+) files/.exec(reports.at(-1)!)![1];
+      assert.equal(reports.at(-1), `${total} / ${total} files`, 'the last report is the last file');
+      assert.ok(
+        answeredAt > 0 && answeredAt < last,
+        `answered after report ${answeredAt} of ${last} (${progressAtAnswer})`,
+      );
+      assert.equal(log.progress.at(-1)?.kind, 'end');
     } finally {
       child.kill();
       await rm(dir, { recursive: true, force: true });
