@@ -9,15 +9,15 @@ import { strict as assert } from 'node:assert';
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 import { join, relative, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { MessageConnection, ResponseError } from 'vscode-jsonrpc/node';
 import { type Diagnostic, DiagnosticSeverity } from 'vscode-languageserver-protocol';
 import { copyFixtureWorkspace } from '../support/files';
-import { startServer, until } from '../support/lspServer';
+import { sleep, startServer, until } from '../support/lspServer';
 import { trainerStep } from '../../server/src/demo/trainerStep';
 import {
   CopyMapRequest,
@@ -291,6 +291,48 @@ describe('language server: a cold scan of many files', function () {
       assert.equal(log.progress.at(-1)?.kind, 'end');
     } finally {
       child.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('language server: a folder removed while its first scan runs', function () {
+  this.timeout(120000);
+  it('publishes nothing for it afterwards and watches nothing', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lora-lsp-removed-'));
+    let child: ChildProcess | undefined;
+    try {
+      await generateSeedWorkspace(dir, { loras: 300, copies: 1_200 });
+      const uri = pathToFileURL(dir).toString();
+      // The last diagnostics published for each file (an empty list clears a file's problems).
+      const last = new Map<string, number>();
+      let removed = false;
+      const started = await startServer(
+        dir,
+        { watch: true },
+        (p) => last.set(p.uri, p.diagnostics.length),
+        {},
+        { window: { workDoneProgress: true }, workspace: { workspaceFolders: true } },
+        (value, conn) => {
+          if (removed || value.kind !== 'report') return;
+          removed = true; // the read has begun: the folder goes away under it
+          void conn.sendNotification('workspace/didChangeWorkspaceFolders', {
+            event: { added: [], removed: [{ uri, name: 'ws' }] },
+          });
+        },
+      );
+      child = started.child;
+      assert.ok(removed, 'the folder was removed during the scan');
+      // A file of the removed folder goes bad afterwards: a watcher left running would report it.
+      const victim = (await readdir(dir, { recursive: true })).find((r) => r.endsWith('.pt') && r.includes('/'))!;
+      await truncate(join(dir, victim), 100);
+      await sleep(4000); // past the watcher's settle time (1 s) and its batching
+      const shown = [...last].filter(([u, n]) => u.startsWith(uri) && n > 0).map(([u]) => u);
+      assert.deepEqual(shown, [], 'no file of the removed folder keeps a problem in the Problems panel');
+      const status = await started.conn.sendRequest(ServerStatusRequest);
+      assert.equal(status.loras, 0, JSON.stringify(status));
+    } finally {
+      child?.kill();
       await rm(dir, { recursive: true, force: true });
     }
   });

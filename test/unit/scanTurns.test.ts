@@ -25,7 +25,7 @@ describe('a scan gives the event loop its turns', () => {
   });
   after(async () => rm(root, { recursive: true, force: true }));
 
-  it('keys and reads a few dozen files between two turns, cold and warm, and sees a cancel in between', async function () {
+  it('keys and reads a few dozen files between two turns, cold and warm', async function () {
     this.timeout(120_000);
     for (const phase of ['cold', 'warm']) {
       const ws = await Workspace.open(root);
@@ -63,5 +63,34 @@ describe('a scan gives the event loop its turns', () => {
       if (phase === 'cold') assert.ok(maxRead <= 2 * BATCH, `${maxRead} files read between two turns`);
       assert.ok(turns > s.files / KEYS_PER_TURN, `${turns} turns for ${s.files} files`);
     }
+  });
+
+  it('stops reading when cancelled between two batches, and the next scan reads what it did not reach', async function () {
+    this.timeout(120_000);
+    await rm(join(root, '.lora-sync'), { recursive: true, force: true });
+    const ws = await Workspace.open(root);
+    let reported = 0;
+    // A cancel that arrives (as an LSP $/cancelRequest would, between two turns) once 200 files are read.
+    const s = await ws.scan({
+      workers: false,
+      onProgress: (done) => {
+        reported = done;
+      },
+      cancelled: () => reported >= 200,
+    });
+    assert.ok(s.read >= 200 && s.read <= 200 + 2 * BATCH, `${s.read} files read before the cancel took`);
+    assert.equal(s.removed, 0, 'a cancelled scan removes nothing');
+    const known = (await ws.report()).files.length;
+    assert.equal(known, s.read, 'what it read is indexed, nothing else');
+    const again = await ws.scan({ workers: false });
+    assert.equal(again.read, again.files - s.read, 'the next scan reads exactly the files the first did not reach');
+    const fresh = await Workspace.open(root);
+    await rm(join(root, '.lora-sync'), { recursive: true, force: true });
+    await fresh.scan({ workers: false });
+    assert.deepEqual(
+      (await ws.report()).files.map((f) => [f.path, f.status]),
+      (await fresh.report()).files.map((f) => [f.path, f.status]),
+      'after both, the statuses of one uncancelled scan',
+    );
   });
 });

@@ -10,7 +10,7 @@ import { ConfigError } from '../engine/config';
 import { type Painter, painter } from './colour';
 import { Progress } from './progress';
 import { toSarif } from './sarif';
-import { writeJson } from './jsonOut';
+import { WALKED_LEVELS, writeJson } from './jsonOut';
 import type { Timings } from './timings';
 import { version } from '../../../package.json';
 
@@ -62,6 +62,15 @@ const out = (s: string) => process.stdout.write(`${s}\n`);
 /** SARIF's results lie four levels down (the log, `runs`, the run, `results`): walked that deep. */
 const SARIF_LEVELS = 4;
 
+/**
+ * The exit code, known before a long report is written: a reader that closes the pipe early ends the
+ * process with it (main.ts) rather than with SIGPIPE's 141.
+ */
+function known(code: number): number {
+  process.exitCode = code;
+  return code;
+}
+
 export async function openWorkspace(root: string | undefined): Promise<Workspace> {
   const dir = resolve(root ?? '.');
   const st = await stat(dir).catch(() => undefined);
@@ -107,10 +116,11 @@ export async function cmdStatus(o: Common & { all?: boolean }): Promise<number> 
   await scanWithProgress(ws, o);
   const r = await ws.report();
   const f = fmtOf(o);
+  const code = known(r.files.some((f) => isProblem(f.status)) ? 1 : 0);
   if (f === 'sarif') await writeJson(toSarif(r.root, version, r.files, r.loras), process.stdout, SARIF_LEVELS);
   else if (f === 'json') await writeJson(r);
   else out(formatStatus(r, !!o.all, o.paint));
-  return r.files.some((f) => isProblem(f.status)) ? 1 : 0;
+  return code;
 }
 
 export async function cmdVerify(o: Common & { lora?: string }): Promise<number> {
@@ -121,6 +131,7 @@ export async function cmdVerify(o: Common & { lora?: string }): Promise<number> 
   await ws.recordVerify(v);
   const f = fmtOf(o);
   const c = o.paint ?? plain;
+  known(v.is_consistent ? 0 : 1);
   if (f === 'sarif') {
     // The files of the LoRAs verified, as `status` reports them: one result per problem file.
     const r = await ws.report();
@@ -221,26 +232,29 @@ export async function cmdSync(
   };
   o.interrupt?.takeOver();
   process.on('SIGINT', onSig);
+  let r: SyncResult;
   try {
     const total = plan.reduce(
       (n, l) => n + l.copies.filter((c) => c.action === 'write' || c.action === 'force').length,
       0,
     );
     p.start('syncing', total);
-    const r = await ws.sync(plan, {
+    r = await ws.sync(plan, {
       reason: o.reason ?? (o.all ? 'FULL_SYNC' : 'MANUAL'),
       match,
       cancelled: () => cancelled,
       onProgress: (done, n) => p.update(done, n),
     });
-    p.clear();
-    if (o.json) await writeJson({ plan, result: r });
-    else out(formatSync(r, o.paint));
-    return r.failed || r.cancelled || r.historyError ? 1 : 0;
   } finally {
     p.clear();
+    // The sync is over: a Ctrl-C while its report is written is no longer "stop after the copies".
     process.off('SIGINT', onSig);
   }
+  const code = known(r.failed || r.cancelled || r.historyError ? 1 : 0);
+  // plan and result.loras are the long arrays: walked one level deeper than the default.
+  if (o.json) await writeJson({ plan, result: r }, process.stdout, WALKED_LEVELS + 1);
+  else out(formatSync(r, o.paint));
+  return code;
 }
 
 export async function cmdHistory(o: Common & { lora?: string; limit?: string }): Promise<number> {

@@ -22,7 +22,9 @@ const CHUNK_CHARS = 1 << 16;
  * Writes `value` as `JSON.stringify(value, null, 2)` would, then a newline, to `sink` (stdout),
  * waiting whenever the sink asks to (a slow pipe). Stops early, quietly, if the sink is destroyed
  * (the reader went away: main.ts ends the process on EPIPE). `value` is an object or array; the
- * first `levels` levels of it are walked here (the bytes are the same whatever `levels` is).
+ * first `levels` levels of it are walked here (the bytes are the same whatever `levels` is). A value
+ * JSON.stringify refuses (a BigInt, a cycle) throws as it would, but after the chunks before it
+ * were written: the reports this writes hold neither.
  */
 export async function writeJson(value: object, sink: Writable = process.stdout, levels = WALKED_LEVELS): Promise<void> {
   let buf = '';
@@ -35,19 +37,20 @@ export async function writeJson(value: object, sink: Writable = process.stdout, 
   await put(sink, `${buf}\n`);
 }
 
-/** One write; false once the sink is gone. */
+/** One write; false once the sink is gone or failed. */
 async function put(sink: Writable, text: string): Promise<boolean> {
-  if (sink.destroyed) return false;
+  if (sink.destroyed || sink.errored) return false;
   if (!sink.write(text)) {
     await new Promise<void>((resolve) => {
+      // A sink that fails may neither drain nor close (autoDestroy off): its error ends the wait too.
       const done = () => {
-        sink.off('drain', done).off('close', done);
+        sink.off('drain', done).off('close', done).off('error', done);
         resolve();
       };
-      sink.on('drain', done).on('close', done);
+      sink.on('drain', done).on('close', done).on('error', done);
     });
   }
-  return !sink.destroyed;
+  return !(sink.destroyed || sink.errored);
 }
 
 /** The text of `v` (already `prepared`) at `indent`, in parts; `levels` more levels walked here. */

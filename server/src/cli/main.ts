@@ -162,9 +162,12 @@ async function main(argv: string[]): Promise<number> {
 
 // A reader that stops early (`lora-sync status --json | head`) closes the pipe: stop quietly, as a
 // process killed by SIGPIPE does (exit 141, unless the command's own code is already known), rather
-// than an unhandled EPIPE stack trace. What was written stays written (every write is atomic).
+// than an unhandled EPIPE stack trace. What was written stays written (every write is atomic); a
+// long report is cut where the reader left (it is written as it is made), and --timings still says
+// where the time went (on stderr).
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code !== 'EPIPE') throw e;
+  printTimings();
   process.exit(process.exitCode ?? 141);
 });
 

@@ -120,7 +120,7 @@ async function readHere(cfg: EngineConfig, files: FileToRead[]): Promise<ReadRes
 /**
  * Reads the files into entries, in input order. The main thread and each worker take batches from
  * one queue, so a slow batch (a 200 MB file) never holds the others back. `each` (main thread) maps
- * each result as its batch arrives.
+ * each result as its batch arrives. A cancelled read leaves the files it did not reach undefined.
  */
 export async function readEntries(
   cfg: EngineConfig,
@@ -128,6 +128,8 @@ export async function readEntries(
   opts: {
     useWorkers?: boolean;
     onBatch?: (n: number) => void;
+    /** Asked before each batch: once true, no batch is started, and the files not read stay undefined. */
+    cancelled?: () => boolean;
     each?: (r: ReadResult, f: FileToRead) => ReadResult;
   } = {},
 ): Promise<ReadResult[]> {
@@ -138,6 +140,7 @@ export async function readEntries(
   // Batches small enough that every thread gets several, large enough to amortise a message.
   const batch = Math.max(4, Math.min(BATCH, Math.ceil(files.length / ((ws.length + 1) * 4))));
   const take = () => {
+    if (opts.cancelled?.()) return undefined;
     const start = next;
     next = Math.min(files.length, next + batch);
     return start < files.length ? { start, batch: files.slice(start, next) } : undefined;

@@ -20,6 +20,7 @@ import { DiskPaths } from './diskPaths';
 import { planSync, type PlannedLora, type PlanOptions } from './syncPlanner';
 import { executeSync, type SyncOptions, type SyncResult, withoutEntries } from './syncExecutor';
 import { History } from './history';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { readEntries } from './entryPool';
 import { EntryInterner } from './entryIntern';
 import { removeAbandonedLocks } from './loraLock';
@@ -27,6 +28,7 @@ import {
   entryKey,
   fileKey,
   fileKeySync,
+  KEYS_PER_TURN,
   includedMatcher,
   listCheckpoints,
   racyWindowMs,
@@ -55,15 +57,13 @@ import { faultClock } from '../io/faults';
 import { SyncRecords } from './syncRecords';
 
 export type { FileReport, LoraReport, Stats, StatusReport, VerifyReport } from './workspaceReports';
-export { fileKey, relPath };
+export { fileKey, KEYS_PER_TURN, relPath };
 export type { StatusChange } from './statusBook';
 export { cacheSaveDelayMs } from './cacheSaver';
 
-/** Files keyed (an lstat each, ~10 µs) between two turns of the event loop: about 10 ms. */
-export const KEYS_PER_TURN = 1024;
-
 export interface ScanOptions {
   onProgress?: (done: number, total: number) => void;
+  /** Asked per file keyed and per batch read: once true, no more of either (nothing removed). */
   cancelled?: () => boolean;
   /** Read on worker threads too (default: when there are enough files to read for it to pay). */
   workers?: boolean;
@@ -190,14 +190,10 @@ export class Workspace {
     const seen = new Set<string>();
     const updates: Array<[string, FileEntry | undefined]> = [];
     const toRead: Array<{ abs: string; rel: string; key: FileKey }> = [];
-    let sinceTurn = 0;
+    let keyed = 0;
     for (const onDisk of files) {
-      // Keys are taken with synchronous calls: the event loop gets a turn every KEYS_PER_TURN files,
-      // so a server stays responsive (and can be cancelled) while it keys 60,000 files.
-      if (++sinceTurn > KEYS_PER_TURN) {
-        sinceTurn = 0;
-        await new Promise<void>((r) => setImmediate(r));
-      }
+      // Keys are taken with synchronous calls: a turn of the event loop every KEYS_PER_TURN files.
+      if (++keyed % KEYS_PER_TURN === 0) await nextTurn();
       if (opts.cancelled?.()) break;
       // What relPath(root, abs) gives: the listing's relative path, NFC.
       const rel = /[^\x00-\x7f]/.test(onDisk) ? onDisk.normalize('NFC') : onDisk;
@@ -217,6 +213,7 @@ export class Workspace {
     const intern = new EntryInterner();
     const results = await readEntries(this.cfg, toRead, {
       useWorkers: opts.workers,
+      cancelled: opts.cancelled,
       onBatch: (n) => opts.onProgress?.((done += n), files.length),
       each: (r, f) => {
         if (!r.ok) return r;
@@ -225,11 +222,14 @@ export class Workspace {
         return { ok: true, entry: intern.entry(makeEntry(r.entry)) };
       },
     });
-    // Files still being written are not judged yet: what was known of them stays.
+    // Files still being written are not judged yet, nor files a cancelled scan did not reach: what
+    // was known of them stays (a next scan reads them, their keys not matching what is known).
     const growing = new Set<string>();
+    let unread = 0;
     toRead.forEach((f, i) => {
-      if (!grewWhileRead(f, this.cfg.settleMs, started)) return;
-      growing.add(f.rel);
+      const reached = results[i] !== undefined;
+      if (reached && !grewWhileRead(f, this.cfg.settleMs, started)) return;
+      reached ? growing.add(f.rel) : unread++;
       const known = this.book.entries.get(f.rel) ?? cached.get(f.rel)?.entry;
       if (known && !this.book.entries.has(f.rel)) updates.push([known.path, known]);
       results[i] = undefined as unknown as (typeof results)[number];
@@ -242,7 +242,7 @@ export class Workspace {
       this.noteRacy(f.rel, entry, started);
       this.disk.note(f.rel, f.abs);
     });
-    const read = toRead.length - growing.size;
+    const read = toRead.length - growing.size - unread;
     const reading = clock();
     let removed = 0;
     if (!opts.cancelled?.()) {
@@ -260,9 +260,9 @@ export class Workspace {
       await this.flushCache();
     }
     return {
-      files: files.length - growing.size,
+      files: files.length - growing.size - unread,
       read,
-      reused: files.length - growing.size - read,
+      reused: files.length - growing.size - unread - read,
       removed,
       cacheNote,
       changes,

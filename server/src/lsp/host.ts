@@ -280,12 +280,19 @@ export class ServerHost {
         });
         this.logFirstScan(f, s);
       }
+      // The server answers messages while it scans: the folder may have been removed meanwhile.
+      if (this.folders.get(f.uri) !== f) return;
       const live: LiveIndex = new LiveIndex(ws, (e) => this.onLive(f, live, e), {
         watch: this.initOptions.watch !== false,
         usePolling: this.initOptions.usePolling,
       });
       f.live = live;
       await live.start();
+      if (this.folders.get(f.uri) !== f) {
+        f.live = undefined;
+        await live.stop().catch(() => undefined);
+        return;
+      }
     } catch (e) {
       f.ws = undefined;
       f.error = `${f.root}: ${(e as Error).message}`;
