@@ -253,33 +253,35 @@ describe('language server: a cold scan of many files', function () {
   this.timeout(120000);
   it('answers a request sent while it reads, before its read ends', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'lora-lsp-busy-'));
-    await generateSeedWorkspace(dir, { loras: 300, copies: 1_200 });
-    // The request goes out once a report says the read has begun; its answer must come back before
-    // the report of the last file (the server reads small files with synchronous calls: without a turn
-    // of its event loop between batches, it would not even see the request until the read was done).
-    let asked = false;
-    let answeredAt = -1;
-    let progressAtAnswer = '';
-    const reports: string[] = [];
-    const { child, log } = await startServer(
-      dir,
-      { watch: false },
-      () => undefined,
-      {},
-      { window: { workDoneProgress: true } },
-      (value, conn) => {
-        if (value.kind !== 'report' || !value.message) return;
-        reports.push(value.message);
-        const m = /^(\d+) \/ (\d+) files$/.exec(value.message);
-        if (asked || !m || Number(m[1]) === 0 || Number(m[1]) >= Number(m[2]) / 4) return;
-        asked = true;
-        void conn.sendRequest(ServerStatusRequest).then(() => {
-          answeredAt = reports.length;
-          progressAtAnswer = reports.at(-1) ?? '';
-        });
-      },
-    );
+    let child: ChildProcess | undefined;
     try {
+      await generateSeedWorkspace(dir, { loras: 300, copies: 1_200 });
+      // The request goes out at the first report of the read; its answer must come back before the
+      // report of the last file (the server reads small files with synchronous calls: without a turn
+      // of its event loop between batches, it would not even see the request until the read was done).
+      let asked = false;
+      let answeredAt = -1;
+      let progressAtAnswer = '';
+      const reports: string[] = [];
+      const started = await startServer(
+        dir,
+        { watch: false },
+        () => undefined,
+        {},
+        { window: { workDoneProgress: true } },
+        (value, conn) => {
+          if (value.kind !== 'report' || !value.message) return;
+          reports.push(value.message);
+          const m = /^(\d+) \/ (\d+) files$/.exec(value.message);
+          if (asked || !m || Number(m[1]) === 0 || Number(m[1]) >= Number(m[2]) / 4) return;
+          asked = true;
+          void conn.sendRequest(ServerStatusRequest).then(() => {
+            answeredAt = reports.length;
+            progressAtAnswer = reports.at(-1) ?? '';
+          });
+        },
+      );
+      child = started.child;
       assert.ok(asked, `a report early in the read: ${reports.slice(0, 5).join(', ')}`);
       const last = reports.length;
       const total = /\/ (\d+) files/.exec(reports.at(-1)!)![1];
@@ -288,9 +290,9 @@ describe('language server: a cold scan of many files', function () {
         answeredAt > 0 && answeredAt < last,
         `answered after report ${answeredAt} of ${last} (${progressAtAnswer})`,
       );
-      assert.equal(log.progress.at(-1)?.kind, 'end');
+      assert.equal(started.log.progress.at(-1)?.kind, 'end');
     } finally {
-      child.kill();
+      child?.kill();
       await rm(dir, { recursive: true, force: true });
     }
   });
