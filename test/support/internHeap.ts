@@ -1,16 +1,19 @@
 /**
- * Child of entryIntern.test.ts (run with --expose-gc): interns N entries whose digests are cut from
- * longer hex texts, as a scan makes them, keeps them, and prints the heap they keep after a full
- * collection, in bytes per entry. `own` first gives each digest a string of its own (the control:
- * nothing left for the interner to copy).
+ * Child of entryIntern.test.ts: interns N entries whose digests are cut from longer hex texts, as a
+ * scan makes them, keeps them, then counts in a heap snapshot (which collects everything unreachable
+ * first) the 64-digit texts still alive. A digest kept as a view keeps its text; one of its own does
+ * not. `own` gives each digest a string of its own before interning (the control).
  */
 import { hash } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
 import { EntryInterner } from '../../server/src/engine/entryIntern';
 import type { FileEntry } from '../../server/src/engine/loraFile';
 
-const N = 20_000;
+const N = 5_000;
 const own = process.argv[2] === 'own';
-const gc = (globalThis as { gc?: () => void }).gc!;
 const cut = (s: string, n: number) => {
   const view = hash('sha256', s, 'hex').slice(0, n);
   return own ? JSON.parse(`"${view}"`) : view;
@@ -36,11 +39,14 @@ function scan(): FileEntry[] {
   return kept;
 }
 
-gc();
-gc();
-const before = process.memoryUsage().heapUsed;
 const kept = scan();
-gc();
-gc();
-const perEntry = (process.memoryUsage().heapUsed - before) / N;
-process.stdout.write(`${JSON.stringify({ perEntry, n: kept.length, sample: kept[7] })}\n`);
+const file = writeHeapSnapshot(join(tmpdir(), `lora-intern-${process.pid}.heapsnapshot`));
+const snap = JSON.parse(readFileSync(file, 'utf8'));
+rmSync(file, { force: true });
+const fields: string[] = snap.snapshot.meta.node_fields;
+const types: string[] = snap.snapshot.meta.node_types[0];
+const [ti, ni, width] = [fields.indexOf('type'), fields.indexOf('name'), fields.length];
+let texts = 0;
+for (let i = 0; i < snap.nodes.length; i += width)
+  if (types[snap.nodes[i + ti]] === 'string' && /^[0-9a-f]{64}$/.test(snap.strings[snap.nodes[i + ni]])) texts++;
+process.stdout.write(`${JSON.stringify({ texts, n: kept.length, sample: kept[7].tensorsDigest })}\n`);
