@@ -249,13 +249,28 @@ describe('language server: a client that shows work-done progress', function () 
   });
 });
 
+/**
+ * A generated seed workspace of 1,500 files (a cold scan long enough to act in), and the server
+ * `body` starts on it: the server is killed and the folder removed whatever happens.
+ */
+async function onManyFiles(prefix: string, body: (dir: string, started: (c: ChildProcess) => void) => Promise<void>) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  let child: ChildProcess | undefined;
+  try {
+    await generateSeedWorkspace(dir, { loras: 300, copies: 1_200 });
+    await body(dir, (c) => {
+      child = c;
+    });
+  } finally {
+    child?.kill();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('language server: a cold scan of many files', function () {
   this.timeout(120000);
-  it('answers a request sent while it reads, before its read ends', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'lora-lsp-busy-'));
-    let child: ChildProcess | undefined;
-    try {
-      await generateSeedWorkspace(dir, { loras: 300, copies: 1_200 });
+  it('answers a request sent while it reads, before its read ends', () =>
+    onManyFiles('lora-lsp-busy-', async (dir, running) => {
       // The request goes out at the first report of the read; its answer must come back before the
       // report of the last file (the server reads small files with synchronous calls: without a turn
       // of its event loop between batches, it would not even see the request until the read was done).
@@ -281,7 +296,7 @@ describe('language server: a cold scan of many files', function () {
           });
         },
       );
-      child = started.child;
+      running(started.child);
       assert.ok(asked, `a report early in the read: ${reports.slice(0, 5).join(', ')}`);
       const last = reports.length;
       const total = /\/ (\d+) files/.exec(reports.at(-1)!)![1];
@@ -291,20 +306,13 @@ describe('language server: a cold scan of many files', function () {
         `answered after report ${answeredAt} of ${last} (${progressAtAnswer})`,
       );
       assert.equal(started.log.progress.at(-1)?.kind, 'end');
-    } finally {
-      child?.kill();
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
 
 describe('language server: a folder removed while its first scan runs', function () {
   this.timeout(120000);
-  it('publishes nothing for it afterwards and watches nothing', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'lora-lsp-removed-'));
-    let child: ChildProcess | undefined;
-    try {
-      await generateSeedWorkspace(dir, { loras: 300, copies: 1_200 });
+  it('publishes nothing for it afterwards and watches nothing', () =>
+    onManyFiles('lora-lsp-removed-', async (dir, running) => {
       const uri = pathToFileURL(dir).toString();
       // The last diagnostics published for each file (an empty list clears a file's problems).
       const last = new Map<string, number>();
@@ -323,7 +331,7 @@ describe('language server: a folder removed while its first scan runs', function
           });
         },
       );
-      child = started.child;
+      running(started.child);
       assert.ok(removed, 'the folder was removed during the scan');
       // A file of the removed folder goes bad afterwards: a watcher left running would report it.
       const victim = (await readdir(dir, { recursive: true })).find((r) => r.endsWith('.pt') && r.includes('/'))!;
@@ -333,11 +341,7 @@ describe('language server: a folder removed while its first scan runs', function
       assert.deepEqual(shown, [], 'no file of the removed folder keeps a problem in the Problems panel');
       const status = await started.conn.sendRequest(ServerStatusRequest);
       assert.equal(status.loras, 0, JSON.stringify(status));
-    } finally {
-      child?.kill();
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 });
 
 // The untrusted (readOnly) server: test/faults/untrusted.faults.test.ts.

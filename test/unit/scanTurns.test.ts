@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateSeedWorkspace } from '../../server/src/demo/seedWorkspace';
 import { BATCH } from '../../server/src/engine/entryPool';
-import { KEYS_PER_TURN, Workspace } from '../../server/src/engine/workspace';
+import { KEYS_PER_TURN } from '../../server/src/engine/scanner';
+import { Workspace } from '../../server/src/engine/workspace';
 
 describe('a scan gives the event loop its turns', () => {
   let root: string;

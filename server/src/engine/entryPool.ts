@@ -4,6 +4,7 @@
  * one fewer than the cores — and the main thread, in batches. Smaller scans stay on the main thread
  * (see POOL_MIN_FILES). The pool is started on first need and kept (unref'd).
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
@@ -158,7 +159,7 @@ export async function readEntries(
       // a turn after each batch. Without it a cold scan held the loop for its whole read (a second at
       // 6,000 files, eight at 60,000): the server answered no request, sent no progress and saw no
       // cancellation until the end, and a worker's answer (a message event) waited for it too.
-      await new Promise<void>((r) => setImmediate(r));
+      await nextTurn();
     }
   };
   const workerLoop = async (w: EntryWorker) => {

@@ -57,7 +57,7 @@ import { faultClock } from '../io/faults';
 import { SyncRecords } from './syncRecords';
 
 export type { FileReport, LoraReport, Stats, StatusReport, VerifyReport } from './workspaceReports';
-export { fileKey, KEYS_PER_TURN, relPath };
+export { fileKey, relPath };
 export type { StatusChange } from './statusBook';
 export { cacheSaveDelayMs } from './cacheSaver';
 
