@@ -25,6 +25,7 @@
  * Bundled and run with plain node, as dist/cli.js is; prints {files, records, work_ms, cpu_ms} (steps:
  * {read, zip, crc, hash, decode, scan, tensors} in CPU ms).
  */
+import '../../server/src/io/gcTuning'; // first: the GC setting, as the CLI and the language server run (our loops and the lean ones alike)
 import {
   type BigIntStats,
   closeSync,

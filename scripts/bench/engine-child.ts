@@ -11,6 +11,7 @@
  *   hashes LIST        the ecosystem hashes `inspect --json` computes (AutoV2, AutoV3, legacy, embedded
  *                      check: engine/fileHashes.ts) of each file LIST names (NUL-separated), one at a time
  */
+import '../../server/src/io/gcTuning'; // first: the GC setting, as the CLI and the language server run the engine
 import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';

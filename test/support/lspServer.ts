@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   createMessageConnection,
+  IPCMessageReader,
+  IPCMessageWriter,
   type MessageConnection,
   StreamMessageReader,
   StreamMessageWriter,
@@ -37,15 +39,25 @@ export async function startServer(
   env: Record<string, string> = {},
   capabilities: object = {},
   onProgress?: (value: { kind: string; message?: string }, conn: MessageConnection) => void,
+  /** `ipc`: over Node IPC, as the client starts it, which leaves stdout to the process (kept in log.stdout). */
+  launch: { nodeArgs?: string[]; ipc?: boolean } = {},
 ) {
   const server = join(ensureBuilt(), '..', 'server.js');
-  const child = spawn(process.execPath, [server, '--stdio'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
+  const child = spawn(process.execPath, [...(launch.nodeArgs ?? []), server, launch.ipc ? '--node-ipc' : '--stdio'], {
+    stdio: launch.ipc ? ['pipe', 'pipe', 'pipe', 'ipc'] : ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
-  const log = { stderr: '', messages: [] as string[], progress: [] as Array<{ kind: string; message?: string }> };
+  const log = {
+    stderr: '',
+    stdout: '',
+    messages: [] as string[],
+    progress: [] as Array<{ kind: string; message?: string }>,
+  };
   child.stderr!.on('data', (b) => (log.stderr += b));
-  const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+  const conn = launch.ipc
+    ? createMessageConnection(new IPCMessageReader(child), new IPCMessageWriter(child))
+    : createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+  if (launch.ipc) child.stdout!.on('data', (b) => (log.stdout += b));
   const statuses: ServerStatus[] = [];
   conn.onNotification('textDocument/publishDiagnostics', onDiagnostics);
   conn.onNotification(StatusChangedNotification, (s: ServerStatus) => {

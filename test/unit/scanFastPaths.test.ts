@@ -7,7 +7,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
@@ -23,6 +23,8 @@ import { INLINE_META_TEXT, keyDigestOf, metaDigestOf } from '../../server/src/en
 import { createHash } from 'node:crypto';
 import type { FileEntry } from '../../server/src/engine/loraFile';
 import { relPath, Workspace } from '../../server/src/engine/workspace';
+import { type CachedFile, IndexCache } from '../../server/src/engine/indexCache';
+import { loadConfig } from '../../server/src/engine/config';
 import { primarySource } from '../../server/src/engine/copyMap';
 import { copyFixtureWorkspace, copyLayoutsWorkspace } from '../support/files';
 import { shutdownEntryPool } from '../../server/src/engine/entryPool';
@@ -405,6 +407,70 @@ describe('scan fast paths give what the general paths give', function () {
       } finally {
         await rm(layouts, { recursive: true, force: true });
       }
+    });
+
+    it('writes each tensor list and metadata set once, also when equal ones are other objects (files read by a later update)', async () => {
+      const ws = await Workspace.open(dir);
+      await ws.scan();
+      const map = ws.copyMap();
+      // In-sync copies, read again one by one: each update interns apart, so their lists are equal
+      // to their source's but other objects, which the writer must find by digest, not identity.
+      const pairs: Array<[string, string]> = [];
+      for (const g of map.loras.values()) {
+        const src = primarySource(g);
+        for (const c of g.copies)
+          if (src && c.tensorsDigest === src.tensorsDigest && c.metaDigest === src.metaDigest)
+            pairs.push([c.path, src.path]);
+      }
+      assert.ok(pairs.length >= 2, `${pairs.length} in-sync copies`);
+      const old = new Date(Date.now() - 3_600_000);
+      for (const [copy] of pairs) {
+        await utimes(join(dir, copy), old, old);
+        await ws.update([copy]);
+      }
+      for (const [copy, src] of pairs) {
+        assert.notEqual(ws.entry(copy)!.tensors, ws.entry(src)!.tensors, `${copy}: read apart`);
+        assert.notEqual(ws.entry(copy)!.metaKeys, ws.entry(src)!.metaKeys, `${copy}: read apart`);
+        assert.deepStrictEqual(ws.entry(copy)!.tensors, ws.entry(src)!.tensors, copy);
+      }
+      await ws.flushCache();
+      const lines = (await readFile(join(dir, '.lora-sync/index.jsonl'), 'utf8')).split('\n');
+      for (const tag of ['T', 'M']) {
+        const tagged = lines.filter((l) => l.startsWith(`["${tag}"`));
+        assert.equal(new Set(tagged).size, tagged.length, `each ${tag} line once`);
+      }
+      // ... and read back, each copy shares its source's list and set again.
+      const warm = await Workspace.open(dir);
+      assert.equal((await warm.scan()).read, 0);
+      for (const [copy, src] of pairs) {
+        assert.equal(warm.entry(copy)!.tensors, warm.entry(src)!.tensors, copy);
+        assert.equal(warm.entry(copy)!.metaKeys, warm.entry(src)!.metaKeys, copy);
+      }
+    });
+
+    it('a tensor list with the digest of one written but in another order is written apart, and read back in its own order', async () => {
+      const ws = await Workspace.open(dir);
+      await ws.scan();
+      const files = new Map<string, CachedFile>();
+      for (const f of (await ws.report()).files) files.set(f.path, { entry: ws.entry(f.path)! });
+      // A file whose list another file holds too: the two share the digest, not the order.
+      const holders = (d: string) => [...files.values()].filter((f) => f.entry.tensorsDigest === d).length;
+      const [path, cached] = [...files].find(
+        ([, f]) => f.entry.tensors.length > 1 && holders(f.entry.tensorsDigest) > 1,
+      )!;
+      const reversed = [...cached.entry.tensors].reverse();
+      // The tensors digest is over the sorted list: the same for either order.
+      files.set(path, { entry: { ...cached.entry, tensors: reversed } });
+      const cache = new IndexCache(dir, await loadConfig(dir));
+      await cache.save(files);
+      const back = (await cache.load()).files;
+      assert.equal(back.size, files.size);
+      for (const [p, f] of files)
+        assert.deepStrictEqual(
+          back.get(p)!.entry.tensors.map((t) => t.name),
+          f.entry.tensors.map((t) => t.name),
+          p,
+        );
     });
 
     it('a file line pointing at a layout or a key list that is not there makes the cache damaged', async () => {

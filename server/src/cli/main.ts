@@ -4,6 +4,7 @@
  * commands and their options are declared once in options.ts; this file dispatches.
  * Exit codes: 0 sound / done, 1 problems found, 2 usage or fatal errors.
  */
+import '../io/gcTuning'; // first: this process's GC setting, before any other module runs
 import { stat } from 'node:fs/promises';
 import { inspectFile, formatInspect } from './inspect';
 import { stringifyJson, type Json } from '../formats/pyValue';

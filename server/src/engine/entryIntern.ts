@@ -14,7 +14,8 @@ import { INLINE_META_MARK } from './loraFile';
 
 const sameShape = (a: number[], b: number[]) => a === b || (a.length === b.length && a.every((d, i) => d === b[i]));
 
-function sameTensors(a: TensorEntry[], b: TensorEntry[]): boolean {
+/** Equal tensor lists: the same tensors in the same order. */
+export function sameTensors(a: TensorEntry[], b: TensorEntry[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
     const x = a[i];
@@ -25,7 +26,8 @@ function sameTensors(a: TensorEntry[], b: TensorEntry[]): boolean {
   return true;
 }
 
-function sameRecord(a: Record<string, string>, b: Record<string, string>): boolean {
+/** Equal records, keys in the same order. */
+export function sameRecord(a: Record<string, string>, b: Record<string, string>): boolean {
   const ka = Object.keys(a);
   const kb = Object.keys(b);
   return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a[k] === b[k]);

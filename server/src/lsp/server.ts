@@ -7,6 +7,7 @@
  *
  * Watching: on by default; `initializationOptions.watch: false` leaves only the periodic reconcile.
  */
+import '../io/gcTuning'; // first: this process's GC setting, before any other module runs
 import { pathToFileURL } from 'node:url';
 import {
   createConnection,
