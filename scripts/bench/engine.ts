@@ -127,11 +127,18 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
     () => floor('sha256sum', list),
     (x) => x,
   );
-  // Cold status and verify: no cache.
+  // Cold status and verify: no cache. The time is the best run's; the peak memory the highest of all
+  // runs (a target on memory must hold in every run, not in the fastest).
+  const coldPeaks: number[] = [];
   const cold = best(
-    () => ours('status-cold', ws),
+    () => {
+      const r = ours('status-cold', ws);
+      coldPeaks.push(r.max_rss_mb);
+      return r;
+    },
     (r) => r.total_ms,
   );
+  const coldPeak = `${Math.max(...coldPeaks).toFixed(0)} MB${coldPeaks.length > 1 ? ` (the highest of ${coldPeaks.length} runs; lowest ${Math.min(...coldPeaks).toFixed(0)})` : ''}`;
   const ver = best(
     () => ours('verify', ws),
     (r) => r.total_ms,
@@ -180,10 +187,10 @@ async function benchWorkspace(label: string, ws: string, work: string): Promise<
   const cli = cliStatusJsonPeak(ws);
   const kept = ours('retained', ws);
   extras.push(
-    `${label}: the CLI's cold \`status --json\` (the report written as it is made) peaks at ${cli.toFixed(0)} MB RSS, against ${cold.max_rss_mb.toFixed(0)} MB for the engine's cold scan alone (${(cli / cold.max_rss_mb).toFixed(2)}x); a cold scan keeps ${kept.retained_mb.toFixed(1)} MB more heap than before it, after a full collection (${((1024 * kept.retained_mb) / kept.files).toFixed(2)} KB a file)`,
+    `${label}: the CLI's cold \`status --json\` (the report written as it is made) peaks at ${cli.toFixed(0)} MB RSS, against ${coldPeak} for the engine's cold scan alone; a cold scan keeps ${kept.retained_mb.toFixed(1)} MB more heap than before it, after a full collection (${((1024 * kept.retained_mb) / kept.files).toFixed(2)} KB a file)`,
   );
   extras.push(
-    `${label}: one source rewritten -> statuses updated in ${upd.update_ms.toFixed(1)} ms (${upd.changes} status changes); peak RSS cold status ${cold.max_rss_mb.toFixed(0)} MB, warm ${warm.max_rss_mb.toFixed(0)} MB, Python verify ${pyVerify.max_rss_mb.toFixed(0)} MB; CPU (all threads) cold status ${cold.cpu_ms.toFixed(0)} ms, warm ${warm.cpu_ms.toFixed(0)} ms`,
+    `${label}: one source rewritten -> statuses updated in ${upd.update_ms.toFixed(1)} ms (${upd.changes} status changes); peak RSS cold status ${coldPeak}, warm ${warm.max_rss_mb.toFixed(0)} MB, Python verify ${pyVerify.max_rss_mb.toFixed(0)} MB; CPU (all threads) cold status ${cold.cpu_ms.toFixed(0)} ms, warm ${warm.cpu_ms.toFixed(0)} ms`,
   );
   // Full sync of all stale copies: fresh copies of the workspace for each side.
   const a = join(work, `${label}-ours`);

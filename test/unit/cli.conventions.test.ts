@@ -29,6 +29,7 @@ import { cliColorOf, isProblem, sarifLevel, STATUSES, STATUS_FACTS } from '../..
 import { OUTPUT_SCHEMAS } from '../../server/src/cli/outputSchemas';
 import { Progress } from '../../server/src/cli/progress';
 import { Timings } from '../../server/src/cli/timings';
+import { thousands } from '../../server/src/protocol/thousands';
 
 const ROOT = join(__dirname, '..', '..');
 const CLI = join(ROOT, 'dist', 'cli.js');
@@ -246,6 +247,13 @@ describe('lora-sync command-line conventions (issue 14)', function () {
   });
 
   describe('--timings', () => {
+    it('writes numbers as toLocaleString("en-US") does, without loading its formats (thousands)', () => {
+      const values = [0, 7, 999, 1000, 1001, 12_345, 999_999, 1_000_000, 60_571, 123_456_789, 2 ** 53 - 1];
+      for (const v of [...values, ...values.map((x) => -x), 1234.4, 1234.5, 999.5, -0.4, 0.5, 1e21, NaN, Infinity]) {
+        assert.equal(thousands(v), Math.round(v).toLocaleString('en-US'), String(v));
+      }
+    });
+
     const LINE =
       /^timings \(wall ms\): start-up ([\d,]+), list ([\d,]+), keys ([\d,]+), read ([\d,]+) \(([\d,]+) of ([\d,]+) files\), statuses ([\d,]+), cache ([\d,]+), the command ([\d,]+); total ([\d,]+); peak RSS ([\d,]+) MB$/m;
     const num = (x: string) => Number(x.replace(/,/g, ''));

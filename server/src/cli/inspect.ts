@@ -7,6 +7,7 @@ import { toJson, type Json, JsonFloat, stringifyJson } from '../formats/pyValue'
 import type { PyNode } from '../formats/pickle/nodes';
 import { fileHashes } from '../engine/fileHashes';
 import type { InspectHashes } from '../protocol/inspect';
+import { thousands } from '../protocol/thousands';
 
 export interface InspectReport {
   file: string;
@@ -136,7 +137,7 @@ export function formatInspect(r: InspectReport): string {
     lines.push(`${r.file}: CORRUPT (${r.error.code})`, `  ${r.error.message}`);
     return lines.join('\n');
   }
-  lines.push(`${r.file}: ${FORMAT_NAMES[r.format!] ?? r.format}, ${r.size!.toLocaleString('en-US')} bytes`);
+  lines.push(`${r.file}: ${FORMAT_NAMES[r.format!] ?? r.format}, ${thousands(r.size!)} bytes`);
   if (r.prefix !== undefined)
     lines.push(`  archive folder: ${r.prefix}/  version: ${r.version}  records: ${r.records!.length}`);
   if (r.crc!.checked) {

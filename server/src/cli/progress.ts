@@ -4,6 +4,7 @@
  * a second (short runs stay silent), then cleared. Only on a terminal: never in a pipe, a log or CI,
  * and never with --json, --format sarif or --quiet (the caller passes `enabled`).
  */
+import { thousands } from '../protocol/thousands';
 
 export interface ProgressSink {
   isTTY?: boolean;
@@ -97,7 +98,7 @@ export function progressWanted(stderr: { isTTY?: boolean }, o: { quiet?: boolean
   return !!stderr.isTTY && !o.quiet && o.format === 'text';
 }
 
-const fmt = (n: number) => n.toLocaleString('en-US');
+const fmt = thousands;
 
 function duration(s: number): string {
   if (!Number.isFinite(s)) return '?';

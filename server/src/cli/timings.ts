@@ -7,6 +7,7 @@
  */
 import type { ScanSummary, ScanTimings } from '../engine/workspace';
 import { peakRssMB } from '../io/peakRss';
+import { thousands } from '../protocol/thousands';
 
 const PHASES: Array<keyof ScanTimings> = ['list', 'keys', 'read', 'statuses', 'cache'];
 
@@ -30,7 +31,7 @@ export class Timings {
    * is left of the total once start-up and the scans are counted.
    */
   line(now = performance.now(), peakMB = peakRssMB()): string {
-    const ms = (x: number) => Math.round(x).toLocaleString('en-US');
+    const ms = thousands;
     const scans = PHASES.reduce((a, p) => a + this.phases[p], 0);
     const rest = Math.max(0, now - this.startUp - scans);
     const parts = PHASES.map((p) =>

@@ -5,6 +5,7 @@
  * relative to the workspace folder, '/'-separated, NFC.
  */
 import type { ReportStatus, Status } from './statusTable';
+import { thousands } from './thousands';
 
 export type IssueType =
   | 'PARAM_MISMATCH'
@@ -201,6 +202,6 @@ export interface ScanPhases {
 
 /** "list 42, keys 33, read 836, statuses 38, cache 81 (wall ms)": scans' phases, added up, as logs show them. */
 export function scanPhasesText(all: ScanPhases[]): string {
-  const sum = (p: keyof ScanPhases) => Math.round(all.reduce((n, t) => n + t[p], 0)).toLocaleString('en-US');
+  const sum = (p: keyof ScanPhases) => thousands(all.reduce((n, t) => n + t[p], 0));
   return `list ${sum('list')}, keys ${sum('keys')}, read ${sum('read')}, statuses ${sum('statuses')}, cache ${sum('cache')} (wall ms)`;
 }
