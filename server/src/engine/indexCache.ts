@@ -209,7 +209,7 @@ function layoutFields(e: FileEntry): LayoutLine | null {
 /**
  * Writes each tensor list, digest set, string list and layout once, however many files hold it. A
  * list or set is found by identity (interned entries share one object), then by the digest its entry
- * already holds and a comparison with the one written: an equal one held by another object (read in
+ * already holds and a comparison with those written: an equal one held by another object (read in
  * another scan) is not written twice, and the writer keeps no text of what it wrote. Keyed by their
  * JSON texts, the 100x workspace's 34,000 lists and sets kept 12 MB of text alive through the save,
  * when the scan's memory peaks.
@@ -283,8 +283,12 @@ function byText(text: string, texts: Map<string, number>, tag: string, out: stri
 /** The lines of one tag whose values are found by identity, then by digest and comparison (see CacheWriter). */
 class Refs<T> {
   private readonly ids = new Map<T, number>();
-  /** The first value written with each digest (values of one digest that differ are each written). */
-  private readonly byDigest = new Map<string, { value: T; id: number }>();
+  /**
+   * The values written, by digest. A digest says which values may be equal; only a comparison says
+   * they are (the tensors digest is over the list sorted by name, the metadata digest over sorted
+   * keys: the same list in another order has its digest), so each digest keeps every value written.
+   */
+  private readonly byDigest = new Map<string, Array<{ value: T; id: number }>>();
   private count = 0;
 
   constructor(
@@ -297,11 +301,12 @@ class Refs<T> {
     let id = this.ids.get(v);
     if (id !== undefined) return id;
     const known = this.byDigest.get(digest);
-    if (known && this.same(known.value, v)) id = known.id;
-    else {
+    id = known?.find((k) => this.same(k.value, v))?.id;
+    if (id === undefined) {
       id = this.count++;
       out.push(`["${this.tag}",${JSON.stringify(this.encode(v))}]`);
-      if (!known) this.byDigest.set(digest, { value: v, id });
+      if (known) known.push({ value: v, id });
+      else this.byDigest.set(digest, [{ value: v, id }]);
     }
     this.ids.set(v, id);
     return id;
