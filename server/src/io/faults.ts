@@ -7,6 +7,10 @@
  *                   `lora-sync fault: kill N POINT FILE` to stderr, so a test can kill a sync at an
  *                   exact step instead of after a guessed delay.
  *   kill@POINT      the same, the first time it reaches the point named POINT.
+ *   int@POINT~TEXT  send this process SIGINT, as a Ctrl-C pressed at that moment, the first time it
+ *                   reaches POINT for a file containing TEXT (without `~TEXT`: any file), after
+ *                   writing `lora-sync fault: int N POINT FILE`: a Ctrl-C at an exact step, where a
+ *                   test that pressed it on seeing a trace line raced the process past the step.
  *   CODE@POINT~TEXT throw an errno error CODE (ENOSPC, EROFS, EACCES, EIO...) at POINT when the file
  *                   concerned contains TEXT (without `~TEXT`: every file), the way the system call
  *                   there would fail.
@@ -33,6 +37,7 @@ let killAt = 0;
 let killAtPoint: string | undefined;
 let clock: Date | undefined;
 let trace = false;
+let intAt: { point: string; text?: string } | undefined;
 const fails: FailRule[] = [];
 if (spec) {
   for (const rule of spec
@@ -43,7 +48,10 @@ if (spec) {
     if (what === 'kill' && /^\d+$/.test(rest)) killAt = Number(rest);
     else if (what === 'kill') killAtPoint = rest;
     else if (what === 'clock') clock = new Date(rest);
-    else if (what === 'trace') trace = true;
+    else if (what === 'int') {
+      const [point, text] = rest.split(/~(.*)/s);
+      intAt = { point, text };
+    } else if (what === 'trace') trace = true;
     else {
       const [point, text] = rest.split(/~(.*)/s);
       fails.push({ code: what, point, text });
@@ -61,6 +69,11 @@ export function faultPoint(point: string, file: string): void {
   if (reached === killAt || point === killAtPoint) {
     writeSync(2, `lora-sync fault: kill ${reached} ${point} ${file}\n`);
     process.kill(process.pid, 'SIGKILL');
+  }
+  if (intAt && point === intAt.point && (intAt.text === undefined || file.includes(intAt.text))) {
+    intAt = undefined; // once
+    writeSync(2, `lora-sync fault: int ${reached} ${point} ${file}\n`);
+    process.kill(process.pid, 'SIGINT');
   }
   const rule = fails.find((f) => f.point === point && (f.text === undefined || file.includes(f.text)));
   if (rule) {
