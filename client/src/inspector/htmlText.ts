@@ -1,6 +1,7 @@
 /** Text helpers of the inspector page: escaping, sizes, numbers, counts. Pure functions. */
 
 /** Escapes text for element content and quoted attribute values alike. */
+import { thousands } from '../../../server/src/protocol/thousands';
 export function esc(s: unknown): string {
   return String(s).replace(/[&<>"'`]/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -25,5 +26,6 @@ export function numText(x: number): string {
   return String(Number(x.toPrecision(4)));
 }
 
-export const thousands = (n: number) => n.toLocaleString('en-US');
+// One way of writing whole numbers for the CLI, the server's logs and the inspector.
+export { thousands };
 export const plural = (n: number, w: string) => `${thousands(n)} ${w}${n === 1 ? '' : 's'}`;

@@ -26,18 +26,16 @@
  */
 import { writeSync } from 'node:fs';
 
-interface FailRule {
-  code: string;
-  point: string;
-  text?: string;
-}
+/** A point, and text the file concerned must contain (undefined: any file). */
+type At = { point: string; text?: string };
+type FailRule = At & { code: string };
 
 const spec = process.env.LORA_SYNC_FAULTS;
 let killAt = 0;
 let killAtPoint: string | undefined;
 let clock: Date | undefined;
 let trace = false;
-let intAt: { point: string; text?: string } | undefined;
+let intAt: At | undefined;
 const fails: FailRule[] = [];
 if (spec) {
   for (const rule of spec
@@ -45,17 +43,13 @@ if (spec) {
     .map((r) => r.trim())
     .filter(Boolean)) {
     const [what, rest = ''] = rule.split(/@(.*)/s);
+    const [point, text] = rest.split(/~(.*)/s);
     if (what === 'kill' && /^\d+$/.test(rest)) killAt = Number(rest);
     else if (what === 'kill') killAtPoint = rest;
     else if (what === 'clock') clock = new Date(rest);
-    else if (what === 'int') {
-      const [point, text] = rest.split(/~(.*)/s);
-      intAt = { point, text };
-    } else if (what === 'trace') trace = true;
-    else {
-      const [point, text] = rest.split(/~(.*)/s);
-      fails.push({ code: what, point, text });
-    }
+    else if (what === 'int') intAt = { point, text };
+    else if (what === 'trace') trace = true;
+    else fails.push({ code: what, point, text });
   }
 }
 
@@ -70,12 +64,13 @@ export function faultPoint(point: string, file: string): void {
     writeSync(2, `lora-sync fault: kill ${reached} ${point} ${file}\n`);
     process.kill(process.pid, 'SIGKILL');
   }
-  if (intAt && point === intAt.point && (intAt.text === undefined || file.includes(intAt.text))) {
+  const at = (r: At) => r.point === point && (r.text === undefined || file.includes(r.text));
+  if (intAt && at(intAt)) {
     intAt = undefined; // once
     writeSync(2, `lora-sync fault: int ${reached} ${point} ${file}\n`);
     process.kill(process.pid, 'SIGINT');
   }
-  const rule = fails.find((f) => f.point === point && (f.text === undefined || file.includes(f.text)));
+  const rule = fails.find(at);
   if (rule) {
     throw Object.assign(new Error(`${rule.code}: injected fault at ${point}, '${file}'`), {
       code: rule.code,

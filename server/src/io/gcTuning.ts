@@ -13,6 +13,6 @@
  */
 import { setFlagsFromString } from 'node:v8';
 
-export const GC_FLAGS = ['--no-allocation-site-pretenuring'] as const;
+const GC_FLAGS = ['--no-allocation-site-pretenuring'] as const;
 
 for (const f of GC_FLAGS) setFlagsFromString(f);
