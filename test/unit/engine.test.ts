@@ -125,6 +125,11 @@ describe('engine on a torch-written workspace', function () {
     );
     assert.equal(res.synced, writable.length);
     assert.equal(res.failed, 0);
+    // The drifted copy's hand_note, a key no source has, is dropped by the write: kept in a backup, said in a note.
+    const drift = res.loras.flatMap((l) => l.copies).find((c) => c.path.endsWith('/LoRA_A_7a8b9c.pt'))!;
+    assert.ok(drift.backup, 'the old copy is kept');
+    assert.equal(sha(await readFile(ws.abs(drift.backup))), before.get(drift.path), 'byte for byte');
+    assert.match(drift.notes?.join('\n') ?? '', /^dropped metadata\.hand_note: only this copy had it/);
     for (const e of expected.files) {
       const changed = sha(await readFile(ws.abs(e.path))) !== before.get(e.path);
       assert.equal(changed, writable.includes(e), `${e.path} (${e.expect}) ${changed ? 'was' : 'was not'} written`);

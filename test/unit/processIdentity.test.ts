@@ -9,7 +9,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { ownStartTicks, processAlive, processStartTicks } from '../../server/src/io/processIdentity';
-import { atomicWrite, tempFileOwner, tempPathFor } from '../../server/src/io/atomicWrite';
+import { atomicWrite, isTempFile, tempFileOwner, tempPathFor } from '../../server/src/io/atomicWrite';
 import { LockBusy, lockLora, lockPath } from '../../server/src/engine/loraLock';
 import { Workspace } from '../../server/src/engine/workspace';
 
@@ -55,6 +55,19 @@ describe('process identity: pid and start time', () => {
     assert.deepEqual(tempFileOwner('.LoRA_A.pt.lora-sync-tmp-4242-12345678'), { pid: 4242 });
     // Start 0: made where start times are unknown (no /proc): only the pid can be checked.
     assert.deepEqual(tempFileOwner('.LoRA_A.pt.lora-sync-tmp-4242-0-0badf00d'), { pid: 4242 });
+  });
+
+  it('a long target name is cut so its temporary name fits in 255 bytes, at a character, still recognised', () => {
+    for (const base of [`LoRA_${'ş'.repeat(110)}_abc.pt`, `${'x'.repeat(250)}.pt`, `${'🎯'.repeat(60)}.pt`]) {
+      const name = tempPathFor(`/w/${base}`).split('/').pop()!;
+      assert.ok(Buffer.byteLength(name) <= 255, `${Buffer.byteLength(name)} bytes`);
+      assert.ok(Buffer.byteLength(name) >= 250, 'cut no more than it must');
+      assert.ok(!name.includes('\uFFFD') && Buffer.from(name).toString() === name, 'whole characters');
+      assert.ok(isTempFile(name));
+      assert.deepEqual(tempFileOwner(name), { pid: process.pid, start: ownStartTicks() });
+    }
+    // A name with room is kept whole.
+    assert.match(tempPathFor('/w/LoRA_A.pt'), /\/\.LoRA_A\.pt\.lora-sync-tmp-/);
   });
 
   it("a sweep removes a temporary file whose pid now belongs to another process, and keeps the live maker's", async () => {

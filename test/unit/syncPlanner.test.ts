@@ -62,7 +62,11 @@ describe('sync planner (planSync on the fixture workspace)', function () {
     const why = (status: string) => got.get(copies.find((c) => c.expect === status && !c.sync_blocked)!.path)!.why;
     assert.equal(why('IN_SYNC'), 'already in sync');
     assert.equal(why('STALE'), 'the source moved on');
-    assert.equal(why('METADATA_DRIFT'), 'general metadata differs from the source');
+    // The fixture's drifted copy has a key of its own (hand_note): the write drops it, after a backup.
+    assert.equal(
+      why('METADATA_DRIFT'),
+      'general metadata differs from the source; drops metadata.hand_note (only in this copy, not a copy key): a backup is kept',
+    );
     assert.match(why('DIVERGED'), /use --force \(a backup is kept\)/);
     assert.equal(why('ORPHAN'), 'no source to sync from');
     assert.match(why('CORRUPT'), /cannot be read/);

@@ -189,6 +189,10 @@ export function formatSync(r: SyncResult, c: Painter = plain): string {
         lines.push(
           `  ${c.paint(OUTCOME_COLOUR[cp.outcome], cp.outcome.padEnd(8))} ${cp.path}${cp.reason ? `: ${cp.reason}` : ''}`,
         );
+  // What a write changed beyond the weights (keys dropped, embedded hashes corrected) is said too.
+  for (const l of r.loras)
+    for (const cp of l.copies)
+      for (const n of cp.notes ?? []) lines.push(`  ${c.paint('yellow', 'note    ')} ${cp.path}: ${n}`);
   if (r.cancelled) {
     const notWritten = r.loras.flatMap((l) => l.copies).filter((x) => x.reason === 'cancelled').length;
     lines.push(`  written before Ctrl-C: ${r.synced}; not written: ${notWritten} (run the sync again to finish)`);
@@ -205,7 +209,9 @@ export async function cmdSync(
   if (!o.lora && !o.all) throw new CliUsageError('sync needs --lora ID or --all');
   if (o.lora && o.all) throw new CliUsageError('sync takes --lora ID or --all, not both');
   const match = o.match !== undefined ? Number(o.match) : undefined;
-  if (match !== undefined && !Number.isInteger(match)) throw new CliUsageError('--match takes a whole number');
+  // Written exactly or not at all: past 2^53 a number is rounded, and a match index is never negative.
+  if (match !== undefined && (!/^\s*\d+\s*$/.test(o.match!) || !Number.isSafeInteger(match)))
+    throw new CliUsageError(`--match takes a whole number from 0 to ${Number.MAX_SAFE_INTEGER}, not '${o.match}'`);
   const ws = await openWorkspace(o.root);
   await scanWithProgress(ws, o);
   const plan = ws.plan({ loras: o.lora ? [requireLora(ws, o.lora)] : undefined, force: o.force });

@@ -3,6 +3,7 @@ import { openCheckpoint, type Checkpoint } from '../formats/checkpoint';
 import { fingerprintCheckpoint, type CheckpointFingerprint, DIGEST_ALG } from '../formats/fingerprint';
 import { hashBackend } from '../formats/hashBackend';
 import { isFormatError } from '../formats/errors';
+import { beyondWeightsOnly } from '../formats/safety';
 import { toJson, type Json, JsonFloat, stringifyJson } from '../formats/pyValue';
 import type { PyNode } from '../formats/pickle/nodes';
 import { fileHashes } from '../engine/fileHashes';
@@ -18,7 +19,13 @@ export interface InspectReport {
   version?: string;
   records?: Array<{ name: string; size: number; crc32: string }>;
   crc?: { checked: boolean; ok: boolean; failures: Array<{ record: string; expected: string; actual: string }> };
-  safety?: { safe: boolean; globals: string[]; unsafe: Array<{ global: string; detail: string }> };
+  safety?: {
+    safe: boolean;
+    globals: string[];
+    unsafe: Array<{ global: string; detail: string }>;
+    /** Data-only globals torch's default `torch.load` (weights_only, torch 2.6+) refuses unless allowed. */
+    beyond_weights_only?: string[];
+  };
   digest_alg?: string;
   /** Which hashers computed the digests: 'native' or 'portable' (same values either way). */
   hash_backend?: string;
@@ -33,6 +40,8 @@ export interface InspectReport {
     contiguous: boolean;
   }>;
   metadata?: Json;
+  /** Storages outside any plain tensor (quantized...): listed, not digested; a scan leaves the file alone. */
+  other_storages?: Array<{ path: string; key: string; held_by?: string }>;
   /** The ecosystem's hashes of the file (layouts/ecosystemHashes.ts), and embedded ones that disagree. */
   hashes?: InspectHashes;
   error?: { code: string; message: string };
@@ -76,6 +85,7 @@ export async function inspectFile(path: string, display: string = path): Promise
     });
     const metadata: Json = c.root ? toJson(c.root, (n) => byNode.get(n)) : (c.safetensorsMetadata ?? null);
     const crcOk = fp.crcFailures.length === 0;
+    const beyond = c.unsafe.length ? [] : beyondWeightsOnly(c.globals);
     return {
       file: display,
       sound: crcOk && c.unsafe.length === 0,
@@ -97,6 +107,7 @@ export async function inspectFile(path: string, display: string = path): Promise
         safe: c.unsafe.length === 0,
         globals: c.globals.map((g) => `${g.module}.${g.name}`),
         unsafe: c.unsafe.map((u) => ({ global: u.global, detail: u.detail })),
+        ...(beyond.length ? { beyond_weights_only: beyond } : {}),
       },
       digest_alg: DIGEST_ALG,
       hash_backend: hashBackend().name,
@@ -111,6 +122,15 @@ export async function inspectFile(path: string, display: string = path): Promise
         ...(t.requiresGrad ? { requires_grad: true } : {}),
       })),
       metadata,
+      ...(c.strays?.length
+        ? {
+            other_storages: c.strays.map((x) => ({
+              path: x.path,
+              key: x.key,
+              ...(x.heldBy ? { held_by: x.heldBy } : {}),
+            })),
+          }
+        : {}),
       hashes: await fileHashes(path),
     };
   } finally {
@@ -152,6 +172,10 @@ export function formatInspect(r: InspectReport): string {
     for (const m of h.embeddedMismatches) lines.push(`    embedded hash mismatch: ${m.detail}`);
   }
   if (r.safety!.safe) lines.push(`  safety: sound (${r.safety!.globals.length} data-only globals)`);
+  if (r.safety!.beyond_weights_only?.length)
+    lines.push(
+      `    but torch 2.6+'s default torch.load (weights_only=True) refuses ${r.safety!.beyond_weights_only.join(', ')}: allow them with torch.serialization.add_safe_globals, or pass weights_only=False for this trusted file`,
+    );
   else {
     lines.push(`  safety: UNSAFE — torch.load would run code from this file`);
     for (const u of r.safety!.unsafe) lines.push(`    ${u.global}`);
@@ -165,6 +189,13 @@ export function formatInspect(r: InspectReport): string {
     lines.push(
       `    ${(t.path || '<root>').padEnd(w)}  ${t.dtype.padEnd(8)}  [${t.shape.join(', ')}]  ${t.bytes} B  ${t.digest.slice(0, 16)}${flags ? `  ${flags}` : ''}`,
     );
+  }
+  if (r.other_storages?.length) {
+    lines.push(
+      `  other storages (${r.other_storages.length}): not digested; LoRA Sync neither compares nor copies this file`,
+    );
+    for (const o of r.other_storages)
+      lines.push(`    data/${o.key} at ${o.path || '<root>'}${o.held_by ? ` (${o.held_by})` : ''}`);
   }
   lines.push('  metadata:');
   lines.push(

@@ -90,7 +90,8 @@ export async function loadConfig(root: string, overrides?: unknown): Promise<Eng
   let cfg = DEFAULT_CONFIG;
   let text: string | undefined;
   try {
-    text = await readFile(join(root, CONFIG_FILE), 'utf8');
+    // A byte-order mark (Notepad and some Windows editors write one) is not JSON's: left out.
+    text = (await readFile(join(root, CONFIG_FILE), 'utf8')).replace(/^\uFEFF/, '');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }

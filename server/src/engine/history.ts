@@ -12,7 +12,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { APPEND_NO_FOLLOW, READ_WRITE_NO_FOLLOW, ensureRealDir } from '../io/realDir';
+import { APPEND_NO_FOLLOW, READ_WRITE_NO_FOLLOW, StateLinkError, ensureRealDir } from '../io/realDir';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { withLockFile } from './loraLock';
@@ -118,6 +118,21 @@ function isNotFound(e: unknown): boolean {
   return (e as NodeJS.ErrnoException | null)?.code === 'ENOENT';
 }
 
+/**
+ * Opens a file of the state folder to read it: undefined when there is none yet. A state "folder"
+ * that is a file (ENOTDIR) is the typed error a write there gets too (realDir.ts), not a crash.
+ */
+async function openToRead(file: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(file, 'r');
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR')
+      throw new StateLinkError(`${dirname(file)} is not a folder: LoRA Sync cannot keep its state there`);
+    throw e;
+  }
+}
+
 /** Offset just past the last '\n' in the first `size` bytes (0 if none), reading only the tail. */
 async function endOfLastLine(fh: FileHandle, size: number): Promise<number> {
   const buf = Buffer.allocUnsafe(Math.min(TAIL_CHUNK, size));
@@ -136,13 +151,8 @@ async function endOfLastLine(fh: FileHandle, size: number): Promise<number> {
 
 /** Where complete lines end, and the file's size, in one look at the file. */
 async function lineBoundary(file: string): Promise<{ size: number; complete: number } | undefined> {
-  let fh: FileHandle;
-  try {
-    fh = await open(file, 'r');
-  } catch (e) {
-    if (isNotFound(e)) return undefined;
-    throw e;
-  }
+  const fh = await openToRead(file);
+  if (!fh) return undefined;
   try {
     const { size } = await fh.stat();
     return { size, complete: await endOfLastLine(fh, size) };
@@ -399,13 +409,8 @@ export class History {
    * never changes. A log that was replaced, emptied or cut short is counted again from the start.
    */
   async syncCount(): Promise<number> {
-    let fh: FileHandle;
-    try {
-      fh = await open(this.path, 'r');
-    } catch (e) {
-      if (isNotFound(e)) return 0;
-      throw e;
-    }
+    const fh = await openToRead(this.path);
+    if (!fh) return 0;
     try {
       const st = await fh.stat();
       const complete = await endOfLastLine(fh, st.size);

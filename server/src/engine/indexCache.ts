@@ -31,7 +31,7 @@ import { EntryInterner, sameRecord, sameTensors } from './entryIntern';
 
 export const INDEX_FILE = 'index.jsonl';
 /** Bump when FileEntry's meaning changes. */
-export const INDEX_VERSION = 11; // 11: copy keys, unsafe globals and layouts written once and referenced (issue 16). 10: short metadata values inline in metaKeys, metaDigest over key order (issue 16). 9: a folder unit's config digest (the sync checks it). 8: layouts (layout, unit, version, session, why, adapter_config key, embedded-hash issues). 7: 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
+export const INDEX_VERSION = 12; // 12: files with storages outside plain tensors (quantized...) are unrecognized, not LoRAs. 11: copy keys, unsafe globals and layouts written once and referenced (issue 16). 10: short metadata values inline in metaKeys, metaDigest over key order (issue 16). 9: a folder unit's config digest (the sync checks it). 8: layouts (layout, unit, version, session, why, adapter_config key, embedded-hash issues). 7: 7: the safety scan (UNSAFE outranks CORRUPT, TRAILING_DATA): older entries are re-read
 
 export interface FileKey {
   size: number;

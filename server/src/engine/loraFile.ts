@@ -5,6 +5,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { type Checkpoint, openCheckpoint } from '../formats/checkpoint';
+import { strayStoragesWhy } from '../formats/torch/torchPickle';
 import { hash } from 'node:crypto';
 import { fingerprintCheckpoint, DIGEST_ALG, tensorTypedLookup, type TensorFingerprint } from '../formats/fingerprint';
 import { isFormatError } from '../formats/errors';
@@ -145,6 +146,11 @@ export async function readEntry(
     base.format = c.format;
     // Recognition needs only what opening read (names, __metadata__, the pickle): a file that is no
     // LoRA (a 6 GB base model, an optimizer state) is never read past its header.
+    if (c.strays?.length) {
+      // Data the model has no place for: neither compared nor copied, so never called in sync.
+      const kind = base.unsafeGlobals.length ? 'corrupt' : 'unrecognized';
+      return makeEntry({ ...base, kind, why: strayStoragesWhy(c.strays) });
+    }
     const folder = await folderFactsOf(abs, rel);
     const r = recognize(describeCheckpoint(c, rel, folder), base.role!);
     if (r.layout === 'unrecognized') {

@@ -32,6 +32,9 @@ export async function addSourceFolder(
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
+  // As config.ts reads it: a byte-order mark is left out, and kept when the file is written back.
+  const bom = text?.startsWith('\uFEFF') ? '\uFEFF' : '';
+  if (bom) text = text!.slice(1);
   let obj: Record<string, unknown> = {};
   if (text !== undefined) {
     try {
@@ -49,7 +52,7 @@ export async function addSourceFolder(
   const next = [...current, value];
   const out = { ...obj, sourceFolders: next };
   const indent = text && /^\{\s*\n(\s+)"/.exec(text)?.[1];
-  const body = `${JSON.stringify(out, null, indent || 2)}\n`;
+  const body = `${bom}${JSON.stringify(out, null, indent || 2)}\n`;
   await atomicWrite(path, async (fh) => {
     await fh.writeFile(body, 'utf8');
   });

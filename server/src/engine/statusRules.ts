@@ -118,9 +118,13 @@ function baseStatus(e: FileEntry, g: LoraGroup | undefined, ctx: StatusContext):
   const src = primarySource(g);
   if (!src) {
     const cands = ctx.candidates;
+    // A source that is there but cannot be read is named: "no source" would send the user looking.
+    const broken = g.broken.filter((b) => b.role === 'source').map((b) => b.path);
     const detail = cands?.length
       ? `its tensors equal sources of ${cands.length} LoRAs (${cands.join(', ')}); which one it belongs to is not known`
-      : `no source for ${g.name} (${g.id}) in a source folder`;
+      : broken.length
+        ? `no readable source for ${g.name} (${g.id}): ${broken.join(', ')} cannot be read`
+        : `no source for ${g.name} (${g.id}) in a source folder`;
     return { status: 'ORPHAN', issues: [{ type: 'NO_SOURCE', file: e.path, detail }] };
   }
   const s = compareWithSource(e, src);
@@ -321,8 +325,14 @@ export function describeStatus(e: FileEntry, s: FileStatus, src?: FileEntry): st
       return `in sync with ${s.source}`;
     case 'STALE':
       return `stale: ${diff}${matches()}`;
-    case 'DIVERGED':
-      return `diverged: ${diff}, and the copy changed on its own since its last sync${matches()}; a sync would overwrite that work (force to overwrite, a backup is kept)`;
+    case 'DIVERGED': {
+      // Without a record or a match number nothing says the copy was ever synced: say so, not "since its last sync".
+      const synced = s.issues.some((i) => i.type === 'CHANGED_SINCE_SYNC') || e.syncInfo.lastSyncMatch !== undefined;
+      const how = synced
+        ? 'the copy changed on its own since its last sync'
+        : 'no sync record or match number says the copy was ever synced from it, so it may hold work of its own';
+      return `diverged: ${diff}, and ${how}${matches()}; a sync would overwrite that work (force to overwrite, a backup is kept)`;
+    }
     case 'METADATA_DRIFT':
       return `metadata drift: tensors equal ${s.source}; ${s.issues.map((i) => i.param).join(', ')} differ`;
     case 'PARAM_COUNT_MISMATCH':

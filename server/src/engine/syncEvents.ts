@@ -36,7 +36,8 @@ export function syncEvents(res: SyncResult, opts: SyncOptions): HistoryEvent[] {
         : {}),
     });
     for (const c of l.copies) {
-      if (c.backup && c.outcome === 'synced')
+      // (A backup kept because the write dropped keys only the copy had is in the SYNC event's notes.)
+      if (c.backup && c.outcome === 'synced' && c.reason === 'forced')
         events.push({
           time,
           event: 'FORCE_OVERWRITE',

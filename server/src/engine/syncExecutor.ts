@@ -16,7 +16,7 @@ import { writeSafetensors } from '../formats/safetensors';
 import { atomicWrite, type AtomicWriteOptions, fsyncDir } from '../io/atomicWrite';
 import { type EngineConfig, STATE_DIR } from './config';
 import { type FileEntry, readEntry } from './loraFile';
-import type { PlannedLora } from './syncPlanner';
+import { keysOnlyInCopy, type PlannedLora } from './syncPlanner';
 import { mapLimit } from '../io/mapLimit';
 import { lockLora, LockBusy } from './loraLock';
 import { safetensorsCopyOf } from './safetensorsCopy';
@@ -345,7 +345,14 @@ async function syncOne(
           outcome: 'refused',
           reason: `the copy now names globals torch.load would run (${copy.unsafe.map((u) => u.global).join(', ')}): never overwritten blindly`,
         };
-      if (force && ctx.cfg.backups) backup = await keepBackup(ctx.root, rel, abs, started, folderUnit);
+      // Keys only the copy had are dropped by the write: the old copy is kept, as for a forced one.
+      const dropped = keysOnlyInCopy(planned, srcEntry);
+      if ((force || dropped.length) && ctx.cfg.backups)
+        backup = await keepBackup(ctx.root, rel, abs, started, folderUnit);
+      if (dropped.length)
+        notes.push(
+          `dropped ${dropped.join(', ')}: only this copy had ${dropped.length === 1 ? 'it' : 'them'} (not the source, not a copy key)${backup ? `; the old copy is in ${backup}` : ''}`,
+        );
       const how: AtomicWriteOptions = { beforeRename, deferDirSync: (d) => dirs.add(d) };
       if (src.format === 'safetensors' && copy.format !== 'safetensors') {
         // A torch copy of a safetensors source (the planner allows it only when the source has no

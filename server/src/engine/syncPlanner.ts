@@ -74,6 +74,21 @@ function planLora(g: LoraGroup, statusOf: (e: FileEntry) => FileStatus, force: b
   return { id: g.id, name: g.name, source: src?.path, blocked, copies };
 }
 
+/**
+ * The copy's general metadata keys its source lacks (`metadata.notes`, a top-level key): a sync
+ * writes the source's general metadata, so they are dropped. Copy keys (cfg.copyKeys) are not among
+ * them: they are kept. The executor keeps the old copy as a backup when there are any.
+ */
+export function keysOnlyInCopy(copy: FileEntry, src: FileEntry): string[] {
+  return Object.keys(copy.metaKeys).filter((k) => !Object.hasOwn(src.metaKeys, k));
+}
+
+/** What a write adds to its why when it drops keys only the copy has. */
+function dropNote(c: FileEntry, src: FileEntry | undefined): string {
+  const only = src && c.kind === 'lora' ? keysOnlyInCopy(c, src) : [];
+  return only.length ? `; drops ${only.join(', ')} (only in this copy, not a copy key): a backup is kept` : '';
+}
+
 function planCopy(
   c: FileEntry,
   st: Status,
@@ -111,11 +126,11 @@ function planCopy(
     return {
       ...base,
       action: 'write',
-      why: st === 'STALE' ? 'the source moved on' : 'general metadata differs from the source',
+      why: `${st === 'STALE' ? 'the source moved on' : 'general metadata differs from the source'}${dropNote(c, src)}`,
     };
   if (rule === 'force') {
     return force
-      ? { ...base, action: 'force', why: `forced: the old copy (${st}) is kept as a backup` }
+      ? { ...base, action: 'force', why: `forced: the old copy (${st}) is kept as a backup${dropNote(c, src)}` }
       : {
           ...base,
           action: 'refuse',

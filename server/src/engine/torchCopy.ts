@@ -5,10 +5,13 @@
  * as it is. The safetensors counterpart is safetensorsCopy.ts.
  */
 import type { Checkpoint } from '../formats/checkpoint';
+import { FormatError } from '../formats/errors';
 import { DIGEST_ALG } from '../formats/fingerprint';
 import * as N from '../formats/pickle/nodes';
-import { type PyNode, getKey, mappingEntries } from '../formats/pickle/nodes';
+import { type PyNode, type PyPersId, type PyTuple, getKey, mappingEntries } from '../formats/pickle/nodes';
 import { writeTorchCheckpoint, storageSourcesOf, torchPrefixFor } from '../formats/torch/ptWriter';
+import { findTensors } from '../formats/torch/torchPickle';
+import type { ZipSource } from '../formats/zip/zipWriter';
 import { atomicWrite, type AtomicWriteOptions } from '../io/atomicWrite';
 import type { EngineConfig } from './config';
 import type { FileEntry } from './loraFile';
@@ -51,7 +54,13 @@ export function syncInfoNode(
  * copy's own keys as they were in the copy (moved over as nodes, so any Python value survives),
  * and the new sync_info. A copy key the copy lacks is not taken from the source.
  */
-function mergedRoot(src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: PyNode): PyNode {
+function mergedRoot(
+  src: Checkpoint,
+  copy: Checkpoint,
+  cfg: EngineConfig,
+  info: PyNode,
+  storages: Map<string, ZipSource>,
+): PyNode {
   const srcEntries = mappingEntries(src.root!)!;
   const srcMeta = getKey(src.root!, 'metadata');
   const copyMeta = copy.root ? getKey(copy.root, 'metadata') : undefined;
@@ -60,9 +69,14 @@ function mergedRoot(src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: 
     if (k.kind === 'str' && cfg.copyKeys.includes(k.value)) continue;
     metaEntries.push([k, v]);
   }
+  const kept: PyNode[] = [];
   for (const [k, v] of (copyMeta && mappingEntries(copyMeta)) ?? []) {
-    if (k.kind === 'str' && cfg.copyKeys.includes(k.value)) metaEntries.push([k, v]);
+    if (k.kind === 'str' && cfg.copyKeys.includes(k.value)) {
+      metaEntries.push([k, v]);
+      kept.push(v);
+    }
   }
+  carryCopyTensors(kept, copy, storages);
   setEntry(metaEntries, 'sync_info', info);
   const meta = N.dict(metaEntries);
   const rootEntries: Array<[PyNode, PyNode]> = srcEntries.map(([k, v]) => [
@@ -71,6 +85,42 @@ function mergedRoot(src: Checkpoint, copy: Checkpoint, cfg: EngineConfig, info: 
   ]);
   if (!srcMeta) rootEntries.push([N.str('metadata'), meta]);
   return N.dict(rootEntries);
+}
+
+/**
+ * A copy's own key may hold a tensor (`score: torch.tensor(0.87)`): its storage lives in the copy's
+ * file, under a key the source may use for another storage. Each such storage is added to `storages`
+ * under a key of its own (the next number the source does not use) and the copy's persistent ids are
+ * renamed to it, so the new file holds the copy's bytes, never the source's under a clashing key.
+ */
+function carryCopyTensors(kept: PyNode[], copy: Checkpoint, storages: Map<string, ZipSource>): void {
+  const tensors = kept.flatMap((v) => findTensors(v));
+  if (!tensors.length) return;
+  const fromCopy = storageSourcesOf(copy);
+  const renamed = new Map<string, string>();
+  let next = 0;
+  for (const k of storages.keys()) if (/^\d+$/.test(k)) next = Math.max(next, Number(k) + 1);
+  for (const t of tensors) {
+    const old = t.storage.legacyView?.rootKey ?? t.storage.key;
+    let key = renamed.get(old);
+    if (key === undefined) {
+      const bytes = fromCopy.get(old);
+      if (!bytes)
+        throw new FormatError('MISSING_RECORD', `the copy's own metadata names storage ${old}, which it lacks`, old);
+      while (storages.has(String(next))) next++;
+      key = String(next++);
+      renamed.set(old, key);
+      storages.set(key, bytes);
+    }
+    const pidNode = (t.node.args as PyTuple).items[0] as PyPersId;
+    const items = [...(pidNode.pid as PyTuple).items];
+    items[2] = N.str(key);
+    // A legacy view names its root storage too: the writer turns it into that storage plus an offset.
+    const view = items[5];
+    if (view?.kind === 'tuple' && view.items.length === 3)
+      items[5] = N.tuple([N.str(key), view.items[1], view.items[2]]);
+    pidNode.pid = N.tuple(items);
+  }
 }
 
 /**
@@ -97,11 +147,8 @@ export async function writeTorchCopy(
   info: PyNode | undefined,
   how: AtomicWriteOptions,
 ): Promise<void> {
+  const storages = storageSourcesOf(src);
   // Without metadata to join (info undefined), the source's object is written as it is, OrderedDict and `_metadata` included.
-  const root = info ? mergedRoot(src, copy, cfg, info) : src.root!;
-  await atomicWrite(
-    abs,
-    (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages: storageSourcesOf(src) }),
-    how,
-  );
+  const root = info ? mergedRoot(src, copy, cfg, info, storages) : src.root!;
+  await atomicWrite(abs, (fh) => writeTorchCheckpoint(fh, { prefix: torchPrefixFor(abs), root, storages }), how);
 }

@@ -9,7 +9,7 @@ import { type DecodedPickle, decodePickle } from './pickle/decoder';
 import type { PyGlobal, PyNode } from './pickle/nodes';
 import { ZipReader, type ZipRecord } from './zip/zipReader';
 import { type TorchDtype, dtypeFromSafetensors, itemSize, numelOf } from './dtypes';
-import { findTensors, isContiguous, type TensorCall } from './torch/torchPickle';
+import { findTensors, isContiguous, type StrayStorage, type TensorCall } from './torch/torchPickle';
 import { looksLegacy, readLegacy } from './torch/legacy';
 import { isSafetensors, readSafetensors } from './safetensors';
 import { safetyFindings, type SafetyFinding } from './safety';
@@ -79,6 +79,12 @@ export interface Checkpoint {
   /** The raw data.pkl (zip) so a writer can prove byte-identical round trips. */
   tensors: TensorInfo[];
   storages: Map<string, StorageInfo>;
+  /**
+   * Torch formats: storages named outside a plain tensor (a quantized tensor, a storage saved on its
+   * own; torchPickle.ts StrayStorage). Non-empty: the file holds data the model cannot compare or
+   * copy, so it is left out of the copy map (loraFile.ts).
+   */
+  strays?: StrayStorage[];
   globals: PyGlobal[];
   /** Globals outside the data-only allowlist: non-empty means `torch.load` would run code. */
   unsafe: SafetyFinding[];
@@ -294,7 +300,8 @@ async function openZipPickle(
       `${pickleBytes.length - trailing} bytes follow the pickle's STOP in ${pkl[0].name} (torch.save writes none)`,
       pkl[0].name,
     );
-  const calls = findTensors(decoded.root);
+  const strays: StrayStorage[] = [];
+  const calls = findTensors(decoded.root, strays);
   // Each DEFLATE storage is inflated into memory: bound their sum before inflating any (a zip bomb
   // of many honest 500 MB records in a 5 MB file would otherwise take gigabytes).
   let inflatedTotal = 0;
@@ -348,6 +355,7 @@ async function openZipPickle(
     pickleProtocol: decoded.protocol,
     tensors: tensorInfos(calls, storages),
     storages,
+    strays,
     globals: decoded.globals,
     unsafe: mergeFindings(findings, decoded.globals),
     fh,
@@ -376,7 +384,8 @@ async function openLegacyChecked(
   pickles: ReadonlyArray<{ end: number }>,
 ): Promise<Checkpoint> {
   const legacy = await readLegacy(fh, size);
-  const calls = findTensors(legacy.object.root);
+  const strays: StrayStorage[] = [];
+  const calls = findTensors(legacy.object.root, strays);
   const storages = new Map<string, StorageInfo>();
   for (const t of calls) {
     const key = t.storage.legacyView?.rootKey ?? t.storage.key;
@@ -404,7 +413,8 @@ async function openLegacyChecked(
     const info = storages.get(s.key);
     end = Math.max(end, s.offset + (info ? info.byteLength : 0));
   }
-  if (end < size)
+  // (A stray storage's size is unknown here: its bytes would count as trailing.)
+  if (end < size && !strays.length)
     throw new FormatError(
       'TRAILING_DATA',
       `${size - end} bytes follow the last storage of this legacy checkpoint (torch.save writes none)`,
@@ -417,6 +427,7 @@ async function openLegacyChecked(
     pickleProtocol: legacy.object.protocol,
     tensors: tensorInfos(calls, storages),
     storages,
+    strays,
     globals: legacy.globals,
     unsafe: mergeFindings(findings, legacy.globals),
     fh,

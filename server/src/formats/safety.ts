@@ -62,6 +62,9 @@ const ALLOWED: Record<string, ReadonlySet<string>> = {
     'per_tensor_affine',
     'per_channel_affine',
   ]),
+  // How torch pickles a layout object (a sparse COO tensor's): a lookup of torch's own layouts by
+  // name, nothing else; on torch's own weights_only list since 1.13.
+  'torch.serialization': new Set(['_get_layout']),
   'torch._tensor': new Set(['_rebuild_from_type_v2']),
   'torch.nn.parameter': new Set(['Parameter']),
   collections: new Set(['OrderedDict', 'defaultdict', 'Counter']),
@@ -78,6 +81,28 @@ const ALLOWED: Record<string, ReadonlySet<string>> = {
   uuid: new Set(['UUID']),
   pathlib: new Set(['PosixPath', 'WindowsPath', 'PurePosixPath', 'PureWindowsPath']),
 };
+
+/**
+ * Modules of data-only globals that torch's own `weights_only=True` (the default from torch 2.6)
+ * does not allow unless the user adds them (`torch.serialization.add_safe_globals`): safe to load,
+ * but `torch.load(f)` refuses the file. From torch's _weights_only_unpickler.py (docs/safety.md).
+ */
+const BEYOND_WEIGHTS_ONLY = new Set([
+  'numpy',
+  'numpy.core.multiarray',
+  'numpy._core.multiarray',
+  'datetime',
+  'decimal',
+  'uuid',
+  'pathlib',
+]);
+
+/** The globals of a safe file that torch 2.6's default `torch.load` refuses (see BEYOND_WEIGHTS_ONLY). */
+export function beyondWeightsOnly(globals: readonly PyGlobal[]): string[] {
+  const out = new Set<string>();
+  for (const g of globals) if (BEYOND_WEIGHTS_ONLY.has(g.module)) out.add(`${g.module}.${g.name}`);
+  return [...out];
+}
 
 /** The same list as a Map: looked up for every global of every file a scan reads. */
 const ALLOWED_BY_MODULE = new Map(Object.entries(ALLOWED));

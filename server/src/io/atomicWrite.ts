@@ -12,12 +12,25 @@ import { ownStartTicks } from './processIdentity';
 
 export const TEMP_MARK = '.lora-sync-tmp-';
 
-/** `.<name>.lora-sync-tmp-<pid>-<start ticks>-<random>`: who made it, so a sweep can tell whether it is still being written. */
+/** Bytes a file name may take (NAME_MAX on Linux and macOS; 255 UTF-16 units on Windows, which fit too). */
+const NAME_MAX_BYTES = 255;
+
+/**
+ * `.<name>.lora-sync-tmp-<pid>-<start ticks>-<random>`: who made it, so a sweep can tell whether it
+ * is still being written. A target name too long for the ~40 bytes added (a 200-byte name, or 100
+ * characters of emoji or Turkish) is cut to fit, at a character: the name only has to be unique and
+ * recognisable, and the rename gives the file its real name.
+ */
 export function tempPathFor(target: string): string {
-  return join(
-    dirname(target),
-    `.${basename(target)}${TEMP_MARK}${process.pid}-${ownStartTicks() ?? 0}-${randomBytes(4).toString('hex')}`,
-  );
+  const suffix = `${TEMP_MARK}${process.pid}-${ownStartTicks() ?? 0}-${randomBytes(4).toString('hex')}`;
+  let name = basename(target);
+  const room = NAME_MAX_BYTES - 1 - Buffer.byteLength(suffix);
+  if (Buffer.byteLength(name) > room) {
+    const chars = [...name];
+    while (chars.length && Buffer.byteLength(chars.join('')) > room) chars.pop();
+    name = chars.join('');
+  }
+  return join(dirname(target), `.${name}${suffix}`);
 }
 
 /** The maker of a temporary file, from its name (older names have no start ticks). */

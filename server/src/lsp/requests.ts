@@ -141,7 +141,7 @@ export function registerRequests(connection: Connection, host: ServerHost): void
     if (!p || (!p.lora && !p.all))
       throw new ResponseError(ErrorCodes.InvalidParams, 'sync needs a lora (id or name) or all: true');
     if (p.lora && p.all) throw new ResponseError(ErrorCodes.InvalidParams, 'sync takes a lora or all: true, not both');
-    if (p.match !== undefined && (!Number.isInteger(p.match) || p.match < 0))
+    if (p.match !== undefined && (!Number.isSafeInteger(p.match) || p.match < 0))
       throw new ResponseError(ErrorCodes.InvalidParams, 'match must be a whole number ≥ 0');
     const copies = copiesParam(p.copies);
     const out: SyncSummary = { synced: 0, failed: 0, skipped: 0, refused: 0, cancelled: false, folders: [] };

@@ -13,7 +13,7 @@ import { itemSize, type TorchDtype } from '../dtypes';
 import { findTensors } from './torchPickle';
 
 export const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
-/** `80 02 8a 0a` + the magic number as a 10-byte LONG1: how every legacy file starts. */
+/** `80 02 8a 0a` + the magic number as a 10-byte LONG1: how a legacy file of the default protocol (2) starts. */
 export const LEGACY_HEAD = Buffer.from('80028a0a6cfc9c46f9206aa85019', 'hex');
 
 export interface LegacyStorage {
@@ -29,11 +29,19 @@ export interface LegacyFile {
   storages: Map<string, LegacyStorage>;
 }
 
+/** The magic number as a LONG1 (`8a 0a` + 10 bytes): what follows PROTO (and, from protocol 4, a FRAME). */
+const MAGIC_LONG = LEGACY_HEAD.subarray(2);
+
+/**
+ * Whether a file starts as torch.save's legacy format does: PROTO 2 to 5 (`pickle_protocol=`), a
+ * FRAME from protocol 4 on (`95` + 8 bytes), then the magic number. Protocols 0 and 1 spell the
+ * number in text; torch.save in them is too rare to sniff for.
+ */
 export function looksLegacy(head: Uint8Array): boolean {
-  return (
-    head.length >= LEGACY_HEAD.length &&
-    Buffer.from(head.buffer, head.byteOffset, LEGACY_HEAD.length).equals(LEGACY_HEAD)
-  );
+  if (head.length < 2 || head[0] !== 0x80 || head[1] < 2 || head[1] > 5) return false;
+  const at = head[1] >= 4 && head[2] === 0x95 ? 11 : 2;
+  if (head.length < at + MAGIC_LONG.length) return false;
+  return Buffer.from(head.buffer, head.byteOffset + at, MAGIC_LONG.length).equals(MAGIC_LONG);
 }
 
 const MAX_HEAD = 512 * 1024 * 1024;

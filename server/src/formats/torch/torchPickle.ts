@@ -188,19 +188,59 @@ function mayHoldTensors(n: PyNode): boolean {
   }
 }
 
+/**
+ * A storage the tree names outside any plain tensor: a quantized tensor (`_rebuild_qtensor`), a
+ * `_rebuild_tensor_v3` (torch 2.x dtypes with no typed storage), a storage saved on its own. Its
+ * bytes are data the model has no place for: nothing could compare it, and a copy written from the
+ * tensors found would lack its record (torch.load: "failed locating file data/N").
+ */
+export interface StrayStorage {
+  /** Dotted path of the call holding it (or of the storage itself, when no call holds it). */
+  path: string;
+  key: string;
+  /** The call it is an argument of (`torch._utils._rebuild_qtensor`), when it is one. */
+  heldBy?: string;
+}
+
 /** A child worth visiting (one that can hold a tensor), with where it sits. A function of its own, not a closure per node. */
-function addKid(kids: Frame[], v: PyNode, parent: Frame, key: Frame['key']): void {
+function addKid(kids: Frame[], v: PyNode, parent: Frame, key: Frame['key'], strays?: StrayStorage[]): void {
   if (mayHoldTensors(v)) kids.push({ n: v, parent, key });
+  // A tensor's own persistent id is never reached here: a tensor node is not walked into.
+  else if (v.kind === 'persid' && strays) strays.push(strayOf(v, { n: v, parent, key }));
+}
+
+function strayOf(p: PyPersId, at: Frame): StrayStorage {
+  const pid = p.pid;
+  const k = pid.kind === 'tuple' ? pid.items[2] : undefined;
+  for (let f = at.parent; f; f = f.parent) {
+    const n = f.n;
+    if (n.kind === 'object' && n.callable.kind === 'global')
+      return {
+        path: pathOf(f),
+        key: k?.kind === 'str' ? k.value : '?',
+        heldBy: `${n.callable.module}.${n.callable.name}`,
+      };
+  }
+  return { path: pathOf(at), key: k?.kind === 'str' ? k.value : '?' };
+}
+
+/** Why a file with stray storages is left alone, in a few words (the first one named). */
+export function strayStoragesWhy(strays: readonly StrayStorage[]): string {
+  const s = strays[0];
+  const more = strays.length > 1 ? ` and ${strays.length - 1} more` : '';
+  return `holds tensor data LoRA Sync cannot compare or copy: ${s.heldBy ?? 'a bare storage'} at ${s.path || '<root>'}${more}`;
 }
 
 /**
  * Walks the tree depth first in pickle order and returns every tensor once (a tensor reached
- * twice through the memo keeps its first path). Iterative, so depth is bounded by the decoder's limit only.
+ * twice through the memo keeps its first path). Iterative, so depth is bounded by the decoder's limit
+ * only. `strays`, when given, gets every storage named outside a plain tensor (StrayStorage).
  */
-export function findTensors(root: PyNode): TensorCall[] {
+export function findTensors(root: PyNode, strays?: StrayStorage[]): TensorCall[] {
   const out: TensorCall[] = [];
   const seen = new Set<PyNode>();
   const stack: Frame[] = [{ n: root, parent: undefined, key: '' }];
+  if (root.kind === 'persid' && strays) strays.push(strayOf(root, stack.pop()!));
   const kids: Frame[] = [];
   while (stack.length) {
     const f = stack.pop()!;
@@ -226,18 +266,18 @@ export function findTensors(root: PyNode): TensorCall[] {
     kids.length = 0;
     const entries = mappingEntries(n);
     if (entries) {
-      for (const [k, v] of entries) addKid(kids, v, f, k);
-      if (n.kind === 'object' && n.state) addKid(kids, n.state, f, '$state');
+      for (const [k, v] of entries) addKid(kids, v, f, k, strays);
+      if (n.kind === 'object' && n.state) addKid(kids, n.state, f, '$state', strays);
     } else if (n.kind === 'list' || n.kind === 'tuple') {
-      for (let i = 0; i < n.items.length; i++) addKid(kids, n.items[i], f, i);
+      for (let i = 0; i < n.items.length; i++) addKid(kids, n.items[i], f, i, strays);
     } else if (n.kind === 'set') {
-      for (let i = 0; i < n.items.length; i++) addKid(kids, n.items[i], f, `$set${i}`);
+      for (let i = 0; i < n.items.length; i++) addKid(kids, n.items[i], f, `$set${i}`, strays);
     } else if (n.kind === 'object') {
-      addKid(kids, n.args, f, '$args');
-      n.appends?.forEach((v, i) => addKid(kids, v, f, i));
-      n.setitems?.forEach(([k, v]) => addKid(kids, v, f, k));
-      if (n.state) addKid(kids, n.state, f, '$state');
-      n.extraStates?.forEach((v, i) => addKid(kids, v, f, `$state${i + 1}`));
+      addKid(kids, n.args, f, '$args', strays);
+      n.appends?.forEach((v, i) => addKid(kids, v, f, i, strays));
+      n.setitems?.forEach(([k, v]) => addKid(kids, v, f, k, strays));
+      if (n.state) addKid(kids, n.state, f, '$state', strays);
+      n.extraStates?.forEach((v, i) => addKid(kids, v, f, `$state${i + 1}`, strays));
     }
     for (let i = kids.length - 1; i >= 0; i--) stack.push(kids[i]);
   }
