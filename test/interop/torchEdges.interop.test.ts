@@ -138,10 +138,10 @@ describe('interop: torch files beyond the seed, end to end through the CLI', () 
     const root = ws('copy_only_key');
     const old = await sha256File(join(root, COPY));
     const plan = cli('sync', '--all', '--dry-run', '--root', root);
-    assert.match(plan.out, /drops metadata\.notes \(only in this copy, not a copy key\): a backup is kept/);
+    assert.match(plan.out, /drops metadata\.notes \(only this copy had it, not a copy key\): a backup is kept/);
     const r = cli('sync', '--all', '--root', root);
     assert.equal(r.code, 0);
-    const m = /note +Team\/🎯_WIN_EXPERTS\/LoRA_X_abc123\.pt: dropped metadata\.notes: .*the old copy is in (\S+)/.exec(
+    const m = /note +Team\/🎯_WIN_EXPERTS\/LoRA_X_abc123\.pt: dropped metadata\.notes \(only this copy had it, not a copy key\); the old copy is in (\S+)/.exec(
       r.out,
     );
     assert.ok(m, r.out);

@@ -347,6 +347,32 @@ describe('sync of real LoRA layouts', function () {
       assert.equal((await fresh(ws)).status(`${PROD}/adapter_model.safetensors`)?.status, 'IN_SYNC');
     });
 
+    it('a deployed adapter_config.json that is not JSON: the plan says it is replaced, the sync keeps it in a backup', async () => {
+      await put(dir, 'peft/pixel_lora/checkpoint-500/adapter_model.safetensors', `${PROD}/adapter_model.safetensors`);
+      const broken = '{"r": 8, "lora_alpha": ';
+      await writeFile(join(dir, PROD, 'adapter_config.json'), broken);
+      const ws = await Workspace.open(dir);
+      await ws.scan();
+      // (The copy is diverged here, as in the test above: forced.)
+      const plan = ws.plan({ force: true });
+      const planned = plan.flatMap((l) => l.copies).find((c) => c.path === `${PROD}/adapter_model.safetensors`)!;
+      assert.equal(planned.action, 'force', planned.why);
+      assert.match(planned.why, /kept as a backup; replaces its adapter_config\.json, which is not valid JSON$/);
+      const res = await ws.sync(plan, { reason: 'MANUAL' });
+      const done = res.loras.flatMap((l) => l.copies).find((c) => c.path === planned.path)!;
+      assert.equal(done.outcome, 'synced', done.reason);
+      assert.match(
+        done.notes?.join('\n') ?? '',
+        /replaced its adapter_config\.json, which was not valid JSON; the old copy is in /,
+      );
+      assert.equal(await readFile(join(dirname(join(dir, done.backup!)), 'adapter_config.json'), 'utf8'), broken);
+      assert.ok(
+        (await readFile(join(dir, PROD, 'adapter_config.json'))).equals(
+          await readFile(join(dir, SRC, 'adapter_config.json')),
+        ),
+      );
+    });
+
     it('a .bin copy of a .safetensors source is written as a torch state dict: its format kept, the source tensors, its record apart', async () => {
       const BIN = 'deploy/staging/pixel_lora/adapter_model.bin';
       await put(dir, BIN, BIN);

@@ -65,7 +65,7 @@ describe('sync planner (planSync on the fixture workspace)', function () {
     // The fixture's drifted copy has a key of its own (hand_note): the write drops it, after a backup.
     assert.equal(
       why('METADATA_DRIFT'),
-      'general metadata differs from the source; drops metadata.hand_note (only in this copy, not a copy key): a backup is kept',
+      'general metadata differs from the source; drops metadata.hand_note (only this copy had it, not a copy key): a backup is kept',
     );
     assert.match(why('DIVERGED'), /use --force \(a backup is kept\)/);
     assert.equal(why('ORPHAN'), 'no source to sync from');

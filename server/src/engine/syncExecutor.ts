@@ -16,7 +16,7 @@ import { writeSafetensors } from '../formats/safetensors';
 import { atomicWrite, type AtomicWriteOptions, fsyncDir } from '../io/atomicWrite';
 import { type EngineConfig, STATE_DIR } from './config';
 import { type FileEntry, readEntry } from './loraFile';
-import { keysOnlyInCopy, type PlannedLora } from './syncPlanner';
+import { droppedKeysText, keysOnlyInCopy, type PlannedLora } from './syncPlanner';
 import { mapLimit } from '../io/mapLimit';
 import { lockLora, LockBusy } from './loraLock';
 import { safetensorsCopyOf } from './safetensorsCopy';
@@ -350,9 +350,7 @@ async function syncOne(
       if ((force || dropped.length) && ctx.cfg.backups)
         backup = await keepBackup(ctx.root, rel, abs, started, folderUnit);
       if (dropped.length)
-        notes.push(
-          `dropped ${dropped.join(', ')}: only this copy had ${dropped.length === 1 ? 'it' : 'them'} (not the source, not a copy key)${backup ? `; the old copy is in ${backup}` : ''}`,
-        );
+        notes.push(`${droppedKeysText(dropped, true)}${backup ? `; the old copy is in ${backup}` : ''}`);
       const how: AtomicWriteOptions = { beforeRename, deferDirSync: (d) => dirs.add(d) };
       if (src.format === 'safetensors' && copy.format !== 'safetensors') {
         // A torch copy of a safetensors source (the planner allows it only when the source has no

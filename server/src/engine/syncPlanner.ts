@@ -83,10 +83,28 @@ export function keysOnlyInCopy(copy: FileEntry, src: FileEntry): string[] {
   return Object.keys(copy.metaKeys).filter((k) => !Object.hasOwn(src.metaKeys, k));
 }
 
-/** What a write adds to its why when it drops keys only the copy has. */
-function dropNote(c: FileEntry, src: FileEntry | undefined): string {
+/**
+ * keysOnlyInCopy in words, as the plan says it (`done` false) or the result (true). An
+ * adapter_config.json that is not JSON stands as one key, its whole text (loraFile.ts).
+ */
+export function droppedKeysText(keys: string[], done: boolean): string {
+  const others = keys.filter((k) => k !== 'adapter_config.json');
+  const parts: string[] = [];
+  if (others.length)
+    parts.push(
+      `${done ? 'dropped' : 'drops'} ${others.join(', ')} (only this copy had ${others.length === 1 ? 'it' : 'them'}, not a copy key)`,
+    );
+  if (others.length < keys.length)
+    parts.push(
+      `${done ? 'replaced' : 'replaces'} its adapter_config.json, which ${done ? 'was' : 'is'} not valid JSON`,
+    );
+  return parts.join(' and ');
+}
+
+/** What a write adds to its why when it drops keys only the copy has (a forced one says the backup already). */
+function dropNote(c: FileEntry, src: FileEntry | undefined, forced = false): string {
   const only = src && c.kind === 'lora' ? keysOnlyInCopy(c, src) : [];
-  return only.length ? `; drops ${only.join(', ')} (only in this copy, not a copy key): a backup is kept` : '';
+  return only.length ? `; ${droppedKeysText(only, false)}${forced ? '' : ': a backup is kept'}` : '';
 }
 
 function planCopy(
@@ -130,7 +148,7 @@ function planCopy(
     };
   if (rule === 'force') {
     return force
-      ? { ...base, action: 'force', why: `forced: the old copy (${st}) is kept as a backup${dropNote(c, src)}` }
+      ? { ...base, action: 'force', why: `forced: the old copy (${st}) is kept as a backup${dropNote(c, src, true)}` }
       : {
           ...base,
           action: 'refuse',
