@@ -141,9 +141,10 @@ describe('interop: torch files beyond the seed, end to end through the CLI', () 
     assert.match(plan.out, /drops metadata\.notes \(only this copy had it, not a copy key\): a backup is kept/);
     const r = cli('sync', '--all', '--root', root);
     assert.equal(r.code, 0);
-    const m = /note +Team\/🎯_WIN_EXPERTS\/LoRA_X_abc123\.pt: dropped metadata\.notes \(only this copy had it, not a copy key\); the old copy is in (\S+)/.exec(
-      r.out,
-    );
+    const m =
+      /note +Team\/🎯_WIN_EXPERTS\/LoRA_X_abc123\.pt: dropped metadata\.notes \(only this copy had it, not a copy key\); the old copy is in (\S+)/.exec(
+        r.out,
+      );
     assert.ok(m, r.out);
     assert.equal(await sha256File(join(root, m[1])), old, 'the backup is the old copy, byte for byte');
     assert.equal(torchView(root).meta.notes, undefined);

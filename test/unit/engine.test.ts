@@ -129,7 +129,10 @@ describe('engine on a torch-written workspace', function () {
     const drift = res.loras.flatMap((l) => l.copies).find((c) => c.path.endsWith('/LoRA_A_7a8b9c.pt'))!;
     assert.ok(drift.backup, 'the old copy is kept');
     assert.equal(sha(await readFile(ws.abs(drift.backup))), before.get(drift.path), 'byte for byte');
-    assert.match(drift.notes?.join('\n') ?? '', /^dropped metadata\.hand_note \(only this copy had it, not a copy key\); the old copy is in \.lora-sync\/backups\//);
+    assert.match(
+      drift.notes?.join('\n') ?? '',
+      /^dropped metadata\.hand_note \(only this copy had it, not a copy key\); the old copy is in \.lora-sync\/backups\//,
+    );
     for (const e of expected.files) {
       const changed = sha(await readFile(ws.abs(e.path))) !== before.get(e.path);
       assert.equal(changed, writable.includes(e), `${e.path} (${e.expect}) ${changed ? 'was' : 'was not'} written`);
