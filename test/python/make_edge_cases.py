@@ -52,6 +52,14 @@ def sparse(p):
 # A quantized tensor: its storage is an argument of _rebuild_qtensor, not of a plain tensor.
 workspace("quantized", quantized(params(1)), quantized(params(2)))
 
+# The same in the legacy format, where a storage's length needs its element size.
+workspace(
+    "quantized_legacy",
+    quantized(params(1)),
+    quantized(params(2)),
+    save=lambda obj, path: torch.save(obj, path, _use_new_zipfile_serialization=False),
+)
+
 # The copy's own keys hold tensors (one a view into a bigger storage); the source has a third
 # storage, so the copy's storage keys clash with the source's.
 src = params(1)

@@ -79,6 +79,12 @@ describe('lora-sync inspect (CLI)', () => {
     assert.match(r.out, /torch zip checkpoint/);
     assert.match(r.out, /CRC32: all records good/);
     assert.match(r.out, /bfloat16/);
+    // Safety says one thing: sound, and nothing after it about code (a misplaced else once added UNSAFE).
+    assert.match(r.out, /\n {2}safety: sound \(\d+ data-only globals\)\n {2}tensors/);
+    assert.doesNotMatch(r.out, /UNSAFE|refuses/);
+    const bad = run('inspect', join(FIX, 'unsafe_posix_system.pt'));
+    assert.match(bad.out, /\n {2}safety: UNSAFE — torch\.load would run code from this file\n {4}posix\.system\n/);
+    assert.doesNotMatch(bad.out, /safety: sound/);
   });
 
   it('unsafe file: exit 1, names the global, and never runs it', () => {

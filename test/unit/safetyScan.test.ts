@@ -13,7 +13,7 @@ import { scanFindings } from '../../server/src/formats/safety';
 import { ZipReader } from '../../server/src/formats/zip/zipReader';
 import { openCheckpoint } from '../../server/src/formats/checkpoint';
 import { isFormatError } from '../../server/src/formats/errors';
-import { LEGACY_HEAD } from '../../server/src/formats/torch/legacy';
+import { LEGACY_HEAD, looksLegacy } from '../../server/src/formats/torch/legacy';
 import { plainlySafe } from '../../server/src/formats/fileSafety';
 
 const b = (s: string) => Buffer.from(s, 'latin1');
@@ -114,6 +114,25 @@ describe('safety scan', () => {
       checked++;
     }
     assert.ok(checked >= 12, `${checked} fixtures`);
+  });
+
+  it('a legacy head is sniffed in pickle protocols 2 to 5 (a FRAME from 4), and nothing else', () => {
+    const magic = LEGACY_HEAD.subarray(2); // LONG1 of the magic number
+    const frame = (n: number) =>
+      Buffer.concat([Buffer.from([0x95]), Buffer.from(new BigUint64Array([BigInt(n)]).buffer)]);
+    const head = (...parts: Buffer[]) => Buffer.concat([...parts, b('.')]);
+    for (const p of [2, 3]) assert.ok(looksLegacy(head(Buffer.from([0x80, p]), magic)), `protocol ${p}`);
+    for (const p of [4, 5]) {
+      assert.ok(looksLegacy(head(Buffer.from([0x80, p]), frame(13), magic)), `protocol ${p} with a FRAME`);
+      // Python frames only 4 bytes or more; a pickler may leave the FRAME out.
+      assert.ok(looksLegacy(head(Buffer.from([0x80, p]), magic)), `protocol ${p} without a FRAME`);
+    }
+    const wrong = Buffer.from(magic);
+    wrong[5] ^= 1;
+    assert.ok(!looksLegacy(head(Buffer.from([0x80, 4]), frame(13), wrong)), 'another number');
+    assert.ok(!looksLegacy(head(Buffer.from([0x80, 6]), magic)), 'protocol 6');
+    assert.ok(!looksLegacy(head(Buffer.from([0x80, 1]), magic)), 'protocol 1');
+    assert.ok(!looksLegacy(Buffer.from([0x80, 4, 0x95, 13])), 'cut short');
   });
 
   it('the legacy fixture: its five pickles, and nothing of its storages, are scanned', () => {

@@ -6,7 +6,14 @@
 import { strict as assert } from 'node:assert';
 import { rm } from 'node:fs/promises';
 import type { Workspace } from '../../server/src/engine/workspace';
-import { type PlannedCopy, type PlannedLora, planCounts, planSync } from '../../server/src/engine/syncPlanner';
+import {
+  droppedKeysText,
+  keysOnlyInCopy,
+  type PlannedCopy,
+  type PlannedLora,
+  planCounts,
+  planSync,
+} from '../../server/src/engine/syncPlanner';
 import type { FileEntry } from '../../server/src/engine/loraFile';
 import { expectedFiles as expected, scannedFixtureWorkspace } from '../support/fixtureWorkspace';
 
@@ -114,5 +121,26 @@ describe('sync planner (planSync on the fixture workspace)', function () {
       assert.equal(n[a], all.filter((c) => c.action === a).length, a);
     assert.equal(n.force, 0);
     assert.equal(planCounts(plan({ force: true })).force, copies.filter((c) => ACTION[c.expect][1] === 'force').length);
+  });
+
+  it('names the keys a write drops: those only the copy has, but not a config the source has none of', () => {
+    const entry = (metaKeys: Record<string, string>, configDigest?: string) =>
+      ({ metaKeys, configDigest }) as FileEntry;
+    const src = entry({ 'metadata.a': '1', 'adapter_config.r': '8' }, 'cfg');
+    const copy = entry({
+      'metadata.a': '2',
+      'metadata.notes': 'x',
+      'adapter_config.r': '8',
+      'adapter_config.extra': '1',
+    });
+    assert.deepEqual(keysOnlyInCopy(copy, src), ['metadata.notes', 'adapter_config.extra']);
+    // A source without adapter_config.json leaves the copy's in place (unitConfigSync.ts): not dropped.
+    assert.deepEqual(keysOnlyInCopy(copy, entry({ 'metadata.a': '1' })), ['metadata.notes']);
+    assert.deepEqual(keysOnlyInCopy(entry({ 'adapter_config.json': '"{"' }), src), ['adapter_config.json']);
+    assert.equal(
+      droppedKeysText(['metadata.notes', 'adapter_config.json'], false),
+      'drops metadata.notes (only this copy had it, not a copy key) and replaces its adapter_config.json, which is not valid JSON',
+    );
+    assert.equal(droppedKeysText(['a', 'b'], true), 'dropped a, b (only this copy had them, not a copy key)');
   });
 });

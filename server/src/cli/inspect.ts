@@ -171,12 +171,13 @@ export function formatInspect(r: InspectReport): string {
     );
     for (const m of h.embeddedMismatches) lines.push(`    embedded hash mismatch: ${m.detail}`);
   }
-  if (r.safety!.safe) lines.push(`  safety: sound (${r.safety!.globals.length} data-only globals)`);
-  if (r.safety!.beyond_weights_only?.length)
-    lines.push(
-      `    but torch 2.6+'s default torch.load (weights_only=True) refuses ${r.safety!.beyond_weights_only.join(', ')}: allow them with torch.serialization.add_safe_globals, or pass weights_only=False for this trusted file`,
-    );
-  else {
+  if (r.safety!.safe) {
+    lines.push(`  safety: sound (${r.safety!.globals.length} data-only globals)`);
+    if (r.safety!.beyond_weights_only?.length)
+      lines.push(
+        `    but torch 2.6+'s default torch.load (weights_only=True) refuses ${r.safety!.beyond_weights_only.join(', ')}: allow them with torch.serialization.add_safe_globals, or pass weights_only=False for this trusted file`,
+      );
+  } else {
     lines.push(`  safety: UNSAFE — torch.load would run code from this file`);
     for (const u of r.safety!.unsafe) lines.push(`    ${u.global}`);
   }

@@ -327,7 +327,12 @@ export function describeStatus(e: FileEntry, s: FileStatus, src?: FileEntry): st
       return `stale: ${diff}${matches()}`;
     case 'DIVERGED': {
       // Without a record or a match number nothing says the copy was ever synced: say so, not "since its last sync".
-      const synced = s.issues.some((i) => i.type === 'CHANGED_SINCE_SYNC') || e.syncInfo.lastSyncMatch !== undefined;
+      const i = e.syncInfo;
+      const synced =
+        s.issues.some((x) => x.type === 'CHANGED_SINCE_SYNC') ||
+        i.lastSyncMatch !== undefined ||
+        i.lastSyncTime !== undefined ||
+        i.engine !== undefined;
       const how = synced
         ? 'the copy changed on its own since its last sync'
         : 'no sync record or match number says the copy was ever synced from it, so it may hold work of its own';

@@ -80,7 +80,11 @@ function planLora(g: LoraGroup, statusOf: (e: FileEntry) => FileStatus, force: b
  * them: they are kept. The executor keeps the old copy as a backup when there are any.
  */
 export function keysOnlyInCopy(copy: FileEntry, src: FileEntry): string[] {
-  return Object.keys(copy.metaKeys).filter((k) => !Object.hasOwn(src.metaKeys, k));
+  // A source without adapter_config.json leaves the copy's as it is (unitConfigSync.ts): nothing of it is lost.
+  const configKept = src.configDigest === undefined;
+  return Object.keys(copy.metaKeys).filter(
+    (k) => !Object.hasOwn(src.metaKeys, k) && !(configKept && isUnitConfigKey(k)),
+  );
 }
 
 /**

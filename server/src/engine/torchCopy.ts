@@ -92,6 +92,8 @@ function mergedRoot(
  * file, under a key the source may use for another storage. Each such storage is added to `storages`
  * under a key of its own (the next number the source does not use) and the copy's persistent ids are
  * renamed to it, so the new file holds the copy's bytes, never the source's under a clashing key.
+ * The renaming is done in the copy's own tree, which then no longer matches the copy's storages: the
+ * executor closes the copy right after this write (syncExecutor.ts) and nothing reads it again.
  */
 function carryCopyTensors(kept: PyNode[], copy: Checkpoint, storages: Map<string, ZipSource>): void {
   const tensors = kept.flatMap((v) => findTensors(v));

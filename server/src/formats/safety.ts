@@ -97,10 +97,23 @@ const BEYOND_WEIGHTS_ONLY = new Set([
   'pathlib',
 ]);
 
+/**
+ * Single names of ours outside torch's default list (it has OrderedDict and Counter, and from
+ * builtins set, complex and bytearray; `__builtin__` is how protocol 2 spells builtins).
+ */
+const BEYOND_WEIGHTS_ONLY_NAMES = new Set(
+  ['collections.defaultdict'].concat(
+    ...['builtins', '__builtin__'].map((m) => ['frozenset', 'slice', 'bytes', 'object'].map((n) => `${m}.${n}`)),
+  ),
+);
+
 /** The globals of a safe file that torch 2.6's default `torch.load` refuses (see BEYOND_WEIGHTS_ONLY). */
 export function beyondWeightsOnly(globals: readonly PyGlobal[]): string[] {
   const out = new Set<string>();
-  for (const g of globals) if (BEYOND_WEIGHTS_ONLY.has(g.module)) out.add(`${g.module}.${g.name}`);
+  for (const g of globals) {
+    const name = `${g.module}.${g.name}`;
+    if (BEYOND_WEIGHTS_ONLY.has(g.module) || BEYOND_WEIGHTS_ONLY_NAMES.has(name)) out.add(name);
+  }
   return [...out];
 }
 

@@ -9,8 +9,8 @@ import { readUpTo } from '../../io/readAhead';
 import { FormatError, isFormatError } from '../errors';
 import { decodePickle, type DecodedPickle } from '../pickle/decoder';
 import { type PyGlobal, type PyNode, getKey } from '../pickle/nodes';
-import { itemSize, type TorchDtype } from '../dtypes';
-import { findTensors } from './torchPickle';
+import { dtypeFromStorageClass, itemSize } from '../dtypes';
+import { findTensors, type StrayStorage } from './torchPickle';
 
 export const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 /** `80 02 8a 0a` + the magic number as a 10-byte LONG1: how a legacy file of the default protocol (2) starts. */
@@ -68,6 +68,21 @@ export async function readLegacy(fh: FileHandle, fileSize: number): Promise<Lega
   }
 }
 
+/** Bytes per element of storage classes that hold no plain tensor's dtype (quantized, untyped). */
+const STRAY_ITEM_SIZES: Record<string, number> = {
+  QInt8Storage: 1,
+  QUInt8Storage: 1,
+  QUInt4x2Storage: 1,
+  QUInt2x4Storage: 1,
+  QInt32Storage: 4,
+  UntypedStorage: 1,
+};
+
+function strayItemSize(cls: string): number | undefined {
+  const dtype = dtypeFromStorageClass(cls);
+  return dtype ? itemSize(dtype) : STRAY_ITEM_SIZES[cls];
+}
+
 async function parseFrom(fh: FileHandle, fileSize: number, head: Buffer): Promise<LegacyFile> {
   let pos = 0;
   const next = (what: string) => {
@@ -94,9 +109,16 @@ async function parseFrom(fh: FileHandle, fileSize: number, head: Buffer): Promis
     return k.value;
   });
   // Each storage's byte length depends on its element type, which only the object pickle names.
-  const dtypes = new Map<string, TorchDtype>();
-  for (const t of findTensors(object.root)) dtypes.set(t.storage.legacyView?.rootKey ?? t.storage.key, t.storage.dtype);
-  const dtypeOf = (key: string) => dtypes.get(key);
+  const sizes = new Map<string, number>();
+  const strays: StrayStorage[] = [];
+  for (const t of findTensors(object.root, strays))
+    sizes.set(t.storage.legacyView?.rootKey ?? t.storage.key, itemSize(t.storage.dtype));
+  // A storage outside a plain tensor (a quantized tensor's) is located too, so the file reads as what
+  // it is (left alone, checkpoint.ts `strays`) rather than as a storage no tensor uses.
+  for (const x of strays) {
+    const size = x.storageClass ? strayItemSize(x.storageClass) : undefined;
+    if (size !== undefined && !sizes.has(x.key)) sizes.set(x.key, size);
+  }
   const storages = new Map<string, LegacyStorage>();
   for (const key of keys) {
     if (pos + 8 > fileSize) throw new FormatError('ZIP_TRUNCATED', `legacy checkpoint ends inside storage ${key}`);
@@ -105,10 +127,10 @@ async function parseFrom(fh: FileHandle, fileSize: number, head: Buffer): Promis
     const numel = hdr.readBigUInt64LE(0);
     if (numel > BigInt(Number.MAX_SAFE_INTEGER))
       throw new FormatError('BAD_TENSOR', `storage ${key} declares ${numel} elements`);
-    const dtype = dtypeOf(key);
-    const len = Number(numel) * (dtype ? itemSize(dtype) : 1);
+    const item = sizes.get(key);
+    const len = Number(numel) * (item ?? 1);
     const offset = pos + 8;
-    if (!dtype) throw new FormatError('BAD_TENSOR', `storage ${key} is listed but no tensor uses it`);
+    if (item === undefined) throw new FormatError('BAD_TENSOR', `storage ${key} is listed but no tensor uses it`);
     if (offset + len > fileSize) throw new FormatError('ZIP_TRUNCATED', `storage ${key} runs past the end of the file`);
     if (storages.has(key)) throw new FormatError('ZIP_DUPLICATE_NAME', `storage ${key} is listed twice`);
     storages.set(key, { key, offset, numel: Number(numel) });

@@ -200,28 +200,36 @@ export interface StrayStorage {
   key: string;
   /** The call it is an argument of (`torch._utils._rebuild_qtensor`), when it is one. */
   heldBy?: string;
+  /** The storage class its persistent id names (`QInt8Storage`): a legacy file's storage length needs it. */
+  storageClass?: string;
 }
 
 /** A child worth visiting (one that can hold a tensor), with where it sits. A function of its own, not a closure per node. */
 function addKid(kids: Frame[], v: PyNode, parent: Frame, key: Frame['key'], strays?: StrayStorage[]): void {
   if (mayHoldTensors(v)) kids.push({ n: v, parent, key });
   // A tensor's own persistent id is never reached here: a tensor node is not walked into.
-  else if (v.kind === 'persid' && strays) strays.push(strayOf(v, { n: v, parent, key }));
+  else if (v.kind === 'persid' && strays) addStray(strays, strayOf(v, { n: v, parent, key }));
+}
+
+/** One entry per storage key: a storage the memo shares is named once. */
+function addStray(strays: StrayStorage[], s: StrayStorage): void {
+  if (!strays.some((x) => x.key === s.key)) strays.push(s);
 }
 
 function strayOf(p: PyPersId, at: Frame): StrayStorage {
   const pid = p.pid;
   const k = pid.kind === 'tuple' ? pid.items[2] : undefined;
-  for (let f = at.parent; f; f = f.parent) {
-    const n = f.n;
-    if (n.kind === 'object' && n.callable.kind === 'global')
-      return {
-        path: pathOf(f),
-        key: k?.kind === 'str' ? k.value : '?',
-        heldBy: `${n.callable.module}.${n.callable.name}`,
-      };
-  }
-  return { path: pathOf(at), key: k?.kind === 'str' ? k.value : '?' };
+  const cls = pid.kind === 'tuple' ? pid.items[1] : undefined;
+  const base = {
+    key: k?.kind === 'str' ? k.value : '?',
+    ...(cls?.kind === 'global' ? { storageClass: cls.name } : {}),
+  };
+  // Held by a call only as one of its arguments: a storage inside an OrderedDict is not "held by" it.
+  const args = at.parent;
+  const call = args?.key === '$args' ? args.parent?.n : undefined;
+  if (call?.kind === 'object' && call.callable.kind === 'global')
+    return { path: pathOf(args!.parent!), ...base, heldBy: `${call.callable.module}.${call.callable.name}` };
+  return { path: pathOf(at), ...base };
 }
 
 /** Why a file with stray storages is left alone, in a few words (the first one named). */
@@ -240,7 +248,7 @@ export function findTensors(root: PyNode, strays?: StrayStorage[]): TensorCall[]
   const out: TensorCall[] = [];
   const seen = new Set<PyNode>();
   const stack: Frame[] = [{ n: root, parent: undefined, key: '' }];
-  if (root.kind === 'persid' && strays) strays.push(strayOf(root, stack.pop()!));
+  if (root.kind === 'persid' && strays) addStray(strays, strayOf(root, stack.pop()!));
   const kids: Frame[] = [];
   while (stack.length) {
     const f = stack.pop()!;
