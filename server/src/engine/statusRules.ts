@@ -11,6 +11,7 @@ import { baseName } from '../layouts/fileName';
 import { STATUS_FACTS, STATUSES, type Status } from '../protocol/statusTable';
 import { findingTypeOf } from '../formats/safety';
 import { tensorChange } from './tensorChange';
+import { isUnitConfigKey } from './unitFiles';
 
 export { STATUSES, type Status } from '../protocol/statusTable';
 
@@ -29,7 +30,11 @@ export interface FileStatus {
   source?: string;
   /** How many tensors differ, of how many (copies compared with a source). */
   differing?: number;
+  /** Tensors either file has (the source's, and those only in the copy). */
   total?: number;
+  /** Tensor names only in the source / only in the copy (when any). */
+  missing?: number;
+  extra?: number;
   /** The sentence to show instead of the status's usual one (a copy equal to an earlier version, a VERSION). */
   note?: string;
 }
@@ -250,8 +255,9 @@ export function compareWithSource(copy: FileEntry, src: FileEntry): FileStatus {
       });
     }
   }
-  const total = src.tensors.length;
-  const base = { source: src.path, differing, total };
+  // Every tensor either file has: a source retrained with other names must not read "16 of 8".
+  const total = src.tensors.length + extra;
+  const base = { source: src.path, differing, total, ...(missing + extra ? { missing, extra } : {}) };
   if (differing === 0) {
     const drift = metadataDifferences(copy, src);
     return drift.length
@@ -291,7 +297,11 @@ function metadataDifferences(copy: FileEntry, src: FileEntry): Issue[] {
   if (copy.metaDigest === src.metaDigest) return [];
   const out: Issue[] = [];
   const keys = new Set([...Object.keys(src.metaKeys), ...Object.keys(copy.metaKeys)]);
+  // A source without adapter_config.json: the copy's config is its own (a sync leaves it,
+  // unitConfigSync.ts), so it is no drift, or every sync would write the copy again.
+  const ownConfig = src.configDigest === undefined;
   for (const k of [...keys].sort()) {
+    if (ownConfig && isUnitConfigKey(k)) continue;
     const a = src.metaKeys[k];
     const b = copy.metaKeys[k];
     if (a === b) continue;
@@ -315,7 +325,9 @@ export function describeStatus(e: FileEntry, s: FileStatus, src?: FileEntry): st
     return parts.length ? `, ${parts.join(', ')}` : '';
   };
   if (s.note) return s.note;
-  const diff = s.total !== undefined ? `${s.differing} of ${s.total} tensors differ from ${s.source}` : '';
+  const names =
+    s.missing || s.extra ? ` (${s.missing ?? 0} only in the source, ${s.extra ?? 0} only in this copy)` : '';
+  const diff = s.total !== undefined ? `${s.differing} of ${s.total} tensors differ from ${s.source}${names}` : '';
   switch (s.status) {
     case 'SOURCE':
       return 'source';
