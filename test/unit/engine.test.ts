@@ -127,6 +127,15 @@ describe('engine on a torch-written workspace', function () {
     assert.equal(res.failed, 0);
     // The drifted copy's hand_note, a key no source has, is dropped by the write: kept in a backup, said in a note.
     const drift = res.loras.flatMap((l) => l.copies).find((c) => c.path.endsWith('/LoRA_A_7a8b9c.pt'))!;
+    // A STALE copy with fewer tensors than its source (lora_b's, 3 of 4 names): a network of another
+    // shape is replaced, so the old copy is kept and the note says so.
+    const fewer = res.loras.flatMap((l) => l.copies).find((c) => c.path.endsWith('/LoRA_B_b0b1b2.pt'))!;
+    assert.equal(fewer.outcome, 'synced');
+    assert.equal(sha(await readFile(ws.abs(fewer.backup!))), before.get(fewer.path), 'byte for byte');
+    assert.match(
+      fewer.notes?.join('\n') ?? '',
+      /^the source's tensor names are not this copy's \(1 only in the source, 0 only in this copy\); the old copy is in /,
+    );
     assert.ok(drift.backup, 'the old copy is kept');
     assert.equal(sha(await readFile(ws.abs(drift.backup))), before.get(drift.path), 'byte for byte');
     assert.match(

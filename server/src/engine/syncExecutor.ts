@@ -345,12 +345,16 @@ async function syncOne(
           outcome: 'refused',
           reason: `the copy now names globals torch.load would run (${copy.unsafe.map((u) => u.global).join(', ')}): never overwritten blindly`,
         };
-      // Keys only the copy had are dropped by the write: the old copy is kept, as for a forced one.
+      // Keys only the copy had are dropped by the write, and a source retrained with other tensor names
+      // replaces a network of another shape (a new run at the source's path): the old copy is kept, as
+      // for a forced one.
       const dropped = keysOnlyInCopy(planned, srcEntry);
-      if ((force || dropped.length) && ctx.cfg.backups)
+      const renamed = tensorNamesDiffer(planned, srcEntry);
+      if ((force || dropped.length || renamed) && ctx.cfg.backups)
         backup = await keepBackup(ctx.root, rel, abs, started, folderUnit);
-      if (dropped.length)
-        notes.push(`${droppedKeysText(dropped, true)}${backup ? `; the old copy is in ${backup}` : ''}`);
+      const kept = backup ? `; the old copy is in ${backup}` : '';
+      if (dropped.length) notes.push(`${droppedKeysText(dropped, true)}${kept}`);
+      if (renamed && !force) notes.push(`the source's tensor names are not this copy's (${renamed})${kept}`);
       const how: AtomicWriteOptions = { beforeRename, deferDirSync: (d) => dirs.add(d) };
       if (src.format === 'safetensors' && copy.format !== 'safetensors') {
         // A torch copy of a safetensors source (the planner allows it only when the source has no
@@ -412,6 +416,15 @@ async function syncOne(
       ? { path: rel, outcome: 'failed', reason: partly.reason + why, entry: partly.entry, backup }
       : { path: rel, outcome: 'failed', reason: why };
   }
+}
+
+/** How the tensor names of a copy and its source differ (`2 only in the source, 3 only in this copy`), or undefined. */
+function tensorNamesDiffer(copy: FileEntry, src: FileEntry): string | undefined {
+  const mine = new Set(copy.tensors.map((t) => t.name));
+  const theirs = new Set(src.tensors.map((t) => t.name));
+  const missing = [...theirs].filter((n) => !mine.has(n)).length;
+  const extra = [...mine].filter((n) => !theirs.has(n)).length;
+  return missing || extra ? `${missing} only in the source, ${extra} only in this copy` : undefined;
 }
 
 /** Copies the old copy to `.lora-sync/backups/<time>/<path>` before a forced overwrite; a folder unit's config goes beside it. */
