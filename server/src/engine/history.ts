@@ -12,7 +12,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { APPEND_NO_FOLLOW, READ_WRITE_NO_FOLLOW, StateLinkError, ensureRealDir } from '../io/realDir';
+import { APPEND_NO_FOLLOW, READ_WRITE_NO_FOLLOW, ensureRealDir, notAFolder } from '../io/realDir';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
 import { withLockFile } from './loraLock';
@@ -127,8 +127,7 @@ async function openToRead(file: string): Promise<FileHandle | undefined> {
     return await open(file, 'r');
   } catch (e) {
     if (isNotFound(e)) return undefined;
-    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR')
-      throw new StateLinkError(`${dirname(file)} is not a folder: LoRA Sync cannot keep its state there`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') throw notAFolder(dirname(file));
     throw e;
   }
 }

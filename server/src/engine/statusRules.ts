@@ -316,6 +316,11 @@ function metadataDifferences(copy: FileEntry, src: FileEntry): Issue[] {
   return out;
 }
 
+/** How a copy's tensor names differ from its source's, from its status's counts. */
+export function tensorNamesText(s: FileStatus): string {
+  return `${s.missing ?? 0} only in the source, ${s.extra ?? 0} only in this copy`;
+}
+
 /** One line a user acts on, e.g. "stale: 3 of 12 tensors differ from ⭐_AKTIF_EN_IYILER/LoRA_A.pt, last synced at match 45, source at match 50". */
 export function describeStatus(e: FileEntry, s: FileStatus, src?: FileEntry): string {
   const matches = () => {
@@ -325,8 +330,7 @@ export function describeStatus(e: FileEntry, s: FileStatus, src?: FileEntry): st
     return parts.length ? `, ${parts.join(', ')}` : '';
   };
   if (s.note) return s.note;
-  const names =
-    s.missing || s.extra ? ` (${s.missing ?? 0} only in the source, ${s.extra ?? 0} only in this copy)` : '';
+  const names = s.missing || s.extra ? ` (${tensorNamesText(s)})` : '';
   const diff = s.total !== undefined ? `${s.differing} of ${s.total} tensors differ from ${s.source}${names}` : '';
   switch (s.status) {
     case 'SOURCE':

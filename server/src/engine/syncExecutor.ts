@@ -16,6 +16,7 @@ import { writeSafetensors } from '../formats/safetensors';
 import { atomicWrite, type AtomicWriteOptions, fsyncDir } from '../io/atomicWrite';
 import { type EngineConfig, STATE_DIR } from './config';
 import { type FileEntry, readEntry } from './loraFile';
+import { compareWithSource, tensorNamesText } from './statusRules';
 import { droppedKeysText, keysOnlyInCopy, type PlannedLora } from './syncPlanner';
 import { mapLimit } from '../io/mapLimit';
 import { lockLora, LockBusy } from './loraLock';
@@ -349,7 +350,8 @@ async function syncOne(
       // replaces a network of another shape (a new run at the source's path): the old copy is kept, as
       // for a forced one.
       const dropped = keysOnlyInCopy(planned, srcEntry);
-      const renamed = tensorNamesDiffer(planned, srcEntry);
+      const names = compareWithSource(planned, srcEntry);
+      const renamed = names.missing || names.extra ? tensorNamesText(names) : undefined;
       if ((force || dropped.length || renamed) && ctx.cfg.backups)
         backup = await keepBackup(ctx.root, rel, abs, started, folderUnit);
       const kept = backup ? `; the old copy is in ${backup}` : '';
@@ -416,15 +418,6 @@ async function syncOne(
       ? { path: rel, outcome: 'failed', reason: partly.reason + why, entry: partly.entry, backup }
       : { path: rel, outcome: 'failed', reason: why };
   }
-}
-
-/** How the tensor names of a copy and its source differ (`2 only in the source, 3 only in this copy`), or undefined. */
-function tensorNamesDiffer(copy: FileEntry, src: FileEntry): string | undefined {
-  const mine = new Set(copy.tensors.map((t) => t.name));
-  const theirs = new Set(src.tensors.map((t) => t.name));
-  const missing = [...theirs].filter((n) => !mine.has(n)).length;
-  const extra = [...mine].filter((n) => !theirs.has(n)).length;
-  return missing || extra ? `${missing} only in the source, ${extra} only in this copy` : undefined;
 }
 
 /** Copies the old copy to `.lora-sync/backups/<time>/<path>` before a forced overwrite; a folder unit's config goes beside it. */

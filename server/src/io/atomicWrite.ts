@@ -26,9 +26,14 @@ export function tempPathFor(target: string): string {
   let name = basename(target);
   const room = NAME_MAX_BYTES - 1 - Buffer.byteLength(suffix);
   if (Buffer.byteLength(name) > room) {
-    const chars = [...name];
-    while (chars.length && Buffer.byteLength(chars.join('')) > room) chars.pop();
-    name = chars.join('');
+    let cut = '';
+    let bytes = 0;
+    for (const ch of name) {
+      bytes += Buffer.byteLength(ch);
+      if (bytes > room) break;
+      cut += ch;
+    }
+    name = cut;
   }
   return join(dirname(target), `.${name}${suffix}`);
 }

@@ -12,6 +12,11 @@ export class StateLinkError extends Error {
   readonly code = 'STATE_DIR_LINK';
 }
 
+/** The error for a state folder that is a file (a write finds it here, a read by ENOTDIR). */
+export function notAFolder(dir: string): StateLinkError {
+  return new StateLinkError(`${dir} is not a folder: LoRA Sync cannot keep its state there`);
+}
+
 /**
  * Makes `dir` (and missing parents) and checks it is a folder, not a link to one. Returns the first
  * folder it made (as `mkdir -p` does), or undefined when it existed.
@@ -30,7 +35,7 @@ export async function ensureRealDir(dir: string): Promise<string | undefined> {
       `${dir} is a symbolic link (to ${to}): LoRA Sync writes its state only into a real folder inside the workspace; replace the link with a folder`,
     );
   }
-  if (!st.isDirectory()) throw new StateLinkError(`${dir} is not a folder: LoRA Sync cannot keep its state there`);
+  if (!st.isDirectory()) throw notAFolder(dir);
   return undefined;
 }
 
